@@ -1,0 +1,296 @@
+//! The audit event model and payload decoding, shared by ingest, the rules engine and the CLI.
+//!
+//! A payload is what kube-apiserver's webhook backend sends (an `audit.k8s.io` `EventList`), or
+//! what Falco's k8saudit plugin also accepts: a single `Event`, or a JSON array of either,
+//! nested to any depth. Each event keeps its parsed JSON; its time is its `stageTimestamp`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+/// The message Falco's plugin logs for a document that is not an audit event (its tests grep it).
+pub const NOT_AN_AUDIT_EVENT: &str = "data not recognized as a k8s audit event";
+
+/// One audit event: its JSON and its time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditEvent {
+    /// The event as sent.
+    pub json: Value,
+    /// `stageTimestamp`, the event time Falco uses.
+    pub time: DateTime<Utc>,
+}
+
+impl AuditEvent {
+    /// Builds an event from its JSON, reading `stageTimestamp`.
+    pub fn from_json(json: Value) -> Result<AuditEvent, Rejection> {
+        if !json.is_object() {
+            return Err(Rejection::NotAnObject);
+        }
+        let ts = match json.get("stageTimestamp") {
+            Some(Value::String(s)) => s,
+            Some(_) => return Err(Rejection::BadStageTimestamp),
+            None => return Err(Rejection::MissingStageTimestamp),
+        };
+        let time = DateTime::parse_from_rfc3339(ts)
+            .map_err(|_| Rejection::BadStageTimestamp)?
+            .with_timezone(&Utc);
+        Ok(AuditEvent { json, time })
+    }
+
+    /// The `auditID`, for logs.
+    pub fn audit_id(&self) -> &str {
+        self.json
+            .get("auditID")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    }
+}
+
+/// Why one event of an otherwise valid payload was dropped. A bounded set: it labels metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Rejection {
+    /// The item is not a JSON object.
+    NotAnObject,
+    /// No `stageTimestamp`, so no event time (the plugin drops these too).
+    MissingStageTimestamp,
+    /// `stageTimestamp` is not an RFC 3339 time.
+    BadStageTimestamp,
+    /// Larger than `ingest.max_event_bytes`.
+    TooLarge,
+    /// Not JSON at all (only in line-oriented files).
+    Malformed,
+}
+
+impl Rejection {
+    /// Metric label and log text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::NotAnObject => "not_an_object",
+            Rejection::MissingStageTimestamp => "missing_stage_timestamp",
+            Rejection::BadStageTimestamp => "bad_stage_timestamp",
+            Rejection::TooLarge => "too_large",
+            Rejection::Malformed => "malformed",
+        }
+    }
+
+    /// Every reason, for pre-registering metric label values.
+    pub const ALL: [Rejection; 5] = [
+        Rejection::NotAnObject,
+        Rejection::MissingStageTimestamp,
+        Rejection::BadStageTimestamp,
+        Rejection::TooLarge,
+        Rejection::Malformed,
+    ];
+}
+
+/// A payload that cannot be taken at all: the request gets 400 with this text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Not JSON.
+    #[error("malformed JSON at line {line} column {column}: {message}")]
+    Malformed {
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column of the error.
+        column: usize,
+        /// serde_json's description.
+        message: String,
+    },
+    /// JSON, but not an audit `Event`, `EventList` or array of them.
+    #[error("{NOT_AN_AUDIT_EVENT}: {0}")]
+    NotAuditEvent(String),
+}
+
+/// The events of one payload, and what was dropped from it (index into the flattened items).
+#[derive(Debug, Default)]
+pub struct Decoded {
+    /// Events that can be evaluated.
+    pub events: Vec<AuditEvent>,
+    /// Items dropped, with their position among all items and the reason.
+    pub rejected: Vec<(usize, Rejection)>,
+}
+
+#[derive(Deserialize)]
+struct Probe<'a> {
+    #[serde(default)]
+    kind: Option<Value>,
+    #[serde(default, rename = "apiVersion")]
+    api_version: Option<Value>,
+    #[serde(default, borrow)]
+    items: Option<Vec<&'a RawValue>>,
+}
+
+/// Decodes a payload. Items larger than `max_event_bytes` are dropped, not parsed.
+pub fn decode(body: &[u8], max_event_bytes: usize) -> Result<Decoded, DecodeError> {
+    let raw: &RawValue = serde_json::from_slice(body).map_err(malformed)?;
+    let mut out = Decoded::default();
+    let mut index = 0usize;
+    decode_value(raw, max_event_bytes, 0, &mut index, &mut out)?;
+    Ok(out)
+}
+
+const MAX_NESTING: usize = 32;
+
+fn malformed(e: serde_json::Error) -> DecodeError {
+    DecodeError::Malformed {
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    }
+}
+
+fn decode_value(
+    raw: &RawValue,
+    max_event_bytes: usize,
+    depth: usize,
+    index: &mut usize,
+    out: &mut Decoded,
+) -> Result<(), DecodeError> {
+    if depth > MAX_NESTING {
+        return Err(DecodeError::NotAuditEvent(format!(
+            "arrays nested deeper than {MAX_NESTING}"
+        )));
+    }
+    let text = raw.get();
+    match text.as_bytes().first() {
+        Some(b'[') => {
+            let items: Vec<&RawValue> = serde_json::from_str(text).map_err(malformed)?;
+            for item in items {
+                decode_value(item, max_event_bytes, depth + 1, index, out)?;
+            }
+            Ok(())
+        }
+        Some(b'{') => {
+            let probe: Probe = serde_json::from_str(text).map_err(malformed)?;
+            if let Some(Value::String(v)) = &probe.api_version
+                && !v.starts_with("audit.k8s.io/")
+            {
+                return Err(DecodeError::NotAuditEvent(format!(
+                    "apiVersion {v:?} is not audit.k8s.io/v1 or v1beta1"
+                )));
+            }
+            match probe.kind.as_ref() {
+                Some(Value::String(k)) if k == "EventList" => {
+                    for item in probe.items.unwrap_or_default() {
+                        add_item(item, max_event_bytes, index, out);
+                    }
+                    Ok(())
+                }
+                Some(Value::String(k)) if k == "Event" => {
+                    add_item(raw, max_event_bytes, index, out);
+                    Ok(())
+                }
+                Some(other) => Err(DecodeError::NotAuditEvent(format!(
+                    "`kind` is {other}, expected \"Event\" or \"EventList\""
+                ))),
+                None => Err(DecodeError::NotAuditEvent(
+                    "object has no `kind` (expected \"Event\" or \"EventList\")".into(),
+                )),
+            }
+        }
+        _ => Err(DecodeError::NotAuditEvent(format!(
+            "expected an object or an array, got {}",
+            truncate(text, 40)
+        ))),
+    }
+}
+
+fn add_item(raw: &RawValue, max_event_bytes: usize, index: &mut usize, out: &mut Decoded) {
+    let i = *index;
+    *index += 1;
+    if raw.get().len() > max_event_bytes {
+        out.rejected.push((i, Rejection::TooLarge));
+        return;
+    }
+    let parsed = serde_json::from_str::<Value>(raw.get())
+        .map_err(|_| Rejection::Malformed)
+        .and_then(AuditEvent::from_json);
+    match parsed {
+        Ok(ev) => out.events.push(ev),
+        Err(r) => out.rejected.push((i, r)),
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    let mut t: String = s.chars().take(n).collect();
+    if t.len() < s.len() {
+        t.push('…');
+    }
+    t
+}
+
+/// An accepted request: its events, and the body exactly as it arrived (for forwarding to Falco).
+#[derive(Clone, Debug)]
+pub struct AuditBatch {
+    /// Request id, for tracing across stages.
+    pub id: u64,
+    /// The decoded events.
+    pub events: Arc<Vec<AuditEvent>>,
+    /// The request body, byte for byte.
+    pub body: Bytes,
+    /// The request's `Content-Type`.
+    pub content_type: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EV: &str = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"a1","stageTimestamp":"2026-01-01T00:00:00.123456Z","verb":"get"}"#;
+
+    #[test]
+    fn event_list_event_and_nested_arrays() {
+        let list =
+            format!(r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{EV},{EV}]}}"#);
+        assert_eq!(decode(list.as_bytes(), 1 << 20).unwrap().events.len(), 2);
+        assert_eq!(decode(EV.as_bytes(), 1 << 20).unwrap().events.len(), 1);
+        let arr = format!("[{EV},[{EV},{list}]]");
+        assert_eq!(decode(arr.as_bytes(), 1 << 20).unwrap().events.len(), 4);
+    }
+
+    #[test]
+    fn v1beta1_is_accepted() {
+        let ev = EV.replace("audit.k8s.io/v1", "audit.k8s.io/v1beta1");
+        assert_eq!(decode(ev.as_bytes(), 1 << 20).unwrap().events.len(), 1);
+    }
+
+    #[test]
+    fn not_an_event_is_an_error() {
+        for bad in [r#"{"kind":0}"#, r#"{"a":1}"#, "42", r#"{"kind":"Pod"}"#] {
+            let e = decode(bad.as_bytes(), 1 << 20).unwrap_err();
+            assert!(matches!(e, DecodeError::NotAuditEvent(_)), "{bad}: {e}");
+        }
+        let e = decode(b"{\"kind\":", 1 << 20).unwrap_err();
+        assert!(matches!(e, DecodeError::Malformed { .. }), "{e}");
+    }
+
+    #[test]
+    fn bad_items_are_dropped_and_counted() {
+        let big = EV.replace("\"get\"", &format!("\"{}\"", "x".repeat(500)));
+        let list = format!(
+            r#"{{"kind":"EventList","items":[{EV},3,{{"kind":"Event"}},{big},{{"stageTimestamp":"yesterday"}}]}}"#
+        );
+        let d = decode(list.as_bytes(), 300).unwrap();
+        assert_eq!(d.events.len(), 1);
+        assert_eq!(
+            d.rejected,
+            vec![
+                (1, Rejection::NotAnObject),
+                (2, Rejection::MissingStageTimestamp),
+                (3, Rejection::TooLarge),
+                (4, Rejection::BadStageTimestamp)
+            ]
+        );
+    }
+
+    #[test]
+    fn event_time_is_stage_timestamp() {
+        let d = decode(EV.as_bytes(), 1 << 20).unwrap();
+        assert_eq!(d.events[0].time.timestamp_subsec_nanos(), 123_456_000);
+        assert_eq!(d.events[0].audit_id(), "a1");
+    }
+}

@@ -1,0 +1,515 @@
+//! Typed configuration: built-in defaults, then a YAML file, then `KAUDIT_*` env, then flags.
+//!
+//! Every struct denies unknown keys, and every error names the file and the key path, so a typo
+//! stops start-up with a message that says where it is instead of being silently ignored.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::alert::Priority;
+use crate::sinks::SinkConfig;
+
+/// The default listen port: clear of Falco (8765, 9765) and falcosidekick (2801).
+pub const DEFAULT_PORT: u16 = 8777;
+
+/// Prefix of the environment variables that override config keys (`__` separates levels).
+pub const ENV_PREFIX: &str = "KAUDIT";
+
+/// What went wrong loading or validating a config; the message names the file and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read or is not YAML.
+    #[error("{file}: {message}")]
+    Source {
+        /// The config file (or `<defaults>`).
+        file: String,
+        /// What the loader said.
+        message: String,
+    },
+    /// A key has the wrong type, an unknown name or a bad value.
+    #[error("{file}: key `{key}`: {message}")]
+    Key {
+        /// The config file (or `<defaults>`).
+        file: String,
+        /// Dotted path of the offending key, e.g. `sinks[1].url`.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// A value that must never be printed: shown as `<redacted>` by `config check` and in logs.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+/// Reads a secret given inline or as a file (a mounted Kubernetes Secret); file wins when both
+/// are set is refused as ambiguous. Trailing newlines of the file are dropped.
+pub fn resolve_secret(
+    inline: Option<&Secret>,
+    file: Option<&Path>,
+    key: &str,
+) -> Result<Option<Secret>, ConfigError> {
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(ConfigError::Key {
+            file: "<config>".into(),
+            key: key.into(),
+            message: format!("set either `{key}` or `{key}_file`, not both"),
+        }),
+        (Some(s), None) => Ok(Some(s.clone())),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Key {
+                file: path.display().to_string(),
+                key: format!("{key}_file"),
+                message: format!("cannot read secret file: {e}"),
+            })?;
+            Ok(Some(Secret(
+                text.trim_end_matches(['\r', '\n']).to_string(),
+            )))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// The whole configuration of `kaudit serve`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address of the webhook server (`/k8s-audit`, `/healthz`, `/readyz`, `/metrics`).
+    pub listen: SocketAddr,
+    /// Host name put in alerts; defaults to the machine's host name (the pod name in Kubernetes).
+    pub hostname: Option<String>,
+    /// Directory for durable state: sink spools, Falco tail checkpoints.
+    pub data_dir: PathBuf,
+    /// TLS for the webhook server; absent means plain HTTP.
+    pub tls: Option<TlsConfig>,
+    /// Bearer-token authentication of requests.
+    pub auth: AuthConfig,
+    /// Request limits and the ingest queue.
+    pub ingest: IngestConfig,
+    /// The embedded rules engine.
+    pub rules: RulesConfig,
+    /// Where detection happens.
+    pub detect: DetectConfig,
+    /// Enrichment applied to every alert before it reaches any sink.
+    pub router: crate::router::RouterConfig,
+    /// The durable per-sink spool.
+    pub spool: crate::delivery::SpoolConfig,
+    /// Alert destinations; the default is one `stdout` sink.
+    pub sinks: Vec<SinkConfig>,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)),
+            hostname: None,
+            data_dir: PathBuf::from("kaudit-data"),
+            tls: None,
+            auth: AuthConfig::default(),
+            ingest: IngestConfig::default(),
+            rules: RulesConfig::default(),
+            detect: DetectConfig::default(),
+            router: Default::default(),
+            spool: Default::default(),
+            sinks: vec![SinkConfig::stdout("stdout")],
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// TLS settings of the webhook server. Files are re-read when they change.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// PEM CA bundle; when set, clients must present a certificate it signed (mTLS).
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+    /// How often the files are checked for changes, in seconds.
+    #[serde(default = "default_reload_secs")]
+    pub reload_interval_secs: u64,
+}
+
+fn default_reload_secs() -> u64 {
+    5
+}
+
+/// Bearer tokens accepted on `/k8s-audit` (and Falco's `http_output` intake).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Tokens given inline (prefer `token_file`).
+    pub tokens: Vec<Secret>,
+    /// A file with one token per line (blank lines and `#` comments ignored); re-read on change.
+    pub token_file: Option<PathBuf>,
+}
+
+/// Request limits and the queue between ingest and detection.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Largest accepted request body; larger ones get 413 (default 12 MiB, the k8saudit plugin's).
+    pub max_body_bytes: usize,
+    /// Accepted batches waiting for detection; when full, requests get 429.
+    pub queue_capacity: usize,
+    /// Time allowed to read a request's headers and its body, in seconds.
+    pub read_timeout_secs: u64,
+    /// Largest single event kept (default 256 KiB, the plugin's `maxEventSize`); larger are dropped.
+    pub max_event_bytes: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            max_body_bytes: 12 * 1024 * 1024,
+            queue_capacity: 256,
+            read_timeout_secs: 30,
+            max_event_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// How many alerts one event may raise.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleMatching {
+    /// Falco's default: the first matching enabled rule in definition order, at most one alert.
+    #[default]
+    First,
+    /// Every matching rule raises an alert.
+    All,
+}
+
+/// The embedded rules engine.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// Falco rules files, loaded in order; empty means kaudit's embedded default ruleset.
+    pub files: Vec<PathBuf>,
+    /// `first` (Falco's default) or `all`.
+    pub rule_matching: RuleMatching,
+    /// Rules below this priority are dropped at load time (Falco's `priority` option).
+    pub min_priority: Priority,
+    /// How often the files are checked for changes, in seconds.
+    pub reload_interval_secs: u64,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig {
+            files: Vec::new(),
+            rule_matching: RuleMatching::First,
+            min_priority: Priority::Debug,
+            reload_interval_secs: 5,
+        }
+    }
+}
+
+/// Where detection runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DetectMode {
+    /// kaudit's own rules engine (the default).
+    #[default]
+    Embedded,
+    /// Forward to a managed Falco and route its alerts only.
+    Falco,
+    /// Both.
+    Both,
+}
+
+/// Detection settings.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectConfig {
+    /// `embedded`, `falco` or `both`.
+    pub mode: DetectMode,
+}
+
+/// Log format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging (to stderr; stdout carries alerts).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter such as `info` or `kaudit=debug,info`; `RUST_LOG` overrides it.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Overrides from command-line flags, applied last.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if any), then `KAUDIT_*` env, then `overrides`, and validates.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        Self::load_with_env(file, overrides, std::env::vars())
+    }
+
+    /// As [`Config::load`], with the environment given explicitly (for tests).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        overrides: &Overrides,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let origin = file
+            .map(|f| f.display().to_string())
+            .unwrap_or_else(|| "<defaults>".to_string());
+        let mut builder = config::Config::builder();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Source {
+                file: origin.clone(),
+                message: format!("cannot read config file: {e}"),
+            })?;
+            builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Yaml));
+        }
+        let env_map: std::collections::HashMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}_")))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("_")
+                .separator("__")
+                .source(Some(env_map)),
+        );
+        if let Some(listen) = overrides.listen {
+            builder = builder
+                .set_override("listen", listen.to_string())
+                .map_err(|e| ConfigError::Source {
+                    file: "--listen".into(),
+                    message: e.to_string(),
+                })?;
+        }
+        let layered = builder.build().map_err(|e| ConfigError::Source {
+            file: origin.clone(),
+            message: e.to_string(),
+        })?;
+        let cfg: Config = serde_path_to_error::deserialize(layered).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            ConfigError::Key {
+                file: origin.clone(),
+                key: if key == "." { "<root>".into() } else { key },
+                message: inner.to_string(),
+            }
+        })?;
+        cfg.validate().map_err(|(key, message)| ConfigError::Key {
+            file: origin,
+            key,
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    /// Checks what types alone cannot; returns the key path and what is wrong.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.ingest.max_body_bytes == 0 {
+            return Err((
+                "ingest.max_body_bytes".into(),
+                "must be greater than 0".into(),
+            ));
+        }
+        if self.ingest.queue_capacity == 0 {
+            return Err((
+                "ingest.queue_capacity".into(),
+                "must be greater than 0".into(),
+            ));
+        }
+        if self.ingest.read_timeout_secs == 0 {
+            return Err((
+                "ingest.read_timeout_secs".into(),
+                "must be greater than 0".into(),
+            ));
+        }
+        if let Some(tls) = &self.tls {
+            for (key, path) in [
+                ("tls.cert_file", &tls.cert_file),
+                ("tls.key_file", &tls.key_file),
+            ] {
+                if !path.exists() {
+                    return Err((key.into(), format!("{} does not exist", path.display())));
+                }
+            }
+            if let Some(ca) = &tls.client_ca_file
+                && !ca.exists()
+            {
+                return Err((
+                    "tls.client_ca_file".into(),
+                    format!("{} does not exist", ca.display()),
+                ));
+            }
+        }
+        if let Some(f) = &self.auth.token_file
+            && !f.exists()
+        {
+            return Err((
+                "auth.token_file".into(),
+                format!("{} does not exist", f.display()),
+            ));
+        }
+        for (i, f) in self.rules.files.iter().enumerate() {
+            if !f.exists() {
+                return Err((
+                    format!("rules.files[{i}]"),
+                    format!("{} does not exist", f.display()),
+                ));
+            }
+        }
+        crate::sinks::validate_all(&self.sinks)?;
+        Ok(())
+    }
+
+    /// The effective config as YAML with every secret shown as `<redacted>`.
+    pub fn to_redacted_yaml(&self) -> String {
+        serde_yaml::to_string(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+
+    /// The host name alerts carry.
+    pub fn effective_hostname(&self) -> String {
+        self.hostname.clone().unwrap_or_else(|| {
+            hostname::get()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "kaudit".to_string())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn load_yaml(yaml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(yaml.as_bytes()).unwrap();
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Config::load_with_env(Some(f.path()), &Overrides::default(), env)
+    }
+
+    #[test]
+    fn defaults_load_without_a_file() {
+        let cfg = Config::load_with_env(None, &Overrides::default(), Vec::new()).unwrap();
+        assert_eq!(cfg.listen.port(), DEFAULT_PORT);
+        assert_eq!(cfg.ingest.max_body_bytes, 12 * 1024 * 1024);
+        assert_eq!(cfg.sinks.len(), 1);
+    }
+
+    #[test]
+    fn env_overrides_file_and_flags_override_env() {
+        let cfg = load_yaml(
+            "ingest:\n  max_body_bytes: 1000\nlisten: 127.0.0.1:1\n",
+            &[
+                ("KAUDIT_INGEST__MAX_BODY_BYTES", "2000"),
+                ("KAUDIT_LISTEN", "127.0.0.1:2"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg.ingest.max_body_bytes, 2000);
+        assert_eq!(cfg.listen.port(), 2);
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(b"listen: 127.0.0.1:1\n").unwrap();
+        let ov = Overrides {
+            listen: Some("127.0.0.1:3".parse().unwrap()),
+        };
+        let cfg = Config::load_with_env(
+            Some(f.path()),
+            &ov,
+            vec![("KAUDIT_LISTEN".to_string(), "127.0.0.1:2".to_string())],
+        )
+        .unwrap();
+        assert_eq!(cfg.listen.port(), 3);
+    }
+
+    #[test]
+    fn unknown_key_names_its_path() {
+        let err = load_yaml("ingest:\n  max_body_byte: 5\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ingest"), "{err}");
+        assert!(err.contains("max_body_byte"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_its_path() {
+        let err = load_yaml("ingest:\n  queue_capacity: lots\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ingest.queue_capacity"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let cfg = load_yaml("auth:\n  tokens: [hunter2]\n", &[]).unwrap();
+        let y = cfg.to_redacted_yaml();
+        assert!(!y.contains("hunter2"), "{y}");
+        assert!(y.contains("<redacted>"), "{y}");
+    }
+
+    #[test]
+    fn secret_from_file_drops_trailing_newline() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(b"s3cret\n").unwrap();
+        let s = resolve_secret(None, Some(f.path()), "password")
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.expose(), "s3cret");
+        assert!(resolve_secret(Some(&Secret::new("a")), Some(f.path()), "password").is_err());
+    }
+}

@@ -1,0 +1,20 @@
+//! kaudit: the Kubernetes audit webhook that turns audit events into alerts security teams act on.
+//!
+//! The pipeline, one module per stage:
+//! `ingest` (HTTP webhook) → `detect` (rules engine) → `router` (filters, enrichment, fan-out)
+//! → `delivery` (per-sink queue, spool, retries) → `sinks` (one file per destination).
+//! `pipeline` wires the stages together; `main.rs` only parses the command line.
+
+#![warn(missing_docs)]
+
+pub mod alert;
+pub mod audit;
+pub mod config;
+pub mod delivery;
+pub mod detect;
+pub mod ingest;
+pub mod metrics;
+pub mod pipeline;
+pub mod router;
+pub mod rules;
+pub mod sinks;

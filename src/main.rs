@@ -1,0 +1,105 @@
+//! The `kaudit` command line: parses arguments and calls into the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use kaudit::config::{Config, LogFormat, Overrides};
+
+/// kaudit: the Kubernetes audit webhook that turns audit events into alerts.
+#[derive(Parser)]
+#[command(name = "kaudit", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the audit webhook server, detection and alert routing.
+    Serve {
+        /// YAML config file; without it kaudit runs on its embedded defaults.
+        #[arg(short, long, env = "KAUDIT_CONFIG")]
+        config: Option<PathBuf>,
+        /// Listen address, overriding the config's `listen` (e.g. 127.0.0.1:8777).
+        #[arg(short, long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Inspect configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Load and validate a config; print the effective config with secrets redacted.
+    Check {
+        /// YAML config file (omit to check the defaults plus KAUDIT_* env).
+        file: Option<PathBuf>,
+    },
+}
+
+/// Exit code for a bad config, distinct from runtime failures.
+const EXIT_BAD_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config, listen } => {
+            let cfg = match Config::load(config.as_deref(), &Overrides { listen }) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("kaudit: invalid config: {e}");
+                    return ExitCode::from(EXIT_BAD_CONFIG);
+                }
+            };
+            init_logging(&cfg);
+            match serve(cfg) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("kaudit: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Config(ConfigCommand::Check { file }) => {
+            match Config::load(file.as_deref(), &Overrides::default()) {
+                Ok(cfg) => {
+                    print!("{}", cfg.to_redacted_yaml());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("kaudit: invalid config: {e}");
+                    ExitCode::from(EXIT_BAD_CONFIG)
+                }
+            }
+        }
+    }
+}
+
+fn serve(cfg: Config) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let running = kaudit::pipeline::start(cfg).await?;
+        kaudit::pipeline::wait_for_signal().await;
+        running.shutdown().await;
+        Ok(())
+    })
+}
+
+fn init_logging(cfg: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&cfg.log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cfg.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}

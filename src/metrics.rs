@@ -1,0 +1,47 @@
+//! The Prometheus registry. Each stage defines and registers its own metric families; this
+//! module only composes them. Labels are bounded sets (paths, statuses, reasons, sink names),
+//! never pod names, users or rule output.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::registry::Registry;
+
+/// Every metric family of the process, shared by the stages.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    /// Webhook server and decoding.
+    pub ingest: crate::ingest::IngestMetrics,
+    /// The embedded rules engine.
+    pub detect: crate::detect::DetectMetrics,
+}
+
+impl Metrics {
+    /// Creates and registers every family under the `kaudit_` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("kaudit");
+        let ingest = crate::ingest::IngestMetrics::register(&mut registry);
+        let detect = crate::detect::DetectMetrics::register(&mut registry);
+        Metrics {
+            registry: Arc::new(registry),
+            ingest,
+            detect,
+        }
+    }
+
+    /// The Prometheus text exposition of every family.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,216 @@
+//! Alert sinks: one file per destination type. A sink only knows how to talk to its system and
+//! how to classify a failure; queues, retries, spooling and dead letters are `delivery`'s.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use crate::alert::{Alert, Priority};
+
+pub mod stdout;
+
+/// A boxed future, so that sinks of different types can sit behind one trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why a delivery failed, and whether trying again can help.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SinkError {
+    /// A passing failure (connection refused, timeout, 5xx, 429): retry with backoff.
+    #[error("{message}")]
+    Retryable {
+        /// What failed.
+        message: String,
+        /// A delay the receiver asked for (HTTP `Retry-After`), if any.
+        retry_after: Option<Duration>,
+    },
+    /// The receiver refused the alert for good (e.g. HTTP 400): dead-letter it.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl SinkError {
+    /// A retryable failure without a requested delay.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        SinkError::Retryable {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+/// A connected destination. `send` delivers a batch (often of one) or says why it could not.
+pub trait Sink: Send + Sync {
+    /// Delivers every alert of `alerts`; on error none of them is taken as delivered.
+    fn send<'a>(&'a self, alerts: &'a [Alert]) -> BoxFuture<'a, Result<(), SinkError>>;
+}
+
+/// One entry of the `sinks:` list: the routing settings every sink has, plus its type's own.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SinkConfig {
+    /// Unique name, used in metrics, logs, spool and dead-letter file names.
+    pub name: String,
+    /// Alerts below this priority skip the sink.
+    pub min_priority: Priority,
+    /// Optional condition in Falco's syntax over the alert (`rule`, `priority`, output fields...).
+    pub filter: Option<String>,
+    /// The type and its settings.
+    pub settings: SinkSettings,
+}
+
+/// The settings of each sink type, selected by `type:`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum SinkSettings {
+    /// `type: stdout`.
+    Stdout(stdout::StdoutConfig),
+}
+
+impl SinkSettings {
+    /// The `type:` name.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SinkSettings::Stdout(_) => "stdout",
+        }
+    }
+
+    /// Parses a type's own settings (everything but name/type/min_priority/filter).
+    fn parse(type_name: &str, rest: Value) -> Result<SinkSettings, String> {
+        fn typed<T: for<'de> Deserialize<'de>>(v: Value) -> Result<T, String> {
+            serde_path_to_error::deserialize(v).map_err(|e| {
+                let path = e.path().to_string();
+                if path == "." {
+                    e.into_inner().to_string()
+                } else {
+                    format!("key `{path}`: {}", e.into_inner())
+                }
+            })
+        }
+        match type_name {
+            "stdout" => typed(rest).map(SinkSettings::Stdout),
+            other => Err(format!("unknown sink type {other:?}; known types: stdout")),
+        }
+    }
+}
+
+impl SinkConfig {
+    /// A `stdout` sink with default settings (the embedded default).
+    pub fn stdout(name: &str) -> Self {
+        SinkConfig {
+            name: name.to_string(),
+            min_priority: Priority::Debug,
+            filter: None,
+            settings: SinkSettings::Stdout(stdout::StdoutConfig::default()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SinkConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut map = Map::<String, Value>::deserialize(d)?;
+        let name = match map.remove("name") {
+            Some(Value::String(s)) if !s.is_empty() => s,
+            Some(other) => {
+                return Err(D::Error::custom(format!(
+                    "`name` must be a non-empty string, got {other}"
+                )));
+            }
+            None => return Err(D::Error::custom("missing `name`")),
+        };
+        let type_name = match map.remove("type") {
+            Some(Value::String(s)) => s,
+            _ => {
+                return Err(D::Error::custom(format!(
+                    "sink {name:?}: missing or non-string `type`"
+                )));
+            }
+        };
+        let min_priority = match map.remove("min_priority") {
+            None | Some(Value::Null) => Priority::Debug,
+            Some(Value::String(s)) => s
+                .parse()
+                .map_err(|e| D::Error::custom(format!("sink {name:?}: `min_priority`: {e}")))?,
+            Some(other) => {
+                return Err(D::Error::custom(format!(
+                    "sink {name:?}: `min_priority` must be a string, got {other}"
+                )));
+            }
+        };
+        let filter = match map.remove("filter") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s),
+            Some(other) => {
+                return Err(D::Error::custom(format!(
+                    "sink {name:?}: `filter` must be a string, got {other}"
+                )));
+            }
+        };
+        let settings = SinkSettings::parse(&type_name, Value::Object(map))
+            .map_err(|e| D::Error::custom(format!("sink {name:?} (type {type_name}): {e}")))?;
+        Ok(SinkConfig {
+            name,
+            min_priority,
+            filter,
+            settings,
+        })
+    }
+}
+
+impl Serialize for SinkConfig {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = Map::new();
+        map.insert("name".into(), Value::String(self.name.clone()));
+        map.insert(
+            "type".into(),
+            Value::String(self.settings.type_name().into()),
+        );
+        map.insert(
+            "min_priority".into(),
+            Value::String(self.min_priority.as_lower().into()),
+        );
+        if let Some(f) = &self.filter {
+            map.insert("filter".into(), Value::String(f.clone()));
+        }
+        if let Ok(Value::Object(rest)) = serde_json::to_value(&self.settings) {
+            map.extend(rest);
+        }
+        map.serialize(s)
+    }
+}
+
+/// Checks the sink list as a whole: unique names, and each sink's own rules.
+pub fn validate_all(sinks: &[SinkConfig]) -> Result<(), (String, String)> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, s) in sinks.iter().enumerate() {
+        if !seen.insert(s.name.as_str()) {
+            return Err((
+                format!("sinks[{i}].name"),
+                format!("duplicate sink name {:?}", s.name),
+            ));
+        }
+        if !s
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err((
+                format!("sinks[{i}].name"),
+                format!(
+                    "{:?}: use letters, digits, '-' and '_' only (it names files and metrics)",
+                    s.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Connects a sink from its config.
+pub async fn build(cfg: &SinkConfig) -> Result<Box<dyn Sink>, SinkError> {
+    match &cfg.settings {
+        SinkSettings::Stdout(c) => Ok(Box::new(stdout::StdoutSink::new(c.clone()))),
+    }
+}

@@ -1,0 +1,41 @@
+//! `stdout`: one Falco JSON alert per line, for `kubectl logs` and log shippers.
+
+use std::io::Write;
+
+use serde::{Deserialize, Serialize};
+
+use super::{BoxFuture, Sink, SinkError};
+use crate::alert::Alert;
+
+/// Settings of a `stdout` sink (none yet; kept as a struct so that keys are checked).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdoutConfig {}
+
+/// Writes alerts to the process's standard output.
+pub struct StdoutSink {
+    _config: StdoutConfig,
+}
+
+impl StdoutSink {
+    /// A sink writing to stdout.
+    pub fn new(config: StdoutConfig) -> Self {
+        StdoutSink { _config: config }
+    }
+}
+
+impl Sink for StdoutSink {
+    fn send<'a>(&'a self, alerts: &'a [Alert]) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            let mut buf = String::new();
+            for a in alerts {
+                buf.push_str(&a.to_json());
+                buf.push('\n');
+            }
+            let mut out = std::io::stdout().lock();
+            out.write_all(buf.as_bytes())
+                .and_then(|_| out.flush())
+                .map_err(|e| SinkError::retryable(format!("stdout: {e}")))
+        })
+    }
+}

@@ -1,0 +1,1 @@
+//! kaudit's integration tests: one binary, one module per area.
