@@ -1,1 +1,2 @@
 //! kaudit's integration tests: one binary, one module per area.
+mod ingest;
