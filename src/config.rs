@@ -117,6 +117,8 @@ pub struct Config {
     pub rules: RulesConfig,
     /// Where detection happens.
     pub detect: DetectConfig,
+    /// The managed Falco (used by detect modes `falco` and `both`).
+    pub falco: crate::falco::FalcoConfig,
     /// Enrichment applied to every alert before it reaches any sink.
     pub router: crate::router::RouterConfig,
     /// The durable per-sink spool.
@@ -138,6 +140,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             rules: RulesConfig::default(),
             detect: DetectConfig::default(),
+            falco: Default::default(),
             router: Default::default(),
             spool: Default::default(),
             sinks: vec![SinkConfig::stdout("stdout")],

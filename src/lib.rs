@@ -12,6 +12,7 @@ pub mod audit;
 pub mod config;
 pub mod delivery;
 pub mod detect;
+pub mod falco;
 pub mod ingest;
 pub mod metrics;
 pub mod pipeline;

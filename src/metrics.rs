@@ -15,6 +15,8 @@ pub struct Metrics {
     pub ingest: crate::ingest::IngestMetrics,
     /// The embedded rules engine.
     pub detect: crate::detect::DetectMetrics,
+    /// Alerts coming from Falco (tail and `http_output`).
+    pub falco_in: crate::falco::tail::FalcoInMetrics,
 }
 
 impl Metrics {
@@ -23,10 +25,12 @@ impl Metrics {
         let mut registry = Registry::with_prefix("kaudit");
         let ingest = crate::ingest::IngestMetrics::register(&mut registry);
         let detect = crate::detect::DetectMetrics::register(&mut registry);
+        let falco_in = crate::falco::tail::FalcoInMetrics::register(&mut registry);
         Metrics {
             registry: Arc::new(registry),
             ingest,
             detect,
+            falco_in,
         }
     }
 

@@ -9,8 +9,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
+use crate::config::{Config, DetectMode};
 use crate::detect::{self, Detector};
+use crate::falco;
 use crate::ingest::{self, IngestState, Server, auth::TokenAuth, tls::ReloadingTls};
 use crate::metrics::Metrics;
 use crate::router::{self, RouterHandle};
@@ -45,6 +46,7 @@ pub struct Running {
     server: Server,
     stop_detect: watch::Sender<bool>,
     detect: JoinHandle<()>,
+    falco_tail: Option<JoinHandle<()>>,
     router: RouterHandle,
     ready: Arc<AtomicBool>,
     /// The metric families, for tests and embedding.
@@ -94,8 +96,34 @@ pub async fn start_with(
         cfg.ingest.clone(),
         ready.clone(),
     );
-    let app = ingest::app(state, axum::Router::new());
     let read_timeout = Duration::from_secs(cfg.ingest.read_timeout_secs);
+    let mut extra = axum::Router::new();
+    let mut falco_tail = None;
+    if cfg.detect.mode != DetectMode::Embedded {
+        if cfg.falco.http_output {
+            extra = falco::http_output_routes(
+                &state,
+                router.sender(),
+                metrics.falco_in.clone(),
+                cfg.ingest.max_body_bytes,
+                read_timeout,
+            );
+        }
+        if let Some(path) = &cfg.falco.output_file {
+            let settings = falco::tail::TailSettings {
+                path: path.clone(),
+                checkpoint: cfg.data_dir.join("falco-tail.checkpoint"),
+                poll: Duration::from_millis(cfg.falco.tail_poll_ms.max(10)),
+            };
+            falco_tail = Some(falco::tail::spawn(
+                settings,
+                router.sender(),
+                metrics.falco_in.clone(),
+                stop_detect.subscribe(),
+            ));
+        }
+    }
+    let app = ingest::app(state, extra);
     let server = ingest::serve(cfg.listen, app, tls, read_timeout)
         .await
         .map_err(|source| PipelineError::Bind {
@@ -113,6 +141,7 @@ pub async fn start_with(
         server,
         stop_detect,
         detect,
+        falco_tail,
         router,
         ready,
         metrics,
@@ -133,6 +162,11 @@ impl Running {
         let _ = self.stop_detect.send(true);
         if let Err(e) = self.detect.await {
             tracing::error!(error = %e, "detect stage failed");
+        }
+        if let Some(t) = self.falco_tail
+            && let Err(e) = t.await
+        {
+            tracing::error!(error = %e, "Falco tailer failed");
         }
         self.router.shutdown().await;
         tracing::info!("pipeline drained");

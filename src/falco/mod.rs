@@ -1,0 +1,140 @@
+//! Falco integration: forward audit batches to a managed Falco, and route the alerts Falco raises
+//! (by tailing its JSON output file, and on a falcosidekick-compatible `POST /` for its
+//! `http_output`).
+
+pub mod alert_in;
+pub mod tail;
+
+use std::path::PathBuf;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::alert::Alert;
+use crate::config::Secret;
+use crate::ingest::{self, IngestState};
+use tail::{FalcoInMetrics, ResultLabel};
+
+/// Settings of the managed Falco.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FalcoConfig {
+    /// Falco's k8s-audit endpoint that every accepted batch is forwarded to.
+    pub forward_url: String,
+    /// Bearer token sent to Falco, inline (prefer `forward_token_file`).
+    pub forward_token: Option<Secret>,
+    /// File holding the bearer token sent to Falco.
+    pub forward_token_file: Option<PathBuf>,
+    /// CA bundle for an `https` forward URL.
+    pub forward_ca_file: Option<PathBuf>,
+    /// Timeout of one forward request, in seconds.
+    pub forward_timeout_secs: u64,
+    /// Falco's health endpoint; feeds `/readyz` and metrics when set.
+    pub healthz_url: Option<String>,
+    /// Falco's JSON `file_output`, tailed for alerts when set.
+    pub output_file: Option<PathBuf>,
+    /// How often the output file is polled, in milliseconds.
+    pub tail_poll_ms: u64,
+    /// Accept Falco's `http_output` on `POST /` (falcosidekick-compatible).
+    pub http_output: bool,
+}
+
+impl Default for FalcoConfig {
+    fn default() -> Self {
+        FalcoConfig {
+            forward_url: "http://127.0.0.1:8765/k8s-audit".into(),
+            forward_token: None,
+            forward_token_file: None,
+            forward_ca_file: None,
+            forward_timeout_secs: 10,
+            healthz_url: None,
+            output_file: None,
+            tail_poll_ms: 250,
+            http_output: true,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct IntakeState {
+    alerts: mpsc::Sender<Alert>,
+    metrics: FalcoInMetrics,
+    max_body: usize,
+    timeout: std::time::Duration,
+}
+
+/// The `POST /` route for Falco's `http_output`, behind the same auth as `/k8s-audit`.
+pub fn http_output_routes(
+    ingest: &IngestState,
+    alerts: mpsc::Sender<Alert>,
+    metrics: FalcoInMetrics,
+    max_body: usize,
+    timeout: std::time::Duration,
+) -> Router {
+    let st = IntakeState {
+        alerts,
+        metrics,
+        max_body,
+        timeout,
+    };
+    Router::new()
+        .route("/", post(post_alert))
+        .with_state(st)
+        .route_layer(middleware::from_fn_with_state(
+            ingest.clone(),
+            ingest::require_token,
+        ))
+}
+
+async fn post_alert(State(st): State<IntakeState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let invalid = |st: &IntakeState| {
+        st.metrics
+            .http_alerts
+            .get_or_create(&ResultLabel { result: "invalid" })
+            .inc();
+    };
+    if !ingest::is_json(&parts.headers) {
+        invalid(&st);
+        return ingest::error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json",
+        );
+    }
+    let body = match ingest::read_body(&parts.headers, body, st.max_body, st.timeout).await {
+        Ok(b) => b,
+        Err(e) => {
+            invalid(&st);
+            return e.into_response(st.max_body);
+        }
+    };
+    match alert_in::parse(&body, uuid::Uuid::new_v4()) {
+        Ok(alert) => {
+            st.metrics
+                .http_alerts
+                .get_or_create(&ResultLabel { result: "routed" })
+                .inc();
+            tracing::debug!(uuid = %alert.uuid, rule = %alert.rule, "alert from Falco http_output");
+            if st.alerts.send(alert).await.is_err() {
+                return ingest::error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+            }
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "text/plain")],
+                "OK\n",
+            )
+                .into_response()
+        }
+        Err(e) => {
+            invalid(&st);
+            tracing::warn!(error = %e, bytes = body.len(), "invalid alert on http_output");
+            ingest::error(StatusCode::BAD_REQUEST, format!("invalid Falco alert: {e}"))
+        }
+    }
+}
