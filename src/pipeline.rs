@@ -109,6 +109,15 @@ pub async fn start_with(
                 read_timeout,
             );
         }
+        if let Some(url) = &cfg.falco.healthz_url {
+            falco::forward::spawn_health(
+                url.clone(),
+                Duration::from_secs(5),
+                falco::forward::FalcoHealth::default(),
+                metrics.falco_in.falco_up.clone(),
+                stop_detect.subscribe(),
+            );
+        }
         if let Some(path) = &cfg.falco.output_file {
             let settings = falco::tail::TailSettings {
                 path: path.clone(),

@@ -3,6 +3,7 @@
 //! `http_output`).
 
 pub mod alert_in;
+pub mod forward;
 pub mod tail;
 
 use std::path::PathBuf;

@@ -76,6 +76,8 @@ pub struct FalcoInMetrics {
     pub http_alerts: Family<ResultLabel, Counter>,
     /// File rotations followed (rename or truncation).
     pub rotations: Counter,
+    /// 1 when Falco's health endpoint answered 2xx at the last check, else 0.
+    pub falco_up: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl FalcoInMetrics {
@@ -85,7 +87,9 @@ impl FalcoInMetrics {
             tail_lines: Family::default(),
             http_alerts: Family::default(),
             rotations: Counter::default(),
+            falco_up: Default::default(),
         };
+        r.register("falco_up", "Falco's health endpoint answered at the last check", m.falco_up.clone());
         r.register(
             "falco_tail_lines",
             "Lines read from Falco's JSON output file",

@@ -1,0 +1,169 @@
+//! Forwarding audit batches to Falco's k8s-audit endpoint, byte for byte, and watching Falco's
+//! health. Ordering, buffering across Falco restarts and retries belong to `delivery`; this file
+//! only knows how to talk to Falco and how to classify its answers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::FalcoConfig;
+use crate::config::resolve_secret;
+use crate::sinks::SinkError;
+
+/// A forwarder that could not be set up, naming the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    /// A config value is unusable.
+    #[error("falco.{key}: {message}")]
+    Config {
+        /// The key under `falco.`.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// An HTTP client for Falco's k8s-audit endpoint.
+#[derive(Clone)]
+pub struct Forwarder {
+    client: reqwest::Client,
+    url: reqwest::Url,
+    token: Option<String>,
+}
+
+impl Forwarder {
+    /// Builds the client from `falco.*` settings.
+    pub fn new(cfg: &FalcoConfig) -> Result<Forwarder, ForwardError> {
+        crate::ingest::tls::install_crypto_provider();
+        let url: reqwest::Url = cfg.forward_url.parse().map_err(|e| ForwardError::Config {
+            key: "forward_url",
+            message: format!("{:?}: {e}", cfg.forward_url),
+        })?;
+        let token = resolve_secret(
+            cfg.forward_token.as_ref(),
+            cfg.forward_token_file.as_deref(),
+            "forward_token",
+        )
+        .map_err(|e| ForwardError::Config {
+            key: "forward_token",
+            message: e.to_string(),
+        })?
+        .map(|s| s.expose().to_string());
+        let mut b = reqwest::Client::builder()
+            .timeout(Duration::from_secs(cfg.forward_timeout_secs.max(1)))
+            .connect_timeout(Duration::from_secs(3));
+        if let Some(ca) = &cfg.forward_ca_file {
+            let pem = std::fs::read(ca).map_err(|e| ForwardError::Config {
+                key: "forward_ca_file",
+                message: format!("{}: {e}", ca.display()),
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ForwardError::Config {
+                key: "forward_ca_file",
+                message: format!("{}: {e}", ca.display()),
+            })?;
+            b = b.tls_certs_only(certs);
+        }
+        let client = b.build().map_err(|e| ForwardError::Config {
+            key: "forward_url",
+            message: e.to_string(),
+        })?;
+        Ok(Forwarder { client, url, token })
+    }
+
+    /// Posts one batch exactly as it arrived. Connection errors, timeouts, 429 and 5xx are
+    /// retryable (Falco restarting); any other non-2xx means Falco refused the data for good.
+    pub async fn post(&self, content_type: &str, body: bytes::Bytes) -> Result<(), SinkError> {
+        let mut req = self
+            .client
+            .post(self.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| SinkError::retryable(format!("falco {}: {e}", self.url)))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let text = resp.text().await.unwrap_or_default();
+        let message = format!("falco {} answered {status}: {}", self.url, text.trim());
+        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            Err(SinkError::Retryable {
+                message,
+                retry_after,
+            })
+        } else {
+            Err(SinkError::Permanent(message))
+        }
+    }
+}
+
+/// Falco's health as last seen: unknown (no health URL or not checked yet), up, or down.
+#[derive(Clone, Default)]
+pub struct FalcoHealth(Arc<AtomicU8>);
+
+impl FalcoHealth {
+    /// `unknown`, `up` or `down`.
+    pub fn as_str(&self) -> &'static str {
+        match self.0.load(Ordering::Relaxed) {
+            1 => "up",
+            2 => "down",
+            _ => "unknown",
+        }
+    }
+
+    fn set(&self, up: bool) {
+        self.0.store(if up { 1 } else { 2 }, Ordering::Relaxed);
+    }
+}
+
+/// Polls `url` every `every` until `stop` fires; records the result in `health` and `gauge` (1/0).
+pub fn spawn_health(
+    url: String,
+    every: Duration,
+    health: FalcoHealth,
+    gauge: Gauge,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let client = match reqwest::Client::builder().timeout(Duration::from_secs(2)).build() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build Falco health client");
+                return;
+            }
+        };
+        let mut was = None;
+        loop {
+            let up = matches!(client.get(&url).send().await, Ok(r) if r.status().is_success());
+            health.set(up);
+            gauge.set(i64::from(up));
+            if was != Some(up) {
+                if up {
+                    tracing::info!(%url, "Falco is up");
+                } else {
+                    tracing::warn!(%url, "Falco is down; audit batches wait in the spool");
+                }
+                was = Some(up);
+            }
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    })
+}
