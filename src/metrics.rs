@@ -25,7 +25,8 @@ impl Metrics {
         let mut registry = Registry::with_prefix("kaudit");
         let ingest = crate::ingest::IngestMetrics::register(&mut registry);
         let detect = crate::detect::DetectMetrics::register(&mut registry);
-        let falco_in = crate::falco::tail::FalcoInMetrics::register(&mut registry);
+        let falco_in =
+            crate::falco::tail::FalcoInMetrics::register(&mut registry, detect.alerts.clone());
         Metrics {
             registry: Arc::new(registry),
             ingest,

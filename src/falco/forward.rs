@@ -61,10 +61,11 @@ impl Forwarder {
                 key: "forward_ca_file",
                 message: format!("{}: {e}", ca.display()),
             })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ForwardError::Config {
-                key: "forward_ca_file",
-                message: format!("{}: {e}", ca.display()),
-            })?;
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ForwardError::Config {
+                    key: "forward_ca_file",
+                    message: format!("{}: {e}", ca.display()),
+                })?;
             b = b.tls_certs_only(certs);
         }
         let client = b.build().map_err(|e| ForwardError::Config {
@@ -140,7 +141,10 @@ pub fn spawn_health(
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let client = match reqwest::Client::builder().timeout(Duration::from_secs(2)).build() {
+        let client = match reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+        {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "cannot build Falco health client");

@@ -117,10 +117,7 @@ async fn post_alert(State(st): State<IntakeState>, req: Request) -> Response {
     };
     match alert_in::parse(&body, uuid::Uuid::new_v4()) {
         Ok(alert) => {
-            st.metrics
-                .http_alerts
-                .get_or_create(&ResultLabel { result: "routed" })
-                .inc();
+            st.metrics.routed(&st.metrics.http_alerts, &alert);
             tracing::debug!(uuid = %alert.uuid, rule = %alert.rule, "alert from Falco http_output");
             if st.alerts.send(alert).await.is_err() {
                 return ingest::error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");

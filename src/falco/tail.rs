@@ -78,18 +78,40 @@ pub struct FalcoInMetrics {
     pub rotations: Counter,
     /// 1 when Falco's health endpoint answered 2xx at the last check, else 0.
     pub falco_up: prometheus_client::metrics::gauge::Gauge,
+    /// `kaudit_alerts_total` (shared with detection), where Falco's alerts count as `origin=falco`.
+    pub alerts: Family<crate::detect::AlertLabels, Counter>,
+}
+
+impl FalcoInMetrics {
+    /// Counts one alert from Falco, and whether it was routed or refused as invalid.
+    pub fn routed(&self, family: &Family<ResultLabel, Counter>, alert: &Alert) {
+        family
+            .get_or_create(&ResultLabel { result: "routed" })
+            .inc();
+        self.alerts
+            .get_or_create(&crate::detect::AlertLabels {
+                priority: alert.priority.as_lower(),
+                origin: "falco",
+            })
+            .inc();
+    }
 }
 
 impl FalcoInMetrics {
     /// Creates and registers the families.
-    pub fn register(r: &mut Registry) -> Self {
+    pub fn register(r: &mut Registry, alerts: Family<crate::detect::AlertLabels, Counter>) -> Self {
         let m = FalcoInMetrics {
+            alerts,
             tail_lines: Family::default(),
             http_alerts: Family::default(),
             rotations: Counter::default(),
             falco_up: Default::default(),
         };
-        r.register("falco_up", "Falco's health endpoint answered at the last check", m.falco_up.clone());
+        r.register(
+            "falco_up",
+            "Falco's health endpoint answered at the last check",
+            m.falco_up.clone(),
+        );
         r.register(
             "falco_tail_lines",
             "Lines read from Falco's JSON output file",
@@ -367,10 +389,7 @@ impl Tailer {
                 }
                 match super::alert_in::parse(&line, line_uuid(dev, ino, offset)) {
                     Ok(alert) => {
-                        self.metrics
-                            .tail_lines
-                            .get_or_create(&ResultLabel { result: "routed" })
-                            .inc();
+                        self.metrics.routed(&self.metrics.tail_lines, &alert);
                         if self.alerts.send(alert).await.is_err() {
                             tracing::error!("router is gone; stopping the Falco tailer");
                             return;

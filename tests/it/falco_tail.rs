@@ -36,7 +36,7 @@ fn start(path: &Path, checkpoint: &Path) -> Tail {
     let (tx, rx) = mpsc::channel(1000);
     let (stop, stop_rx) = watch::channel(false);
     let mut reg = prometheus_client::registry::Registry::default();
-    let metrics = FalcoInMetrics::register(&mut reg);
+    let metrics = FalcoInMetrics::register(&mut reg, Default::default());
     let settings = TailSettings {
         path: path.to_path_buf(),
         checkpoint: checkpoint.to_path_buf(),
