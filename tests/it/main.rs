@@ -1,1 +1,3 @@
 //! kaudit's integration tests: one binary, one module per area.
+
+mod rules;
