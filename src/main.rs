@@ -28,6 +28,9 @@ enum Command {
     /// Inspect configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Check, list and test Falco rules files.
+    #[command(subcommand)]
+    Rules(kaudit::rules::cli::RulesCommand),
 }
 
 #[derive(Subcommand)]
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Rules(cmd) => kaudit::rules::cli::run(cmd),
         Command::Config(ConfigCommand::Check { file }) => {
             match Config::load(file.as_deref(), &Overrides::default()) {
                 Ok(cfg) => {

@@ -1,2 +1,203 @@
 //! The Falco-compatible `k8s_audit` rules engine: loader, condition parser and compiler,
 //! `ka.*`/`jevt.*` fields, evaluation and output formatting.
+//!
+//! Rules files load in order ([`Ruleset::load_files`]); conditions compile once into trees of
+//! field slots and precomputed operands; [`Ruleset::evaluate`] extracts each field at most once
+//! per event and raises [`Alert`]s in Falco's JSON shape. [`AlertFilter`] reuses the same
+//! language over alerts, for the router.
+
+pub mod cli;
+pub mod compiler;
+pub mod eval;
+pub mod fields;
+pub mod filter;
+pub mod loader;
+pub mod output;
+pub mod parser;
+pub mod yaml;
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::alert::{Alert, Priority};
+use crate::audit::AuditEvent;
+use crate::config::RuleMatching;
+
+pub use filter::AlertFilter;
+pub use loader::{Diagnostic, ENGINE_VERSION, LoadError, LoadReport, Loc};
+
+/// kaudit's embedded default ruleset (Falco rules format).
+pub const DEFAULT_RULES: &str = include_str!("default_rules.yaml");
+
+/// How rules are loaded and evaluated.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// `first` (at most one alert per event) or `all`.
+    pub rule_matching: RuleMatching,
+    /// Rules below this priority are not evaluated.
+    pub min_priority: Priority,
+    /// The `hostname` alerts carry.
+    pub hostname: String,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            rule_matching: RuleMatching::First,
+            min_priority: Priority::Debug,
+            hostname: String::new(),
+        }
+    }
+}
+
+/// A rule as listed by `kaudit rules list`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleInfo {
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub desc: String,
+    /// Priority.
+    pub priority: Priority,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Enabled flag.
+    pub enabled: bool,
+    /// Source (`k8s_audit`, or a skipped one such as `syscall`).
+    pub source: String,
+    /// Whether the engine evaluates it (k8s_audit, enabled, at or above the minimum priority).
+    pub active: bool,
+}
+
+/// A compiled ruleset: immutable, `Send + Sync`, cheap to share in an `Arc`.
+#[derive(Debug)]
+pub struct Ruleset {
+    rules: Vec<loader::CompiledRule>,
+    active: Vec<usize>,
+    slots: compiler::Slots,
+    matching: RuleMatching,
+    hostname: String,
+}
+
+impl Ruleset {
+    /// Loads rules files in order. All-or-nothing: any error fails the whole load.
+    pub fn load_files(
+        paths: &[PathBuf],
+        opts: &LoadOptions,
+    ) -> Result<(Ruleset, LoadReport), LoadError> {
+        let mut sources = Vec::with_capacity(paths.len());
+        for p in paths {
+            let text = std::fs::read_to_string(p).map_err(|e| LoadError::Io {
+                file: p.display().to_string(),
+                message: e.to_string(),
+            })?;
+            sources.push((p.display().to_string(), text));
+        }
+        Self::load_sources(&sources, opts)
+    }
+
+    /// Loads the embedded default ruleset.
+    pub fn load_default(opts: &LoadOptions) -> Result<(Ruleset, LoadReport), LoadError> {
+        Self::load_sources(
+            &[("<default rules>".to_string(), DEFAULT_RULES.to_string())],
+            opts,
+        )
+    }
+
+    /// Loads in-memory rules files `(name, yaml text)`, in order.
+    pub fn load_sources(
+        sources: &[(String, String)],
+        opts: &LoadOptions,
+    ) -> Result<(Ruleset, LoadReport), LoadError> {
+        let compiled = loader::load(sources, compiler::Catalog::Event)?;
+        let mut report = compiled.report;
+        let mut active = Vec::new();
+        for (i, r) in compiled.rules.iter().enumerate() {
+            if r.cond.is_none() {
+                continue;
+            }
+            if !r.enabled {
+                report.rules_disabled += 1;
+            } else if !r.priority.at_least(opts.min_priority) {
+                report.rules_below_min_priority += 1;
+            } else {
+                active.push(i);
+            }
+        }
+        report.rules_active = active.len();
+        Ok((
+            Ruleset {
+                rules: compiled.rules,
+                active,
+                slots: compiled.slots,
+                matching: opts.rule_matching,
+                hostname: opts.hostname.clone(),
+            },
+            report,
+        ))
+    }
+
+    /// Evaluates one event, appending its alerts to `out`.
+    pub fn evaluate(&self, ev: &AuditEvent, out: &mut Vec<Alert>) {
+        let mut ctx = eval::Ctx::new(eval::Source::Event(ev), &self.slots.list);
+        for &i in &self.active {
+            let r = &self.rules[i];
+            let Some(cond) = &r.cond else { continue };
+            if !eval::eval(cond, &mut ctx) {
+                continue;
+            }
+            let (text, mut fields) = r.output.render(&mut ctx);
+            fields.insert(
+                "evt.time".to_string(),
+                Value::from(fields::raw_time(&ev.time)),
+            );
+            out.push(Alert {
+                uuid: Uuid::new_v4(),
+                time: ev.time,
+                rule: r.name.clone(),
+                priority: r.priority,
+                source: loader::K8S_SOURCE.to_string(),
+                hostname: self.hostname.clone(),
+                output: format!("{}: {} {}", fields::evt_time(&ev.time), r.priority, text),
+                output_fields: fields,
+                tags: r.tags.clone(),
+            });
+            if self.matching == RuleMatching::First {
+                break;
+            }
+        }
+    }
+
+    /// Every rule in definition order, including disabled and skipped ones.
+    pub fn rules(&self) -> impl Iterator<Item = RuleInfo> + '_ {
+        self.rules.iter().enumerate().map(|(i, r)| RuleInfo {
+            name: r.name.clone(),
+            desc: r.desc.clone(),
+            priority: r.priority,
+            tags: r.tags.clone(),
+            enabled: r.enabled,
+            source: r.source.clone(),
+            active: self.active.contains(&i),
+        })
+    }
+
+    /// Number of distinct field slots (for diagnostics and tests).
+    pub fn slot_count(&self) -> usize {
+        self.slots.list.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn ruleset_is_send_sync() {
+        assert_send_sync::<Ruleset>();
+        assert_send_sync::<AlertFilter>();
+    }
+}
