@@ -15,6 +15,8 @@ pub struct Metrics {
     pub ingest: crate::ingest::IngestMetrics,
     /// The embedded rules engine.
     pub detect: crate::detect::DetectMetrics,
+    /// Per-sink delivery: queues, spools, retries, dead letters.
+    pub delivery: crate::delivery::DeliveryMetrics,
 }
 
 impl Metrics {
@@ -23,10 +25,12 @@ impl Metrics {
         let mut registry = Registry::with_prefix("kaudit");
         let ingest = crate::ingest::IngestMetrics::register(&mut registry);
         let detect = crate::detect::DetectMetrics::register(&mut registry);
+        let delivery = crate::delivery::DeliveryMetrics::register(&mut registry);
         Metrics {
             registry: Arc::new(registry),
             ingest,
             detect,
+            delivery,
         }
     }
 
