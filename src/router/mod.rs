@@ -28,8 +28,9 @@ pub mod filter;
 
 /// Enrichment applied to every alert, as falcosidekick's `customfields` and custom tags.
 ///
-/// Values of `custom_fields` may name environment variables as `${VAR}` (expanded when the
-/// router starts or reloads; an unset variable is an error; `$${` writes a literal `${`).
+/// Values of `custom_fields` may name environment variables as `${VAR}` or `${VAR:-default}`
+/// (expanded when the router starts or reloads; an unset variable without a default is an
+/// error; `$${` writes a literal `${`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RouterConfig {
@@ -83,7 +84,7 @@ pub enum RouterError {
     Stopped,
 }
 
-/// Expands `${VAR}` with `lookup`; `$${` is a literal `${`.
+/// Expands `${VAR}` and `${VAR:-default}` with `lookup`; `$${` is a literal `${`.
 pub fn expand_env(s: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
@@ -97,9 +98,14 @@ pub fn expand_env(s: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<St
             let end = r
                 .find('}')
                 .ok_or_else(|| format!("unclosed ${{ in {s:?}"))?;
-            let name = &r[..end];
-            let v =
-                lookup(name).ok_or_else(|| format!("environment variable {name} is not set"))?;
+            let inner = &r[..end];
+            let v = match inner.split_once(":-") {
+                Some((name, default)) => lookup(name)
+                    .filter(|v| !v.is_empty())
+                    .unwrap_or_else(|| default.to_string()),
+                None => lookup(inner)
+                    .ok_or_else(|| format!("environment variable {inner} is not set"))?,
+            };
             out.push_str(&v);
             rest = &r[end + 1..];
         } else {
@@ -489,6 +495,10 @@ mod tests {
         assert_eq!(expand_env("k8s-${CLUSTER}", look).unwrap(), "k8s-prod");
         assert_eq!(expand_env("$${CLUSTER} $5", look).unwrap(), "${CLUSTER} $5");
         assert!(expand_env("${MISSING}", look).is_err());
+        assert_eq!(
+            expand_env("${MISSING:-x}/${CLUSTER:-y}", look).unwrap(),
+            "x/prod"
+        );
         assert!(expand_env("${CLUSTER", look).is_err());
     }
 }
