@@ -17,6 +17,8 @@ pub struct Metrics {
     pub detect: crate::detect::DetectMetrics,
     /// Alerts coming from Falco (tail and `http_output`).
     pub falco_in: crate::falco::tail::FalcoInMetrics,
+    /// Per-sink delivery: queues, spools, retries, dead letters.
+    pub delivery: crate::delivery::DeliveryMetrics,
 }
 
 impl Metrics {
@@ -27,11 +29,13 @@ impl Metrics {
         let detect = crate::detect::DetectMetrics::register(&mut registry);
         let falco_in =
             crate::falco::tail::FalcoInMetrics::register(&mut registry, detect.alerts.clone());
+        let delivery = crate::delivery::DeliveryMetrics::register(&mut registry);
         Metrics {
             registry: Arc::new(registry),
             ingest,
             detect,
             falco_in,
+            delivery,
         }
     }
 

@@ -1,21 +1,40 @@
-//! The alert router: per-sink priority and filter, enrichment, fan-out to every sink.
+//! The alert router: enrichment, per-sink `min_priority` and filter, fan-out to one durable
+//! [`Lane`] per sink, and config reload.
+//!
+//! Every accepted alert is enriched once (custom fields and tags), encoded once, and queued on
+//! the lane of each sink it matches. A lane's in-memory queue only waits on its spool writer
+//! (the local disk), never on the sink: a slow or dead sink only makes its own spool grow (up
+//! to `spool.max_bytes`), so it holds up neither the other sinks nor ingest.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::alert::Alert;
 use crate::config::Config;
+use crate::delivery::alerts::{AlertDeliver, DEAD_LETTER_FIELD, encode};
+use crate::delivery::{DeliveryMetrics, Lane, LanePaths, SinkLabels, Spool, SpoolConfig};
 use crate::metrics::Metrics;
 use crate::sinks::{self, Sink, SinkConfig};
 
+pub mod filter;
+
 /// Enrichment applied to every alert, as falcosidekick's `customfields` and custom tags.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+///
+/// Values of `custom_fields` may name environment variables as `${VAR}` or `${VAR:-default}`
+/// (expanded when the router starts or reloads; an unset variable without a default is an
+/// error; `$${` writes a literal `${`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RouterConfig {
-    /// Static output fields added to every alert.
+    /// Static output fields added to every alert (an alert's own field of the same name wins).
     pub custom_fields: BTreeMap<String, String>,
     /// Tags added to every alert.
     pub custom_tags: Vec<String>,
@@ -33,7 +52,7 @@ impl Default for RouterConfig {
     }
 }
 
-/// Why the router could not start.
+/// Why the router could not start or reload.
 #[derive(Debug, thiserror::Error)]
 pub enum RouterError {
     /// A sink could not be built.
@@ -44,57 +63,442 @@ pub enum RouterError {
         /// What went wrong.
         message: String,
     },
+    /// The router's or the spool's settings are unusable.
+    #[error("{key}: {message}")]
+    Config {
+        /// The key.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A sink's spool could not be opened.
+    #[error("sink {name:?}: {message}")]
+    Spool {
+        /// The sink's name.
+        name: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The router has stopped.
+    #[error("the router has stopped")]
+    Stopped,
 }
 
-/// A running router: send alerts into it; `shutdown` drains them through the sinks.
-pub struct RouterHandle {
-    tx: mpsc::Sender<Alert>,
-    task: JoinHandle<()>,
+/// Expands `${VAR}` and `${VAR:-default}` with `lookup`; `$${` is a literal `${`.
+pub fn expand_env(s: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i..];
+        if let Some(r) = after.strip_prefix("$${") {
+            out.push_str("${");
+            rest = r;
+        } else if let Some(r) = after.strip_prefix("${") {
+            let end = r
+                .find('}')
+                .ok_or_else(|| format!("unclosed ${{ in {s:?}"))?;
+            let inner = &r[..end];
+            let v = match inner.split_once(":-") {
+                Some((name, default)) => lookup(name)
+                    .filter(|v| !v.is_empty())
+                    .unwrap_or_else(|| default.to_string()),
+                None => lookup(inner)
+                    .ok_or_else(|| format!("environment variable {inner} is not set"))?,
+            };
+            out.push_str(&v);
+            rest = &r[end + 1..];
+        } else {
+            out.push('$');
+            rest = &after[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
-impl RouterHandle {
-    /// Where detection sends alerts. Blocks (pushes back) when the router is behind.
-    pub fn sender(&self) -> mpsc::Sender<Alert> {
-        self.tx.clone()
+/// The resolved enrichment.
+#[derive(Clone, Debug, Default)]
+struct Enrichment {
+    fields: Vec<(String, Value)>,
+    tags: Vec<String>,
+}
+
+impl Enrichment {
+    fn from_config(cfg: &RouterConfig) -> Result<Enrichment, RouterError> {
+        let mut fields = Vec::new();
+        for (k, v) in &cfg.custom_fields {
+            let v = expand_env(v, |n| std::env::var(n).ok()).map_err(|message| {
+                RouterError::Config {
+                    key: format!("router.custom_fields.{k}"),
+                    message,
+                }
+            })?;
+            fields.push((k.clone(), Value::String(v)));
+        }
+        Ok(Enrichment {
+            fields,
+            tags: cfg.custom_tags.clone(),
+        })
     }
 
-    /// Waits until every alert sent so far has gone through the sinks.
-    pub async fn shutdown(self) {
-        drop(self.tx);
-        let _ = self.task.await;
+    fn apply(&self, a: &mut Alert) {
+        for (k, v) in &self.fields {
+            a.output_fields
+                .entry(k.clone())
+                .or_insert_with(|| v.clone());
+        }
+        for t in &self.tags {
+            if !a.tags.contains(t) {
+                a.tags.push(t.clone());
+            }
+        }
     }
 }
 
 struct Route {
-    config: SinkConfig,
-    sink: Box<dyn Sink>,
+    cfg: SinkConfig,
+    filter: Option<filter::Filter>,
+    lane: Lane,
 }
 
-/// Builds every sink of `config` and starts routing.
-pub async fn start(config: &Config, _metrics: &Metrics) -> Result<RouterHandle, RouterError> {
-    let mut routes = Vec::new();
-    for s in &config.sinks {
-        let sink = sinks::build(s).await.map_err(|e| RouterError::Sink {
-            name: s.name.clone(),
+impl Route {
+    fn wants(&self, a: &Alert) -> bool {
+        a.priority.at_least(self.cfg.min_priority)
+            && self.filter.as_ref().is_none_or(|f| f.matches(a))
+    }
+}
+
+/// A sink to (re)start on reload: its config and the connected sink.
+struct Built {
+    cfg: SinkConfig,
+    sink: Option<Box<dyn Sink>>,
+}
+
+enum Ctl {
+    Reload {
+        enrich: Enrichment,
+        spool: SpoolConfig,
+        sinks: Vec<Built>,
+        reply: oneshot::Sender<Result<(), RouterError>>,
+    },
+    Shutdown,
+}
+
+type SpoolMap = Arc<Mutex<HashMap<String, Arc<Spool>>>>;
+
+/// A running router: send alerts into it; `reload` changes its sinks; `shutdown` drains it.
+pub struct RouterHandle {
+    tx: mpsc::Sender<Alert>,
+    ctl: mpsc::Sender<Ctl>,
+    task: JoinHandle<()>,
+    current: Mutex<Vec<SinkConfig>>,
+    spools: SpoolMap,
+}
+
+impl RouterHandle {
+    /// Where detection sends alerts. Waits (pushes back) only while spool writers are behind.
+    pub fn sender(&self) -> mpsc::Sender<Alert> {
+        self.tx.clone()
+    }
+
+    /// Alerts waiting in the spool of the sink `name` (`None` for an unknown sink).
+    pub fn spooled(&self, name: &str) -> Option<u64> {
+        let map = self.spools.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(name).map(|s| s.len())
+    }
+
+    /// Applies a new config: adds, changes and removes sinks, and replaces the enrichment.
+    ///
+    /// Unchanged sinks keep running untouched. A changed sink keeps its spool (nothing queued
+    /// is lost) and restarts its worker with the new settings; an alert in flight at that moment
+    /// is sent again (at-least-once). A removed sink's spool stays on disk under
+    /// `<data_dir>/spool/<name>` and is delivered when a sink of that name comes back. New
+    /// `spool.*` settings apply to added and changed sinks, and `max_bytes` to all.
+    /// On error (a sink cannot be built) nothing has changed.
+    pub async fn reload(&self, config: &Config) -> Result<(), RouterError> {
+        config
+            .validate()
+            .map_err(|(key, message)| RouterError::Config { key, message })?;
+        config
+            .spool
+            .validate()
+            .map_err(|(key, message)| RouterError::Config { key, message })?;
+        let enrich = Enrichment::from_config(&config.router)?;
+        let current = self
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut built = Vec::new();
+        for s in &config.sinks {
+            let unchanged = current.iter().any(|c| c == s);
+            let sink = if unchanged {
+                None
+            } else {
+                Some(build_sink(s).await?)
+            };
+            built.push(Built {
+                cfg: s.clone(),
+                sink,
+            });
+        }
+        let (reply, rx) = oneshot::channel();
+        self.ctl
+            .send(Ctl::Reload {
+                enrich,
+                spool: config.spool.clone(),
+                sinks: built,
+                reply,
+            })
+            .await
+            .map_err(|_| RouterError::Stopped)?;
+        let r = rx.await.map_err(|_| RouterError::Stopped)?;
+        if r.is_ok() {
+            *self.current.lock().unwrap_or_else(|p| p.into_inner()) = config.sinks.clone();
+        }
+        r
+    }
+
+    /// Stops taking alerts, writes every accepted alert to its sinks' spools (durable), lets the
+    /// workers deliver for at most `spool.shutdown_flush_ms`, then returns. Nothing accepted is
+    /// lost: what is not delivered yet is delivered by the next run.
+    pub async fn shutdown(self) {
+        let _ = self.ctl.send(Ctl::Shutdown).await;
+        drop(self.tx);
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "router task failed");
+        }
+    }
+}
+
+async fn build_sink(s: &SinkConfig) -> Result<Box<dyn Sink>, RouterError> {
+    sinks::build(s).await.map_err(|e| RouterError::Sink {
+        name: s.name.clone(),
+        message: e.to_string(),
+    })
+}
+
+fn labels(s: &SinkConfig) -> SinkLabels {
+    SinkLabels {
+        sink: s.name.clone(),
+        sink_type: s.settings.type_name().to_string(),
+    }
+}
+
+fn compile_filter(s: &SinkConfig) -> Result<Option<filter::Filter>, RouterError> {
+    s.filter
+        .as_deref()
+        .map(filter::compile)
+        .transpose()
+        .map_err(|message| RouterError::Config {
+            key: format!("sink {:?} filter", s.name),
+            message,
+        })
+}
+
+struct State {
+    data_dir: PathBuf,
+    spool_cfg: SpoolConfig,
+    metrics: DeliveryMetrics,
+    enrich: Enrichment,
+    routes: Vec<Route>,
+    spools: SpoolMap,
+}
+
+impl State {
+    async fn open_route(&self, cfg: SinkConfig, sink: Box<dyn Sink>) -> Result<Route, RouterError> {
+        let filter = compile_filter(&cfg)?;
+        let paths = LanePaths::under(&self.data_dir, &cfg.name);
+        let mut lane = Lane::open(
+            &cfg.name,
+            labels(&cfg),
+            &paths,
+            DEAD_LETTER_FIELD,
+            &self.spool_cfg,
+            &self.metrics,
+        )
+        .await
+        .map_err(|e| RouterError::Spool {
+            name: cfg.name.clone(),
             message: e.to_string(),
         })?;
-        routes.push(Route {
-            config: s.clone(),
-            sink,
-        });
+        let left = lane.spool().len();
+        if left > 0 {
+            tracing::info!(sink = %cfg.name, records = left, "delivering alerts spooled by an earlier run");
+        }
+        lane.start_worker(Arc::new(AlertDeliver::new(&cfg.name, sink)))
+            .await;
+        self.spools
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(cfg.name.clone(), lane.spool());
+        Ok(Route { cfg, filter, lane })
     }
-    let (tx, mut rx) = mpsc::channel::<Alert>(config.router.queue_capacity.max(1));
-    let task = tokio::spawn(async move {
-        while let Some(alert) = rx.recv().await {
-            for r in &routes {
-                if !alert.priority.at_least(r.config.min_priority) {
-                    continue;
+
+    async fn route(&mut self, mut alert: Alert) {
+        self.enrich.apply(&mut alert);
+        let payload = encode(&alert);
+        for r in &self.routes {
+            if !r.wants(&alert) {
+                continue;
+            }
+            if let Err(e) = r.lane.enqueue(payload.clone()).await {
+                tracing::error!(sink = %r.cfg.name, uuid = %alert.uuid, error = %e, "cannot queue alert");
+            }
+        }
+    }
+
+    async fn reload(
+        &mut self,
+        enrich: Enrichment,
+        spool: SpoolConfig,
+        sinks: Vec<Built>,
+    ) -> Result<(), RouterError> {
+        self.enrich = enrich;
+        self.spool_cfg = spool;
+        let mut old: HashMap<String, Route> = self
+            .routes
+            .drain(..)
+            .map(|r| (r.cfg.name.clone(), r))
+            .collect();
+        let mut result = Ok(());
+        for b in sinks {
+            let existing = old.remove(&b.cfg.name);
+            match (existing, b.sink) {
+                (Some(r), None) => {
+                    r.lane.spool().set_max_bytes(self.spool_cfg.max_bytes);
+                    self.routes.push(r);
                 }
-                if let Err(e) = r.sink.send(std::slice::from_ref(&alert)).await {
-                    tracing::warn!(sink = %r.config.name, uuid = %alert.uuid, error = %e, "delivery failed");
+                (Some(mut r), Some(sink)) => {
+                    tracing::info!(sink = %b.cfg.name, "sink changed: restarting its worker on the same spool");
+                    let filter = match compile_filter(&b.cfg) {
+                        Ok(f) => f,
+                        Err(e) => {
+                            result = Err(e);
+                            self.routes.push(r);
+                            continue;
+                        }
+                    };
+                    r.lane.reconfigure(labels(&b.cfg), &self.spool_cfg).await;
+                    r.lane
+                        .start_worker(Arc::new(AlertDeliver::new(&b.cfg.name, sink)))
+                        .await;
+                    r.cfg = b.cfg;
+                    r.filter = filter;
+                    self.routes.push(r);
+                }
+                (None, Some(sink)) => {
+                    tracing::info!(sink = %b.cfg.name, "sink added");
+                    match self.open_route(b.cfg, sink).await {
+                        Ok(r) => self.routes.push(r),
+                        Err(e) => result = Err(e),
+                    }
+                }
+                (None, None) => {
+                    result = Err(RouterError::Sink {
+                        name: b.cfg.name.clone(),
+                        message: "not running and not built".into(),
+                    });
                 }
             }
         }
-    });
-    Ok(RouterHandle { tx, task })
+        for (name, r) in old {
+            tracing::info!(sink = %name, "sink removed: its spool stays on disk until a sink of that name returns");
+            self.spools
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&name);
+            r.lane.close(Duration::ZERO).await;
+        }
+        result
+    }
+
+    async fn shutdown(self) {
+        let flush = Duration::from_millis(self.spool_cfg.shutdown_flush_ms);
+        let mut set = tokio::task::JoinSet::new();
+        for r in self.routes {
+            set.spawn(r.lane.close(flush));
+        }
+        while set.join_next().await.is_some() {}
+    }
+}
+
+/// Builds every sink of `config`, opens their spools (delivering what an earlier run left) and
+/// starts routing.
+pub async fn start(config: &Config, metrics: &Metrics) -> Result<RouterHandle, RouterError> {
+    config
+        .spool
+        .validate()
+        .map_err(|(key, message)| RouterError::Config { key, message })?;
+    let enrich = Enrichment::from_config(&config.router)?;
+    let spools: SpoolMap = Arc::default();
+    let mut state = State {
+        data_dir: config.data_dir.clone(),
+        spool_cfg: config.spool.clone(),
+        metrics: metrics.delivery.clone(),
+        enrich,
+        routes: Vec::new(),
+        spools: spools.clone(),
+    };
+    for s in &config.sinks {
+        let sink = build_sink(s).await?;
+        let route = state.open_route(s.clone(), sink).await?;
+        state.routes.push(route);
+    }
+    let (tx, mut rx) = mpsc::channel::<Alert>(config.router.queue_capacity.max(1));
+    let (ctl, mut ctl_rx) = mpsc::channel::<Ctl>(4);
+    let task = tokio::spawn(
+        async move {
+            loop {
+                tokio::select! {
+                    biased;
+                    c = ctl_rx.recv() => match c {
+                        Some(Ctl::Reload { enrich, spool, sinks, reply }) => {
+                            let r = state.reload(enrich, spool, sinks).await;
+                            let _ = reply.send(r);
+                        }
+                        Some(Ctl::Shutdown) | None => break,
+                    },
+                    a = rx.recv() => match a {
+                        Some(a) => state.route(a).await,
+                        None => break,
+                    },
+                }
+            }
+            // Stop taking alerts; route what was accepted, then drain every lane.
+            rx.close();
+            while let Some(a) = rx.recv().await {
+                state.route(a).await;
+            }
+            state.shutdown().await;
+            tracing::info!("router drained");
+        }
+        .instrument(tracing::info_span!("router")),
+    );
+    Ok(RouterHandle {
+        tx,
+        ctl,
+        task,
+        current: Mutex::new(config.sinks.clone()),
+        spools,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_expansion() {
+        let look = |n: &str| (n == "CLUSTER").then(|| "prod".to_string());
+        assert_eq!(expand_env("k8s-${CLUSTER}", look).unwrap(), "k8s-prod");
+        assert_eq!(expand_env("$${CLUSTER} $5", look).unwrap(), "${CLUSTER} $5");
+        assert!(expand_env("${MISSING}", look).is_err());
+        assert_eq!(
+            expand_env("${MISSING:-x}/${CLUSTER:-y}", look).unwrap(),
+            "x/prod"
+        );
+        assert!(expand_env("${CLUSTER", look).is_err());
+    }
 }

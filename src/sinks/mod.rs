@@ -10,7 +10,15 @@ use serde_json::{Map, Value};
 
 use crate::alert::{Alert, Priority};
 
+pub mod file;
+pub mod gcscc;
+pub mod http;
+pub mod nats;
 pub mod stdout;
+pub mod template;
+pub mod tls;
+
+pub use crate::delivery::BatchPolicy;
 
 /// A boxed future, so that sinks of different types can sit behind one trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -45,6 +53,11 @@ impl SinkError {
 pub trait Sink: Send + Sync {
     /// Delivers every alert of `alerts`; on error none of them is taken as delivered.
     fn send<'a>(&'a self, alerts: &'a [Alert]) -> BoxFuture<'a, Result<(), SinkError>>;
+
+    /// How many alerts one `send` may carry, and how long to wait for a batch to fill.
+    fn batch_policy(&self) -> BatchPolicy {
+        BatchPolicy::default()
+    }
 }
 
 /// One entry of the `sinks:` list: the routing settings every sink has, plus its type's own.
@@ -66,6 +79,14 @@ pub struct SinkConfig {
 pub enum SinkSettings {
     /// `type: stdout`.
     Stdout(stdout::StdoutConfig),
+    /// `type: file`.
+    File(file::FileConfig),
+    /// `type: nats`.
+    Nats(nats::NatsConfig),
+    /// `type: http`.
+    Http(http::HttpConfig),
+    /// `type: gcscc`.
+    Gcscc(gcscc::GcsccConfig),
 }
 
 impl SinkSettings {
@@ -73,6 +94,21 @@ impl SinkSettings {
     pub fn type_name(&self) -> &'static str {
         match self {
             SinkSettings::Stdout(_) => "stdout",
+            SinkSettings::File(_) => "file",
+            SinkSettings::Nats(_) => "nats",
+            SinkSettings::Http(_) => "http",
+            SinkSettings::Gcscc(_) => "gcscc",
+        }
+    }
+
+    /// Checks what types alone cannot (templates, URLs, files, mode-specific keys).
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            SinkSettings::Stdout(_) => Ok(()),
+            SinkSettings::File(c) => c.validate(),
+            SinkSettings::Nats(c) => c.validate(),
+            SinkSettings::Http(c) => c.validate(),
+            SinkSettings::Gcscc(c) => c.validate(),
         }
     }
 
@@ -90,7 +126,13 @@ impl SinkSettings {
         }
         match type_name {
             "stdout" => typed(rest).map(SinkSettings::Stdout),
-            other => Err(format!("unknown sink type {other:?}; known types: stdout")),
+            "file" => typed(rest).map(SinkSettings::File),
+            "nats" => typed(rest).map(SinkSettings::Nats),
+            "http" => typed(rest).map(SinkSettings::Http),
+            "gcscc" => typed(rest).map(SinkSettings::Gcscc),
+            other => Err(format!(
+                "unknown sink type {other:?}; known types: stdout, file, nats, http, gcscc"
+            )),
         }
     }
 }
@@ -204,13 +246,32 @@ pub fn validate_all(sinks: &[SinkConfig]) -> Result<(), (String, String)> {
                 ),
             ));
         }
+        if let Some(f) = &s.filter
+            && let Err(e) = crate::router::filter::compile(f)
+        {
+            return Err((
+                format!("sinks[{i}].filter"),
+                format!("sink {:?}: invalid filter: {e}", s.name),
+            ));
+        }
+        if let Err(e) = s.settings.validate() {
+            return Err((
+                format!("sinks[{i}]"),
+                format!("sink {:?} (type {}): {e}", s.name, s.settings.type_name()),
+            ));
+        }
     }
     Ok(())
 }
 
-/// Connects a sink from its config.
+/// Connects a sink from its config. Only a config that cannot work fails here (unreadable
+/// secret files, bad certificates); an unreachable destination does not: delivery retries.
 pub async fn build(cfg: &SinkConfig) -> Result<Box<dyn Sink>, SinkError> {
     match &cfg.settings {
         SinkSettings::Stdout(c) => Ok(Box::new(stdout::StdoutSink::new(c.clone()))),
+        SinkSettings::File(c) => Ok(Box::new(file::FileSink::new(c.clone()))),
+        SinkSettings::Nats(c) => Ok(Box::new(nats::NatsSink::connect(c.clone()).await?)),
+        SinkSettings::Http(c) => Ok(Box::new(http::HttpSink::new(c.clone())?)),
+        SinkSettings::Gcscc(c) => Ok(Box::new(gcscc::GcsccSink::new(c.clone())?)),
     }
 }

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use serde::{Deserialize, Serialize};
 
-use super::{BoxFuture, Sink, SinkError};
+use super::{BatchPolicy, BoxFuture, Sink, SinkError};
 use crate::alert::Alert;
 
 /// Settings of a `stdout` sink (none yet; kept as a struct so that keys are checked).
@@ -37,5 +37,12 @@ impl Sink for StdoutSink {
                 .and_then(|_| out.flush())
                 .map_err(|e| SinkError::retryable(format!("stdout: {e}")))
         })
+    }
+
+    fn batch_policy(&self) -> BatchPolicy {
+        BatchPolicy {
+            max: 256,
+            max_wait: std::time::Duration::ZERO,
+        }
     }
 }

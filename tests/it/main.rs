@@ -1,6 +1,12 @@
 //! kaudit's integration tests: one binary, one module per area.
 
 mod artifacts;
+mod delivery;
 mod falco_tail;
+mod gcscc;
+mod http_sink;
 mod ingest;
+mod nats;
+mod router;
 mod rules;
+mod support;

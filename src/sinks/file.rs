@@ -1,0 +1,137 @@
+//! `file`: one Falco JSON alert per line, appended; follows log rotation.
+//!
+//! Before each batch the path is checked: when the file was renamed away or deleted (a different
+//! inode, or none) it is reopened, so `logrotate` with `create` works; with `copytruncate` the
+//! append-mode handle keeps writing at the new end. Each batch is fsynced before it is confirmed.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use super::{BatchPolicy, BoxFuture, Sink, SinkError};
+use crate::alert::Alert;
+
+/// Settings of a `file` sink.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// The file to append to (created with its directory if missing).
+    pub path: PathBuf,
+    /// fsync each batch before confirming it (default true; false trades durability for speed).
+    #[serde(default = "yes")]
+    pub fsync: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl FileConfig {
+    /// Checks the path.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.path.as_os_str().is_empty() {
+            return Err("`path` must not be empty".into());
+        }
+        Ok(())
+    }
+}
+
+struct Open {
+    file: File,
+    ino: u64,
+}
+
+/// Appends alerts to a file.
+pub struct FileSink {
+    config: FileConfig,
+    state: Arc<Mutex<Option<Open>>>,
+}
+
+impl FileSink {
+    /// A sink appending to `config.path` (opened at first use).
+    pub fn new(config: FileConfig) -> Self {
+        FileSink {
+            config,
+            state: Arc::new(Mutex::new(None)),
+        }
+    }
+}
+
+fn inode(m: &std::fs::Metadata) -> u64 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        m.ino()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = m;
+        0
+    }
+}
+
+fn write_batch(cfg: &FileConfig, state: &Mutex<Option<Open>>, buf: &[u8]) -> std::io::Result<()> {
+    let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+    let current = std::fs::metadata(&cfg.path).ok().map(|m| inode(&m));
+    let stale = match (&*st, current) {
+        (Some(o), Some(ino)) => o.ino != ino,
+        _ => true,
+    };
+    if stale {
+        if let Some(dir) = cfg.path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&cfg.path)?;
+        let ino = inode(&file.metadata()?);
+        *st = Some(Open { file, ino });
+    }
+    let Some(open) = st.as_mut() else {
+        return Err(std::io::Error::other("file not open"));
+    };
+    let r = open.file.write_all(buf).and_then(|_| {
+        if cfg.fsync {
+            open.file.sync_data()
+        } else {
+            Ok(())
+        }
+    });
+    if r.is_err() {
+        *st = None;
+    }
+    r
+}
+
+impl Sink for FileSink {
+    fn send<'a>(&'a self, alerts: &'a [Alert]) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            let mut buf = String::new();
+            for a in alerts {
+                buf.push_str(&a.to_json());
+                buf.push('\n');
+            }
+            let cfg = self.config.clone();
+            let state = self.state.clone();
+            tokio::task::spawn_blocking(move || write_batch(&cfg, &state, buf.as_bytes()))
+                .await
+                .map_err(|e| SinkError::retryable(format!("file: {e}")))?
+                .map_err(|e| {
+                    SinkError::retryable(format!("file {}: {e}", self.config.path.display()))
+                })
+        })
+    }
+
+    fn batch_policy(&self) -> BatchPolicy {
+        BatchPolicy {
+            max: 256,
+            max_wait: std::time::Duration::ZERO,
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! `nats`: publishes each alert as its Falco JSON on a subject made from a template, over one
+//! long-lived connection that reconnects by itself.
+//!
+//! Delivery is confirmed, never assumed: with core NATS a batch counts as sent once a flush (a
+//! PING/PONG round trip after the messages) returned within the timeout; with `jetstream: true`
+//! once the server acknowledged each message as stored. Every message carries the header
+//! `Nats-Msg-Id: <alert uuid>`, so JetStream drops the duplicates that retries can make.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_nats::connection::State;
+use async_nats::{ConnectOptions, HeaderMap};
+use serde::{Deserialize, Serialize};
+
+use super::template::Template;
+use super::tls::ClientTls;
+use super::{BatchPolicy, BoxFuture, Sink, SinkError};
+use crate::alert::Alert;
+use crate::config::{Secret, resolve_secret};
+
+/// Settings of a `nats` sink.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsConfig {
+    /// Server URLs (`nats://host:4222`, `tls://host:4222`); several for a cluster.
+    #[serde(default = "default_servers")]
+    pub servers: Vec<String>,
+    /// Subject template (see `sinks::template`): `{priority}`, `{rule}`, `{source}`,
+    /// `{hostname}`, `{uuid}`, `{field:NAME}`; default `falco.{priority}.{rule}` as falcosidekick.
+    #[serde(default = "default_subject")]
+    pub subject: String,
+    /// Publish to JetStream and wait for the server's ack (a stream must cover the subjects).
+    #[serde(default)]
+    pub jetstream: bool,
+    /// How long to wait for a flush or for JetStream acks, in milliseconds.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Most alerts published per confirmed batch.
+    #[serde(default = "default_batch_max")]
+    pub batch_max: usize,
+    /// Name of the connection, shown by the server.
+    #[serde(default = "default_client_name")]
+    pub client_name: String,
+    /// User name for user/password authentication.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Password (prefer `password_file`).
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// File holding the password.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Token authentication (prefer `token_file`).
+    #[serde(default)]
+    pub token: Option<Secret>,
+    /// File holding the token.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// NKey seed (`SU...`) for NKey authentication (prefer `nkey_seed_file`).
+    #[serde(default)]
+    pub nkey_seed: Option<Secret>,
+    /// File holding the NKey seed.
+    #[serde(default)]
+    pub nkey_seed_file: Option<PathBuf>,
+    /// A `.creds` file (user JWT and NKey seed) for decentralized authentication.
+    #[serde(default)]
+    pub creds_file: Option<PathBuf>,
+    /// TLS: CA bundle and client certificate; when set, TLS is required.
+    #[serde(default)]
+    pub tls: Option<ClientTls>,
+}
+
+fn default_servers() -> Vec<String> {
+    vec!["nats://127.0.0.1:4222".into()]
+}
+fn default_subject() -> String {
+    "falco.{priority}.{rule}".into()
+}
+fn default_timeout_ms() -> u64 {
+    5000
+}
+fn default_batch_max() -> usize {
+    256
+}
+fn default_client_name() -> String {
+    "kaudit".into()
+}
+
+impl NatsConfig {
+    /// Checks the template, the servers and that exactly one way to authenticate is chosen.
+    pub fn validate(&self) -> Result<(), String> {
+        Template::parse(&self.subject).map_err(|e| format!("`subject`: {e}"))?;
+        if self.servers.is_empty() {
+            return Err("`servers` must list at least one URL".into());
+        }
+        if self.timeout_ms == 0 || self.batch_max == 0 {
+            return Err("`timeout_ms` and `batch_max` must be greater than 0".into());
+        }
+        let methods = [
+            self.user.is_some(),
+            self.token.is_some() || self.token_file.is_some(),
+            self.nkey_seed.is_some() || self.nkey_seed_file.is_some(),
+            self.creds_file.is_some(),
+        ];
+        if methods.iter().filter(|m| **m).count() > 1 {
+            return Err(
+                "choose one authentication: user/password, token, nkey_seed or creds_file".into(),
+            );
+        }
+        if (self.password.is_some() || self.password_file.is_some()) && self.user.is_none() {
+            return Err("`password` needs `user`".into());
+        }
+        for (key, f) in [
+            ("password_file", &self.password_file),
+            ("token_file", &self.token_file),
+            ("nkey_seed_file", &self.nkey_seed_file),
+            ("creds_file", &self.creds_file),
+        ] {
+            if let Some(p) = f
+                && !p.exists()
+            {
+                return Err(format!("`{key}`: {} does not exist", p.display()));
+            }
+        }
+        for (key, inline, file) in [
+            (
+                "password",
+                self.password.is_some(),
+                self.password_file.is_some(),
+            ),
+            ("token", self.token.is_some(), self.token_file.is_some()),
+            (
+                "nkey_seed",
+                self.nkey_seed.is_some(),
+                self.nkey_seed_file.is_some(),
+            ),
+        ] {
+            if inline && file {
+                return Err(format!("set either `{key}` or `{key}_file`, not both"));
+            }
+        }
+        if let Some(t) = &self.tls {
+            t.validate()?;
+        }
+        Ok(())
+    }
+}
+
+/// Publishes alerts to NATS core or JetStream.
+pub struct NatsSink {
+    client: async_nats::Client,
+    js: Option<async_nats::jetstream::Context>,
+    subject: Template,
+    timeout: Duration,
+    batch_max: usize,
+}
+
+fn secret(
+    inline: &Option<Secret>,
+    file: &Option<PathBuf>,
+    key: &str,
+) -> Result<Option<String>, SinkError> {
+    resolve_secret(inline.as_ref(), file.as_deref(), key)
+        .map(|s| s.map(|s| s.expose().to_string()))
+        .map_err(|e| SinkError::Permanent(e.to_string()))
+}
+
+impl NatsSink {
+    /// Starts the connection. Returns at once: an unreachable server is retried in the
+    /// background and publishes fail (retryably) until it is up.
+    pub async fn connect(cfg: NatsConfig) -> Result<NatsSink, SinkError> {
+        let subject = Template::parse(&cfg.subject).map_err(SinkError::Permanent)?;
+        let timeout = Duration::from_millis(cfg.timeout_ms);
+        let mut opts = ConnectOptions::new()
+            .name(&cfg.client_name)
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .connection_timeout(timeout)
+            .reconnect_delay_callback(|attempts| {
+                Duration::from_millis((100u64 << attempts.min(6)).min(5_000))
+            })
+            .event_callback(|ev| async move {
+                tracing::info!(event = %ev, "nats connection event");
+            });
+        if let Some(user) = &cfg.user {
+            let pass = secret(&cfg.password, &cfg.password_file, "password")?.unwrap_or_default();
+            opts = opts.user_and_password(user.clone(), pass);
+        }
+        if let Some(token) = secret(&cfg.token, &cfg.token_file, "token")? {
+            opts = opts.token(token);
+        }
+        if let Some(seed) = secret(&cfg.nkey_seed, &cfg.nkey_seed_file, "nkey_seed")? {
+            opts = opts.nkey(seed);
+        }
+        if let Some(creds) = &cfg.creds_file {
+            opts = opts.credentials_file(creds).await.map_err(|e| {
+                SinkError::Permanent(format!("creds_file {}: {e}", creds.display()))
+            })?;
+        }
+        if let Some(tls) = &cfg.tls {
+            crate::ingest::tls::install_crypto_provider();
+            opts = opts.require_tls(true);
+            if let Some(ca) = &tls.ca_file {
+                opts = opts.add_root_certificates(ca.clone());
+            }
+            if let (Some(c), Some(k)) = (&tls.cert_file, &tls.key_file) {
+                opts = opts.add_client_certificate(c.clone(), k.clone());
+            }
+        }
+        let client = opts
+            .connect(cfg.servers.as_slice())
+            .await
+            .map_err(|e| SinkError::Permanent(format!("nats: {e}")))?;
+        let js = cfg.jetstream.then(|| {
+            async_nats::jetstream::ContextBuilder::new()
+                .timeout(timeout)
+                .build(client.clone())
+        });
+        Ok(NatsSink {
+            client,
+            js,
+            subject,
+            timeout,
+            batch_max: cfg.batch_max,
+        })
+    }
+
+    async fn publish_core(&self, alerts: &[Alert]) -> Result<(), SinkError> {
+        for a in alerts {
+            let subject = self.subject.render_slugged(a);
+            let mut headers = HeaderMap::new();
+            headers.insert("Nats-Msg-Id", a.uuid.to_string().as_str());
+            self.client
+                .publish_with_headers(subject, headers, a.to_json().into())
+                .await
+                .map_err(|e| match e.kind() {
+                    async_nats::client::PublishErrorKind::MaxPayloadExceeded
+                    | async_nats::client::PublishErrorKind::InvalidSubject => {
+                        SinkError::Permanent(format!("nats: {e}"))
+                    }
+                    _ => SinkError::retryable(format!("nats: {e}")),
+                })?;
+        }
+        match tokio::time::timeout(self.timeout, self.client.flush()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(SinkError::retryable(format!("nats flush: {e}"))),
+            Err(_) => Err(SinkError::retryable("nats flush: timed out")),
+        }
+    }
+
+    async fn publish_js(
+        &self,
+        js: &async_nats::jetstream::Context,
+        alerts: &[Alert],
+    ) -> Result<(), SinkError> {
+        use async_nats::jetstream::context::PublishErrorKind as K;
+        let classify = |e: async_nats::jetstream::context::PublishError| match e.kind() {
+            K::MaxPayloadExceeded => SinkError::Permanent(format!("nats jetstream: {e}")),
+            _ => SinkError::retryable(format!("nats jetstream: {e}")),
+        };
+        let mut acks = Vec::with_capacity(alerts.len());
+        for a in alerts {
+            let subject = self.subject.render_slugged(a);
+            let mut headers = HeaderMap::new();
+            headers.insert("Nats-Msg-Id", a.uuid.to_string().as_str());
+            let ack = js
+                .publish_with_headers(subject, headers, a.to_json().into())
+                .await
+                .map_err(classify)?;
+            acks.push(ack);
+        }
+        for ack in acks {
+            ack.await.map_err(classify)?;
+        }
+        Ok(())
+    }
+}
+
+impl Sink for NatsSink {
+    fn send<'a>(&'a self, alerts: &'a [Alert]) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            if self.client.connection_state() != State::Connected {
+                return Err(SinkError::retryable("nats: not connected"));
+            }
+            match &self.js {
+                Some(js) => self.publish_js(js, alerts).await,
+                None => self.publish_core(alerts).await,
+            }
+        })
+    }
+
+    fn batch_policy(&self) -> BatchPolicy {
+        BatchPolicy {
+            max: self.batch_max,
+            max_wait: Duration::ZERO,
+        }
+    }
+}

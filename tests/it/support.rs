@@ -1,0 +1,342 @@
+//! Shared harness: ephemeral ports, readiness waits, real servers cleaned up on drop.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use kaudit::alert::{Alert, Priority};
+use kaudit::config::{Config, Overrides};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+/// The longest any test waits for something that should happen.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// Polls `cond` until it holds; panics with `what` after [`PATIENCE`].
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        if start.elapsed() > PATIENCE {
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An alert with a fresh uuid.
+pub fn alert(rule: &str, priority: Priority) -> Alert {
+    let mut fields = Map::new();
+    fields.insert("ka.target.namespace".into(), "kube-system".into());
+    fields.insert("ka.target.resource".into(), "pods".into());
+    fields.insert("ka.target.name".into(), "nginx".into());
+    fields.insert("ka.user.name".into(), "alice".into());
+    Alert {
+        uuid: Uuid::new_v4(),
+        time: Utc::now(),
+        rule: rule.to_string(),
+        priority,
+        source: "k8s_audit".into(),
+        hostname: "kaudit-test".into(),
+        output: format!(
+            "{}: {priority} {rule} (user=alice)",
+            Utc::now().format("%H:%M:%S")
+        ),
+        output_fields: fields,
+        tags: vec!["k8s".into()],
+    }
+}
+
+/// Loads a config from YAML text (the real loader, with validation), environment ignored.
+pub fn config_from_yaml(yaml: &str) -> Config {
+    try_config(yaml).unwrap_or_else(|e| panic!("config does not load: {e}\n{yaml}"))
+}
+
+/// As [`config_from_yaml`], returning the error.
+pub fn try_config(yaml: &str) -> Result<Config, kaudit::config::ConfigError> {
+    let mut f = tempfile::NamedTempFile::new().expect("temp file");
+    f.write_all(yaml.as_bytes()).expect("write config");
+    Config::load_with_env(Some(f.path()), &Overrides::default(), Vec::new())
+}
+
+/// A config with `data_dir`, fast retries and the given `sinks:` YAML (indented list items).
+pub fn config(data_dir: &Path, sinks_yaml: &str) -> Config {
+    config_from_yaml(&format!(
+        "data_dir: {}\nspool:\n  retry_initial_ms: 20\n  retry_max_ms: 100\n  shutdown_flush_ms: 2000\nsinks:\n{sinks_yaml}",
+        data_dir.display()
+    ))
+}
+
+/// Lines of a JSON-lines file (empty when missing).
+pub fn json_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+/// Is nats-server installed? Under CI it must be; elsewhere the test is skipped.
+pub fn nats_server_bin() -> Option<PathBuf> {
+    for p in [
+        "/usr/sbin/nats-server",
+        "/usr/bin/nats-server",
+        "/usr/local/bin/nats-server",
+    ] {
+        if Path::new(p).exists() {
+            return Some(PathBuf::from(p));
+        }
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("nats-server is missing: apt-get install nats-server");
+    }
+    eprintln!("SKIPPED: nats-server is missing (apt-get install nats-server)");
+    None
+}
+
+/// A real nats-server with JetStream on an ephemeral port, killed on drop.
+pub struct NatsServer {
+    bin: PathBuf,
+    /// Its port (kept across restarts).
+    pub port: u16,
+    store: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    /// Starts one and waits until it accepts clients.
+    pub fn start(bin: PathBuf) -> NatsServer {
+        let mut s = NatsServer {
+            bin,
+            port: free_port(),
+            store: tempfile::tempdir().expect("temp dir"),
+            child: None,
+        };
+        s.spawn();
+        s
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(&self.bin)
+            .args(["-js", "-sd"])
+            .arg(self.store.path())
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn nats-server");
+        self.child = Some(child);
+        // Ready when a client connection gets the server's INFO line.
+        let start = Instant::now();
+        loop {
+            if let Ok(c) = TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut line = String::new();
+                if BufReader::new(c).read_line(&mut line).is_ok() && line.starts_with("INFO") {
+                    return;
+                }
+            }
+            if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("nats-server exited: {st}");
+            }
+            if start.elapsed() > PATIENCE {
+                panic!("nats-server on port {} never became ready", self.port);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILLs the server.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port and store.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One request a [`Recorder`] received.
+#[derive(Clone, Debug)]
+pub struct Req {
+    /// Method.
+    pub method: Method,
+    /// Path and query.
+    pub uri: Uri,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Raw body.
+    pub body: Bytes,
+    /// When it arrived.
+    pub at: Instant,
+}
+
+impl Req {
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
+
+    /// The body as JSON (gunzipped when `Content-Encoding: gzip`).
+    pub fn json(&self) -> Value {
+        let raw = if self.header("content-encoding").as_deref() == Some("gzip") {
+            use std::io::Read;
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&self.body[..])
+                .read_to_end(&mut out)
+                .expect("gzip body");
+            out
+        } else {
+            self.body.to_vec()
+        };
+        serde_json::from_slice(&raw).expect("JSON body")
+    }
+}
+
+/// Decides the answer to the n-th request (0-based).
+pub type Responder = Arc<dyn Fn(usize, &Req) -> Response + Send + Sync>;
+
+/// A loopback HTTP server that records every request and answers as scripted.
+pub struct Recorder {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Requests so far.
+    pub reqs: Arc<Mutex<Vec<Req>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Recorder {
+    /// Starts on an ephemeral port (or `port`), answering with `respond`.
+    pub async fn start_on(port: u16, respond: Responder) -> Recorder {
+        let reqs: Arc<Mutex<Vec<Req>>> = Arc::default();
+        let r2 = reqs.clone();
+        let app = axum::Router::new().fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let reqs = r2.clone();
+                let respond = respond.clone();
+                async move {
+                    let req = Req {
+                        method,
+                        uri,
+                        headers,
+                        body,
+                        at: Instant::now(),
+                    };
+                    let n = {
+                        let mut v = reqs.lock().expect("lock");
+                        v.push(req.clone());
+                        v.len() - 1
+                    };
+                    respond(n, &req)
+                }
+            },
+        );
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind recorder");
+        let addr = listener.local_addr().expect("addr");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Recorder { addr, reqs, task }
+    }
+
+    /// Starts on an ephemeral port.
+    pub async fn start(respond: Responder) -> Recorder {
+        Self::start_on(0, respond).await
+    }
+
+    /// Always 200.
+    pub async fn ok() -> Recorder {
+        Self::start(Arc::new(|_, _| StatusCode::OK.into_response())).await
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// A copy of the requests so far.
+    pub fn requests(&self) -> Vec<Req> {
+        self.reqs.lock().expect("lock").clone()
+    }
+
+    /// How many requests so far.
+    pub fn count(&self) -> usize {
+        self.reqs.lock().expect("lock").len()
+    }
+
+    /// The uuids of every alert received (bodies that are an alert or an array of alerts).
+    pub fn uuids(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for r in self.requests() {
+            match r.json() {
+                Value::Array(items) => out.extend(
+                    items
+                        .iter()
+                        .filter_map(|i| i["uuid"].as_str().map(str::to_string)),
+                ),
+                v => out.extend(v["uuid"].as_str().map(str::to_string)),
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Counts per value.
+pub fn counts(items: impl IntoIterator<Item = String>) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for i in items {
+        *m.entry(i).or_default() += 1;
+    }
+    m
+}
+
+/// A metric's value from the Prometheus text (`name{labels} value`), 0 when absent.
+pub fn metric(text: &str, name: &str, sink: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(&format!("sink=\"{sink}\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
