@@ -49,6 +49,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config, listen } => {
+            // Validate before logging starts so that a bad config is one clear line and exit 2.
             let cfg = match Config::load(config.as_deref(), &Overrides { listen }) {
                 Ok(c) => c,
                 Err(e) => {
@@ -57,7 +58,7 @@ fn main() -> ExitCode {
                 }
             };
             init_logging(&cfg);
-            match serve(cfg) {
+            match serve(config, Overrides { listen }) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
@@ -82,16 +83,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(cfg: Config) -> anyhow::Result<()> {
+fn serve(config: Option<PathBuf>, overrides: Overrides) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async move {
-        let running = kaudit::pipeline::start(cfg).await?;
-        kaudit::pipeline::wait_for_signal().await;
-        running.shutdown().await;
-        Ok(())
-    })
+    rt.block_on(kaudit::pipeline::run(config, overrides))?;
+    Ok(())
 }
 
 fn init_logging(cfg: &Config) {

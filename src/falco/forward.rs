@@ -171,3 +171,40 @@ pub fn spawn_health(
         }
     })
 }
+
+/// The forwarder as a destination of the delivery spool: each record is one batch, sent alone
+/// and in order (the lane retries the head until Falco takes it).
+pub struct ForwardDeliver {
+    forwarder: Forwarder,
+}
+
+impl ForwardDeliver {
+    /// Wraps a forwarder.
+    pub fn new(forwarder: Forwarder) -> Self {
+        ForwardDeliver { forwarder }
+    }
+}
+
+impl crate::delivery::Deliver for ForwardDeliver {
+    fn deliver<'a>(
+        &'a self,
+        records: &'a [crate::delivery::Record],
+    ) -> crate::sinks::BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            for r in records {
+                let (ct, body) = crate::detect::decode_forward(&r.payload).ok_or_else(|| {
+                    SinkError::Permanent(format!(
+                        "spooled record {} is not a forwarded batch",
+                        r.seq
+                    ))
+                })?;
+                self.forwarder.post(&ct, body).await?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Name of the forwarder's lane: its spool directory, dead-letter file and metric label. It has
+/// a `.`, which sink names cannot, so it never collides with a sink.
+pub const LANE: &str = "falco.forward";

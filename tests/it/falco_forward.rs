@@ -9,7 +9,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use axum::routing::post as route_post;
 use kaudit::config::{Config, DetectMode};
 use kaudit::metrics::Metrics;
 use tokio::net::TcpListener;
@@ -40,15 +40,17 @@ impl FakeFalco {
         let app = Router::new()
             .route(
                 "/k8s-audit",
-                post(|State(r): State<Received>, h: HeaderMap, body: Bytes| async move {
-                    let ct = h
-                        .get("content-type")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("")
-                        .to_string();
-                    r.lock().unwrap().push((ct, body));
-                    StatusCode::OK
-                }),
+                route_post(
+                    |State(r): State<Received>, h: HeaderMap, body: Bytes| async move {
+                        let ct = h
+                            .get("content-type")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_string();
+                        r.lock().unwrap().push((ct, body));
+                        StatusCode::OK
+                    },
+                ),
             )
             .with_state(received.clone());
         let task = tokio::spawn(async move {
@@ -126,14 +128,19 @@ async fn batches_arrive_byte_identical_and_in_order_across_an_outage() {
     let received = Received::default();
     let mut falco = FakeFalco::start(free_port(), received.clone()).await;
     let cfg = config(&falco.url(), dir.path());
-    let running = kaudit::pipeline::start_with(cfg, kaudit::detect::Detector::none(), Metrics::new())
-        .await
-        .unwrap();
+    let running =
+        kaudit::pipeline::start_with(cfg, kaudit::detect::Detector::none(), Metrics::new())
+            .await
+            .unwrap();
     let base = format!("http://{}", running.local_addr());
     let c = reqwest::Client::new();
 
     for n in 0..5 {
-        let ct = if n % 2 == 0 { "application/json" } else { "application/json; charset=utf-8" };
+        let ct = if n % 2 == 0 {
+            "application/json"
+        } else {
+            "application/json; charset=utf-8"
+        };
         assert_eq!(post(&c, &base, batch(n), ct).await, StatusCode::OK);
     }
     falco.wait_for(5).await;
@@ -141,13 +148,19 @@ async fn batches_arrive_byte_identical_and_in_order_across_an_outage() {
     // Falco goes down (a rules change restarts it); ingest carries on; batches wait.
     falco.stop();
     for n in 5..15 {
-        assert_eq!(post(&c, &base, batch(n), "application/json").await, StatusCode::OK);
+        assert_eq!(
+            post(&c, &base, batch(n), "application/json").await,
+            StatusCode::OK
+        );
     }
     let port = falco.addr.port();
     let falco = FakeFalco::start(port, received.clone()).await;
     let got = falco.wait_for(15).await;
 
-    let bodies: Vec<String> = got.iter().map(|(_, b)| String::from_utf8(b.to_vec()).unwrap()).collect();
+    let bodies: Vec<String> = got
+        .iter()
+        .map(|(_, b)| String::from_utf8(b.to_vec()).unwrap())
+        .collect();
     let expected: Vec<String> = (0..15).map(batch).collect();
     assert_eq!(bodies, expected, "not byte-identical or not in order");
     assert_eq!(got[1].0, "application/json; charset=utf-8");
@@ -174,22 +187,35 @@ fn buffered_batches_survive_sigkill_of_kaudit() {
     rt.block_on(async {
         let c = reqwest::Client::new();
         for n in 0..10 {
-            assert_eq!(post(&c, &base, batch(n), "application/json").await, StatusCode::OK);
+            assert_eq!(
+                post(&c, &base, batch(n), "application/json").await,
+                StatusCode::OK
+            );
         }
         // Accepted batches reach the spool asynchronously; wait until all ten are on disk.
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
-            let text = c.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+            let text = c
+                .get(format!("{base}/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
             let spooled = text
                 .lines()
-                .find(|l| l.starts_with("kaudit_sink_spooled_total{sink=\"falco\""))
+                .find(|l| l.starts_with("kaudit_sink_spooled_total{sink=\"falco.forward\""))
                 .and_then(|l| l.rsplit(' ').next())
                 .and_then(|v| v.parse::<f64>().ok())
                 .unwrap_or(0.0);
             if spooled >= 10.0 {
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "batches never reached the spool:\n{text}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "batches never reached the spool:\n{text}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     });
@@ -202,7 +228,10 @@ fn buffered_batches_survive_sigkill_of_kaudit() {
         let falco = FakeFalco::start(falco_port, received).await;
         let (mut child, _base) = spawn_kaudit(&cfg_path, &[]);
         let got = falco.wait_for(10).await;
-        let bodies: Vec<String> = got.iter().map(|(_, b)| String::from_utf8(b.to_vec()).unwrap()).collect();
+        let bodies: Vec<String> = got
+            .iter()
+            .map(|(_, b)| String::from_utf8(b.to_vec()).unwrap())
+            .collect();
         let expected: Vec<String> = (0..10).map(batch).collect();
         assert_eq!(bodies, expected);
         child.kill().unwrap();

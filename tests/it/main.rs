@@ -2,6 +2,7 @@
 
 mod artifacts;
 mod delivery;
+mod falco_forward;
 mod falco_tail;
 mod gcscc;
 mod http_sink;

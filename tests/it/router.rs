@@ -228,10 +228,9 @@ async fn an_invalid_reload_changes_nothing() {
 
 #[test]
 fn an_invalid_filter_is_a_config_error_naming_the_sink() {
-    let err =
-        try_config("sinks:\n  - name: picky\n    type: stdout\n    filter: 'rule contains x'\n")
-            .unwrap_err()
-            .to_string();
+    let err = try_config("sinks:\n  - name: picky\n    type: stdout\n    filter: 'rule in (x'\n")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("sinks[0].filter"), "{err}");
     assert!(err.contains("picky"), "{err}");
 }
