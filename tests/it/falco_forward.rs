@@ -133,7 +133,7 @@ async fn batches_arrive_byte_identical_and_in_order_across_an_outage() {
             .await
             .unwrap();
     let base = format!("http://{}", running.local_addr());
-    let c = reqwest::Client::new();
+    let c = crate::ingest::client();
 
     for n in 0..5 {
         let ct = if n % 2 == 0 {
@@ -185,7 +185,7 @@ fn buffered_batches_survive_sigkill_of_kaudit() {
     // Falco is down; kaudit accepts and buffers, then is killed without a chance to clean up.
     let (mut child, base) = spawn_kaudit(&cfg_path, &[]);
     rt.block_on(async {
-        let c = reqwest::Client::new();
+        let c = crate::ingest::client();
         for n in 0..10 {
             assert_eq!(
                 post(&c, &base, batch(n), "application/json").await,

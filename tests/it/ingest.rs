@@ -51,7 +51,7 @@ async fn start_with(cfg: Config, d: Detector) -> (Running, String) {
     (running, base)
 }
 
-fn client() -> reqwest::Client {
+pub fn client() -> reqwest::Client {
     kaudit::ingest::tls::install_crypto_provider();
     reqwest::Client::new()
 }
@@ -652,12 +652,19 @@ pub fn spawn_kaudit(config: &Path, extra_env: &[(&str, &str)]) -> (std::process:
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
-    let child = cmd.spawn().unwrap();
+    let mut child = cmd.spawn().unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "kaudit exited ({status}) before listening:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         assert!(
             std::time::Instant::now() < deadline,

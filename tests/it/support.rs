@@ -132,6 +132,18 @@ impl NatsServer {
         s
     }
 
+    /// Starts one on a given port (one reserved earlier with [`free_port`]).
+    pub fn start_on(bin: PathBuf, port: u16) -> NatsServer {
+        let mut s = NatsServer {
+            bin,
+            port,
+            store: tempfile::tempdir().expect("temp dir"),
+            child: None,
+        };
+        s.spawn();
+        s
+    }
+
     /// `nats://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
