@@ -53,29 +53,25 @@ impl Forwarder {
             message: e.to_string(),
         })?
         .map(|s| s.expose().to_string());
-        let mut b = reqwest::Client::builder()
-            .timeout(Duration::from_secs(cfg.forward_timeout_secs.max(1)))
-            .connect_timeout(Duration::from_secs(3));
-        if let Some(ca) = &cfg.forward_ca_file {
-            let pem = std::fs::read(ca).map_err(|e| ForwardError::Config {
+        let tls = cfg
+            .forward_ca_file
+            .as_ref()
+            .map(|ca| crate::sinks::tls::ClientTls {
+                ca_file: Some(ca.clone()),
+                cert_file: None,
+                key_file: None,
+            });
+        let timeout = Duration::from_secs(cfg.forward_timeout_secs.max(1));
+        let client = crate::sinks::http::client(timeout, tls.as_ref()).map_err(|e| {
+            ForwardError::Config {
                 key: "forward_ca_file",
-                message: format!("{}: {e}", ca.display()),
-            })?;
-            let certs =
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ForwardError::Config {
-                    key: "forward_ca_file",
-                    message: format!("{}: {e}", ca.display()),
-                })?;
-            b = b.tls_certs_only(certs);
-        }
-        let client = b.build().map_err(|e| ForwardError::Config {
-            key: "forward_url",
-            message: e.to_string(),
+                message: e.to_string(),
+            }
         })?;
         Ok(Forwarder { client, url, token })
     }
 
-    /// Posts one batch exactly as it arrived. Connection errors, timeouts, 429 and 5xx are
+    /// Posts one batch exactly as it arrived. Connection errors, timeouts, 408, 429 and 5xx are
     /// retryable (Falco restarting); any other non-2xx means Falco refused the data for good.
     pub async fn post(&self, content_type: &str, body: bytes::Bytes) -> Result<(), SinkError> {
         let mut req = self
@@ -86,30 +82,12 @@ impl Forwarder {
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
+        let what = format!("falco {}", self.url);
         let resp = req
             .send()
             .await
-            .map_err(|e| SinkError::retryable(format!("falco {}: {e}", self.url)))?;
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let text = resp.text().await.unwrap_or_default();
-        let message = format!("falco {} answered {status}: {}", self.url, text.trim());
-        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-            Err(SinkError::Retryable {
-                message,
-                retry_after,
-            })
-        } else {
-            Err(SinkError::Permanent(message))
-        }
+            .map_err(|e| crate::sinks::http::transport_error(&what, e))?;
+        crate::sinks::http::classify(&what, resp).await
     }
 }
 
