@@ -203,12 +203,7 @@ fn buffered_batches_survive_sigkill_of_kaudit() {
                 .text()
                 .await
                 .unwrap();
-            let spooled = text
-                .lines()
-                .find(|l| l.starts_with("kaudit_sink_spooled_total{sink=\"falco.forward\""))
-                .and_then(|l| l.rsplit(' ').next())
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0);
+            let spooled = crate::support::metric(&text, "kaudit_sink_spooled_total", "falco.forward");
             if spooled >= 10.0 {
                 break;
             }
