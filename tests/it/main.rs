@@ -1,3 +1,4 @@
 //! kaudit's integration tests: one binary, one module per area.
 
 mod rules;
+mod rules_engine;
