@@ -123,6 +123,8 @@ pub struct LoadReport {
 enum ExFields {
     One(String),
     Many(Vec<String>),
+    /// No `fields` key: only valid when adding values to an existing exception.
+    Unspecified,
 }
 
 #[derive(Clone, Debug)]
@@ -734,7 +736,7 @@ impl Collector {
                 }
             }
             let fields = match e.get("fields") {
-                None => ExFields::Many(Vec::new()),
+                None => ExFields::Unspecified,
                 Some(f) => match &f.kind {
                     Kind::Scalar { text, .. } => ExFields::One(text.clone()),
                     _ => ExFields::Many(self.scalars(f, "fields", file, &ewhat)?),
@@ -744,6 +746,7 @@ impl Collector {
                 None => match &fields {
                     ExFields::One(_) => vec!["in".to_string()],
                     ExFields::Many(f) => vec!["=".to_string(); f.len()],
+                    ExFields::Unspecified => Vec::new(),
                 },
                 Some(c) => match &c.kind {
                     Kind::Scalar { text, .. } => vec![text.clone()],
@@ -764,7 +767,10 @@ impl Collector {
                                     let l = self.scalars(row, "values", file, &ewhat)?;
                                     values.push(vec![ExValue::List(l)]);
                                 }
-                                (ExFields::Many(_), Kind::Seq(cells)) => {
+                                (ExFields::Unspecified, Kind::Scalar { text, .. }) => {
+                                    values.push(vec![ExValue::Scalar(text.clone())])
+                                }
+                                (ExFields::Many(_) | ExFields::Unspecified, Kind::Seq(cells)) => {
                                     let mut tuple = Vec::new();
                                     for c in cells {
                                         match &c.kind {
@@ -810,6 +816,7 @@ impl Collector {
             }
             // Shape checks (fields themselves are checked at compile time, per source).
             match &fields {
+                ExFields::Unspecified => {}
                 ExFields::One(_) => {
                     if comps.len() != 1
                         || !["in", "pmatch", "intersects"].contains(&comps[0].as_str())
@@ -1143,7 +1150,23 @@ impl Collector {
 fn merge_exceptions(into: &mut Vec<Exception>, new: Vec<Exception>, append_values: bool) {
     for e in new {
         match into.iter_mut().find(|x| x.name == e.name) {
-            Some(x) if append_values => x.values.extend(e.values),
+            Some(x) if append_values => {
+                for row in e.values {
+                    // With a single field, a row of several scalars is one list value.
+                    if matches!(x.fields, ExFields::One(_)) && row.len() > 1 {
+                        let items = row
+                            .into_iter()
+                            .flat_map(|v| match v {
+                                ExValue::Scalar(s) => vec![s],
+                                ExValue::List(l) => l,
+                            })
+                            .collect();
+                        x.values.push(vec![ExValue::List(items)]);
+                    } else {
+                        x.values.push(row);
+                    }
+                }
+            }
             Some(x) => *x = e,
             None => into.push(e),
         }
@@ -1179,6 +1202,7 @@ fn exception_text(e: &Exception) -> String {
         return String::new();
     }
     match &e.fields {
+        ExFields::Unspecified => String::new(),
         ExFields::One(f) => {
             let comp = e.comps.first().map(String::as_str).unwrap_or("in");
             let vals: Vec<String> = e
@@ -1400,10 +1424,9 @@ pub fn load(sources: &[(String, String)], catalog: Catalog) -> Result<Compiled, 
     for (i, s) in srcs.iter().enumerate() {
         c.read_file(i, s);
     }
-    if !c.errors.is_empty() {
-        return Err(LoadError::Invalid(c.errors));
-    }
-    let mut errors: Vec<Diagnostic> = Vec::new();
+    // Items with errors were not collected; the rest is still compiled so that one load
+    // reports every error it can.
+    let mut errors: Vec<Diagnostic> = std::mem::take(&mut c.errors);
     let mut warnings = std::mem::take(&mut c.warnings);
     let locate = |l: &Loc, cond: &str, at: usize| -> Loc {
         srcs.iter()
@@ -1515,6 +1538,16 @@ pub fn load(sources: &[(String, String)], catalog: Catalog) -> Result<Compiled, 
             let fields_list: Vec<&String> = match &e.fields {
                 ExFields::One(f) => vec![f],
                 ExFields::Many(f) => f.iter().collect(),
+                ExFields::Unspecified => {
+                    if !e.values.is_empty() {
+                        errors.push(Diagnostic {
+                            loc: e.loc.clone(),
+                            item: format!("{what} exception '{}'", e.name),
+                            message: "exception has values but no 'fields'".into(),
+                        });
+                    }
+                    Vec::new()
+                }
             };
             for f in fields_list {
                 let (name, arg) = split_field(f);
@@ -1625,6 +1658,14 @@ pub fn load(sources: &[(String, String)], catalog: Catalog) -> Result<Compiled, 
         out.rules.push(rule);
     }
     if !errors.is_empty() {
+        let order = |d: &Diagnostic| {
+            let f = srcs
+                .iter()
+                .position(|s| s.name == d.loc.file)
+                .unwrap_or(usize::MAX);
+            (f, d.loc.line, d.loc.col)
+        };
+        errors.sort_by_key(order);
         return Err(LoadError::Invalid(errors));
     }
 

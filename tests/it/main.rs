@@ -10,4 +10,7 @@ mod ingest;
 mod nats;
 mod router;
 mod rules;
+mod rules_default;
+mod rules_engine;
+mod rules_robust;
 mod support;
