@@ -135,3 +135,59 @@ impl Sink for FileSink {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(rule: &str) -> Alert {
+        serde_json::from_str(&format!(
+            r#"{{"time":"2026-01-01T00:00:00Z","rule":"{rule}","priority":"Warning","output":"o"}}"#
+        ))
+        .unwrap()
+    }
+
+    fn rules(path: &std::path::Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["rule"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn follows_rename_and_truncate_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/alerts.jsonl");
+        let sink = FileSink::new(FileConfig {
+            path: path.clone(),
+            fsync: true,
+        });
+        sink.send(&[alert("a"), alert("b")]).await.unwrap();
+        assert_eq!(rules(&path), ["a", "b"]);
+        // logrotate `create`: renamed away, the next batch goes to a new file.
+        let rotated = dir.path().join("sub/alerts.jsonl.1");
+        std::fs::rename(&path, &rotated).unwrap();
+        sink.send(&[alert("c")]).await.unwrap();
+        assert_eq!(rules(&rotated), ["a", "b"]);
+        assert_eq!(rules(&path), ["c"]);
+        // logrotate `copytruncate`: the append handle writes at the new end.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        sink.send(&[alert("d")]).await.unwrap();
+        assert_eq!(rules(&path), ["d"]);
+        // Deleted: recreated.
+        std::fs::remove_file(&path).unwrap();
+        sink.send(&[alert("e")]).await.unwrap();
+        assert_eq!(rules(&path), ["e"]);
+    }
+}
