@@ -203,7 +203,8 @@ fn buffered_batches_survive_sigkill_of_kaudit() {
                 .text()
                 .await
                 .unwrap();
-            let spooled = crate::support::metric(&text, "kaudit_sink_spooled_total", "falco.forward");
+            let spooled =
+                crate::support::metric(&text, "kaudit_sink_spooled_total", "falco.forward");
             if spooled >= 10.0 {
                 break;
             }

@@ -2,6 +2,7 @@
 
 mod artifacts;
 mod delivery;
+mod e2e;
 mod falco_forward;
 mod falco_tail;
 mod gcscc;
