@@ -345,11 +345,15 @@ impl Config {
         })?;
         let cfg: Config = serde_path_to_error::deserialize(layered).map_err(|e| {
             let key = e.path().to_string();
-            let inner = e.into_inner();
+            let mut inner = e.into_inner().to_string();
+            // The `config` crate appends " for key `...`"; the key is already in our message.
+            if let Some(i) = inner.find(" for key `") {
+                inner.truncate(i);
+            }
             ConfigError::Key {
                 file: origin.clone(),
                 key: if key == "." { "<root>".into() } else { key },
-                message: inner.to_string(),
+                message: inner,
             }
         })?;
         cfg.validate().map_err(|(key, message)| ConfigError::Key {
