@@ -116,16 +116,23 @@ pub struct NatsServer {
     /// Its port (kept across restarts).
     pub port: u16,
     store: tempfile::TempDir,
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
 impl NatsServer {
     /// Starts one and waits until it accepts clients.
     pub fn start(bin: PathBuf) -> NatsServer {
+        Self::start_with(bin, Vec::new())
+    }
+
+    /// As [`NatsServer::start`], with extra command-line arguments (TLS, auth).
+    pub fn start_with(bin: PathBuf, extra: Vec<String>) -> NatsServer {
         let mut s = NatsServer {
             bin,
             port: free_port(),
             store: tempfile::tempdir().expect("temp dir"),
+            extra,
             child: None,
         };
         s.spawn();
@@ -142,6 +149,7 @@ impl NatsServer {
             .args(["-js", "-sd"])
             .arg(self.store.path())
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -339,4 +347,9 @@ pub fn metric(text: &str, name: &str, sink: &str) -> f64 {
         .filter(|l| l.starts_with(name) && l.contains(&format!("sink=\"{sink}\"")))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// The process-wide rustls provider kaudit uses (ring).
+pub fn install_crypto_provider() {
+    kaudit::ingest::tls::install_crypto_provider();
 }
