@@ -230,44 +230,11 @@ async fn server_killed_mid_stream_loses_nothing() {
     r.shutdown().await;
 }
 
-/// Writes a CA, a server certificate for 127.0.0.1 and a client certificate; returns paths
-/// (ca, server cert, server key, client cert, client key).
-fn write_pki(dir: &std::path::Path) -> [std::path::PathBuf; 5] {
-    use rcgen::{
-        BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    };
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let srv_key = KeyPair::generate().unwrap();
-    let mut srv_params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
-    srv_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let srv_cert = srv_params.signed_by(&srv_key, &issuer).unwrap();
-    let cli_key = KeyPair::generate().unwrap();
-    let mut cli_params = CertificateParams::new(vec!["kaudit".to_string()]).unwrap();
-    cli_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let cli_cert = cli_params.signed_by(&cli_key, &issuer).unwrap();
-    let files = [
-        ("ca.pem", ca_cert.pem()),
-        ("server.pem", srv_cert.pem()),
-        ("server-key.pem", srv_key.serialize_pem()),
-        ("client.pem", cli_cert.pem()),
-        ("client-key.pem", cli_key.serialize_pem()),
-    ];
-    files.map(|(name, pem)| {
-        let p = dir.join(name);
-        std::fs::write(&p, pem).unwrap();
-        p
-    })
-}
-
 #[tokio::test]
 async fn mutual_tls_and_token_from_a_file() {
     let Some(bin) = nats_server_bin() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let [ca, srv, srv_key, cli, cli_key] = write_pki(dir.path());
+    let [ca, srv, srv_key, cli, cli_key] = crate::support::write_pki(dir.path());
     let s = |p: &std::path::Path| p.display().to_string();
     let server = NatsServer::start_with(
         bin,

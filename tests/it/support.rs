@@ -249,6 +249,52 @@ pub struct Recorder {
 }
 
 impl Recorder {
+    /// Starts an HTTPS recorder on an ephemeral port with kaudit's own TLS server (`tls`).
+    pub async fn start_tls(
+        respond: Responder,
+        tls: &kaudit::config::TlsConfig,
+    ) -> (Recorder, kaudit::ingest::Server) {
+        let reqs: Arc<Mutex<Vec<Req>>> = Arc::default();
+        let app = Self::app(reqs.clone(), respond);
+        let tls = kaudit::ingest::tls::ReloadingTls::new(tls).expect("server TLS");
+        let server = kaudit::ingest::serve(
+            "127.0.0.1:0".parse().expect("addr"),
+            app,
+            Some(tls),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("serve");
+        let addr = server.local_addr();
+        let task = tokio::spawn(async {});
+        (Recorder { addr, reqs, task }, server)
+    }
+
+    fn app(reqs: Arc<Mutex<Vec<Req>>>, respond: Responder) -> axum::Router {
+        let r2 = reqs;
+        axum::Router::new().fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let reqs = r2.clone();
+                let respond = respond.clone();
+                async move {
+                    let req = Req {
+                        method,
+                        uri,
+                        headers,
+                        body,
+                        at: Instant::now(),
+                    };
+                    let n = {
+                        let mut v = reqs.lock().expect("lock");
+                        v.push(req.clone());
+                        v.len() - 1
+                    };
+                    respond(n, &req)
+                }
+            },
+        )
+    }
+
     /// Starts on an ephemeral port (or `port`), answering with `respond`.
     pub async fn start_on(port: u16, respond: Responder) -> Recorder {
         let reqs: Arc<Mutex<Vec<Req>>> = Arc::default();
@@ -292,6 +338,11 @@ impl Recorder {
     /// Always 200.
     pub async fn ok() -> Recorder {
         Self::start(Arc::new(|_, _| StatusCode::OK.into_response())).await
+    }
+
+    /// `https://127.0.0.1:<port><path>`.
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://{}{path}", self.addr)
     }
 
     /// `http://127.0.0.1:<port><path>`.
@@ -352,4 +403,37 @@ pub fn metric(text: &str, name: &str, sink: &str) -> f64 {
 /// The process-wide rustls provider kaudit uses (ring).
 pub fn install_crypto_provider() {
     kaudit::ingest::tls::install_crypto_provider();
+}
+
+/// Writes a CA, a server certificate for 127.0.0.1 and a client certificate; returns paths
+/// (ca, server cert, server key, client cert, client key).
+pub fn write_pki(dir: &std::path::Path) -> [std::path::PathBuf; 5] {
+    use rcgen::{
+        BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let srv_key = KeyPair::generate().unwrap();
+    let mut srv_params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    srv_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let srv_cert = srv_params.signed_by(&srv_key, &issuer).unwrap();
+    let cli_key = KeyPair::generate().unwrap();
+    let mut cli_params = CertificateParams::new(vec!["kaudit".to_string()]).unwrap();
+    cli_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let cli_cert = cli_params.signed_by(&cli_key, &issuer).unwrap();
+    let files = [
+        ("ca.pem", ca_cert.pem()),
+        ("server.pem", srv_cert.pem()),
+        ("server-key.pem", srv_key.serialize_pem()),
+        ("client.pem", cli_cert.pem()),
+        ("client-key.pem", cli_key.serialize_pem()),
+    ];
+    files.map(|(name, pem)| {
+        let p = dir.join(name);
+        std::fs::write(&p, pem).unwrap();
+        p
+    })
 }
