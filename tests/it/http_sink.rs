@@ -200,21 +200,31 @@ async fn single_cloudevent_with_headers_from_config_and_files() {
     let cfg = config(
         dir.path(),
         &format!(
-            "  - name: ce1\n    type: http\n    url: {}\n    method: PUT\n    format: cloudevents\n    headers:\n      X-Team: sec\n    header_files:\n      Authorization: {}\n",
+            "  - name: ce1\n    type: http\n    url: {}\n    method: PUT\n    format: cloudevents\n    headers:\n      X-Team: sec\n      Content-Type: application/vnd.team+json\n    header_files:\n      Authorization: {}\n  - name: ce2\n    type: http\n    url: {}\n    format: cloudevents\n",
             server.url("/one"),
-            secret.display()
+            secret.display(),
+            server.url("/two"),
         ),
     );
     let r = router::start(&cfg, &Metrics::new()).await.unwrap();
     let a = alert("One", Priority::Alert);
     r.sender().send(a.clone()).await.unwrap();
-    wait_until("the event", || server.count() >= 1).await;
+    wait_until("the events", || server.count() >= 2).await;
     r.shutdown().await;
-    let q = &server.requests()[0];
-    assert_eq!(q.method, "PUT");
+    let reqs = server.requests();
+    let two = reqs.iter().find(|q| q.uri.path() == "/two").unwrap();
     assert_eq!(
-        q.header("content-type").as_deref(),
+        two.header("content-type").as_deref(),
         Some("application/cloudevents+json")
+    );
+    assert_eq!(two.json()["id"], a.uuid.to_string());
+    let q = reqs.iter().find(|q| q.uri.path() == "/one").unwrap();
+    assert_eq!(q.method, "PUT");
+    let ctypes: Vec<_> = q.headers.get_all("content-type").iter().collect();
+    assert_eq!(
+        ctypes,
+        ["application/vnd.team+json"],
+        "a configured header replaces the default"
     );
     assert_eq!(q.header("x-team").as_deref(), Some("sec"));
     assert_eq!(q.header("authorization").as_deref(), Some("Bearer s3cret"));
