@@ -772,3 +772,34 @@ impl Worker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_the_max_and_resets() {
+        let ms = Duration::from_millis;
+        let mut b = Backoff::new(ms(100), ms(1000));
+        for d in [100u64, 200, 400, 800, 1000, 1000] {
+            let got = b.next_delay();
+            assert!(
+                got >= ms(d / 2) && got <= ms(d),
+                "{got:?} not in [{}, {d}] ms",
+                d / 2
+            );
+        }
+        b.reset();
+        assert!(b.next_delay() <= ms(100));
+    }
+
+    #[test]
+    fn spool_settings_are_checked() {
+        assert!(SpoolConfig::default().validate().is_ok());
+        let bad = SpoolConfig {
+            retry_max_ms: 1,
+            ..SpoolConfig::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().0, "spool.retry_max_ms");
+    }
+}

@@ -304,17 +304,20 @@ impl Sink for HttpSink {
                 return Ok(());
             }
             let (mut body, ctype) = self.body(alerts)?;
-            let mut req = self
-                .client
-                .request(self.method.clone(), &self.cfg.url)
-                .header(CONTENT_TYPE, ctype);
+            let mut headers = HeaderMap::new();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
             if self.cfg.gzip {
                 body = gzip(&body).map_err(|e| SinkError::retryable(format!("gzip: {e}")))?;
-                req = req.header(CONTENT_ENCODING, "gzip");
+                headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
             }
+            // Configured headers replace the defaults of the same name.
             for (k, v) in &self.headers {
-                req = req.header(k, v);
+                headers.insert(k.clone(), v.clone());
             }
+            let req = self
+                .client
+                .request(self.method.clone(), &self.cfg.url)
+                .headers(headers);
             let resp = req
                 .body(body)
                 .send()

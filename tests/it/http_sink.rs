@@ -200,21 +200,31 @@ async fn single_cloudevent_with_headers_from_config_and_files() {
     let cfg = config(
         dir.path(),
         &format!(
-            "  - name: ce1\n    type: http\n    url: {}\n    method: PUT\n    format: cloudevents\n    headers:\n      X-Team: sec\n    header_files:\n      Authorization: {}\n",
+            "  - name: ce1\n    type: http\n    url: {}\n    method: PUT\n    format: cloudevents\n    headers:\n      X-Team: sec\n      Content-Type: application/vnd.team+json\n    header_files:\n      Authorization: {}\n  - name: ce2\n    type: http\n    url: {}\n    format: cloudevents\n",
             server.url("/one"),
-            secret.display()
+            secret.display(),
+            server.url("/two"),
         ),
     );
     let r = router::start(&cfg, &Metrics::new()).await.unwrap();
     let a = alert("One", Priority::Alert);
     r.sender().send(a.clone()).await.unwrap();
-    wait_until("the event", || server.count() >= 1).await;
+    wait_until("the events", || server.count() >= 2).await;
     r.shutdown().await;
-    let q = &server.requests()[0];
-    assert_eq!(q.method, "PUT");
+    let reqs = server.requests();
+    let two = reqs.iter().find(|q| q.uri.path() == "/two").unwrap();
     assert_eq!(
-        q.header("content-type").as_deref(),
+        two.header("content-type").as_deref(),
         Some("application/cloudevents+json")
+    );
+    assert_eq!(two.json()["id"], a.uuid.to_string());
+    let q = reqs.iter().find(|q| q.uri.path() == "/one").unwrap();
+    assert_eq!(q.method, "PUT");
+    let ctypes: Vec<_> = q.headers.get_all("content-type").iter().collect();
+    assert_eq!(
+        ctypes,
+        ["application/vnd.team+json"],
+        "a configured header replaces the default"
     );
     assert_eq!(q.header("x-team").as_deref(), Some("sec"));
     assert_eq!(q.header("authorization").as_deref(), Some("Bearer s3cret"));
@@ -224,4 +234,64 @@ async fn single_cloudevent_with_headers_from_config_and_files() {
     assert_eq!(e["source"], "kaudit");
     assert_eq!(e["data"]["rule"], "One");
     assert_eq!(e["data"]["priority"], "Alert");
+}
+
+#[tokio::test]
+async fn https_with_a_private_ca_and_a_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let [ca, srv, srv_key, cli, cli_key] = crate::support::write_pki(dir.path());
+    let tls = kaudit::config::TlsConfig {
+        cert_file: srv,
+        key_file: srv_key,
+        client_ca_file: Some(ca.clone()),
+        reload_interval_secs: 5,
+    };
+    let (server, _srv) =
+        Recorder::start_tls(Arc::new(|_, _| StatusCode::OK.into_response()), &tls).await;
+    let s = |p: &std::path::Path| p.display().to_string();
+    // Without a client certificate the handshake fails: retried, never delivered.
+    let metrics = Metrics::new();
+    let no_cert = config(
+        &dir.path().join("a"),
+        &format!(
+            "  - name: nocert\n    type: http\n    url: {}\n    tls:\n      ca_file: {}\n",
+            server.https_url("/"),
+            s(&ca)
+        ),
+    );
+    let r = router::start(&no_cert, &metrics).await.unwrap();
+    r.sender()
+        .send(alert("No Cert", Priority::Error))
+        .await
+        .unwrap();
+    wait_until("a failed attempt", || {
+        metric(&metrics.encode(), "kaudit_sink_failed_total", "nocert") >= 1.0
+    })
+    .await;
+    assert_eq!(server.count(), 0);
+    assert_eq!(
+        r.spooled("nocert"),
+        Some(1),
+        "kept for retry, not dead-lettered"
+    );
+    r.shutdown().await;
+    // With it, delivered.
+    let with_cert = config(
+        &dir.path().join("b"),
+        &format!(
+            "  - name: mtls\n    type: http\n    url: {}\n    tls:\n      ca_file: {}\n      cert_file: {}\n      key_file: {}\n",
+            server.https_url("/secure"),
+            s(&ca),
+            s(&cli),
+            s(&cli_key)
+        ),
+    );
+    let r = router::start(&with_cert, &Metrics::new()).await.unwrap();
+    let a = alert("With Cert", Priority::Error);
+    r.sender().send(a.clone()).await.unwrap();
+    wait_until("delivery over mTLS", || server.count() >= 1).await;
+    r.shutdown().await;
+    let q = &server.requests()[0];
+    assert_eq!(q.uri.path(), "/secure");
+    assert_eq!(q.json()["uuid"], a.uuid.to_string());
 }

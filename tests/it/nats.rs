@@ -229,3 +229,61 @@ async fn server_killed_mid_stream_loses_nothing() {
     wait_until("the spool to empty", || r.spooled("js") == Some(0)).await;
     r.shutdown().await;
 }
+
+#[tokio::test]
+async fn mutual_tls_and_token_from_a_file() {
+    let Some(bin) = nats_server_bin() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let [ca, srv, srv_key, cli, cli_key] = crate::support::write_pki(dir.path());
+    let s = |p: &std::path::Path| p.display().to_string();
+    let server = NatsServer::start_with(
+        bin,
+        vec![
+            "--tls".into(),
+            "--tlscert".into(),
+            s(&srv),
+            "--tlskey".into(),
+            s(&srv_key),
+            "--tlscacert".into(),
+            s(&ca),
+            "--tlsverify".into(),
+            "--auth".into(),
+            "t0ken-42".into(),
+        ],
+    );
+    crate::support::install_crypto_provider();
+    let sub_client = async_nats::ConnectOptions::new()
+        .require_tls(true)
+        .add_root_certificates(ca.clone())
+        .add_client_certificate(cli.clone(), cli_key.clone())
+        .token("t0ken-42".into())
+        .connect(server.url())
+        .await
+        .unwrap();
+    let mut sub = sub_client.subscribe("falco.>").await.unwrap();
+    sub_client.flush().await.unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "t0ken-42\n").unwrap();
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "  - name: secure\n    type: nats\n    servers: [\"{}\"]\n    token_file: {}\n    tls:\n      ca_file: {}\n      cert_file: {}\n      key_file: {}\n",
+            server.url(),
+            s(&token_file),
+            s(&ca),
+            s(&cli),
+            s(&cli_key)
+        ),
+    );
+    let r = router::start(&cfg, &Metrics::new()).await.unwrap();
+    let a = alert("Secure Rule", Priority::Critical);
+    r.sender().send(a.clone()).await.unwrap();
+    let m = tokio::time::timeout(PATIENCE, sub.next())
+        .await
+        .expect("a message over mTLS")
+        .expect("subscription open");
+    assert_eq!(m.subject.as_str(), "falco.critical.secure_rule");
+    let body: Value = serde_json::from_slice(&m.payload).unwrap();
+    assert_eq!(body["uuid"], a.uuid.to_string());
+    r.shutdown().await;
+}

@@ -116,16 +116,23 @@ pub struct NatsServer {
     /// Its port (kept across restarts).
     pub port: u16,
     store: tempfile::TempDir,
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
 impl NatsServer {
     /// Starts one and waits until it accepts clients.
     pub fn start(bin: PathBuf) -> NatsServer {
+        Self::start_with(bin, Vec::new())
+    }
+
+    /// As [`NatsServer::start`], with extra command-line arguments (TLS, auth).
+    pub fn start_with(bin: PathBuf, extra: Vec<String>) -> NatsServer {
         let mut s = NatsServer {
             bin,
             port: free_port(),
             store: tempfile::tempdir().expect("temp dir"),
+            extra,
             child: None,
         };
         s.spawn();
@@ -154,6 +161,7 @@ impl NatsServer {
             .args(["-js", "-sd"])
             .arg(self.store.path())
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -253,6 +261,52 @@ pub struct Recorder {
 }
 
 impl Recorder {
+    /// Starts an HTTPS recorder on an ephemeral port with kaudit's own TLS server (`tls`).
+    pub async fn start_tls(
+        respond: Responder,
+        tls: &kaudit::config::TlsConfig,
+    ) -> (Recorder, kaudit::ingest::Server) {
+        let reqs: Arc<Mutex<Vec<Req>>> = Arc::default();
+        let app = Self::app(reqs.clone(), respond);
+        let tls = kaudit::ingest::tls::ReloadingTls::new(tls).expect("server TLS");
+        let server = kaudit::ingest::serve(
+            "127.0.0.1:0".parse().expect("addr"),
+            app,
+            Some(tls),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("serve");
+        let addr = server.local_addr();
+        let task = tokio::spawn(async {});
+        (Recorder { addr, reqs, task }, server)
+    }
+
+    fn app(reqs: Arc<Mutex<Vec<Req>>>, respond: Responder) -> axum::Router {
+        let r2 = reqs;
+        axum::Router::new().fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let reqs = r2.clone();
+                let respond = respond.clone();
+                async move {
+                    let req = Req {
+                        method,
+                        uri,
+                        headers,
+                        body,
+                        at: Instant::now(),
+                    };
+                    let n = {
+                        let mut v = reqs.lock().expect("lock");
+                        v.push(req.clone());
+                        v.len() - 1
+                    };
+                    respond(n, &req)
+                }
+            },
+        )
+    }
+
     /// Starts on an ephemeral port (or `port`), answering with `respond`.
     pub async fn start_on(port: u16, respond: Responder) -> Recorder {
         let reqs: Arc<Mutex<Vec<Req>>> = Arc::default();
@@ -296,6 +350,11 @@ impl Recorder {
     /// Always 200.
     pub async fn ok() -> Recorder {
         Self::start(Arc::new(|_, _| StatusCode::OK.into_response())).await
+    }
+
+    /// `https://127.0.0.1:<port><path>`.
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://{}{path}", self.addr)
     }
 
     /// `http://127.0.0.1:<port><path>`.
@@ -351,4 +410,42 @@ pub fn metric(text: &str, name: &str, sink: &str) -> f64 {
         .filter(|l| l.starts_with(name) && l.contains(&format!("sink=\"{sink}\"")))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// The process-wide rustls provider kaudit uses (ring).
+pub fn install_crypto_provider() {
+    kaudit::ingest::tls::install_crypto_provider();
+}
+
+/// Writes a CA, a server certificate for 127.0.0.1 and a client certificate; returns paths
+/// (ca, server cert, server key, client cert, client key).
+pub fn write_pki(dir: &std::path::Path) -> [std::path::PathBuf; 5] {
+    use rcgen::{
+        BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let srv_key = KeyPair::generate().unwrap();
+    let mut srv_params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    srv_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let srv_cert = srv_params.signed_by(&srv_key, &issuer).unwrap();
+    let cli_key = KeyPair::generate().unwrap();
+    let mut cli_params = CertificateParams::new(vec!["kaudit".to_string()]).unwrap();
+    cli_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let cli_cert = cli_params.signed_by(&cli_key, &issuer).unwrap();
+    let files = [
+        ("ca.pem", ca_cert.pem()),
+        ("server.pem", srv_cert.pem()),
+        ("server-key.pem", srv_key.serialize_pem()),
+        ("client.pem", cli_cert.pem()),
+        ("client-key.pem", cli_key.serialize_pem()),
+    ];
+    files.map(|(name, pem)| {
+        let p = dir.join(name);
+        std::fs::write(&p, pem).unwrap();
+        p
+    })
 }
