@@ -418,6 +418,7 @@ impl Config {
                 ));
             }
         }
+        self.spool.validate()?;
         crate::sinks::validate_all(&self.sinks)?;
         Ok(())
     }
