@@ -146,6 +146,7 @@ impl NatsServer {
             port,
             store: tempfile::tempdir().expect("temp dir"),
             child: None,
+            extra: Vec::new(),
         };
         s.spawn();
         s
