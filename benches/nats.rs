@@ -2,6 +2,9 @@
 //! router (enrich, durable spool, worker, flush-confirmed publish), beside a baseline of a bare
 //! async-nats publisher of the same payloads, in the same run against the same nats-server.
 //!
+//! The last rows run the whole pipeline: POST /k8s-audit → embedded rules → router → NATS, with
+//! latency from the start of each POST to the subscriber.
+//!
 //! Run with `scripts/bench-nats` (or `cargo bench --bench nats`). `KAUDIT_BENCH_ALERTS` sets the
 //! burst size (default 20000); `NATS_SERVER` the server binary.
 
@@ -212,6 +215,113 @@ async fn through_kaudit(url: &str, alerts: &[Alert], per_sec: Option<u64>, name:
     f
 }
 
+/// One exec-into-pod audit event per pod name, as the apiserver's webhook posts them (one batch
+/// per request), so the embedded default rules raise one alert per request.
+fn exec_bodies(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"bench-{i}","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/payments/pods/pod-{i}/exec?command=sh&container=api","verb":"create","user":{{"username":"jane@example.com","groups":["developers"]}},"sourceIPs":["10.0.0.1"],"objectRef":{{"resource":"pods","namespace":"payments","name":"pod-{i}","apiVersion":"v1","subresource":"exec"}},"responseStatus":{{"code":101}},"requestReceivedTimestamp":"2026-11-22T10:00:00.000000Z","stageTimestamp":"2026-11-22T10:00:00.001000Z"}}]}}"#
+            )
+        })
+        .collect()
+}
+
+/// POST /k8s-audit → ingest → embedded rules → router → spool → NATS → subscriber: the whole
+/// pipeline, with latency measured from the start of each POST.
+async fn through_webhook(url: &str, n: usize, per_sec: Option<u64>, name: &str) -> Figures {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ndata_dir: {}\nlog: {{level: warn}}\nsinks:\n  - name: nats\n    type: nats\n    servers: [\"{url}\"]\n",
+        dir.path().display()
+    );
+    let file = dir.path().join("kaudit.yaml");
+    std::fs::write(&file, yaml).expect("write config");
+    let cfg =
+        Config::load_with_env(Some(&file), &Overrides::default(), Vec::new()).expect("config");
+    let running = kaudit::pipeline::start(cfg).await.expect("pipeline");
+    let endpoint = format!("http://{}/k8s-audit", running.local_addr());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let bodies = exec_bodies(n);
+
+    // Keyed by pod name, which the exec rule puts in its output fields.
+    let submitted: Submitted = Arc::default();
+    let client = async_nats::ConnectOptions::new()
+        .subscription_capacity(1 << 20)
+        .connect(url)
+        .await
+        .expect("subscriber connects");
+    let mut sub = client.subscribe("falco.>").await.expect("subscribe");
+    client.flush().await.expect("flush");
+    let seen = submitted.clone();
+    let collector = tokio::spawn(async move {
+        let _keep = client;
+        let mut lat = Vec::with_capacity(n);
+        let mut last = Instant::now();
+        while lat.len() < n {
+            let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(60), sub.next()).await
+            else {
+                eprintln!("subscriber: only {} of {n} alerts arrived", lat.len());
+                break;
+            };
+            last = Instant::now();
+            let pod = serde_json::from_slice::<Alert>(&m.payload)
+                .ok()
+                .and_then(|a| a.field_text("ka.target.name"))
+                .unwrap_or_default();
+            if let Some(t) = seen.lock().expect("lock").get(&pod) {
+                lat.push(last - *t);
+            }
+        }
+        (lat, last)
+    });
+
+    // A few concurrent posters, like the apiserver's webhook backend under load.
+    kaudit::ingest::tls::install_crypto_provider();
+    let http = reqwest::Client::new();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let bodies = Arc::new(bodies);
+    let start = Instant::now();
+    let mut posters = Vec::new();
+    for _ in 0..8 {
+        let (http, next, bodies, submitted, endpoint) = (
+            http.clone(),
+            next.clone(),
+            bodies.clone(),
+            submitted.clone(),
+            endpoint.clone(),
+        );
+        posters.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= bodies.len() {
+                    break;
+                }
+                pace(i, start, per_sec).await;
+                submitted
+                    .lock()
+                    .expect("lock")
+                    .insert(format!("pod-{i}"), Instant::now());
+                let r = http
+                    .post(&endpoint)
+                    .header("content-type", "application/json")
+                    .body(bodies[i].clone())
+                    .send()
+                    .await;
+                if !matches!(&r, Ok(resp) if resp.status().is_success()) {
+                    eprintln!("POST {i} failed: {r:?}");
+                }
+            }
+        }));
+    }
+    for p in posters {
+        let _ = p.await;
+    }
+    let f = figures(name, start, collector.await.expect("subscriber"));
+    running.shutdown().await;
+    f
+}
+
 fn main() {
     let n: usize = std::env::var("KAUDIT_BENCH_ALERTS")
         .ok()
@@ -236,6 +346,8 @@ fn main() {
             through_kaudit(&url, &burst, None, "kaudit router+spool, burst").await,
             baseline(&url, &paced, Some(1000), "bare async-nats, 1000/s").await,
             through_kaudit(&url, &paced, Some(1000), "kaudit router+spool, 1000/s").await,
+            through_webhook(&url, n.min(10_000), None, "POST→NATS (whole), burst").await,
+            through_webhook(&url, 2_000, Some(500), "POST→NATS (whole), 500/s").await,
         ]
     });
     drop(server);

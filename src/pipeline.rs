@@ -101,6 +101,7 @@ pub async fn start_with(
     detector: Detector,
     metrics: Metrics,
 ) -> Result<Running, PipelineError> {
+    crate::ingest::tls::install_crypto_provider();
     let tls = match &cfg.tls {
         Some(t) => {
             let r = ReloadingTls::new(t)?;
@@ -148,13 +149,17 @@ pub async fn start_with(
     );
 
     let ready = Arc::new(AtomicBool::new(false));
-    let state = IngestState::new(
+    let mut state = IngestState::new(
         batch_tx,
         auth,
         metrics.clone(),
         cfg.ingest.clone(),
         ready.clone(),
     );
+    let falco_health = falco::forward::FalcoHealth::default();
+    if uses_falco && cfg.falco.healthz_url.is_some() {
+        state = state.with_falco_health(falco_health.clone());
+    }
     let read_timeout = Duration::from_secs(cfg.ingest.read_timeout_secs);
     let mut extra = axum::Router::new();
     let mut falco_tail = None;
@@ -171,8 +176,8 @@ pub async fn start_with(
         if let Some(url) = &cfg.falco.healthz_url {
             falco::forward::spawn_health(
                 url.clone(),
-                Duration::from_secs(5),
-                falco::forward::FalcoHealth::default(),
+                Duration::from_millis(cfg.falco.healthz_interval_ms.max(100)),
+                falco_health.clone(),
                 metrics.falco_in.falco_up.clone(),
                 stop.subscribe(),
             );

@@ -38,6 +38,8 @@ pub struct FalcoConfig {
     pub forward_timeout_secs: u64,
     /// Falco's health endpoint; feeds `/readyz` and metrics when set.
     pub healthz_url: Option<String>,
+    /// How often the health endpoint is checked, in milliseconds.
+    pub healthz_interval_ms: u64,
     /// Falco's JSON `file_output`, tailed for alerts when set.
     pub output_file: Option<PathBuf>,
     /// How often the output file is polled, in milliseconds.
@@ -55,6 +57,7 @@ impl Default for FalcoConfig {
             forward_ca_file: None,
             forward_timeout_secs: 10,
             healthz_url: None,
+            healthz_interval_ms: 5000,
             output_file: None,
             tail_poll_ms: 250,
             http_output: true,

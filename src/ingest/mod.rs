@@ -154,6 +154,7 @@ pub struct IngestState {
     cfg: IngestConfig,
     ready: Arc<AtomicBool>,
     next_id: Arc<AtomicU64>,
+    falco: Option<crate::falco::forward::FalcoHealth>,
 }
 
 impl IngestState {
@@ -172,7 +173,15 @@ impl IngestState {
             cfg,
             ready,
             next_id: Arc::new(AtomicU64::new(1)),
+            falco: None,
         }
+    }
+
+    /// Reports Falco's health on `/readyz` (informational: kaudit stays ready and buffers while
+    /// Falco is down).
+    pub fn with_falco_health(mut self, h: crate::falco::forward::FalcoHealth) -> Self {
+        self.falco = Some(h);
+        self
     }
 
     /// The token checker, for other intake routes that share `/k8s-audit`'s auth.
@@ -235,7 +244,10 @@ async fn observe(State(st): State<IngestState>, req: Request, next: Next) -> Res
 
 async fn readyz(State(st): State<IngestState>) -> Response {
     if st.ready.load(Ordering::Relaxed) && !st.queue.is_closed() {
-        (StatusCode::OK, "ready\n").into_response()
+        match &st.falco {
+            Some(h) => (StatusCode::OK, format!("ready\nfalco: {}\n", h.as_str())).into_response(),
+            None => (StatusCode::OK, "ready\n").into_response(),
+        }
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
     }

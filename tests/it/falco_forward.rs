@@ -39,6 +39,10 @@ impl FakeFalco {
         };
         let app = Router::new()
             .route(
+                "/healthz",
+                axum::routing::get(|| async { "{\"status\": \"ok\"}" }),
+            )
+            .route(
                 "/k8s-audit",
                 route_post(
                     |State(r): State<Received>, h: HeaderMap, body: Bytes| async move {
@@ -233,4 +237,63 @@ fn buffered_batches_survive_sigkill_of_kaudit() {
         child.kill().unwrap();
         child.wait().unwrap();
     });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn falco_health_shows_on_readyz_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut falco = FakeFalco::start(free_port(), Received::default()).await;
+    let mut cfg = config(&falco.url(), dir.path());
+    cfg.falco.healthz_url = Some(format!("http://{}/healthz", falco.addr));
+    cfg.falco.healthz_interval_ms = 100;
+    let running =
+        kaudit::pipeline::start_with(cfg, kaudit::detect::Detector::none(), Metrics::new())
+            .await
+            .unwrap();
+    let base = format!("http://{}", running.local_addr());
+    let c = crate::ingest::client();
+    let state = |c: reqwest::Client, base: String| async move {
+        let ready = c.get(format!("{base}/readyz")).send().await.unwrap();
+        assert_eq!(
+            ready.status().as_u16(),
+            200,
+            "kaudit stays ready whatever Falco's state"
+        );
+        let body = ready.text().await.unwrap();
+        let metrics = c
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let up = metrics.lines().any(|l| l == "kaudit_falco_up 1");
+        (body, up)
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (body, up) = state(c.clone(), base.clone()).await;
+        if body.contains("falco: up") && up {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Falco never seen up: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    falco.stop();
+    loop {
+        let (body, up) = state(c.clone(), base.clone()).await;
+        if body.contains("falco: down") && !up {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Falco never seen down: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    running.shutdown().await;
 }
