@@ -755,9 +755,13 @@ pub fn json_pointer<'e>(j: &'e Value, key: &str) -> Option<&'e Value> {
     }
     let mut cur = j;
     for seg in key.split('/') {
-        let seg = seg.replace("~1", "/").replace("~0", "~");
+        let seg: Cow<'_, str> = if seg.contains('~') {
+            Cow::Owned(seg.replace("~1", "/").replace("~0", "~"))
+        } else {
+            Cow::Borrowed(seg)
+        };
         cur = match cur {
-            Value::Object(o) => o.get(&seg)?,
+            Value::Object(o) => o.get(seg.as_ref())?,
             Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
             _ => return None,
         };

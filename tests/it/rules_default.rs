@@ -52,15 +52,16 @@ fn default_ruleset_loads_cleanly() {
     assert_eq!(rep.macros_skipped, 0);
     assert_eq!(rep.lists_skipped, 0);
     assert!(rep.rules_loaded >= 12, "{rep:?}");
-    assert!(rs.rules().all(|r| r.enabled && r.source == "k8s_audit" && !r.tags.is_empty()));
+    assert!(
+        rs.rules()
+            .all(|r| r.enabled && r.source == "k8s_audit" && !r.tags.is_empty())
+    );
 }
 
 #[test]
 fn default_ruleset_detects_each_kind() {
     let (rs, _) = Ruleset::load_default(&LoadOptions::default()).expect("default rules load");
-    let exec_ref = |sub: &str| {
-        json!({"resource": "pods", "subresource": sub, "namespace": "payments", "name": "api-1", "apiVersion": "v1"})
-    };
+    let exec_ref = |sub: &str| json!({"resource": "pods", "subresource": sub, "namespace": "payments", "name": "api-1", "apiVersion": "v1"});
     let ctr = |extra: Value| {
         let mut c = json!({"name": "c", "image": "alpine:3.20"});
         if let (Some(o), Some(x)) = (c.as_object_mut(), extra.as_object()) {
@@ -71,7 +72,8 @@ fn default_ruleset_detects_each_kind() {
         c
     };
     let binding = |resource: &str, ns: Option<&str>, role: &str| {
-        let mut r = json!({"resource": resource, "name": "b", "apiGroup": "rbac.authorization.k8s.io"});
+        let mut r =
+            json!({"resource": resource, "name": "b", "apiGroup": "rbac.authorization.k8s.io"});
         if let Some(ns) = ns {
             r["namespace"] = json!(ns);
         }
@@ -87,124 +89,306 @@ fn default_ruleset_detects_each_kind() {
     let cases: Vec<(&str, AuditEvent, Option<&str>)> = vec![
         (
             "exec via SPDY",
-            ev("jane@example.com", "create", exec_ref("exec"), 101,
-               json!({"requestURI": "/api/v1/namespaces/payments/pods/api-1/exec?command=sh&container=api"})),
+            ev(
+                "jane@example.com",
+                "create",
+                exec_ref("exec"),
+                101,
+                json!({"requestURI": "/api/v1/namespaces/payments/pods/api-1/exec?command=sh&container=api"}),
+            ),
             Some("Exec Or Attach Into Pod"),
         ),
-        ("attach via websocket", ev("jane@example.com", "get", exec_ref("attach"), 101, json!({})), Some("Exec Or Attach Into Pod")),
-        ("refused exec", ev("jane@example.com", "create", exec_ref("exec"), 403, json!({})), Some("Forbidden Or Unauthorized Request")),
-        ("port-forward", ev("jane@example.com", "create", exec_ref("portforward"), 101, json!({})), Some("Port Forward To Pod")),
-        ("ephemeral container", ev("jane@example.com", "patch", exec_ref("ephemeralcontainers"), 200, json!({})), Some("Ephemeral Container Added")),
+        (
+            "attach via websocket",
+            ev(
+                "jane@example.com",
+                "get",
+                exec_ref("attach"),
+                101,
+                json!({}),
+            ),
+            Some("Exec Or Attach Into Pod"),
+        ),
+        (
+            "refused exec",
+            ev(
+                "jane@example.com",
+                "create",
+                exec_ref("exec"),
+                403,
+                json!({}),
+            ),
+            Some("Forbidden Or Unauthorized Request"),
+        ),
+        (
+            "port-forward",
+            ev(
+                "jane@example.com",
+                "create",
+                exec_ref("portforward"),
+                101,
+                json!({}),
+            ),
+            Some("Port Forward To Pod"),
+        ),
+        (
+            "ephemeral container",
+            ev(
+                "jane@example.com",
+                "patch",
+                exec_ref("ephemeralcontainers"),
+                200,
+                json!({}),
+            ),
+            Some("Ephemeral Container Added"),
+        ),
         (
             "privileged pod",
-            pod(json!({"containers": [ctr(json!({"securityContext": {"privileged": true}}))]}), "default"),
+            pod(
+                json!({"containers": [ctr(json!({"securityContext": {"privileged": true}}))]}),
+                "default",
+            ),
             Some("Create Privileged Pod"),
         ),
         (
             "privileged init container",
-            pod(json!({"containers": [ctr(json!({}))], "initContainers": [ctr(json!({"securityContext": {"privileged": true}}))]}), "default"),
+            pod(
+                json!({"containers": [ctr(json!({}))], "initContainers": [ctr(json!({"securityContext": {"privileged": true}}))]}),
+                "default",
+            ),
             Some("Create Privileged Pod"),
         ),
         (
             "privileged pod in kube-system (excepted)",
-            pod(json!({"hostNetwork": true, "containers": [ctr(json!({"securityContext": {"privileged": true}}))]}), "kube-system"),
+            pod(
+                json!({"hostNetwork": true, "containers": [ctr(json!({"securityContext": {"privileged": true}}))]}),
+                "kube-system",
+            ),
             None,
         ),
-        ("hostPID pod", pod(json!({"hostPID": true, "containers": [ctr(json!({}))]}), "default"), Some("Create Pod With Host Namespaces")),
-        ("hostNetwork pod", pod(json!({"hostNetwork": true, "containers": [ctr(json!({}))]}), "default"), Some("Create Pod With Host Namespaces")),
-        ("hostIPC pod", pod(json!({"hostIPC": true, "containers": [ctr(json!({}))]}), "default"), Some("Create Pod With Host Namespaces")),
+        (
+            "hostPID pod",
+            pod(
+                json!({"hostPID": true, "containers": [ctr(json!({}))]}),
+                "default",
+            ),
+            Some("Create Pod With Host Namespaces"),
+        ),
+        (
+            "hostNetwork pod",
+            pod(
+                json!({"hostNetwork": true, "containers": [ctr(json!({}))]}),
+                "default",
+            ),
+            Some("Create Pod With Host Namespaces"),
+        ),
+        (
+            "hostIPC pod",
+            pod(
+                json!({"hostIPC": true, "containers": [ctr(json!({}))]}),
+                "default",
+            ),
+            Some("Create Pod With Host Namespaces"),
+        ),
         (
             "docker socket mount",
-            pod(json!({"containers": [ctr(json!({}))], "volumes": [{"name": "s", "hostPath": {"path": "/var/run/docker.sock"}}]}), "default"),
+            pod(
+                json!({"containers": [ctr(json!({}))], "volumes": [{"name": "s", "hostPath": {"path": "/var/run/docker.sock"}}]}),
+                "default",
+            ),
             Some("Create Pod With Sensitive Host Mount"),
         ),
         (
             "harmless host mount",
-            pod(json!({"containers": [ctr(json!({}))], "volumes": [{"name": "s", "hostPath": {"path": "/var/log/app"}}]}), "default"),
+            pod(
+                json!({"containers": [ctr(json!({}))], "volumes": [{"name": "s", "hostPath": {"path": "/var/log/app"}}]}),
+                "default",
+            ),
             None,
         ),
-        ("plain pod", pod(json!({"containers": [ctr(json!({}))]}), "default"), None),
-        ("clusterrolebinding to cluster-admin", binding("clusterrolebindings", None, "cluster-admin"), Some("Binding To Cluster Admin")),
-        ("clusterrolebinding to view", binding("clusterrolebindings", None, "view"), None),
-        ("rolebinding in kube-system", binding("rolebindings", Some("kube-system"), "view"), Some("Role Binding Created In Kube System")),
+        (
+            "plain pod",
+            pod(json!({"containers": [ctr(json!({}))]}), "default"),
+            None,
+        ),
+        (
+            "clusterrolebinding to cluster-admin",
+            binding("clusterrolebindings", None, "cluster-admin"),
+            Some("Binding To Cluster Admin"),
+        ),
+        (
+            "clusterrolebinding to view",
+            binding("clusterrolebindings", None, "view"),
+            None,
+        ),
+        (
+            "rolebinding in kube-system",
+            binding("rolebindings", Some("kube-system"), "view"),
+            Some("Role Binding Created In Kube System"),
+        ),
         (
             "secret read by a person",
-            ev("mallory@example.com", "get", json!({"resource": "secrets", "namespace": "payments", "name": "stripe"}), 200, json!({})),
+            ev(
+                "mallory@example.com",
+                "get",
+                json!({"resource": "secrets", "namespace": "payments", "name": "stripe"}),
+                200,
+                json!({}),
+            ),
             Some("Secret Read By Unexpected User"),
         ),
         (
             "secret read by a kube-system controller",
-            ev("system:serviceaccount:kube-system:bootstrap-signer", "get", json!({"resource": "secrets", "namespace": "kube-system", "name": "t"}), 200, json!({})),
+            ev(
+                "system:serviceaccount:kube-system:bootstrap-signer",
+                "get",
+                json!({"resource": "secrets", "namespace": "kube-system", "name": "t"}),
+                200,
+                json!({}),
+            ),
             None,
         ),
         (
             "secret read by the controller manager",
-            ev("system:kube-controller-manager", "list", json!({"resource": "secrets"}), 200, json!({})),
+            ev(
+                "system:kube-controller-manager",
+                "list",
+                json!({"resource": "secrets"}),
+                200,
+                json!({}),
+            ),
             None,
         ),
         (
             "anonymous secret read, refused",
-            ev("system:anonymous", "get", json!({"resource": "secrets", "namespace": "kube-system"}), 403,
-               json!({"user": {"username": "system:anonymous", "groups": ["system:unauthenticated"]}})),
+            ev(
+                "system:anonymous",
+                "get",
+                json!({"resource": "secrets", "namespace": "kube-system"}),
+                403,
+                json!({"user": {"username": "system:anonymous", "groups": ["system:unauthenticated"]}}),
+            ),
             Some("Anonymous Request"),
         ),
         (
             "unauthenticated group only",
-            ev("someone", "list", json!({"resource": "pods"}), 401,
-               json!({"user": {"username": "someone", "groups": ["system:unauthenticated"]}})),
+            ev(
+                "someone",
+                "list",
+                json!({"resource": "pods"}),
+                401,
+                json!({"user": {"username": "someone", "groups": ["system:unauthenticated"]}}),
+            ),
             Some("Anonymous Request"),
         ),
         (
             "forbidden list by a person",
-            ev("mallory@example.com", "list", json!({"resource": "nodes"}), 403, json!({})),
+            ev(
+                "mallory@example.com",
+                "list",
+                json!({"resource": "nodes"}),
+                403,
+                json!({}),
+            ),
             Some("Forbidden Or Unauthorized Request"),
         ),
         (
             "service account in kube-system",
-            ev("jane@example.com", "create", json!({"resource": "serviceaccounts", "namespace": "kube-system", "name": "backdoor"}), 201, json!({})),
+            ev(
+                "jane@example.com",
+                "create",
+                json!({"resource": "serviceaccounts", "namespace": "kube-system", "name": "backdoor"}),
+                201,
+                json!({}),
+            ),
             Some("Service Account Created In Kube System"),
         ),
         (
             "service account elsewhere",
-            ev("jane@example.com", "create", json!({"resource": "serviceaccounts", "namespace": "apps", "name": "a"}), 201, json!({})),
+            ev(
+                "jane@example.com",
+                "create",
+                json!({"resource": "serviceaccounts", "namespace": "apps", "name": "a"}),
+                201,
+                json!({}),
+            ),
             None,
         ),
         (
             "configmap with a password",
-            ev("jane@example.com", "create", json!({"resource": "configmaps", "namespace": "apps", "name": "cfg"}), 201,
-               json!({"requestObject": {"data": {"DB_PASSWORD": "hunter2"}}})),
+            ev(
+                "jane@example.com",
+                "create",
+                json!({"resource": "configmaps", "namespace": "apps", "name": "cfg"}),
+                201,
+                json!({"requestObject": {"data": {"DB_PASSWORD": "hunter2"}}}),
+            ),
             Some("ConfigMap With Credentials"),
         ),
         (
             "configmap without secrets",
-            ev("jane@example.com", "create", json!({"resource": "configmaps", "namespace": "apps", "name": "cfg"}), 201,
-               json!({"requestObject": {"data": {"LOG_LEVEL": "debug"}}})),
+            ev(
+                "jane@example.com",
+                "create",
+                json!({"resource": "configmaps", "namespace": "apps", "name": "cfg"}),
+                201,
+                json!({"requestObject": {"data": {"LOG_LEVEL": "debug"}}}),
+            ),
             None,
         ),
         (
             "clusterrole with wildcard verbs",
-            ev("jane@example.com", "create", json!({"resource": "clusterroles", "name": "god"}), 201,
-               json!({"requestObject": {"rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["*"]}]}})),
+            ev(
+                "jane@example.com",
+                "create",
+                json!({"resource": "clusterroles", "name": "god"}),
+                201,
+                json!({"requestObject": {"rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["*"]}]}}),
+            ),
             Some("Role With Wildcard Permissions"),
         ),
         (
             "impersonation",
-            ev("jane@example.com", "get", json!({"resource": "pods"}), 200, json!({"impersonatedUser": {"username": "admin"}})),
+            ev(
+                "jane@example.com",
+                "get",
+                json!({"resource": "pods"}),
+                200,
+                json!({"impersonatedUser": {"username": "admin"}}),
+            ),
             Some("Impersonated Request"),
         ),
         (
             "exec before completion (ResponseStarted)",
-            ev("jane@example.com", "create", exec_ref("exec"), 101, json!({"stage": "ResponseStarted"})),
+            ev(
+                "jane@example.com",
+                "create",
+                exec_ref("exec"),
+                101,
+                json!({"stage": "ResponseStarted"}),
+            ),
             None,
         ),
         (
             "prometheus lists pods",
-            ev("system:serviceaccount:monitoring:prometheus", "list", json!({"resource": "pods", "namespace": "default"}), 200, json!({})),
+            ev(
+                "system:serviceaccount:monitoring:prometheus",
+                "list",
+                json!({"resource": "pods", "namespace": "default"}),
+                200,
+                json!({}),
+            ),
             None,
         ),
         (
             "kubelet renews its lease",
-            ev("system:node:worker-1", "update", json!({"resource": "leases", "namespace": "kube-node-lease", "name": "worker-1"}), 200, json!({})),
+            ev(
+                "system:node:worker-1",
+                "update",
+                json!({"resource": "leases", "namespace": "kube-node-lease", "name": "worker-1"}),
+                200,
+                json!({}),
+            ),
             None,
         ),
     ];

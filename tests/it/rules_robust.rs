@@ -19,14 +19,48 @@ impl Rng {
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
     fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
     }
 }
 
 const NOISE: &[&str] = &[
-    "(", ")", "[", "]", "\"", "'", "\\", ":", "- ", "\n", " ", ",", "=", "%", "not ", " and ", " or ",
-    "in (", "exists", "\\x4", "{", "}", "&a", "*a", "!!str ", "|", ">", "#", "\t", "ka.", "jevt.value[",
-    "é", "\u{0}",
+    "(",
+    ")",
+    "[",
+    "]",
+    "\"",
+    "'",
+    "\\",
+    ":",
+    "- ",
+    "\n",
+    " ",
+    ",",
+    "=",
+    "%",
+    "not ",
+    " and ",
+    " or ",
+    "in (",
+    "exists",
+    "\\x4",
+    "{",
+    "}",
+    "&a",
+    "*a",
+    "!!str ",
+    "|",
+    ">",
+    "#",
+    "\t",
+    "ka.",
+    "jevt.value[",
+    "é",
+    "\u{0}",
 ];
 
 fn mutate(src: &str, rng: &mut Rng) -> String {
@@ -75,7 +109,9 @@ fn corpus() -> Vec<String> {
         d.join("rules/k8s_audit_rules.yaml"),
         d.join("rules/k8s_audit_rules-0.6.0.yaml"),
     ];
-    for entry in std::fs::read_dir(d.join("k8s_audit_tests/rules/k8s_audit")).expect("test rules dir") {
+    for entry in
+        std::fs::read_dir(d.join("k8s_audit_tests/rules/k8s_audit")).expect("test rules dir")
+    {
         let p = entry.expect("entry").path();
         if p.extension().is_some_and(|e| e == "yaml") {
             files.push(p);
@@ -113,8 +149,15 @@ fn mutated_rules_files_never_panic() {
     for round in 0..1500 {
         let src = &corpus[round % corpus.len()];
         // Mutate a window of the file (whole small files, a slice of the big ones).
-        let start = if src.len() > 6000 { rng.below(src.len() - 6000) } else { 0 };
-        let start = (0..=start).rev().find(|&i| src.is_char_boundary(i)).unwrap_or(0);
+        let start = if src.len() > 6000 {
+            rng.below(src.len() - 6000)
+        } else {
+            0
+        };
+        let start = (0..=start)
+            .rev()
+            .find(|&i| src.is_char_boundary(i))
+            .unwrap_or(0);
         let mut end = (start + 6000).min(src.len());
         while !src.is_char_boundary(end) {
             end -= 1;
@@ -156,7 +199,11 @@ fn mutated_conditions_never_panic() {
     }
     assert!(ok > 0 && ok < total, "parsed {ok} of {total}");
     // Pathological inputs.
-    for s in ["(".repeat(5000), "not ".repeat(5000) + "a", "a.b in (".to_string() + &"x,".repeat(5000)] {
+    for s in [
+        "(".repeat(5000),
+        "not ".repeat(5000) + "a",
+        "a.b in (".to_string() + &"x,".repeat(5000),
+    ] {
         let _ = parser::parse(&s, &[]);
     }
 }
@@ -183,15 +230,28 @@ fn cli_check_list_and_test() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let bad = tmp.path().join("bad.yaml");
     std::fs::write(&bad, "- rule: R\n  desc: d\n  condition: ka.verb = get and nosuchmacro\n  output: o\n  priority: INFO\n  source: k8s_audit\n").expect("write");
-    let out = kaudit().args(["rules", "check"]).arg(&bad).output().expect("run kaudit");
+    let out = kaudit()
+        .args(["rules", "check"])
+        .arg(&bad)
+        .output()
+        .expect("run kaudit");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr.contains("bad.yaml:3:32: rule 'R': Undefined macro 'nosuchmacro'"), "{stderr}");
+    assert!(
+        stderr.contains("bad.yaml:3:32: rule 'R': Undefined macro 'nosuchmacro'"),
+        "{stderr}"
+    );
 
-    let out = kaudit().args(["rules", "list"]).output().expect("run kaudit");
+    let out = kaudit()
+        .args(["rules", "list"])
+        .output()
+        .expect("run kaudit");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
-    assert!(stdout.contains("Binding To Cluster Admin") && stdout.contains("Critical"), "{stdout}");
+    assert!(
+        stdout.contains("Binding To Cluster Admin") && stdout.contains("Critical"),
+        "{stdout}"
+    );
 
     // Falco's fal_01_003: not an audit event, reported with file and line, nothing raised.
     let trace = d.join("k8s_audit_tests/trace_files/k8s_audit/fal_01_003.json");
@@ -208,7 +268,10 @@ fn cli_check_list_and_test() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("fal_01_003.json:1: data not recognized as a k8s audit event"), "{stderr}");
+    assert!(
+        stderr.contains("fal_01_003.json:1: data not recognized as a k8s audit event"),
+        "{stderr}"
+    );
     let alerts: Vec<serde_json::Value> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).expect("alert JSON line"))
@@ -227,7 +290,11 @@ fn cli_check_list_and_test() {
         .output()
         .expect("run kaudit");
     assert!(out.status.success());
-    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let out = kaudit()
         .args(["rules", "test", "--rule-matching", "sometimes"])
         .arg(&good)
