@@ -894,3 +894,55 @@ pub fn uri_param(uri: &str, key: &str) -> Option<String> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalog_has_the_plugins_100_fields_once_each() {
+        let cat = catalog();
+        let ka: Vec<&str> = cat
+            .iter()
+            .map(|d| d.name.as_str())
+            .filter(|n| n.starts_with("ka."))
+            .collect();
+        assert_eq!(ka.len(), 100);
+        let mut names: Vec<&str> = cat.iter().map(|d| d.name.as_str()).collect();
+        names.sort_unstable();
+        let n = names.len();
+        names.dedup();
+        assert_eq!(names.len(), n, "duplicate field names");
+        for f in [
+            "jevt.value",
+            "json.value",
+            "jevt.obj",
+            "json.obj",
+            "jevt.rawtime",
+            "json.rawtime",
+        ] {
+            assert!(is_field(f), "{f}");
+        }
+    }
+
+    #[test]
+    fn uri_params_and_pointers() {
+        assert_eq!(uri_param("/x?a=1&b=2+3&a=4", "a").as_deref(), Some("1"));
+        assert_eq!(uri_param("/x?a=1&b=2+3", "b").as_deref(), Some("2 3"));
+        assert_eq!(uri_param("/x?c=%2Fetc%2F", "c").as_deref(), Some("/etc/"));
+        assert_eq!(uri_param("/x?flag&b=1", "flag").as_deref(), Some(""));
+        assert_eq!(uri_param("/x", "a"), None);
+        assert_eq!(uri_param("/x?a=%zz", "a"), None);
+        let j = serde_json::json!({"a/b": {"~c": [10, 20]}});
+        assert_eq!(
+            json_pointer(&j, "/a~1b/~0c/1"),
+            Some(&serde_json::json!(20))
+        );
+        assert_eq!(json_pointer(&j, "a~1b/~0c/0"), Some(&serde_json::json!(10)));
+        assert_eq!(json_pointer(&j, ""), Some(&j));
+        assert_eq!(json_pointer(&j, "/a~1b/~0c/x"), None);
+        assert_eq!(image_repository("nginx:1.7.9"), "nginx");
+        assert_eq!(image_repository("a/b@sha256:00"), "a/b");
+        assert_eq!(image_repository("myreg:5000/x:1"), "myreg");
+    }
+}
