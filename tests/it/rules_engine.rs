@@ -84,10 +84,7 @@ fn load_err(yaml: &str) -> String {
 
 fn vals(field: &str, arg: Option<&str>, ev: &AuditEvent) -> Vec<String> {
     let f = lookup(field, arg).unwrap_or_else(|e| panic!("{e}"));
-    extract(&f, ev)
-        .into_iter()
-        .map(|c| c.into_owned())
-        .collect()
+    extract(&f, ev).to_strings()
 }
 
 fn s(v: &[&str]) -> Vec<String> {
