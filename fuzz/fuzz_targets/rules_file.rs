@@ -7,6 +7,9 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = kaudit::rules::yaml::parse(text);
-        let _ = Ruleset::load_sources(&[("fuzz.yaml".to_string(), text.to_string())], &LoadOptions::default());
+        let _ = Ruleset::load_sources(
+            &[("fuzz.yaml".to_string(), text.to_string())],
+            &LoadOptions::default(),
+        );
     }
 });

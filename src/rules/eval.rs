@@ -43,30 +43,37 @@ impl<'e> Ctx<'e> {
             let v = match (&self.slots[slot], self.src) {
                 (Slot::Event(f), Source::Event(ev)) => fields::extract(f, ev),
                 (Slot::Alert(f), Source::Alert(a)) => alert_values(f, a),
-                _ => Vec::new(),
+                _ => Values::None,
             };
             self.cache[slot] = Some(v);
         }
-        self.cache[slot].as_deref().unwrap_or(&[])
+        self.cache[slot]
+            .as_ref()
+            .map(Values::as_slice)
+            .unwrap_or(&[])
     }
 }
 
 fn alert_values<'e>(f: &AlertField, a: &'e Alert) -> Values<'e> {
     match f {
-        AlertField::Rule => vec![Cow::Borrowed(a.rule.as_str())],
-        AlertField::Priority => vec![Cow::Borrowed(a.priority.as_str())],
-        AlertField::Source => vec![Cow::Borrowed(a.source.as_str())],
-        AlertField::Hostname => vec![Cow::Borrowed(a.hostname.as_str())],
-        AlertField::Uuid => vec![Cow::Owned(a.uuid.to_string())],
-        AlertField::Tags => a.tags.iter().map(|t| Cow::Borrowed(t.as_str())).collect(),
+        AlertField::Rule => Values::One(Cow::Borrowed(a.rule.as_str())),
+        AlertField::Priority => Values::One(Cow::Borrowed(a.priority.as_str())),
+        AlertField::Source => Values::One(Cow::Borrowed(a.source.as_str())),
+        AlertField::Hostname => Values::One(Cow::Borrowed(a.hostname.as_str())),
+        AlertField::Uuid => Values::One(Cow::Owned(a.uuid.to_string())),
+        AlertField::Tags => {
+            Values::Many(a.tags.iter().map(|t| Cow::Borrowed(t.as_str())).collect())
+        }
         AlertField::Output(name) => match a.output_fields.get(name) {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(items)) => items
-                .iter()
-                .filter(|v| !v.is_null())
-                .map(fields::stringify)
-                .collect(),
-            Some(v) => vec![fields::stringify(v)],
+            None | Some(Value::Null) => Values::None,
+            Some(Value::Array(items)) => Values::Many(
+                items
+                    .iter()
+                    .filter(|v| !v.is_null())
+                    .map(fields::stringify)
+                    .collect(),
+            ),
+            Some(v) => Values::One(fields::stringify(v)),
         },
     }
 }

@@ -99,8 +99,8 @@ const PROPS: &[(&str, Prop)] = &[
 /// How a field is extracted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
-    /// A scalar at a JSON pointer.
-    Ptr(&'static str),
+    /// A scalar at a path of object keys (already unescaped).
+    Ptr(&'static [&'static str]),
     /// `ka.user.groups`.
     UserGroups,
     /// `ka.uri.param[key]`.
@@ -195,71 +195,84 @@ pub fn catalog() -> Vec<FieldDef> {
     use ArgKind as A;
     use Kind as K;
     let mut v = vec![
-        def("ka.auditid", K::Ptr("/auditID"), false, A::None),
-        def("ka.stage", K::Ptr("/stage"), false, A::None),
+        def("ka.auditid", K::Ptr(&["auditID"]), false, A::None),
+        def("ka.stage", K::Ptr(&["stage"]), false, A::None),
         def(
             "ka.auth.decision",
-            K::Ptr("/annotations/authorization.k8s.io~1decision"),
+            K::Ptr(&["annotations", "authorization.k8s.io/decision"]),
             false,
             A::None,
         ),
         def(
             "ka.auth.reason",
-            K::Ptr("/annotations/authorization.k8s.io~1reason"),
+            K::Ptr(&["annotations", "authorization.k8s.io/reason"]),
             false,
             A::None,
         ),
         def(
             "ka.auth.openshift.decision",
-            K::Ptr("/annotations/authentication.openshift.io~1decision"),
+            K::Ptr(&["annotations", "authentication.openshift.io/decision"]),
             false,
             A::None,
         ),
         def(
             "ka.validations.admission.policy.failure",
-            K::Ptr("/annotations/validation.policy.admission.k8s.io~1validation_failure"),
+            K::Ptr(&[
+                "annotations",
+                "validation.policy.admission.k8s.io/validation_failure",
+            ]),
             false,
             A::None,
         ),
         def(
             "ka.security.pod.violations",
-            K::Ptr("/annotations/pod-security.kubernetes.io~1audit-violations"),
+            K::Ptr(&["annotations", "pod-security.kubernetes.io/audit-violations"]),
             false,
             A::None,
         ),
         def(
             "ka.auth.openshift.username",
-            K::Ptr("/annotations/authentication.openshift.io~1username"),
+            K::Ptr(&["annotations", "authentication.openshift.io/username"]),
             false,
             A::None,
         ),
-        def("ka.user.name", K::Ptr("/user/username"), false, A::None),
+        def(
+            "ka.user.name",
+            K::Ptr(&["user", "username"]),
+            false,
+            A::None,
+        ),
         def("ka.user.groups", K::UserGroups, true, A::None),
         def(
             "ka.impuser.name",
-            K::Ptr("/impersonatedUser/username"),
+            K::Ptr(&["impersonatedUser", "username"]),
             false,
             A::None,
         ),
-        def("ka.verb", K::Ptr("/verb"), false, A::None),
-        def("ka.uri", K::Ptr("/requestURI"), false, A::None),
+        def("ka.verb", K::Ptr(&["verb"]), false, A::None),
+        def("ka.uri", K::Ptr(&["requestURI"]), false, A::None),
         def("ka.uri.param", K::UriParam, false, A::Key),
-        def("ka.target.name", K::Ptr("/objectRef/name"), false, A::None),
+        def(
+            "ka.target.name",
+            K::Ptr(&["objectRef", "name"]),
+            false,
+            A::None,
+        ),
         def(
             "ka.target.namespace",
-            K::Ptr("/objectRef/namespace"),
+            K::Ptr(&["objectRef", "namespace"]),
             false,
             A::None,
         ),
         def(
             "ka.target.resource",
-            K::Ptr("/objectRef/resource"),
+            K::Ptr(&["objectRef", "resource"]),
             false,
             A::None,
         ),
         def(
             "ka.target.subresource",
-            K::Ptr("/objectRef/subresource"),
+            K::Ptr(&["objectRef", "subresource"]),
             false,
             A::None,
         ),
@@ -291,7 +304,7 @@ pub fn catalog() -> Vec<FieldDef> {
         ),
         def(
             "ka.req.binding.role",
-            K::Ptr("/requestObject/roleRef/name"),
+            K::Ptr(&["requestObject", "roleRef", "name"]),
             false,
             A::None,
         ),
@@ -303,13 +316,13 @@ pub fn catalog() -> Vec<FieldDef> {
         ),
         def(
             "ka.req.configmap.name",
-            K::Ptr("/objectRef/name"),
+            K::Ptr(&["objectRef", "name"]),
             false,
             A::None,
         ),
         def(
             "ka.req.configmap.obj",
-            K::Ptr("/requestObject/data"),
+            K::Ptr(&["requestObject", "data"]),
             false,
             A::None,
         ),
@@ -327,25 +340,25 @@ pub fn catalog() -> Vec<FieldDef> {
         ),
         def(
             "ka.req.pod.host_ipc",
-            K::Ptr("/requestObject/spec/hostIPC"),
+            K::Ptr(&["requestObject", "spec", "hostIPC"]),
             false,
             A::None,
         ),
         def(
             "ka.req.pod.host_network",
-            K::Ptr("/requestObject/spec/hostNetwork"),
+            K::Ptr(&["requestObject", "spec", "hostNetwork"]),
             false,
             A::None,
         ),
         def(
             "ka.req.container.host_network",
-            K::Ptr("/requestObject/spec/hostNetwork"),
+            K::Ptr(&["requestObject", "spec", "hostNetwork"]),
             false,
             A::None,
         ),
         def(
             "ka.req.pod.host_pid",
-            K::Ptr("/requestObject/spec/hostPID"),
+            K::Ptr(&["requestObject", "spec", "hostPID"]),
             false,
             A::None,
         ),
@@ -357,13 +370,13 @@ pub fn catalog() -> Vec<FieldDef> {
         ),
         def(
             "ka.req.pod.run_as_user",
-            K::Ptr("/requestObject/spec/securityContext/runAsUser"),
+            K::Ptr(&["requestObject", "spec", "securityContext", "runAsUser"]),
             false,
             A::None,
         ),
         def(
             "ka.req.pod.run_as_group",
-            K::Ptr("/requestObject/spec/securityContext/runAsGroup"),
+            K::Ptr(&["requestObject", "spec", "securityContext", "runAsGroup"]),
             false,
             A::None,
         ),
@@ -394,7 +407,7 @@ pub fn catalog() -> Vec<FieldDef> {
         ),
         def(
             "ka.req.pod.fs_group",
-            K::Ptr("/requestObject/spec/securityContext/fsGroup"),
+            K::Ptr(&["requestObject", "spec", "securityContext", "fsGroup"]),
             false,
             A::None,
         ),
@@ -406,7 +419,7 @@ pub fn catalog() -> Vec<FieldDef> {
         ),
         def(
             "ka.req.service.type",
-            K::Ptr("/requestObject/spec/type"),
+            K::Ptr(&["requestObject", "spec", "type"]),
             false,
             A::None,
         ),
@@ -437,27 +450,27 @@ pub fn catalog() -> Vec<FieldDef> {
         ),
         def(
             "ka.resp.name",
-            K::Ptr("/responseObject/metadata/name"),
+            K::Ptr(&["responseObject", "metadata", "name"]),
             false,
             A::None,
         ),
         def(
             "ka.response.code",
-            K::Ptr("/responseStatus/code"),
+            K::Ptr(&["responseStatus", "code"]),
             false,
             A::None,
         ),
         def(
             "ka.response.reason",
-            K::Ptr("/responseStatus/reason"),
+            K::Ptr(&["responseStatus", "reason"]),
             false,
             A::None,
         ),
-        def("ka.useragent", K::Ptr("/userAgent"), false, A::None),
+        def("ka.useragent", K::Ptr(&["userAgent"]), false, A::None),
         def("ka.sourceips", K::SourceIps, true, A::Index),
         def(
             "ka.cluster.name",
-            K::Ptr("/annotations/cluster_name"),
+            K::Ptr(&["annotations", "cluster_name"]),
             false,
             A::None,
         ),
@@ -540,8 +553,33 @@ pub fn lookup(name: &str, arg: Option<&str>) -> Result<Field, String> {
     Ok(f)
 }
 
-/// Extracted values of one field for one event (empty = not available).
-pub type Values<'e> = Vec<Cow<'e, str>>;
+/// Extracted values of one field for one event (none or an empty list = not available).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Values<'e> {
+    /// Not available.
+    #[default]
+    None,
+    /// One value (most fields): no list allocated.
+    One(Cow<'e, str>),
+    /// Several values (list fields).
+    Many(Vec<Cow<'e, str>>),
+}
+
+impl<'e> Values<'e> {
+    /// The values as a slice (empty when not available).
+    pub fn as_slice(&self) -> &[Cow<'e, str>] {
+        match self {
+            Values::None => &[],
+            Values::One(v) => std::slice::from_ref(v),
+            Values::Many(v) => v,
+        }
+    }
+
+    /// The values as owned strings.
+    pub fn to_strings(&self) -> Vec<String> {
+        self.as_slice().iter().map(|c| c.to_string()).collect()
+    }
+}
 
 /// A JSON value as the plugin stringifies it: strings raw, anything else compact JSON.
 pub fn stringify(v: &Value) -> Cow<'_, str> {
@@ -578,17 +616,41 @@ pub fn raw_time(t: &DateTime<Utc>) -> i64 {
 pub fn extract<'e>(f: &Field, ev: &'e AuditEvent) -> Values<'e> {
     let j = &ev.json;
     if needs_audit_id(f.kind) && j.get("auditID").is_none() {
-        return Vec::new();
+        return Values::None;
     }
-    extract_inner(f, ev).unwrap_or_default()
+    // The common scalar paths produce their value without building a list.
+    let single = match f.kind {
+        Kind::Ptr(path) => Some(walk(j, path)),
+        Kind::JsonValue => Some(f.key.as_deref().and_then(|k| json_pointer(j, k))),
+        _ => None,
+    };
+    if let Some(v) = single {
+        return v.map(|v| Values::One(stringify(v))).unwrap_or_default();
+    }
+    match extract_inner(f, ev) {
+        Some(v) => Values::Many(v),
+        None => Values::None,
+    }
 }
 
-fn one(v: Cow<'_, str>) -> Option<Values<'_>> {
+fn walk<'e>(j: &'e Value, path: &[&str]) -> Option<&'e Value> {
+    let mut cur = j;
+    for seg in path {
+        cur = match cur {
+            Value::Object(o) => o.get(*seg)?,
+            Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+fn one(v: Cow<'_, str>) -> Option<Vec<Cow<'_, str>>> {
     Some(vec![v])
 }
 
 fn ptr<'e>(j: &'e Value, p: &str) -> Option<&'e Value> {
-    j.pointer(p)
+    json_pointer(j, p)
 }
 
 /// Elements of an array, or only element `index` of it.
@@ -599,10 +661,10 @@ fn indexed(a: &[Value], index: Option<usize>) -> &[Value] {
     }
 }
 
-fn extract_inner<'e>(f: &Field, ev: &'e AuditEvent) -> Option<Values<'e>> {
+fn extract_inner<'e>(f: &Field, ev: &'e AuditEvent) -> Option<Vec<Cow<'e, str>>> {
     let j = &ev.json;
     match f.kind {
-        Kind::Ptr(p) => one(stringify(ptr(j, p)?)),
+        Kind::Ptr(p) => one(stringify(walk(j, p)?)),
         Kind::UserGroups => {
             let a = ptr(j, "/user/groups")?.as_array()?;
             Some(a.iter().map(stringify).collect())
@@ -755,9 +817,13 @@ pub fn json_pointer<'e>(j: &'e Value, key: &str) -> Option<&'e Value> {
     }
     let mut cur = j;
     for seg in key.split('/') {
-        let seg = seg.replace("~1", "/").replace("~0", "~");
+        let seg: Cow<'_, str> = if seg.contains('~') {
+            Cow::Owned(seg.replace("~1", "/").replace("~0", "~"))
+        } else {
+            Cow::Borrowed(seg)
+        };
         cur = match cur {
-            Value::Object(o) => o.get(&seg)?,
+            Value::Object(o) => o.get(seg.as_ref())?,
             Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
             _ => return None,
         };
@@ -775,7 +841,7 @@ fn container_values<'e>(
     g: Group,
     p: Prop,
     index: Option<usize>,
-) -> Option<Values<'e>> {
+) -> Option<Vec<Cow<'e, str>>> {
     let spec = j.pointer("/requestObject/spec")?;
     let ctrs = spec.get(g.key())?.as_array()?;
     let mut out = Vec::new();
@@ -889,4 +955,56 @@ pub fn uri_param(uri: &str, key: &str) -> Option<String> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalog_has_the_plugins_100_fields_once_each() {
+        let cat = catalog();
+        let ka: Vec<&str> = cat
+            .iter()
+            .map(|d| d.name.as_str())
+            .filter(|n| n.starts_with("ka."))
+            .collect();
+        assert_eq!(ka.len(), 100);
+        let mut names: Vec<&str> = cat.iter().map(|d| d.name.as_str()).collect();
+        names.sort_unstable();
+        let n = names.len();
+        names.dedup();
+        assert_eq!(names.len(), n, "duplicate field names");
+        for f in [
+            "jevt.value",
+            "json.value",
+            "jevt.obj",
+            "json.obj",
+            "jevt.rawtime",
+            "json.rawtime",
+        ] {
+            assert!(is_field(f), "{f}");
+        }
+    }
+
+    #[test]
+    fn uri_params_and_pointers() {
+        assert_eq!(uri_param("/x?a=1&b=2+3&a=4", "a").as_deref(), Some("1"));
+        assert_eq!(uri_param("/x?a=1&b=2+3", "b").as_deref(), Some("2 3"));
+        assert_eq!(uri_param("/x?c=%2Fetc%2F", "c").as_deref(), Some("/etc/"));
+        assert_eq!(uri_param("/x?flag&b=1", "flag").as_deref(), Some(""));
+        assert_eq!(uri_param("/x", "a"), None);
+        assert_eq!(uri_param("/x?a=%zz", "a"), None);
+        let j = serde_json::json!({"a/b": {"~c": [10, 20]}});
+        assert_eq!(
+            json_pointer(&j, "/a~1b/~0c/1"),
+            Some(&serde_json::json!(20))
+        );
+        assert_eq!(json_pointer(&j, "a~1b/~0c/0"), Some(&serde_json::json!(10)));
+        assert_eq!(json_pointer(&j, ""), Some(&j));
+        assert_eq!(json_pointer(&j, "/a~1b/~0c/x"), None);
+        assert_eq!(image_repository("nginx:1.7.9"), "nginx");
+        assert_eq!(image_repository("a/b@sha256:00"), "a/b");
+        assert_eq!(image_repository("myreg:5000/x:1"), "myreg");
+    }
 }

@@ -19,6 +19,10 @@ impl AlertFilter {
     /// Compiles a filter expression. Macros do not exist here: any other bare identifier is
     /// an error.
     pub fn compile(expr: &str) -> Result<AlertFilter, String> {
+        super::with_big_stack(|| Self::compile_here(expr))
+    }
+
+    fn compile_here(expr: &str) -> Result<AlertFilter, String> {
         let ast =
             parser::parse(expr, ALERT_BARE_FIELDS).map_err(|e| format!("filter '{expr}': {e}"))?;
         let mut slots = Slots::default();

@@ -347,8 +347,15 @@ impl Collector {
 
     fn unknown_keys(&mut self, item: &Y, known: &[&str], file: &Arc<str>, what: &str) {
         if let Kind::Map(entries) = &item.kind {
-            for (k, _) in entries {
+            for (i, (k, _)) in entries.iter().enumerate() {
                 let name = k.as_str().unwrap_or("");
+                if entries[..i].iter().any(|(p, _)| p.as_str() == Some(name)) {
+                    self.error(
+                        loc(file, k.pos),
+                        what,
+                        format!("key '{name}' appears twice in this item"),
+                    );
+                }
                 if !known.contains(&name) {
                     self.warn(loc(file, k.pos), what, format!("unknown key '{name}'"));
                 }
@@ -727,6 +734,14 @@ impl Collector {
                 return None;
             };
             let ewhat = format!("{what} exception '{name}'");
+            if out.iter().any(|x: &Exception| x.name == name) {
+                self.error(
+                    el,
+                    what,
+                    format!("exception '{name}' is defined twice in this item"),
+                );
+                return None;
+            }
             if let Kind::Map(keys) = &e.kind {
                 for (k, _) in keys {
                     let kn = k.as_str().unwrap_or("");

@@ -28,6 +28,31 @@ use crate::config::RuleMatching;
 pub use filter::AlertFilter;
 pub use loader::{Diagnostic, ENGINE_VERSION, LoadError, LoadReport, Loc};
 
+/// Runs `f` on a thread with a large stack: compiling conditions nested up to the 1000-level
+/// cap recurses deeper than a default thread's stack allows (notably in debug builds).
+/// Falls back to the current thread if no thread can be started.
+pub(crate) fn with_big_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    const STACK: usize = 256 << 20;
+    let slot = std::sync::Mutex::new(Some(f));
+    let take = || slot.lock().ok().and_then(|mut g| g.take());
+    let outcome = std::thread::scope(|s| {
+        let spawned = std::thread::Builder::new()
+            .stack_size(STACK)
+            .spawn_scoped(s, || take().map(|g| g()));
+        spawned.map(|h| h.join())
+    });
+    match outcome {
+        Ok(Ok(Some(r))) => r,
+        // The worker panicked: carry the panic over to the caller.
+        Ok(Err(payload)) => std::panic::resume_unwind(payload),
+        // No thread could be started (or it found no closure): run here.
+        Ok(Ok(None)) | Err(_) => match take() {
+            Some(g) => g(),
+            None => std::panic::resume_unwind(Box::new("rules compilation lost its work")),
+        },
+    }
+}
+
 /// kaudit's embedded default ruleset (Falco rules format).
 pub const DEFAULT_RULES: &str = include_str!("default_rules.yaml");
 
@@ -111,7 +136,7 @@ impl Ruleset {
         sources: &[(String, String)],
         opts: &LoadOptions,
     ) -> Result<(Ruleset, LoadReport), LoadError> {
-        let compiled = loader::load(sources, compiler::Catalog::Event)?;
+        let compiled = with_big_stack(|| loader::load(sources, compiler::Catalog::Event))?;
         let mut report = compiled.report;
         let mut active = Vec::new();
         for (i, r) in compiled.rules.iter().enumerate() {

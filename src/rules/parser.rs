@@ -283,8 +283,12 @@ impl Parser<'_> {
     }
 
     fn excerpt(&self) -> String {
-        let rest = self.text.get(self.pos..).unwrap_or("");
-        let mut t: String = rest.chars().take(30).collect();
+        let rest = self.text.get(self.pos..).unwrap_or("").trim_end();
+        let mut t: String = rest
+            .chars()
+            .take(30)
+            .map(|c| if c.is_whitespace() { ' ' } else { c })
+            .collect();
         if t.len() < rest.len() {
             t.push_str("...");
         }

@@ -84,10 +84,7 @@ fn load_err(yaml: &str) -> String {
 
 fn vals(field: &str, arg: Option<&str>, ev: &AuditEvent) -> Vec<String> {
     let f = lookup(field, arg).unwrap_or_else(|e| panic!("{e}"));
-    extract(&f, ev)
-        .into_iter()
-        .map(|c| c.into_owned())
-        .collect()
+    extract(&f, ev).to_strings()
 }
 
 fn s(v: &[&str]) -> Vec<String> {
@@ -630,6 +627,13 @@ fn errors_name_file_line_col_item_and_text() {
     assert!(e.contains("test.yaml:"), "{e}");
     assert!(e.contains("rule 'Create Privileged Pod'"), "{e}");
     assert!(e.contains("syntax error"), "{e}");
+    // ... and to the exact line and column of the offending text.
+    let yaml = "- rule: R\n  desc: d\n  condition: >\n    ka.verb = create and\n    (ka.user.name = x y)\n  output: o\n  priority: WARNING\n  source: k8s_audit\n";
+    let e = load_err(yaml);
+    assert!(
+        e.contains("test.yaml:5:23: rule 'R': syntax error in condition: expected ')', found 'y)'"),
+        "{e}"
+    );
     // Undefined macro: position of the identifier in the file.
     let e = load_err(&one_rule("ka.verb=get and kevt"));
     assert!(
@@ -674,6 +678,18 @@ fn errors_name_file_line_col_item_and_text() {
         e.contains("test.yaml:1:3") && e.contains("expected a mapping"),
         "{e}"
     );
+    // Duplicates inside one item.
+    let e = load_err(
+        "- rule: R\n  desc: d\n  desc: e\n  condition: ka.verb=get\n  output: o\n  priority: INFO\n  source: k8s_audit\n",
+    );
+    assert!(
+        e.contains("test.yaml:3:3: rule 'R': key 'desc' appears twice"),
+        "{e}"
+    );
+    let e = load_err(
+        "- rule: R\n  desc: d\n  condition: ka.verb=get\n  output: o\n  priority: INFO\n  source: k8s_audit\n  exceptions:\n    - name: x\n      fields: ka.verb\n    - name: x\n      fields: ka.verb\n",
+    );
+    assert!(e.contains("exception 'x' is defined twice"), "{e}");
     // All-or-nothing: several errors reported at once, nothing loads.
     let e = load_err(&format!(
         "{}{}",

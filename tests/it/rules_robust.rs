@@ -208,6 +208,39 @@ fn mutated_conditions_never_panic() {
     }
 }
 
+#[test]
+fn deepest_allowed_condition_loads_and_evaluates() {
+    let depth = parser::MAX_DEPTH;
+    let cond = "not (".repeat(depth) + "ka.verb exists" + &")".repeat(depth);
+    let y = format!(
+        "- rule: Deep\n  desc: d\n  condition: {}\n  output: o\n  priority: INFO\n  source: k8s_audit\n",
+        serde_json::to_string(&cond).unwrap_or_default()
+    );
+    let (rs, _) = Ruleset::load_sources(&[("deep.yaml".into(), y)], &LoadOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ev = kaudit::audit::AuditEvent::from_json(serde_json::json!({
+        "auditID": "a", "verb": "get", "stageTimestamp": "2026-01-01T00:00:00Z"
+    }))
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    let mut out = Vec::new();
+    rs.evaluate(&ev, &mut out);
+    // An even number of negations of a true check.
+    assert_eq!(out.len(), usize::from(depth.is_multiple_of(2)));
+    let too_deep = "(".repeat(depth + 1) + "ka.verb exists" + &")".repeat(depth + 1);
+    let y = format!(
+        "- rule: Deep\n  desc: d\n  condition: {}\n  output: o\n  priority: INFO\n  source: k8s_audit\n",
+        serde_json::to_string(&too_deep).unwrap_or_default()
+    );
+    let e = Ruleset::load_sources(&[("deep.yaml".into(), y)], &LoadOptions::default())
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        e.contains("deep.yaml:3:") && e.contains("nested deeper than 1000"),
+        "{e}"
+    );
+}
+
 fn kaudit() -> Command {
     Command::new(env!("CARGO_BIN_EXE_kaudit"))
 }
