@@ -8,6 +8,8 @@ mod gcscc;
 mod http_sink;
 mod ingest;
 mod nats;
+mod operator;
+mod operator_mock;
 mod router;
 mod rules;
 mod support;
