@@ -451,8 +451,37 @@ pub async fn reconcile_deployment(
     let ns = kd.namespace().unwrap_or_default();
     let uid = kd.uid().unwrap_or_default();
     let inputs = gather(&ctx.client).await?;
-    let desired = reconcile::desired(&kd, &inputs, &now())?;
     let api = Api::<KauditDeployment>::namespaced(ctx.client.clone(), &ns);
+    let desired = match reconcile::desired(&kd, &inputs, &now()) {
+        Ok(d) => d,
+        Err(e) => {
+            // A spec that cannot render (e.g. a podTemplate patch that breaks the pod): say so.
+            let mut status = kd.status.clone().unwrap_or_default();
+            let msg = truncate(&e.to_string(), 1000);
+            status
+                .conditions
+                .retain(|c| c.type_ != reconcile::cond::READY);
+            status.conditions.push(reconcile::condition(
+                reconcile::cond::READY,
+                false,
+                "RenderFailed",
+                &msg,
+                kd.meta().generation,
+                &now(),
+            ));
+            status.observed_generation = kd.meta().generation;
+            let _ = patch_status(&api, &kd.name_any(), &status).await;
+            let ev = Event {
+                type_: EventType::Warning,
+                reason: "RenderFailed".into(),
+                note: Some(msg),
+                action: "Render".into(),
+                secondary: None,
+            };
+            let _ = ctx.recorder.publish(&ev, &kd.object_ref(&())).await;
+            return Err(e.into());
+        }
+    };
     for o in &desired.objects {
         if let Err(e) = apply_object(&ctx.client, &ns, o).await {
             let mut status = desired.status.clone();

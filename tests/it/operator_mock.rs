@@ -635,3 +635,54 @@ async fn lease_election() {
     assert_eq!(put["spec"]["holderIdentity"], "me");
     assert_eq!(put["spec"]["leaseTransitions"], 4);
 }
+
+/// A spec that cannot render (a podTemplate patch that breaks the pod) sets Ready=False with
+/// the reason and a Warning, and applies nothing.
+#[tokio::test]
+async fn render_failure_is_reported_and_applies_nothing() {
+    let (ctx, mut h) = mock_ctx();
+    let script = tokio::spawn(async move {
+        for k in [
+            "falcorules",
+            "falcorulesfiles",
+            "alertsinks",
+            "clusteralertsinks",
+        ] {
+            expect(
+                &mut h,
+                "GET",
+                &format!("/apis/kaudit.io/v1alpha1/{k}"),
+                200,
+                |_| list("X", vec![]),
+            )
+            .await;
+        }
+        let st = expect(&mut h, "PATCH", &format!("{KD}/status"), 200, |_| {
+            serde_json::to_value(the_kd()).unwrap()
+        })
+        .await;
+        let ev = expect(
+            &mut h,
+            "POST",
+            "/apis/events.k8s.io/v1/namespaces/kaudit-system/events",
+            201,
+            echo,
+        )
+        .await;
+        (st, ev)
+    });
+    let bad = kd(json!({"podTemplate": {"spec": {"containers": "not a list"}}}));
+    let r = run_reconcile(ctx, bad).await;
+    let (st, ev) = script.await.unwrap();
+    assert!(r.is_err());
+    let ready = st.body["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "RenderFailed");
+    assert_eq!(ev.body["reason"], "RenderFailed");
+}
