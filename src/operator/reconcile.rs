@@ -707,7 +707,12 @@ pub fn desired(kd: &KauditDeployment, inputs: &Inputs, now: &Time) -> Result<Des
             DetectModeSpec::Falco => "falco",
             DetectModeSpec::Both => "both",
         }},
-        "rules": {"files": if embedded_on { rule_paths.clone() } else { Vec::new() }},
+        // Every matching rule alerts: with Falco's default (`first`) a cluster rule that
+        // matches an event would silence every namespace's rule for it.
+        "rules": {
+            "files": if embedded_on { rule_paths.clone() } else { Vec::new() },
+            "rule_matching": "all",
+        },
         "sinks": sink_entries,
     });
     if falco_on {
@@ -1102,7 +1107,7 @@ pub fn falco_config(
         },
         "stdout_output": {"enabled": false},
         "priority": "debug",
-        "rule_matching": "first",
+        "rule_matching": "all",
     });
     Ok(format!(
         "# Rendered by the kaudit operator for KauditDeployment {ns}/{name}; do not edit.\n{}",

@@ -185,9 +185,12 @@ fn render(kd: &KauditDeployment, inputs: &Inputs) -> Desired {
     reconcile::desired(kd, inputs, &t0()).unwrap()
 }
 
+/// The engine as the rendered kaudit config sets it up (files, rule matching).
 fn engine(d: &Desired) -> Ruleset {
+    let cfg: Config = serde_yaml::from_str(&d.kaudit_config).unwrap();
+    assert_eq!(cfg.rules.rule_matching, RuleMatching::All);
     let opts = LoadOptions {
-        rule_matching: RuleMatching::All,
+        rule_matching: cfg.rules.rule_matching,
         ..Default::default()
     };
     Ruleset::load_sources(&d.rules_files, &opts)
@@ -422,7 +425,12 @@ fn tenant_rules_cannot_override_others() {
     same_name2.spec.rule = "Same".into();
     let inputs = Inputs {
         rules_files: vec![rules_file("shared", 0, CLUSTER_RULES)],
-        rules: vec![disabled, same_name, same_name2],
+        rules: vec![
+            disabled,
+            same_name,
+            same_name2,
+            rule("victim", "exec", "ka.target.subresource = exec"),
+        ],
         ..Default::default()
     };
     let d = render(&k, &inputs);
@@ -432,6 +440,13 @@ fn tenant_rules_cannot_override_others() {
         d.outcomes
     );
     let rs = engine(&d);
+    // A cluster rule matching an event does not silence the namespace's own rule.
+    let exec = alerts(
+        &rs,
+        &[event(Some("victim"), "create", "pods", Some("exec"), "u")],
+    );
+    let exec: Vec<&str> = exec.iter().map(|a| a.rule.as_str()).collect();
+    assert_eq!(exec, ["Cluster Exec", "victim/exec: Rule exec"]);
     let got = alerts(
         &rs,
         &[
