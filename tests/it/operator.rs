@@ -543,6 +543,47 @@ fn cluster_rules_files_are_ordered_and_validated() {
             .error
             .is_some()
     );
+    // A file from a ConfigMap key; a missing key is reported, not fatal.
+    let mut from_cm = rules_file("from-cm", 20, "");
+    from_cm.spec.rules = None;
+    from_cm.spec.config_map_ref = Some(kaudit::operator::crd::ConfigMapKeyRef {
+        namespace: "platform".into(),
+        name: "rules".into(),
+        key: "extra.yaml".into(),
+    });
+    let mut missing = from_cm.clone();
+    missing.metadata.name = Some("missing".into());
+    if let Some(r) = missing.spec.config_map_ref.as_mut() {
+        r.key = "nope.yaml".into();
+    }
+    let mut inputs = inputs;
+    inputs.rules_files = vec![from_cm, missing];
+    inputs.config_maps.insert(
+        ("platform".into(), "rules".into()),
+        BTreeMap::from([("extra.yaml".to_string(), second.to_string())]),
+    );
+    let d = render(&kd(json!({"defaultRules": false})), &inputs);
+    // `second` uses a macro no file defines any more: the engine says so.
+    let e = outcome(&d, ItemKind::FalcoRulesFile, "from-cm")
+        .error
+        .clone()
+        .unwrap_or_default();
+    assert!(e.contains("always_true"), "{e}");
+    let e = outcome(&d, ItemKind::FalcoRulesFile, "missing")
+        .error
+        .clone()
+        .unwrap_or_default();
+    assert!(e.contains("nope.yaml"), "{e}");
+    inputs
+        .rules_files
+        .push(rules_file("a-macros", 0, CLUSTER_RULES));
+    let d = render(&kd(json!({"defaultRules": false})), &inputs);
+    assert!(
+        outcome(&d, ItemKind::FalcoRulesFile, "from-cm")
+            .error
+            .is_none()
+    );
+    assert!(d.rules_files[1].1.contains("Uses Macro"));
     engine(&d);
 }
 

@@ -356,6 +356,13 @@ async fn first_reconcile_applies_prunes_and_reports() {
     assert_eq!(st.body["status"]["observedGeneration"], 1);
     assert_eq!(st.body["status"]["invalidRules"], 1);
     assert_eq!(st.body["status"]["rules"], 1);
+    // /metrics: bounded labels, the run counted, the invalid rule gauged.
+    let m = ctx.metrics.encode();
+    assert!(
+        m.contains("kaudit_operator_reconciliations_total{kind=\"kauditdeployment\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("kaudit_operator_invalid_rules 1"), "{m}");
     let kd_ev = calls.iter().rfind(|c| c.method == "POST").unwrap();
     assert_eq!(kd_ev.body["reason"], "RulesInvalid");
     assert_eq!(kd_ev.body["regarding"]["kind"], "KauditDeployment");
