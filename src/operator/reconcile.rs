@@ -363,14 +363,38 @@ fn render_rules(
         });
     }
     let base = files.clone();
-    // Namespace → accepted rule items.
-    let mut per_ns: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let mut rules: Vec<&FalcoRule> = inputs.rules.iter().collect();
     rules.sort_by_key(|r| (r.namespace().unwrap_or_default(), r.name_any()));
-    for r in rules {
-        let ns = r.namespace().unwrap_or_default();
-        let name = r.name_any();
-        let result = render_rule(&ns, &name, &r.spec).and_then(|item| {
+    // Render every rule (tenancy checks) first.
+    let rendered: Vec<(&FalcoRule, String, String, Result<Value, String>)> = rules
+        .into_iter()
+        .map(|r| {
+            let ns = r.namespace().unwrap_or_default();
+            let name = r.name_any();
+            let item = render_rule(&ns, &name, &r.spec);
+            (r, ns, name, item)
+        })
+        .collect();
+    // Tenant rules cannot refer to each other (no macros, lists or overrides, unique names), so
+    // when all of them load together on top of the cluster files each is valid: one engine load
+    // in the usual case. Only when that fails is each rule loaded alone to find the culprits.
+    let mut together = base.clone();
+    let all_items: Vec<Value> = rendered
+        .iter()
+        .filter_map(|(_, _, _, i)| i.as_ref().ok().cloned())
+        .collect();
+    together.push((
+        "<namespace rules>".into(),
+        yaml("namespace rules", &all_items)?,
+    ));
+    let all_load = load_check(&together).is_ok();
+    // Namespace → accepted rule items.
+    let mut per_ns: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for (r, ns, name, item) in rendered {
+        let result = item.and_then(|item| {
+            if all_load {
+                return Ok(item);
+            }
             let text = yaml("rule", &vec![item.clone()]).map_err(|e| e.to_string())?;
             let mut trial = base.clone();
             trial.push((format!("{ns}/{name}"), text));

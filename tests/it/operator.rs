@@ -959,6 +959,18 @@ fn desired_state_golden() {
     assert_eq!(cfg.sinks.len(), 2);
 }
 
+/// The binary's `kaudit crds` prints exactly deploy/crds.yaml.
+#[test]
+fn kaudit_crds_command_prints_the_crds() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kaudit"))
+        .arg("crds")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let file = std::fs::read_to_string(root().join("deploy/crds.yaml")).unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout) == file);
+}
+
 /// The line after which deploy/install.yaml holds `kaudit crds` minus its first line.
 const INSTALL_MARKER: &str = "# ---- CRDs: `kaudit crds` from here on ----\n";
 
