@@ -344,7 +344,12 @@ where
             return Ok(());
         }
     }
-    patch_status(&api, &obj.name_any(), &status).await?;
+    // A merge patch keeps what it omits: clear a stale rendered name explicitly.
+    let mut body = serde_json::to_value(&status)?;
+    if status.rendered_name.is_none() {
+        body["renderedName"] = serde_json::Value::Null;
+    }
+    patch_status(&api, &obj.name_any(), &body).await?;
     let was_valid = old
         .and_then(|o| o.conditions.first())
         .map(|c| c.status == "True");
