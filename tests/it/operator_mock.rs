@@ -342,6 +342,14 @@ async fn first_reconcile_applies_prunes_and_reports() {
         rv["message"].as_str().unwrap().contains("ka.no.such.field"),
         "{rv}"
     );
+    assert!(
+        bad.body["status"]["renderedName"].is_null()
+            && bad.body["status"]
+                .as_object()
+                .unwrap()
+                .contains_key("renderedName"),
+        "a stale rendered name is cleared explicitly"
+    );
     let bad_ev = calls.iter().find(|c| c.method == "POST").unwrap();
     assert_eq!(bad_ev.body["type"], "Warning");
     assert_eq!(bad_ev.body["reason"], "InvalidRule");
