@@ -121,8 +121,8 @@ fn main() -> ExitCode {
             match run {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    tracing::error!("{e:#}");
-                    eprintln!("kaudit: {e:#}");
+                    // kube's errors already include their causes: no `{:#}` chain.
+                    tracing::error!("{e}");
                     ExitCode::FAILURE
                 }
             }

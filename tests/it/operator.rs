@@ -652,6 +652,57 @@ fn namespaced_sink_filters_are_scoped() {
     }
 }
 
+/// End to end through the rendered config: a team's rule raises alerts in its namespace only,
+/// and each namespaced sink passes its own namespace's alerts only; a cluster sink gets all.
+#[test]
+fn alerts_reach_only_their_namespace_sinks() {
+    let k = kd(json!({"defaultRules": false}));
+    let inputs = Inputs {
+        rules: vec![
+            rule("team-a", "any", "ka.verb exists"),
+            rule("team-b", "any", "ka.verb exists"),
+        ],
+        sinks: vec![
+            sink("team-a", "s", json!({"type": "stdout"})),
+            sink(
+                "team-b",
+                "s",
+                json!({"type": "stdout", "filter": "priority = Warning or not priority = Warning"}),
+            ),
+        ],
+        cluster_sinks: vec![cluster_sink("all", json!({"type": "stdout"}))],
+        ..Default::default()
+    };
+    let d = render(&k, &inputs);
+    let rs = engine(&d);
+    let cfg: Config = serde_yaml::from_str(&d.kaudit_config).unwrap();
+    let got = alerts(
+        &rs,
+        &[
+            event(Some("team-a"), "get", "pods", None, "u"),
+            event(Some("team-b"), "get", "pods", None, "u"),
+        ],
+    );
+    assert_eq!(got.len(), 2, "{got:?}");
+    for s in &cfg.sinks {
+        let f = s
+            .filter
+            .as_deref()
+            .map(|f| AlertFilter::compile(f).unwrap());
+        let passed: Vec<&str> = got
+            .iter()
+            .filter(|a| f.as_ref().is_none_or(|f| f.matches(a)))
+            .map(|a| a.rule.as_str())
+            .collect();
+        match s.name.as_str() {
+            "ns_team-a_s" => assert_eq!(passed, ["team-a/any: Rule any"]),
+            "ns_team-b_s" => assert_eq!(passed, ["team-b/any: Rule any"]),
+            "cluster_all" => assert_eq!(passed.len(), 2),
+            other => panic!("unexpected sink {other}"),
+        }
+    }
+}
+
 /// Credentials only through Secret references; a namespaced sink only reads its own Secrets.
 #[test]
 fn sink_credentials_come_from_secrets_only() {
