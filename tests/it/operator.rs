@@ -371,10 +371,50 @@ fn tenant_rules_never_match_other_namespaces() {
                     "output": "hit", "priority": "warning", "exceptions": exc}),
                 )
             })
+            .chain([rule_spec(
+                "attacker",
+                "yaml-in-text-fields",
+                json!({"rule": "R: {x: [y]} # - macro: always_true", "condition": "ka.verb = nothing",
+                    "desc": "d\n- macro: always_true\n  condition: ka.verb = never\n- list: all_verbs\n  items: []",
+                    "output": "o\n- rule: Cluster Exec\n  enabled: false", "priority": "warning",
+                    "tags": ["t\n- macro: always_true"]}),
+            )])
             .collect(),
         ..Default::default()
     };
     let d = render(&k, &inputs);
+    // Text fields are YAML strings, never structure: the namespace's file holds rules only.
+    let ns_file = &d
+        .rules_files
+        .iter()
+        .find(|(k, _)| k == "50-ns-attacker.yaml")
+        .unwrap()
+        .1;
+    let items: Vec<serde_yaml::Mapping> = serde_yaml::from_str(ns_file).unwrap();
+    for i in &items {
+        for key in i.keys() {
+            let key = key.as_str().unwrap();
+            assert!(
+                [
+                    "rule",
+                    "desc",
+                    "condition",
+                    "output",
+                    "priority",
+                    "source",
+                    "tags",
+                    "enabled"
+                ]
+                .contains(&key),
+                "unexpected key {key} in a tenant file"
+            );
+        }
+    }
+    assert!(
+        outcome(&d, ItemKind::FalcoRule, "yaml-in-text-fields")
+            .error
+            .is_none()
+    );
     let rs = engine(&d);
     for (name, _, _, accepted) in &cases {
         let o = outcome(&d, ItemKind::FalcoRule, name);
