@@ -774,6 +774,10 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
     tokio::select! {
         () = controllers => {
             metrics.leader.set(0);
+            // Shut down on a signal: hand over at once rather than after the lease expires.
+            if let Err(e) = lock.release().await {
+                tracing::warn!(error = %e, "releasing the lease");
+            }
             Ok(())
         }
         () = lost => {

@@ -701,3 +701,37 @@ async fn render_failure_is_reported_and_applies_nothing() {
     assert_eq!(ready["reason"], "RenderFailed");
     assert_eq!(ev.body["reason"], "RenderFailed");
 }
+
+/// On shutdown the holder gives the lease up (holder cleared, with the read resourceVersion);
+/// a lease held by someone else is left alone.
+#[tokio::test]
+async fn lease_release() {
+    let (svc, mut h) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(svc, "default");
+    let lock = LeaseLock::new(
+        client,
+        "kaudit-system",
+        "kaudit-operator",
+        "me",
+        Duration::from_secs(15),
+    );
+    const P: &str = "/apis/coordination.k8s.io/v1/namespaces/kaudit-system/leases/kaudit-operator";
+    let lease = |holder: &str| {
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "kaudit-operator", "namespace": "kaudit-system", "resourceVersion": "9"},
+        "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15, "renewTime": "2026-01-01T00:00:00.000000Z"}})
+    };
+    let script = tokio::spawn(async move {
+        let l = lease("me");
+        expect(&mut h, "GET", P, 200, move |_| l).await;
+        let put = expect(&mut h, "PUT", P, 200, echo).await;
+        let l = lease("other");
+        expect(&mut h, "GET", P, 200, move |_| l).await;
+        put
+    });
+    assert!(lock.release().await.unwrap());
+    assert!(!lock.release().await.unwrap());
+    let put = script.await.unwrap();
+    assert!(put.body["spec"]["holderIdentity"].is_null(), "{}", put.body);
+    assert_eq!(put.body["metadata"]["resourceVersion"], "9");
+}
