@@ -1323,3 +1323,78 @@ fn operator_examples_render() {
         engine(&d);
     }
 }
+
+fn assert_hardened(d: &Deployment, what: &str) {
+    let pod = d.spec.template.spec.as_ref().unwrap();
+    let psc = pod.security_context.as_ref().unwrap();
+    assert_eq!(psc.run_as_non_root, Some(true), "{what}: runAsNonRoot");
+    for c in &pod.containers {
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(
+            sc.read_only_root_filesystem,
+            Some(true),
+            "{what}: read-only root fs"
+        );
+        assert_eq!(sc.allow_privilege_escalation, Some(false), "{what}");
+        let caps = sc
+            .capabilities
+            .as_ref()
+            .and_then(|c| c.drop.clone())
+            .unwrap_or_default();
+        assert_eq!(caps, ["ALL"], "{what}: capabilities");
+        let limits = c.resources.as_ref().and_then(|r| r.limits.as_ref());
+        assert!(
+            limits.is_some_and(|l| l.contains_key("memory")),
+            "{what}: memory limit"
+        );
+        assert!(
+            c.readiness_probe.is_some() && c.liveness_probe.is_some(),
+            "{what}: probes"
+        );
+    }
+}
+
+/// The operator's own Deployment and everything it renders run hardened; its RBAC is narrow.
+#[test]
+fn install_and_rendered_workloads_are_hardened_and_rbac_is_narrow() {
+    let text = std::fs::read_to_string(root().join("deploy/install.yaml")).unwrap();
+    let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| {
+            serde_json::to_value(<serde_yaml::Value as serde::Deserialize>::deserialize(d).unwrap())
+                .unwrap()
+        })
+        .collect();
+    let dep = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let dep: Deployment = serde_json::from_value(dep.clone()).unwrap();
+    assert_hardened(&dep, "operator");
+    assert!(
+        dep.spec.replicas.unwrap_or(1) >= 2,
+        "two replicas with leader election"
+    );
+    let role = docs.iter().find(|d| d["kind"] == "ClusterRole").unwrap();
+    let role: ClusterRole = serde_json::from_value(role.clone()).unwrap();
+    for r in role.rules.as_ref().unwrap() {
+        let res = r.resources.clone().unwrap_or_default();
+        assert!(
+            !r.verbs.contains(&"*".to_string()) && !res.contains(&"*".to_string()),
+            "{r:?}"
+        );
+        if res.contains(&"secrets".to_string()) {
+            assert!(
+                !r.verbs.iter().any(|v| v == "list" || v == "watch"),
+                "secrets: get only, {r:?}"
+            );
+        }
+    }
+    let d = render(&kd(json!({"detect": "both"})), &Inputs::default());
+    assert_hardened(deployment(&d, "kaudit"), "kaudit");
+    assert_hardened(deployment(&d, "kaudit-falco"), "falco");
+    for name in ["kaudit", "kaudit-falco"] {
+        let pod = deployment(&d, name).spec.template.spec.as_ref().unwrap();
+        assert_eq!(
+            pod.automount_service_account_token,
+            Some(false),
+            "{name}: no API token"
+        );
+    }
+}
