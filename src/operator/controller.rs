@@ -240,7 +240,7 @@ pub async fn gather(client: &Client) -> Result<Inputs, Error> {
     Ok(inputs)
 }
 
-async fn apply<K>(client: &Client, ns: &str, obj: &K) -> Result<(), Error>
+async fn apply<K>(client: &Client, ns: &str, obj: &K) -> Result<K, Error>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
         + Clone
@@ -250,18 +250,67 @@ where
 {
     let api: Api<K> = Api::namespaced(client.clone(), ns);
     let pp = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch(&obj.name_any(), &pp, &Patch::Apply(obj)).await?;
-    Ok(())
+    Ok(api.patch(&obj.name_any(), &pp, &Patch::Apply(obj)).await?)
 }
 
-async fn apply_object(client: &Client, ns: &str, o: &Object) -> Result<(), Error> {
-    match o {
-        Object::ConfigMap(x) => apply(client, ns, x).await,
-        Object::Secret(x) => apply(client, ns, x).await,
-        Object::ServiceAccount(x) => apply(client, ns, x).await,
-        Object::Service(x) => apply(client, ns, x).await,
-        Object::Deployment(x) => apply(client, ns, x).await,
-        Object::DaemonSet(x) => apply(client, ns, x).await,
+/// Applies one object; for a workload, returns `(available, wanted)` pods as the live object
+/// (the apply response) reports them.
+async fn apply_object(client: &Client, ns: &str, o: &Object) -> Result<Option<(i32, i32)>, Error> {
+    Ok(match o {
+        Object::ConfigMap(x) => apply(client, ns, x).await.map(|_| None)?,
+        Object::Secret(x) => apply(client, ns, x).await.map(|_| None)?,
+        Object::ServiceAccount(x) => apply(client, ns, x).await.map(|_| None)?,
+        Object::Service(x) => apply(client, ns, x).await.map(|_| None)?,
+        Object::Deployment(x) => {
+            let live = apply(client, ns, x).await?;
+            let want = live.spec.replicas.unwrap_or(1);
+            let have = live
+                .status
+                .as_ref()
+                .and_then(|s| s.available_replicas)
+                .unwrap_or(0);
+            Some((have, want))
+        }
+        Object::DaemonSet(x) => {
+            let live = apply(client, ns, x).await?;
+            let st = live.status.unwrap_or_default();
+            Some((
+                st.number_available.unwrap_or(0),
+                st.desired_number_scheduled,
+            ))
+        }
+    })
+}
+
+/// The `Ready` condition from the workloads' availability: `(Kind/name, available, wanted)`.
+pub fn ready_condition(
+    workloads: &[(String, i32, i32)],
+    generation: Option<i64>,
+    now: &Time,
+) -> Condition {
+    let waiting: Vec<String> = workloads
+        .iter()
+        .filter(|(_, have, want)| have < want)
+        .map(|(k, have, want)| format!("{k} {have}/{want} available"))
+        .collect();
+    if waiting.is_empty() {
+        reconcile::condition(
+            reconcile::cond::READY,
+            true,
+            "Available",
+            "applied; every workload available",
+            generation,
+            now,
+        )
+    } else {
+        reconcile::condition(
+            reconcile::cond::READY,
+            false,
+            "Progressing",
+            &format!("applied; waiting for {}", waiting.join(", ")),
+            generation,
+            now,
+        )
     }
 }
 
@@ -487,8 +536,13 @@ pub async fn reconcile_deployment(
             return Err(e.into());
         }
     };
+    let mut workloads = Vec::new();
     for o in &desired.objects {
-        if let Err(e) = apply_object(&ctx.client, &ns, o).await {
+        let applied = apply_object(&ctx.client, &ns, o).await;
+        if let Ok(Some((have, want))) = applied {
+            workloads.push((o.key(), have, want));
+        }
+        if let Err(e) = applied {
             let mut status = desired.status.clone();
             if let Some(c) = status
                 .conditions
@@ -521,6 +575,12 @@ pub async fn reconcile_deployment(
         .set(i64::from(desired.status.invalid_rules));
 
     let mut status = desired.status.clone();
+    let ready = ready_condition(&workloads, kd.meta().generation, &now());
+    for c in status.conditions.iter_mut() {
+        if c.type_ == reconcile::cond::READY {
+            *c = ready.clone();
+        }
+    }
     let old = kd.status.clone();
     if let Some(old) = &old {
         carry_transition_times(&old.conditions, &mut status.conditions);

@@ -364,6 +364,23 @@ async fn first_reconcile_applies_prunes_and_reports() {
     assert_eq!(st.body["status"]["observedGeneration"], 1);
     assert_eq!(st.body["status"]["invalidRules"], 1);
     assert_eq!(st.body["status"]["rules"], 1);
+    // Ready follows the workloads: the apply response shows no available kaudit pod yet.
+    let ready = st.body["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(ready["status"], "False", "{ready}");
+    assert_eq!(ready["reason"], "Progressing");
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap()
+            .contains("Deployment/kaudit 0/1"),
+        "{ready}"
+    );
     // /metrics: bounded labels, the run counted, the invalid rule gauged.
     let m = ctx.metrics.encode();
     assert!(
@@ -392,7 +409,13 @@ async fn steady_state_writes_no_status_and_no_events() {
     let t = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
         k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
     );
-    kd.status = Some(reconcile::desired(&kd, &inputs, &t).unwrap().status);
+    let mut status = reconcile::desired(&kd, &inputs, &t).unwrap().status;
+    // The kaudit Deployment is available (the apply response below says so).
+    let ready = controller::ready_condition(&[("Deployment/kaudit".into(), 1, 1)], Some(1), &t);
+    for c in status.conditions.iter_mut().filter(|c| c.type_ == "Ready") {
+        *c = ready.clone();
+    }
+    kd.status = Some(status);
     let script = tokio::spawn(async move {
         expect(
             &mut h,
@@ -415,11 +438,16 @@ async fn steady_state_writes_no_status_and_no_events() {
         for _ in 0..5 {
             let (req, send) = h.next_request().await.unwrap();
             assert_eq!(req.method(), "PATCH");
+            let deployment = req.uri().path().contains("/deployments/");
             let b = req.into_body().collect_bytes().await.unwrap();
+            let mut body: Value = serde_json::from_slice(&b).unwrap();
+            if deployment {
+                body["status"] = json!({"availableReplicas": 1});
+            }
             send.send_response(
                 Response::builder()
                     .status(200)
-                    .body(Body::from(b.to_vec()))
+                    .body(Body::from(serde_json::to_vec(&body).unwrap()))
                     .unwrap(),
             );
         }
