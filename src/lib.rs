@@ -15,6 +15,7 @@ pub mod detect;
 pub mod falco;
 pub mod ingest;
 pub mod metrics;
+pub mod operator;
 pub mod pipeline;
 pub mod router;
 pub mod rules;

@@ -31,6 +31,23 @@ enum Command {
     /// Check, list and test Falco rules files.
     #[command(subcommand)]
     Rules(kaudit::rules::cli::RulesCommand),
+    /// Run the Kubernetes operator (CRDs in `kaudit crds`).
+    Operator {
+        /// Address of /healthz and /metrics.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        listen: std::net::SocketAddr,
+        /// Namespace of the leader-election Lease.
+        #[arg(long, env = "POD_NAMESPACE", default_value = "kaudit-system")]
+        lease_namespace: String,
+        /// Name of the leader-election Lease.
+        #[arg(long, default_value = "kaudit-operator")]
+        lease_name: String,
+        /// This replica's identity in the Lease (the pod name).
+        #[arg(long, env = "POD_NAME")]
+        identity: Option<String>,
+    },
+    /// Print every CustomResourceDefinition of the operator as YAML.
+    Crds,
 }
 
 #[derive(Subcommand)]
@@ -68,6 +85,48 @@ fn main() -> ExitCode {
             }
         }
         Command::Rules(cmd) => kaudit::rules::cli::run(cmd),
+        Command::Crds => match kaudit::operator::crd::crds_yaml() {
+            Ok(y) => {
+                print!("{y}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("kaudit: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Operator {
+            listen,
+            lease_namespace,
+            lease_name,
+            identity,
+        } => {
+            init_logging(&Config::default());
+            let identity = identity.unwrap_or_else(|| {
+                hostname::get()
+                    .map(|h| h.to_string_lossy().into_owned())
+                    .unwrap_or_else(|_| "kaudit-operator".into())
+            });
+            let opts = kaudit::operator::controller::OperatorOptions {
+                listen,
+                lease_namespace,
+                lease_name,
+                identity,
+            };
+            let run = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(kaudit::operator::controller::run(opts)));
+            match run {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    // kube's errors already include their causes: no `{:#}` chain.
+                    tracing::error!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Config(ConfigCommand::Check { file }) => {
             match Config::load(file.as_deref(), &Overrides::default()) {
                 Ok(cfg) => {

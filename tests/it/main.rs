@@ -9,6 +9,8 @@ mod gcscc;
 mod http_sink;
 mod ingest;
 mod nats;
+mod operator;
+mod operator_mock;
 mod router;
 mod rules;
 mod rules_default;

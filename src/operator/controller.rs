@@ -1,0 +1,848 @@
+//! The client half: watches, server-side apply, status patches, Events and the sink finalizer.
+//!
+//! One `Controller` per kind:
+//! - `KauditDeployment`: the main one. It is also triggered by every change of a `FalcoRule`,
+//!   `FalcoRulesFile`, `AlertSink` or `ClusterAlertSink` (they all feed every deployment) and
+//!   of the objects it owns. Each run lists its inputs, renders with
+//!   [`reconcile::desired`](super::reconcile::desired), applies the objects with the fixed field
+//!   manager, prunes what the spec no longer wants, and writes the status of every input.
+//! - `AlertSink` and `ClusterAlertSink`: the finalizer `kaudit.io/credentials`. A sink's
+//!   credentials are copied from Secrets (of another namespace than the deployment's) into the
+//!   deployment's config Secret; owner references cannot express that link, so deleting a sink
+//!   waits until every deployment was re-rendered without it, i.e. until its credentials are gone.
+
+use std::collections::BTreeSet;
+use std::fmt::Debug;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::crd::{
+    AlertSink, ClusterAlertSink, FalcoRule, FalcoRulesFile, KauditDeployment, RuleStatus,
+};
+use super::leader::LeaseLock;
+use super::reconcile::{self, FIELD_MANAGER, Inputs, ItemKind, Object, Outcome, RenderError};
+
+/// The finalizer of sinks (see the module docs).
+pub const SINK_FINALIZER: &str = "kaudit.io/credentials";
+
+/// A failed reconciliation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An apiserver call failed.
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// Rendering failed.
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    /// JSON conversion failed.
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The finalizer helper failed.
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+/// Which controller a metric is about (a bounded label).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// `kauditdeployment`, `alertsink` or `clusteralertsink`.
+    pub kind: &'static str,
+}
+
+/// The operator's metrics (`kaudit_operator_*`).
+pub struct Metrics {
+    /// Reconciliations run.
+    pub reconciliations: Family<KindLabel, Counter>,
+    /// Reconciliations failed.
+    pub failures: Family<KindLabel, Counter>,
+    /// 1 while this replica holds the lease.
+    pub leader: Gauge,
+    /// Namespace rules currently rejected.
+    pub invalid_rules: Gauge,
+    registry: Registry,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("kaudit_operator");
+        let reconciliations = Family::<KindLabel, Counter>::default();
+        let failures = Family::<KindLabel, Counter>::default();
+        let leader = Gauge::default();
+        let invalid_rules = Gauge::default();
+        registry.register(
+            "reconciliations",
+            "Reconciliations run",
+            reconciliations.clone(),
+        );
+        registry.register(
+            "reconcile_failures",
+            "Reconciliations failed",
+            failures.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica holds the lease",
+            leader.clone(),
+        );
+        registry.register(
+            "invalid_rules",
+            "Namespace rules rejected",
+            invalid_rules.clone(),
+        );
+        Metrics {
+            reconciliations,
+            failures,
+            leader,
+            invalid_rules,
+            registry,
+        }
+    }
+}
+
+impl Metrics {
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// What every reconciliation shares.
+pub struct Context {
+    /// The client.
+    pub client: Client,
+    /// Publishes Kubernetes Events.
+    pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+impl Context {
+    /// A context with a fresh recorder reporting as `kaudit-operator`.
+    pub fn new(client: Client, instance: Option<String>) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance,
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics: Arc::new(Metrics::default()),
+        }
+    }
+}
+
+fn live<K: Resource>(items: Vec<K>) -> Vec<K> {
+    items
+        .into_iter()
+        .filter(|o| o.meta().deletion_timestamp.is_none())
+        .collect()
+}
+
+/// Reads every input of a deployment: all rules, rules files and sinks (those being deleted
+/// left out), and the ConfigMaps and Secrets they reference.
+pub async fn gather(client: &Client) -> Result<Inputs, Error> {
+    let lp = ListParams::default();
+    let rules = live(Api::<FalcoRule>::all(client.clone()).list(&lp).await?.items);
+    let rules_files = live(
+        Api::<FalcoRulesFile>::all(client.clone())
+            .list(&lp)
+            .await?
+            .items,
+    );
+    let sinks = live(Api::<AlertSink>::all(client.clone()).list(&lp).await?.items);
+    let cluster_sinks = live(
+        Api::<ClusterAlertSink>::all(client.clone())
+            .list(&lp)
+            .await?
+            .items,
+    );
+    let mut inputs = Inputs {
+        rules,
+        rules_files,
+        sinks,
+        cluster_sinks,
+        ..Default::default()
+    };
+    let cms: BTreeSet<(String, String)> = inputs
+        .rules_files
+        .iter()
+        .filter_map(|f| f.spec.config_map_ref.as_ref())
+        .map(|r| (r.namespace.clone(), r.name.clone()))
+        .collect();
+    for (ns, name) in cms {
+        if let Some(cm) = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+            .get_opt(&name)
+            .await?
+        {
+            inputs
+                .config_maps
+                .insert((ns, name), cm.data.unwrap_or_default());
+        }
+    }
+    let mut secrets: BTreeSet<(String, String)> = BTreeSet::new();
+    for s in &inputs.sinks {
+        let own = s.namespace().unwrap_or_default();
+        for r in &s.spec.sink.secret_refs {
+            // Only the sink's own namespace: a reference elsewhere is refused when rendering.
+            if r.namespace.as_deref().is_none_or(|n| n == own) {
+                secrets.insert((own.clone(), r.name.clone()));
+            }
+        }
+    }
+    for s in &inputs.cluster_sinks {
+        for r in &s.spec.sink.secret_refs {
+            if let Some(ns) = &r.namespace {
+                secrets.insert((ns.clone(), r.name.clone()));
+            }
+        }
+    }
+    for (ns, name) in secrets {
+        if let Some(sec) = Api::<Secret>::namespaced(client.clone(), &ns)
+            .get_opt(&name)
+            .await?
+        {
+            let data = sec
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect();
+            inputs.secrets.insert((ns, name), data);
+        }
+    }
+    Ok(inputs)
+}
+
+async fn apply<K>(client: &Client, ns: &str, obj: &K) -> Result<K, Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    Ok(api.patch(&obj.name_any(), &pp, &Patch::Apply(obj)).await?)
+}
+
+/// Applies one object; for a workload, returns `(available, wanted)` pods as the live object
+/// (the apply response) reports them.
+async fn apply_object(client: &Client, ns: &str, o: &Object) -> Result<Option<(i32, i32)>, Error> {
+    Ok(match o {
+        Object::ConfigMap(x) => apply(client, ns, x).await.map(|_| None)?,
+        Object::Secret(x) => apply(client, ns, x).await.map(|_| None)?,
+        Object::ServiceAccount(x) => apply(client, ns, x).await.map(|_| None)?,
+        Object::Service(x) => apply(client, ns, x).await.map(|_| None)?,
+        Object::Deployment(x) => {
+            let live = apply(client, ns, x).await?;
+            let want = live.spec.replicas.unwrap_or(1);
+            let have = live
+                .status
+                .as_ref()
+                .and_then(|s| s.available_replicas)
+                .unwrap_or(0);
+            Some((have, want))
+        }
+        Object::DaemonSet(x) => {
+            let live = apply(client, ns, x).await?;
+            let st = live.status.unwrap_or_default();
+            Some((
+                st.number_available.unwrap_or(0),
+                st.desired_number_scheduled,
+            ))
+        }
+    })
+}
+
+/// The `Ready` condition from the workloads' availability: `(Kind/name, available, wanted)`.
+pub fn ready_condition(
+    workloads: &[(String, i32, i32)],
+    generation: Option<i64>,
+    now: &Time,
+) -> Condition {
+    let waiting: Vec<String> = workloads
+        .iter()
+        .filter(|(_, have, want)| have < want)
+        .map(|(k, have, want)| format!("{k} {have}/{want} available"))
+        .collect();
+    if waiting.is_empty() {
+        reconcile::condition(
+            reconcile::cond::READY,
+            true,
+            "Available",
+            "applied; every workload available",
+            generation,
+            now,
+        )
+    } else {
+        reconcile::condition(
+            reconcile::cond::READY,
+            false,
+            "Progressing",
+            &format!("applied; waiting for {}", waiting.join(", ")),
+            generation,
+            now,
+        )
+    }
+}
+
+async fn prune_one<K>(client: &Client, ns: &str, name: &str, owner_uid: &str) -> Result<(), Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    if let Some(o) = api.get_opt(name).await?
+        && o.owner_references().iter().any(|r| r.uid == owner_uid)
+    {
+        match api.delete(name, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+async fn prune(client: &Client, ns: &str, key: &str, owner_uid: &str) -> Result<(), Error> {
+    let Some((kind, name)) = key.split_once('/') else {
+        return Ok(());
+    };
+    match kind {
+        "ConfigMap" => prune_one::<ConfigMap>(client, ns, name, owner_uid).await,
+        "Secret" => prune_one::<Secret>(client, ns, name, owner_uid).await,
+        "ServiceAccount" => prune_one::<ServiceAccount>(client, ns, name, owner_uid).await,
+        "Service" => prune_one::<Service>(client, ns, name, owner_uid).await,
+        "Deployment" => prune_one::<Deployment>(client, ns, name, owner_uid).await,
+        "DaemonSet" => prune_one::<DaemonSet>(client, ns, name, owner_uid).await,
+        _ => Ok(()),
+    }
+}
+
+/// Keeps a condition's `lastTransitionTime` when its status did not change.
+pub fn carry_transition_times(old: &[Condition], new: &mut [Condition]) {
+    for c in new.iter_mut() {
+        if let Some(o) = old
+            .iter()
+            .find(|o| o.type_ == c.type_ && o.status == c.status)
+        {
+            c.last_transition_time = o.last_transition_time.clone();
+        }
+    }
+}
+
+fn now() -> Time {
+    Time(Timestamp::now())
+}
+
+async fn patch_status<K>(api: &Api<K>, name: &str, status: &impl Serialize) -> Result<(), Error>
+where
+    K: Resource + Clone + Debug + DeserializeOwned,
+{
+    let patch = json!({ "status": status });
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+/// Writes an input's status when it changed, with an Event when it turned valid or invalid.
+async fn write_item_status<K>(
+    ctx: &Context,
+    api: Api<K>,
+    obj: &K,
+    old: Option<&RuleStatus>,
+    outcome: &Outcome,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned,
+{
+    let mut status = reconcile::item_status(outcome, &now());
+    if let Some(old) = old {
+        carry_transition_times(&old.conditions, &mut status.conditions);
+        if *old == status {
+            return Ok(());
+        }
+    }
+    // A merge patch keeps what it omits: clear a stale rendered name explicitly.
+    let mut body = serde_json::to_value(&status)?;
+    if status.rendered_name.is_none() {
+        body["renderedName"] = serde_json::Value::Null;
+    }
+    patch_status(&api, &obj.name_any(), &body).await?;
+    let was_valid = old
+        .and_then(|o| o.conditions.first())
+        .map(|c| c.status == "True");
+    let is_valid = outcome.error.is_none();
+    if was_valid != Some(is_valid) {
+        let what = match outcome.kind {
+            ItemKind::FalcoRule => "Rule",
+            ItemKind::FalcoRulesFile => "RulesFile",
+            ItemKind::AlertSink | ItemKind::ClusterAlertSink => "Sink",
+        };
+        let ev = if is_valid {
+            Event {
+                type_: EventType::Normal,
+                reason: format!("{what}Accepted"),
+                note: outcome
+                    .rendered_name
+                    .clone()
+                    .map(|n| format!("rendered as {n:?}")),
+                action: "Validate".into(),
+                secondary: None,
+            }
+        } else {
+            Event {
+                type_: EventType::Warning,
+                reason: format!("Invalid{what}"),
+                note: outcome.error.clone().map(|e| truncate(&e, 1000)),
+                action: "Validate".into(),
+                secondary: None,
+            }
+        };
+        ctx.recorder.publish(&ev, &obj.object_ref(&())).await?;
+    }
+    Ok(())
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+async fn write_statuses(ctx: &Context, inputs: &Inputs, outcomes: &[Outcome]) -> Result<(), Error> {
+    let c = &ctx.client;
+    for o in outcomes {
+        let ns = o.namespace.clone().unwrap_or_default();
+        match o.kind {
+            ItemKind::FalcoRule => {
+                if let Some(r) = inputs
+                    .rules
+                    .iter()
+                    .find(|r| r.name_any() == o.name && r.namespace().unwrap_or_default() == ns)
+                {
+                    let api = Api::<FalcoRule>::namespaced(c.clone(), &ns);
+                    write_item_status(ctx, api, r, r.status.as_ref(), o).await?;
+                }
+            }
+            ItemKind::FalcoRulesFile => {
+                if let Some(r) = inputs.rules_files.iter().find(|r| r.name_any() == o.name) {
+                    let api = Api::<FalcoRulesFile>::all(c.clone());
+                    write_item_status(ctx, api, r, r.status.as_ref(), o).await?;
+                }
+            }
+            ItemKind::AlertSink => {
+                if let Some(r) = inputs
+                    .sinks
+                    .iter()
+                    .find(|r| r.name_any() == o.name && r.namespace().unwrap_or_default() == ns)
+                {
+                    let api = Api::<AlertSink>::namespaced(c.clone(), &ns);
+                    write_item_status(ctx, api, r, r.status.as_ref(), o).await?;
+                }
+            }
+            ItemKind::ClusterAlertSink => {
+                if let Some(r) = inputs.cluster_sinks.iter().find(|r| r.name_any() == o.name) {
+                    let api = Api::<ClusterAlertSink>::all(c.clone());
+                    write_item_status(ctx, api, r, r.status.as_ref(), o).await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reconciles one KauditDeployment (see the module docs).
+pub async fn reconcile_deployment(
+    kd: Arc<KauditDeployment>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    ctx.metrics
+        .reconciliations
+        .get_or_create(&KindLabel {
+            kind: "kauditdeployment",
+        })
+        .inc();
+    if kd.meta().deletion_timestamp.is_some() {
+        // Owner references let the garbage collector remove every child.
+        return Ok(Action::await_change());
+    }
+    let ns = kd.namespace().unwrap_or_default();
+    let uid = kd.uid().unwrap_or_default();
+    let inputs = gather(&ctx.client).await?;
+    let api = Api::<KauditDeployment>::namespaced(ctx.client.clone(), &ns);
+    let desired = match reconcile::desired(&kd, &inputs, &now()) {
+        Ok(d) => d,
+        Err(e) => {
+            // A spec that cannot render (e.g. a podTemplate patch that breaks the pod): say so.
+            let mut status = kd.status.clone().unwrap_or_default();
+            let msg = truncate(&e.to_string(), 1000);
+            status
+                .conditions
+                .retain(|c| c.type_ != reconcile::cond::READY);
+            status.conditions.push(reconcile::condition(
+                reconcile::cond::READY,
+                false,
+                "RenderFailed",
+                &msg,
+                kd.meta().generation,
+                &now(),
+            ));
+            status.observed_generation = kd.meta().generation;
+            let _ = patch_status(&api, &kd.name_any(), &status).await;
+            let ev = Event {
+                type_: EventType::Warning,
+                reason: "RenderFailed".into(),
+                note: Some(msg),
+                action: "Render".into(),
+                secondary: None,
+            };
+            let _ = ctx.recorder.publish(&ev, &kd.object_ref(&())).await;
+            return Err(e.into());
+        }
+    };
+    let mut workloads = Vec::new();
+    for o in &desired.objects {
+        let applied = apply_object(&ctx.client, &ns, o).await;
+        if let Ok(Some((have, want))) = applied {
+            workloads.push((o.key(), have, want));
+        }
+        if let Err(e) = applied {
+            let mut status = desired.status.clone();
+            if let Some(c) = status
+                .conditions
+                .iter_mut()
+                .find(|c| c.type_ == reconcile::cond::READY)
+            {
+                c.status = "False".into();
+                c.reason = "ApplyFailed".into();
+                c.message = truncate(&format!("{}: {e}", o.key()), 1000);
+            }
+            // Best effort: the error itself is what the controller retries on.
+            let _ = patch_status(&api, &kd.name_any(), &status).await;
+            let ev = Event {
+                type_: EventType::Warning,
+                reason: "ApplyFailed".into(),
+                note: Some(truncate(&format!("{}: {e}", o.key()), 1000)),
+                action: "Apply".into(),
+                secondary: None,
+            };
+            let _ = ctx.recorder.publish(&ev, &kd.object_ref(&())).await;
+            return Err(e);
+        }
+    }
+    for key in &desired.prune {
+        prune(&ctx.client, &ns, key, &uid).await?;
+    }
+    write_statuses(&ctx, &inputs, &desired.outcomes).await?;
+    ctx.metrics
+        .invalid_rules
+        .set(i64::from(desired.status.invalid_rules));
+
+    let mut status = desired.status.clone();
+    let ready = ready_condition(&workloads, kd.meta().generation, &now());
+    for c in status.conditions.iter_mut() {
+        if c.type_ == reconcile::cond::READY {
+            *c = ready.clone();
+        }
+    }
+    let old = kd.status.clone();
+    if let Some(old) = &old {
+        carry_transition_times(&old.conditions, &mut status.conditions);
+    }
+    if old.as_ref() != Some(&status) {
+        patch_status(&api, &kd.name_any(), &status).await?;
+        let rules_ok = status.invalid_rules == 0;
+        let ev = Event {
+            type_: if rules_ok {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            },
+            reason: if rules_ok {
+                "Reconciled"
+            } else {
+                "RulesInvalid"
+            }
+            .into(),
+            note: Some(format!(
+                "{} rules, {} invalid, {} sinks",
+                status.rules, status.invalid_rules, status.sinks
+            )),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        ctx.recorder.publish(&ev, &kd.object_ref(&())).await?;
+    }
+    // Referenced Secrets and ConfigMaps, and the rendered ones, are not watched (the operator
+    // may only `get` them): look again now and then for rotations and drift.
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// Reconciles every KauditDeployment (after a sink's deletion).
+pub async fn reconcile_all(ctx: Arc<Context>) -> Result<(), Error> {
+    let all = Api::<KauditDeployment>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?;
+    for kd in all.items {
+        reconcile_deployment(Arc::new(kd), ctx.clone()).await?;
+    }
+    Ok(())
+}
+
+/// The sink controllers' reconcile: keep the finalizer; on deletion, re-render every
+/// deployment without the sink before letting it go.
+pub async fn reconcile_sink<K>(
+    sink: Arc<K>,
+    ctx: Arc<Context>,
+    api: Api<K>,
+) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let kind = if sink.meta().namespace.is_some() {
+        "alertsink"
+    } else {
+        "clusteralertsink"
+    };
+    ctx.metrics
+        .reconciliations
+        .get_or_create(&KindLabel { kind })
+        .inc();
+    let c = ctx.clone();
+    finalizer(&api, SINK_FINALIZER, sink, |ev| async move {
+        match ev {
+            // The deployment controller renders live sinks; nothing to do here.
+            FinalizerEvent::Apply(_) => Ok::<Action, Error>(Action::await_change()),
+            FinalizerEvent::Cleanup(_) => {
+                reconcile_all(c).await?;
+                Ok(Action::await_change())
+            }
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(e.to_string()))
+}
+
+fn error_policy<K>(_obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(error = %err, "reconcile failed");
+    ctx.metrics
+        .failures
+        .get_or_create(&KindLabel { kind: "any" })
+        .inc();
+    Action::requeue(Duration::from_secs(30))
+}
+
+/// Settings of `kaudit operator`.
+#[derive(Clone, Debug)]
+pub struct OperatorOptions {
+    /// Address of `/healthz` and `/metrics`.
+    pub listen: SocketAddr,
+    /// Namespace of the leader-election Lease (the operator's own).
+    pub lease_namespace: String,
+    /// Name of the Lease.
+    pub lease_name: String,
+    /// This replica's identity (its pod name).
+    pub identity: String,
+}
+
+async fn serve_health(listen: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            get(move || {
+                let m = metrics.clone();
+                async move {
+                    (
+                        [(
+                            http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        m.encode(),
+                    )
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    axum::serve(listener, app).await
+}
+
+/// Runs `kaudit operator`: health and metrics server, leader election, then the controllers
+/// until the lease is lost (an error, so that the pod restarts and campaigns again).
+pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
+    let client = Client::try_default().await?;
+    let ctx = Arc::new(Context::new(client.clone(), Some(opts.identity.clone())));
+    let metrics = ctx.metrics.clone();
+    let health = tokio::spawn(serve_health(opts.listen, metrics.clone()));
+
+    let lock = LeaseLock::new(
+        client.clone(),
+        &opts.lease_namespace,
+        &opts.lease_name,
+        &opts.identity,
+        Duration::from_secs(15),
+    );
+    tracing::info!(identity = %opts.identity, "waiting for leadership");
+    loop {
+        match lock.try_acquire_or_renew().await {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "leader election"),
+        }
+        if health.is_finished() {
+            anyhow::bail!("health server stopped");
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    metrics.leader.set(1);
+    tracing::info!("leading");
+    let renew_lock = lock.clone();
+    let lost = async move {
+        let mut last_ok = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(renew_lock.duration() / 3).await;
+            match renew_lock.try_acquire_or_renew().await {
+                Ok(true) => last_ok = tokio::time::Instant::now(),
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "renewing the lease");
+                    if last_ok.elapsed() >= renew_lock.duration() {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+
+    let wc = watcher::Config::default();
+    let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=kaudit-operator");
+    let kd_api = Api::<KauditDeployment>::all(client.clone());
+    let main = Controller::new(kd_api, wc.clone());
+    let store = main.store();
+    let all = move || {
+        store
+            .state()
+            .iter()
+            .map(|kd| ObjectRef::from_obj(kd.as_ref()))
+            .collect::<Vec<_>>()
+    };
+    let (a1, a2, a3, a4) = (all.clone(), all.clone(), all.clone(), all);
+    let main = main
+        .owns(Api::<Deployment>::all(client.clone()), owned.clone())
+        .owns(Api::<DaemonSet>::all(client.clone()), owned.clone())
+        .owns(Api::<Service>::all(client.clone()), owned.clone())
+        .watches(
+            Api::<FalcoRule>::all(client.clone()),
+            wc.clone(),
+            move |_| a1(),
+        )
+        .watches(
+            Api::<FalcoRulesFile>::all(client.clone()),
+            wc.clone(),
+            move |_| a2(),
+        )
+        .watches(
+            Api::<AlertSink>::all(client.clone()),
+            wc.clone(),
+            move |_| a3(),
+        )
+        .watches(
+            Api::<ClusterAlertSink>::all(client.clone()),
+            wc.clone(),
+            move |_| a4(),
+        )
+        .shutdown_on_signal()
+        .run(reconcile_deployment, error_policy, ctx.clone())
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "kauditdeployment");
+            }
+        });
+    let ns_client = client.clone();
+    let sinks = Controller::new(Api::<AlertSink>::all(client.clone()), wc.clone())
+        .shutdown_on_signal()
+        .run(
+            move |s: Arc<AlertSink>, ctx: Arc<Context>| {
+                let api = Api::<AlertSink>::namespaced(
+                    ns_client.clone(),
+                    &s.namespace().unwrap_or_default(),
+                );
+                reconcile_sink(s, ctx, api)
+            },
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| async {});
+    let cs_client = client.clone();
+    let cluster_sinks = Controller::new(Api::<ClusterAlertSink>::all(client.clone()), wc)
+        .shutdown_on_signal()
+        .run(
+            move |s: Arc<ClusterAlertSink>, ctx: Arc<Context>| {
+                reconcile_sink(s, ctx, Api::<ClusterAlertSink>::all(cs_client.clone()))
+            },
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| async {});
+    let controllers = async {
+        futures_util::future::join3(main, sinks, cluster_sinks).await;
+    };
+    tokio::select! {
+        () = controllers => {
+            metrics.leader.set(0);
+            // Shut down on a signal: hand over at once rather than after the lease expires.
+            if let Err(e) = lock.release().await {
+                tracing::warn!(error = %e, "releasing the lease");
+            }
+            Ok(())
+        }
+        () = lost => {
+            metrics.leader.set(0);
+            anyhow::bail!("lost the leader lease")
+        }
+    }
+}

@@ -1,0 +1,491 @@
+//! The custom resources of the `kaudit.io/v1alpha1` API group.
+//!
+//! | kind | scope | what |
+//! | --- | --- | --- |
+//! | [`FalcoRule`] | namespaced | one Falco rule, scoped to its namespace's events |
+//! | [`FalcoRulesFile`] | cluster | an admin's Falco rules file (inline or a ConfigMap), ordered |
+//! | [`AlertSink`] | namespaced | an alert destination receiving its namespace's alerts only |
+//! | [`ClusterAlertSink`] | cluster | an alert destination receiving every alert |
+//! | [`KauditDeployment`] | namespaced | kaudit (and optionally Falco) itself |
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The API group of every kind here.
+pub const GROUP: &str = "kaudit.io";
+/// The API version of every kind here.
+pub const VERSION: &str = "v1alpha1";
+
+fn yes() -> bool {
+    true
+}
+
+/// A free-form object in the schema (`x-kubernetes-preserve-unknown-fields`).
+fn free_form(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}
+
+fn free_form_opt(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    free_form(g)
+}
+
+/// One Falco rule for the events of the resource's own namespace.
+///
+/// The operator scopes the condition to the namespace (`ka.target.namespace = "<ns>" and (...)`,
+/// outermost, after exceptions), names the rule `<namespace>/<name>: <rule>` and validates it with
+/// the rules engine; an invalid rule is reported in `status` and left out.
+// kube's printcolumn(...) repeats `type_ = "string"` by design.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "kaudit.io",
+    version = "v1alpha1",
+    kind = "FalcoRule",
+    namespaced,
+    shortname = "frule",
+    category = "kaudit",
+    status = "RuleStatus",
+    doc = "A Falco rule over the audit events of this namespace.",
+    printcolumn(name = "Rule", type_ = "string", json_path = ".spec.rule"),
+    printcolumn(name = "Priority", type_ = "string", json_path = ".spec.priority"),
+    printcolumn(
+        name = "Valid",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"RulesValid\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct FalcoRuleSpec {
+    /// The rule's name, as Falco shows it (prefixed with `<namespace>/<name>: `).
+    pub rule: String,
+    /// What the rule detects.
+    #[serde(default)]
+    pub desc: String,
+    /// A standalone Falco condition over `ka.*` fields; macros and lists of the cluster rules
+    /// files may be used, none may be defined.
+    pub condition: String,
+    /// The alert text, with `%field` references.
+    pub output: String,
+    /// Falco priority: emergency, alert, critical, error, warning, notice, informational, debug.
+    #[serde(default = "default_priority")]
+    pub priority: String,
+    /// Tags carried by alerts.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// `false` keeps the rule defined but not evaluated.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Falco exceptions: events matching any row of any exception do not raise the rule.
+    #[serde(default)]
+    pub exceptions: Vec<RuleException>,
+}
+
+fn default_priority() -> String {
+    "warning".into()
+}
+
+/// A Falco rule exception: `fields` compared with `comps` to each row of `values`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleException {
+    /// The exception's name.
+    pub name: String,
+    /// The fields compared, e.g. `[ka.user.name, ka.target.name]`.
+    pub fields: Vec<String>,
+    /// One operator per field (`=`, `in`, `startswith`, ...); defaults to `=` for each.
+    #[serde(default)]
+    pub comps: Vec<String>,
+    /// Rows of values, one value per field; a list operator (`in`, `intersects`, `pmatch`)
+    /// compares with the one-element list of its value.
+    #[serde(default)]
+    pub values: Vec<Vec<String>>,
+}
+
+/// The status of a [`FalcoRule`], an [`AlertSink`] or a [`ClusterAlertSink`].
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleStatus {
+    /// `Ready` and `RulesValid` (rules) or `Valid` (sinks), with the error text when false.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// The generation these conditions describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The name the rule (or sink) has in the rendered configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rendered_name: Option<String>,
+}
+
+/// An admin's Falco rules file, loaded before every namespace's rules, in `order`.
+// kube's printcolumn(...) repeats `type_ = "string"` by design.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "kaudit.io",
+    version = "v1alpha1",
+    kind = "FalcoRulesFile",
+    shortname = "frf",
+    category = "kaudit",
+    status = "RuleStatus",
+    doc = "A cluster-wide Falco rules file (macros, lists, rules) for every namespace.",
+    printcolumn(name = "Order", type_ = "integer", json_path = ".spec.order"),
+    printcolumn(
+        name = "Valid",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"RulesValid\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct FalcoRulesFileSpec {
+    /// Load order: lower first; ties by name.
+    #[serde(default)]
+    pub order: i32,
+    /// The rules file, inline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<String>,
+    /// Or a ConfigMap key holding it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_ref: Option<ConfigMapKeyRef>,
+}
+
+/// A key of a ConfigMap in a given namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapKeyRef {
+    /// The ConfigMap's namespace.
+    pub namespace: String,
+    /// The ConfigMap's name.
+    pub name: String,
+    /// The key.
+    pub key: String,
+}
+
+/// The settings of an alert sink (shared by [`AlertSink`] and [`ClusterAlertSink`]).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SinkSpec {
+    /// The sink type: `stdout`, `file`, `nats`, `http`, `gcscc`, `kafka`, ...
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// Alerts below this Falco priority skip the sink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_priority: Option<String>,
+    /// A filter in Falco's syntax over the alert (`rule`, `priority`, `tags`, output fields).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// The type's own settings, as in kaudit's config; no credentials and no `*_file` keys.
+    #[serde(default)]
+    #[schemars(schema_with = "free_form")]
+    pub settings: serde_json::Map<String, serde_json::Value>,
+    /// Credentials: each fills a `*_file` setting with a file holding a Secret's key.
+    #[serde(default)]
+    pub secret_refs: Vec<SinkSecretRef>,
+}
+
+/// A credential of a sink, taken from a Secret.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SinkSecretRef {
+    /// The dotted path of the `*_file` setting it fills, e.g. `password_file`,
+    /// `tls.key_file` or `header_files.Authorization`.
+    pub setting: String,
+    /// The Secret's namespace; a namespaced sink may only use its own namespace (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The Secret's name.
+    pub name: String,
+    /// The key in the Secret.
+    pub key: String,
+}
+
+/// An alert destination receiving only alerts about this namespace (`ka.target.namespace`).
+// kube's printcolumn(...) repeats `type_ = "string"` by design.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "kaudit.io",
+    version = "v1alpha1",
+    kind = "AlertSink",
+    namespaced,
+    shortname = "asink",
+    category = "kaudit",
+    status = "RuleStatus",
+    doc = "An alert destination for the alerts about this namespace.",
+    printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
+    printcolumn(
+        name = "MinPriority",
+        type_ = "string",
+        json_path = ".spec.minPriority"
+    ),
+    printcolumn(
+        name = "Valid",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Valid\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+pub struct AlertSinkSpec {
+    /// The sink.
+    #[serde(flatten)]
+    pub sink: SinkSpec,
+}
+
+/// An alert destination receiving every alert.
+// kube's printcolumn(...) repeats `type_ = "string"` by design.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "kaudit.io",
+    version = "v1alpha1",
+    kind = "ClusterAlertSink",
+    shortname = "casink",
+    category = "kaudit",
+    status = "RuleStatus",
+    doc = "An alert destination for every alert of the cluster.",
+    printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
+    printcolumn(
+        name = "MinPriority",
+        type_ = "string",
+        json_path = ".spec.minPriority"
+    ),
+    printcolumn(
+        name = "Valid",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Valid\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+pub struct ClusterAlertSinkSpec {
+    /// The sink.
+    #[serde(flatten)]
+    pub sink: SinkSpec,
+}
+
+/// Where detection runs.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DetectModeSpec {
+    /// kaudit's own rules engine.
+    #[default]
+    Embedded,
+    /// A managed Falco.
+    Falco,
+    /// Both.
+    Both,
+}
+
+/// How the managed Falco runs.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum FalcoWorkload {
+    /// A Deployment (one replica is enough for audit events).
+    #[default]
+    Deployment,
+    /// A DaemonSet.
+    DaemonSet,
+}
+
+/// The managed Falco.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FalcoSpec {
+    /// Falco's image; it must ship the k8saudit and json plugins.
+    #[serde(default = "default_falco_image")]
+    pub image: String,
+    /// `Deployment` or `DaemonSet`.
+    #[serde(default)]
+    pub mode: FalcoWorkload,
+    /// Falco container resources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+impl Default for FalcoSpec {
+    fn default() -> Self {
+        FalcoSpec {
+            image: default_falco_image(),
+            mode: FalcoWorkload::Deployment,
+            resources: None,
+        }
+    }
+}
+
+fn default_falco_image() -> String {
+    "docker.io/falcosecurity/falco:0.41.3".into()
+}
+
+/// The webhook Service.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookServiceSpec {
+    /// `ClusterIP`, `NodePort` or `LoadBalancer`.
+    #[serde(default = "default_service_type", rename = "type")]
+    pub type_: String,
+    /// The Service port.
+    #[serde(default = "default_port")]
+    pub port: i32,
+    /// A `kubernetes.io/tls` Secret (tls.crt, tls.key): serve HTTPS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_secret: Option<String>,
+    /// A Secret whose key `tokens` lists accepted bearer tokens, one per line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_secret: Option<String>,
+}
+
+impl Default for WebhookServiceSpec {
+    fn default() -> Self {
+        WebhookServiceSpec {
+            type_: default_service_type(),
+            port: default_port(),
+            tls_secret: None,
+            token_secret: None,
+        }
+    }
+}
+
+fn default_service_type() -> String {
+    "ClusterIP".into()
+}
+
+fn default_port() -> i32 {
+    8777
+}
+
+fn default_image() -> String {
+    "ghcr.io/kaudit/kaudit:latest".into()
+}
+
+fn one() -> i32 {
+    1
+}
+
+/// kaudit itself: the webhook, detection, and the managed Falco when the mode needs one.
+// kube's printcolumn(...) repeats `type_ = "string"` by design.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "kaudit.io",
+    version = "v1alpha1",
+    kind = "KauditDeployment",
+    namespaced,
+    shortname = "kd",
+    category = "kaudit",
+    status = "KauditDeploymentStatus",
+    doc = "A kaudit deployment: webhook, rules, sinks and optionally a managed Falco.",
+    printcolumn(name = "Detect", type_ = "string", json_path = ".spec.detect"),
+    printcolumn(name = "Replicas", type_ = "integer", json_path = ".spec.replicas"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct KauditDeploymentSpec {
+    /// kaudit's image.
+    #[serde(default = "default_image")]
+    pub image: String,
+    /// kaudit replicas.
+    #[serde(default = "one")]
+    pub replicas: i32,
+    /// `embedded`, `falco` or `both`.
+    #[serde(default)]
+    pub detect: DetectModeSpec,
+    /// Load kaudit's default rules before the cluster rules files.
+    #[serde(default = "yes")]
+    pub default_rules: bool,
+    /// The managed Falco (modes `falco` and `both`).
+    #[serde(default)]
+    pub falco: FalcoSpec,
+    /// The webhook Service.
+    #[serde(default)]
+    pub service: WebhookServiceSpec,
+    /// kaudit container resources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// A JSON merge patch applied to kaudit's rendered pod template (labels, tolerations...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "free_form_opt")]
+    pub pod_template: Option<serde_json::Value>,
+    /// Extra labels for every object the operator creates.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The status of a [`KauditDeployment`].
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KauditDeploymentStatus {
+    /// `Ready` and `RulesValid`.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// The generation these conditions describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Rules rendered (namespace rules accepted).
+    #[serde(default)]
+    pub rules: i32,
+    /// Namespace rules rejected.
+    #[serde(default)]
+    pub invalid_rules: i32,
+    /// Sinks rendered.
+    #[serde(default)]
+    pub sinks: i32,
+}
+
+/// Every CRD of the API group, in a stable order.
+pub fn all_crds()
+-> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+{
+    use kube::CustomResourceExt;
+    vec![
+        FalcoRule::crd(),
+        FalcoRulesFile::crd(),
+        AlertSink::crd(),
+        ClusterAlertSink::crd(),
+        KauditDeployment::crd(),
+    ]
+}
+
+/// Every CRD as one multi-document YAML stream (what `kaudit crds` prints and
+/// `deploy/crds.yaml` holds).
+pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
+    let mut out = String::from(
+        "# Generated by `kaudit crds`; do not edit (a test fails if this file drifts).\n",
+    );
+    for crd in all_crds() {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&crd)?);
+    }
+    Ok(out)
+}

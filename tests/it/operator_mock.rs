@@ -1,0 +1,765 @@
+//! The operator's client half against a scripted mock apiserver (`tower_test::mock::pair`):
+//! every call is expected in order, answered, and checked; an unexpected call fails the test
+//! (the mock is dropped once the script ends, so any further call errors the reconcile).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use kaudit::operator::controller::{self, Context, SINK_FINALIZER};
+use kaudit::operator::crd::{ClusterAlertSink, KauditDeployment};
+use kaudit::operator::leader::LeaseLock;
+use kaudit::operator::reconcile::{self, FIELD_MANAGER, Inputs};
+use kube::Client;
+use kube::client::Body;
+use serde_json::{Value, json};
+use tower_test::mock::{self, Handle};
+
+use super::operator::{kd, rule};
+
+type ApiHandle = Handle<Request<Body>, Response<Body>>;
+
+/// One answered call: what was sent.
+#[derive(Debug)]
+struct Call {
+    method: String,
+    path: String,
+    query: String,
+    content_type: String,
+    body: Value,
+}
+
+/// Expects the next call to be `method path` (path without query) and answers `status, body`.
+async fn expect(
+    h: &mut ApiHandle,
+    method: &str,
+    path: &str,
+    status: u16,
+    body: impl FnOnce(&Value) -> Value,
+) -> Call {
+    let (req, send) = tokio::time::timeout(Duration::from_secs(10), h.next_request())
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {method} {path}"))
+        .unwrap_or_else(|| panic!("client gone before {method} {path}"));
+    let (parts, b) = req.into_parts();
+    let bytes = b.collect_bytes().await.unwrap();
+    let body_in: Value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    };
+    let call = Call {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().unwrap_or("").to_string(),
+        content_type: parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string(),
+        body: body_in,
+    };
+    assert_eq!(
+        (call.method.as_str(), call.path.as_str()),
+        (method, path),
+        "unexpected call {call:?}"
+    );
+    let out = body(&call.body);
+    send.send_response(
+        Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .body(Body::from(serde_json::to_vec(&out).unwrap()))
+            .unwrap(),
+    );
+    call
+}
+
+fn list(kind: &str, items: Vec<Value>) -> Value {
+    json!({"apiVersion": "kaudit.io/v1alpha1", "kind": format!("{kind}List"), "metadata": {"resourceVersion": "1"}, "items": items})
+}
+
+fn not_found() -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"})
+}
+
+fn echo(v: &Value) -> Value {
+    v.clone()
+}
+
+fn with_kind(mut v: Value, api_version: &str, kind: &str) -> Value {
+    v["apiVersion"] = json!(api_version);
+    v["kind"] = json!(kind);
+    v
+}
+
+fn mock_ctx() -> (Arc<Context>, ApiHandle) {
+    let (svc, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(svc, "default");
+    (Arc::new(Context::new(client, Some("test".into()))), handle)
+}
+
+fn the_kd() -> KauditDeployment {
+    kd(json!({"defaultRules": false}))
+}
+
+fn rules_json(with_status: bool) -> Vec<Value> {
+    let good = rule("team-a", "good", "ka.verb = get");
+    let bad = rule("team-a", "bad", "ka.no.such.field = x");
+    let mut out = Vec::new();
+    for r in [good, bad] {
+        let mut r = r;
+        if with_status {
+            let inputs = Inputs {
+                rules: vec![
+                    rule("team-a", "good", "ka.verb = get"),
+                    rule("team-a", "bad", "ka.no.such.field = x"),
+                ],
+                ..Default::default()
+            };
+            let d = reconcile::desired(
+                &the_kd(),
+                &inputs,
+                &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+                ),
+            )
+            .unwrap();
+            let o = d
+                .outcomes
+                .iter()
+                .find(|o| Some(o.name.as_str()) == r.metadata.name.as_deref())
+                .unwrap();
+            r.status = Some(reconcile::item_status(
+                o,
+                &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+                ),
+            ));
+        }
+        out.push(serde_json::to_value(&r).unwrap());
+    }
+    out
+}
+
+const KD: &str = "/apis/kaudit.io/v1alpha1/namespaces/kaudit-system/kauditdeployments/kaudit";
+
+/// The first reconcile of a deployment: lists inputs, applies every object with our field
+/// manager, prunes nothing (404s), writes each rule's status with an Event, then its own.
+async fn first_run_script(mut h: ApiHandle, owned_daemonset: bool) -> Vec<Call> {
+    let mut calls = Vec::new();
+    calls.push(
+        expect(
+            &mut h,
+            "GET",
+            "/apis/kaudit.io/v1alpha1/falcorules",
+            200,
+            |_| list("FalcoRule", rules_json(false)),
+        )
+        .await,
+    );
+    calls.push(
+        expect(
+            &mut h,
+            "GET",
+            "/apis/kaudit.io/v1alpha1/falcorulesfiles",
+            200,
+            |_| list("FalcoRulesFile", vec![]),
+        )
+        .await,
+    );
+    calls.push(
+        expect(
+            &mut h,
+            "GET",
+            "/apis/kaudit.io/v1alpha1/alertsinks",
+            200,
+            |_| list("AlertSink", vec![]),
+        )
+        .await,
+    );
+    calls.push(
+        expect(
+            &mut h,
+            "GET",
+            "/apis/kaudit.io/v1alpha1/clusteralertsinks",
+            200,
+            |_| list("ClusterAlertSink", vec![]),
+        )
+        .await,
+    );
+    for p in [
+        "/api/v1/namespaces/kaudit-system/serviceaccounts/kaudit",
+        "/api/v1/namespaces/kaudit-system/configmaps/kaudit-rules",
+        "/api/v1/namespaces/kaudit-system/secrets/kaudit-config",
+        "/apis/apps/v1/namespaces/kaudit-system/deployments/kaudit",
+        "/api/v1/namespaces/kaudit-system/services/kaudit",
+    ] {
+        calls.push(expect(&mut h, "PATCH", p, 200, echo).await);
+    }
+    for (p, found) in [
+        (
+            "/api/v1/namespaces/kaudit-system/serviceaccounts/kaudit-falco",
+            false,
+        ),
+        (
+            "/api/v1/namespaces/kaudit-system/configmaps/kaudit-falco",
+            false,
+        ),
+        (
+            "/apis/apps/v1/namespaces/kaudit-system/deployments/kaudit-falco",
+            false,
+        ),
+        (
+            "/apis/apps/v1/namespaces/kaudit-system/daemonsets/kaudit-falco",
+            owned_daemonset,
+        ),
+        (
+            "/api/v1/namespaces/kaudit-system/services/kaudit-falco",
+            false,
+        ),
+    ] {
+        if found {
+            let ds = json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "kaudit-falco", "namespace": "kaudit-system",
+                "ownerReferences": [{"apiVersion": "kaudit.io/v1alpha1", "kind": "KauditDeployment", "name": "kaudit", "uid": "uid-kaudit-system-kaudit", "controller": true}]}});
+            calls.push(expect(&mut h, "GET", p, 200, move |_| ds.clone()).await);
+            calls.push(expect(&mut h, "DELETE", p, 200, |_| json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})).await);
+        } else {
+            calls.push(expect(&mut h, "GET", p, 404, |_| not_found()).await);
+        }
+    }
+    for name in ["bad", "good"] {
+        let p = format!("/apis/kaudit.io/v1alpha1/namespaces/team-a/falcorules/{name}/status");
+        calls.push(
+            expect(&mut h, "PATCH", &p, 200, |_| {
+                with_kind(
+                    serde_json::to_value(rule("team-a", name, "ka.verb = get")).unwrap(),
+                    "kaudit.io/v1alpha1",
+                    "FalcoRule",
+                )
+            })
+            .await,
+        );
+        calls.push(
+            expect(
+                &mut h,
+                "POST",
+                "/apis/events.k8s.io/v1/namespaces/team-a/events",
+                201,
+                echo,
+            )
+            .await,
+        );
+    }
+    calls.push(
+        expect(&mut h, "PATCH", &format!("{KD}/status"), 200, |_| {
+            serde_json::to_value(the_kd()).unwrap()
+        })
+        .await,
+    );
+    calls.push(
+        expect(
+            &mut h,
+            "POST",
+            "/apis/events.k8s.io/v1/namespaces/kaudit-system/events",
+            201,
+            echo,
+        )
+        .await,
+    );
+    calls
+}
+
+async fn run_reconcile(
+    ctx: Arc<Context>,
+    kd: KauditDeployment,
+) -> Result<kube::runtime::controller::Action, controller::Error> {
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        controller::reconcile_deployment(Arc::new(kd), ctx),
+    )
+    .await
+    .expect("reconcile hung: an unexpected call was left unanswered")
+}
+
+#[tokio::test]
+async fn first_reconcile_applies_prunes_and_reports() {
+    let (ctx, handle) = mock_ctx();
+    let script = tokio::spawn(first_run_script(handle, true));
+    let result = run_reconcile(ctx.clone(), the_kd()).await;
+    let calls = script.await.expect("script failed");
+    result.expect("reconcile failed");
+
+    // Server-side apply with the fixed field manager, forced, owner references set.
+    for c in calls
+        .iter()
+        .filter(|c| c.method == "PATCH" && !c.path.ends_with("/status"))
+    {
+        assert!(
+            c.query.contains(&format!("fieldManager={FIELD_MANAGER}")),
+            "{}: {}",
+            c.path,
+            c.query
+        );
+        assert!(c.query.contains("force=true"), "{}", c.query);
+        assert_eq!(c.content_type, "application/apply-patch+yaml");
+        assert_eq!(
+            c.body["metadata"]["ownerReferences"][0]["uid"], "uid-kaudit-system-kaudit",
+            "{}",
+            c.path
+        );
+        assert_eq!(c.body["metadata"]["ownerReferences"][0]["controller"], true);
+    }
+    // The owned, no longer wanted DaemonSet was deleted.
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.method == "DELETE" && c.path.ends_with("/daemonsets/kaudit-falco"))
+    );
+    // The rules ConfigMap holds team-a's valid rule only, scoped.
+    let cm = calls
+        .iter()
+        .find(|c| c.path.ends_with("/configmaps/kaudit-rules"))
+        .unwrap();
+    let text = cm.body["data"]["50-ns-team-a.yaml"].as_str().unwrap();
+    assert!(text.contains("team-a/good: Rule good"), "{text}");
+    assert!(
+        text.contains("ka.target.namespace = \\\"team-a\\\"")
+            || text.contains("ka.target.namespace = \"team-a\""),
+        "{text}"
+    );
+    assert!(!text.contains("team-a/bad"), "{text}");
+    // Statuses: the invalid rule says why, and a Warning Event was published about it.
+    let bad = calls
+        .iter()
+        .find(|c| c.path.ends_with("/falcorules/bad/status"))
+        .unwrap();
+    let conds = bad.body["status"]["conditions"].as_array().unwrap();
+    let rv = conds.iter().find(|c| c["type"] == "RulesValid").unwrap();
+    assert_eq!(rv["status"], "False");
+    assert!(
+        rv["message"].as_str().unwrap().contains("ka.no.such.field"),
+        "{rv}"
+    );
+    assert!(
+        bad.body["status"]["renderedName"].is_null()
+            && bad.body["status"]
+                .as_object()
+                .unwrap()
+                .contains_key("renderedName"),
+        "a stale rendered name is cleared explicitly"
+    );
+    let bad_ev = calls.iter().find(|c| c.method == "POST").unwrap();
+    assert_eq!(bad_ev.body["type"], "Warning");
+    assert_eq!(bad_ev.body["reason"], "InvalidRule");
+    assert_eq!(bad_ev.body["regarding"]["name"], "bad");
+    let good_ev = calls.iter().filter(|c| c.method == "POST").nth(1).unwrap();
+    assert_eq!(good_ev.body["reason"], "RuleAccepted");
+    // The deployment's status: generation observed, one invalid rule, RulesValid false.
+    let st = calls
+        .iter()
+        .find(|c| c.path == format!("{KD}/status"))
+        .unwrap();
+    assert_eq!(st.body["status"]["observedGeneration"], 1);
+    assert_eq!(st.body["status"]["invalidRules"], 1);
+    assert_eq!(st.body["status"]["rules"], 1);
+    // Ready follows the workloads: the apply response shows no available kaudit pod yet.
+    let ready = st.body["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(ready["status"], "False", "{ready}");
+    assert_eq!(ready["reason"], "Progressing");
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap()
+            .contains("Deployment/kaudit 0/1"),
+        "{ready}"
+    );
+    // /metrics: bounded labels, the run counted, the invalid rule gauged.
+    let m = ctx.metrics.encode();
+    assert!(
+        m.contains("kaudit_operator_reconciliations_total{kind=\"kauditdeployment\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("kaudit_operator_invalid_rules 1"), "{m}");
+    let kd_ev = calls.iter().rfind(|c| c.method == "POST").unwrap();
+    assert_eq!(kd_ev.body["reason"], "RulesInvalid");
+    assert_eq!(kd_ev.body["regarding"]["kind"], "KauditDeployment");
+}
+
+/// With statuses already up to date, a reconcile writes no status and publishes no Event:
+/// any such call would be unexpected and fail the test.
+#[tokio::test]
+async fn steady_state_writes_no_status_and_no_events() {
+    let (ctx, mut h) = mock_ctx();
+    let mut kd = the_kd();
+    let inputs = Inputs {
+        rules: vec![
+            rule("team-a", "good", "ka.verb = get"),
+            rule("team-a", "bad", "ka.no.such.field = x"),
+        ],
+        ..Default::default()
+    };
+    let t = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+    );
+    let mut status = reconcile::desired(&kd, &inputs, &t).unwrap().status;
+    // The kaudit Deployment is available (the apply response below says so).
+    let ready = controller::ready_condition(&[("Deployment/kaudit".into(), 1, 1)], Some(1), &t);
+    for c in status.conditions.iter_mut().filter(|c| c.type_ == "Ready") {
+        *c = ready.clone();
+    }
+    kd.status = Some(status);
+    let script = tokio::spawn(async move {
+        expect(
+            &mut h,
+            "GET",
+            "/apis/kaudit.io/v1alpha1/falcorules",
+            200,
+            |_| list("FalcoRule", rules_json(true)),
+        )
+        .await;
+        for k in ["falcorulesfiles", "alertsinks", "clusteralertsinks"] {
+            expect(
+                &mut h,
+                "GET",
+                &format!("/apis/kaudit.io/v1alpha1/{k}"),
+                200,
+                |_| list("X", vec![]),
+            )
+            .await;
+        }
+        for _ in 0..5 {
+            let (req, send) = h.next_request().await.unwrap();
+            assert_eq!(req.method(), "PATCH");
+            let deployment = req.uri().path().contains("/deployments/");
+            let b = req.into_body().collect_bytes().await.unwrap();
+            let mut body: Value = serde_json::from_slice(&b).unwrap();
+            if deployment {
+                body["status"] = json!({"availableReplicas": 1});
+            }
+            send.send_response(
+                Response::builder()
+                    .status(200)
+                    .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                    .unwrap(),
+            );
+        }
+        for _ in 0..5 {
+            let (req, send) = h.next_request().await.unwrap();
+            assert_eq!(req.method(), "GET", "{}", req.uri());
+            send.send_response(
+                Response::builder()
+                    .status(404)
+                    .body(Body::from(serde_json::to_vec(&not_found()).unwrap()))
+                    .unwrap(),
+            );
+        }
+        // Dropping the handle here makes any further call fail the reconcile.
+    });
+    let r = run_reconcile(ctx, kd).await;
+    script.await.expect("script failed");
+    r.expect("a call beyond the script was made (status patch or event on an unchanged state?)");
+}
+
+/// A failed apply sets Ready=False with the error, publishes a Warning and returns the error.
+#[tokio::test]
+async fn apply_failure_is_reported() {
+    let (ctx, mut h) = mock_ctx();
+    let script = tokio::spawn(async move {
+        for k in [
+            "falcorules",
+            "falcorulesfiles",
+            "alertsinks",
+            "clusteralertsinks",
+        ] {
+            expect(
+                &mut h,
+                "GET",
+                &format!("/apis/kaudit.io/v1alpha1/{k}"),
+                200,
+                |_| list("X", vec![]),
+            )
+            .await;
+        }
+        expect(&mut h, "PATCH", "/api/v1/namespaces/kaudit-system/serviceaccounts/kaudit", 422,
+            |_| json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": "Invalid", "code": 422, "message": "denied by policy"})).await;
+        let st = expect(&mut h, "PATCH", &format!("{KD}/status"), 200, |_| {
+            serde_json::to_value(the_kd()).unwrap()
+        })
+        .await;
+        let ev = expect(
+            &mut h,
+            "POST",
+            "/apis/events.k8s.io/v1/namespaces/kaudit-system/events",
+            201,
+            echo,
+        )
+        .await;
+        (st, ev)
+    });
+    let r = run_reconcile(ctx, the_kd()).await;
+    let (st, ev) = script.await.unwrap();
+    assert!(r.is_err());
+    let ready = st.body["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(ready["status"], "False");
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap()
+            .contains("denied by policy"),
+        "{ready}"
+    );
+    assert_eq!(ev.body["reason"], "ApplyFailed");
+    assert_eq!(ev.body["type"], "Warning");
+}
+
+fn csink(deleting: bool, finalizer: bool) -> ClusterAlertSink {
+    let mut s: ClusterAlertSink = serde_json::from_value(json!({
+        "apiVersion": "kaudit.io/v1alpha1", "kind": "ClusterAlertSink",
+        "metadata": {"name": "siem", "uid": "uid-siem", "resourceVersion": "7"},
+        "spec": {"type": "stdout"},
+    }))
+    .unwrap();
+    if finalizer {
+        s.metadata.finalizers = Some(vec![SINK_FINALIZER.into()]);
+    }
+    if deleting {
+        s.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::now(),
+        ));
+    }
+    s
+}
+
+/// A new sink gets the credentials finalizer.
+#[tokio::test]
+async fn sink_gets_the_finalizer() {
+    let (ctx, mut h) = mock_ctx();
+    let script = tokio::spawn(async move {
+        expect(
+            &mut h,
+            "PATCH",
+            "/apis/kaudit.io/v1alpha1/clusteralertsinks/siem",
+            200,
+            |_| serde_json::to_value(csink(false, true)).unwrap(),
+        )
+        .await
+    });
+    let api = kube::Api::<ClusterAlertSink>::all(ctx.client.clone());
+    let r = tokio::time::timeout(
+        Duration::from_secs(20),
+        controller::reconcile_sink(Arc::new(csink(false, false)), ctx, api),
+    )
+    .await
+    .unwrap();
+    let call = script.await.unwrap();
+    r.unwrap();
+    assert_eq!(call.content_type, "application/json-patch+json");
+    assert!(
+        call.body.to_string().contains(SINK_FINALIZER),
+        "{}",
+        call.body
+    );
+}
+
+/// A deleted sink re-renders every deployment (here: none) before its finalizer goes.
+#[tokio::test]
+async fn deleted_sink_rerenders_then_releases_the_finalizer() {
+    let (ctx, mut h) = mock_ctx();
+    let script = tokio::spawn(async move {
+        let l = expect(
+            &mut h,
+            "GET",
+            "/apis/kaudit.io/v1alpha1/kauditdeployments",
+            200,
+            |_| list("KauditDeployment", vec![]),
+        )
+        .await;
+        let p = expect(
+            &mut h,
+            "PATCH",
+            "/apis/kaudit.io/v1alpha1/clusteralertsinks/siem",
+            200,
+            |_| serde_json::to_value(csink(true, false)).unwrap(),
+        )
+        .await;
+        (l, p)
+    });
+    let api = kube::Api::<ClusterAlertSink>::all(ctx.client.clone());
+    let r = tokio::time::timeout(
+        Duration::from_secs(20),
+        controller::reconcile_sink(Arc::new(csink(true, true)), ctx, api),
+    )
+    .await
+    .unwrap();
+    let (_, p) = script.await.unwrap();
+    r.unwrap();
+    assert!(p.body.to_string().contains("remove"), "{}", p.body);
+}
+
+/// Leader election: create when absent, wait while another holder is live, take over an
+/// expired lease with the read resourceVersion, and treat a lost race (409) as not leading.
+#[tokio::test]
+async fn lease_election() {
+    let (svc, mut h) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(svc, "default");
+    let lock = LeaseLock::new(
+        client,
+        "kaudit-system",
+        "kaudit-operator",
+        "me",
+        Duration::from_secs(15),
+    );
+    const P: &str = "/apis/coordination.k8s.io/v1/namespaces/kaudit-system/leases";
+    let lease = |holder: &str, renew: &str| {
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "kaudit-operator", "namespace": "kaudit-system", "resourceVersion": "42"},
+        "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15, "renewTime": renew, "leaseTransitions": 3}})
+    };
+    let fresh = k8s_openapi::jiff::Timestamp::now().to_string();
+    let script = tokio::spawn(async move {
+        let mut calls = Vec::new();
+        expect(&mut h, "GET", &format!("{P}/kaudit-operator"), 404, |_| {
+            not_found()
+        })
+        .await;
+        calls.push(expect(&mut h, "POST", P, 201, echo).await);
+        let l = lease("other", &fresh);
+        expect(
+            &mut h,
+            "GET",
+            &format!("{P}/kaudit-operator"),
+            200,
+            move |_| l,
+        )
+        .await;
+        let l = lease("other", "2020-01-01T00:00:00.000000Z");
+        expect(
+            &mut h,
+            "GET",
+            &format!("{P}/kaudit-operator"),
+            200,
+            move |_| l,
+        )
+        .await;
+        calls.push(expect(&mut h, "PUT", &format!("{P}/kaudit-operator"), 409,
+            |_| json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": "Conflict", "code": 409})).await);
+        calls
+    });
+    assert!(
+        lock.try_acquire_or_renew().await.unwrap(),
+        "absent lease: acquired"
+    );
+    assert!(
+        !lock.try_acquire_or_renew().await.unwrap(),
+        "live foreign lease: wait"
+    );
+    assert!(
+        !lock.try_acquire_or_renew().await.unwrap(),
+        "lost race: not leading"
+    );
+    let calls = script.await.unwrap();
+    assert_eq!(calls[0].body["spec"]["holderIdentity"], "me");
+    let put = &calls[1].body;
+    assert_eq!(put["metadata"]["resourceVersion"], "42");
+    assert_eq!(put["spec"]["holderIdentity"], "me");
+    assert_eq!(put["spec"]["leaseTransitions"], 4);
+}
+
+/// A spec that cannot render (a podTemplate patch that breaks the pod) sets Ready=False with
+/// the reason and a Warning, and applies nothing.
+#[tokio::test]
+async fn render_failure_is_reported_and_applies_nothing() {
+    let (ctx, mut h) = mock_ctx();
+    let script = tokio::spawn(async move {
+        for k in [
+            "falcorules",
+            "falcorulesfiles",
+            "alertsinks",
+            "clusteralertsinks",
+        ] {
+            expect(
+                &mut h,
+                "GET",
+                &format!("/apis/kaudit.io/v1alpha1/{k}"),
+                200,
+                |_| list("X", vec![]),
+            )
+            .await;
+        }
+        let st = expect(&mut h, "PATCH", &format!("{KD}/status"), 200, |_| {
+            serde_json::to_value(the_kd()).unwrap()
+        })
+        .await;
+        let ev = expect(
+            &mut h,
+            "POST",
+            "/apis/events.k8s.io/v1/namespaces/kaudit-system/events",
+            201,
+            echo,
+        )
+        .await;
+        (st, ev)
+    });
+    let bad = kd(json!({"podTemplate": {"spec": {"containers": "not a list"}}}));
+    let r = run_reconcile(ctx, bad).await;
+    let (st, ev) = script.await.unwrap();
+    assert!(r.is_err());
+    let ready = st.body["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "RenderFailed");
+    assert_eq!(ev.body["reason"], "RenderFailed");
+}
+
+/// On shutdown the holder gives the lease up (holder cleared, with the read resourceVersion);
+/// a lease held by someone else is left alone.
+#[tokio::test]
+async fn lease_release() {
+    let (svc, mut h) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(svc, "default");
+    let lock = LeaseLock::new(
+        client,
+        "kaudit-system",
+        "kaudit-operator",
+        "me",
+        Duration::from_secs(15),
+    );
+    const P: &str = "/apis/coordination.k8s.io/v1/namespaces/kaudit-system/leases/kaudit-operator";
+    let lease = |holder: &str| {
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "kaudit-operator", "namespace": "kaudit-system", "resourceVersion": "9"},
+        "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15, "renewTime": "2026-01-01T00:00:00.000000Z"}})
+    };
+    let script = tokio::spawn(async move {
+        let l = lease("me");
+        expect(&mut h, "GET", P, 200, move |_| l).await;
+        let put = expect(&mut h, "PUT", P, 200, echo).await;
+        let l = lease("other");
+        expect(&mut h, "GET", P, 200, move |_| l).await;
+        put
+    });
+    assert!(lock.release().await.unwrap());
+    assert!(!lock.release().await.unwrap());
+    let put = script.await.unwrap();
+    assert!(put.body["spec"]["holderIdentity"].is_null(), "{}", put.body);
+    assert_eq!(put.body["metadata"]["resourceVersion"], "9");
+}
