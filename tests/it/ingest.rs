@@ -20,9 +20,12 @@ fn event_list(n: usize) -> String {
     )
 }
 
+/// A config on an ephemeral port with its own data directory (spools are locked per process,
+/// so tests running in parallel must not share one). The directory is left for the OS to clean.
 fn local_config() -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: tempfile::tempdir().unwrap().keep(),
         ..Config::default()
     }
 }
