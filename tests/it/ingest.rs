@@ -688,7 +688,9 @@ pub fn free_port() -> u16 {
 }
 
 #[test]
-fn sigterm_drains_and_exits_zero() {
+fn sigterm_drains_and_exits_zero_with_alerts_on_stdout() {
+    // The embedded default: default rules, one stdout sink. Every alert of every accepted
+    // request must be on stdout, as one Falco JSON line, by the time SIGTERM's drain exits 0.
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("kaudit.yaml");
     std::fs::write(
@@ -697,14 +699,20 @@ fn sigterm_drains_and_exits_zero() {
     )
     .unwrap();
     let (child, base) = spawn_kaudit(&cfg, &[]);
+    let exec = std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/audit/exec-into-pod.json"),
+    )
+    .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let c = client();
         for _ in 0..5 {
+            // Noise raises nothing; each exec raises one alert.
             assert_eq!(
                 post(&c, &base, event_list(5)).await.status(),
                 StatusCode::OK
             );
+            assert_eq!(post(&c, &base, exec.clone()).await.status(), StatusCode::OK);
         }
     });
     let pid = child.id().to_string();
@@ -717,4 +725,35 @@ fn sigterm_drains_and_exits_zero() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("pipeline drained"), "{err}");
+
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{stdout}");
+    let mut uuids = std::collections::HashSet::new();
+    for l in lines {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        for key in [
+            "uuid",
+            "time",
+            "rule",
+            "priority",
+            "source",
+            "hostname",
+            "output",
+            "output_fields",
+            "tags",
+        ] {
+            assert!(v.get(key).is_some(), "{key} missing in {l}");
+        }
+        assert_eq!(v["source"], "k8s_audit");
+        // RFC 3339 UTC with nanoseconds and Z, as Falco writes it.
+        let t = v["time"].as_str().unwrap();
+        assert!(
+            t.ends_with('Z') && t.split('.').nth(1).is_some_and(|f| f.len() == 10),
+            "{t}"
+        );
+        assert_eq!(v["output_fields"]["ka.target.name"], "api-7d9f8b6c5-x2x4q");
+        uuids.insert(v["uuid"].as_str().unwrap().to_string());
+    }
+    assert_eq!(uuids.len(), 5, "each alert has its own uuid");
 }
