@@ -66,6 +66,19 @@ impl DetectMetrics {
             "Time to evaluate one batch",
             m.batch_duration.clone(),
         );
+        r.register(
+            "rules_reloads",
+            "Rules reloads, by result",
+            m.rules_reloads.clone(),
+        );
+        r.register(
+            "rules_active",
+            "Rules the embedded engine evaluates",
+            m.rules_active.clone(),
+        );
+        for result in ["ok", "failed"] {
+            let _ = m.rules_reloads.get_or_create(&ReloadLabel { result });
+        }
         m
     }
 }

@@ -11,6 +11,7 @@ mod ingest;
 mod nats;
 mod operator;
 mod operator_mock;
+mod reload;
 mod router;
 mod rules;
 mod rules_default;
