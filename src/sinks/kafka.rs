@@ -649,6 +649,29 @@ mod tests {
         assert_eq!(c.get("allow.auto.create.topics"), Some("false"));
     }
 
+    /// librdkafka was built with what the settings need: TLS, SASL PLAIN and SCRAM, and every
+    /// codec (creating a producer fails on an unsupported value).
+    #[test]
+    fn librdkafka_supports_every_protocol_and_codec() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        std::fs::write(&ca, cert.cert.pem()).unwrap();
+        for mechanism in ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] {
+            for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
+                let cfg: KafkaConfig = serde_yaml::from_str(&format!(
+                    "brokers: [\"127.0.0.1:1\"]\ntopic: t\ncompression: {codec}\nsecurity_protocol: SASL_SSL\nsasl: {{mechanism: {mechanism}, username: u, password: p}}\ntls: {{ca_file: {}}}\n",
+                    ca.display()
+                ))
+                .unwrap();
+                cfg.validate().unwrap();
+                if let Err(e) = KafkaSink::new(cfg) {
+                    panic!("{mechanism} with {codec}: {e}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn keys_parse() {
         let k = |y: &str| serde_yaml::from_str::<KafkaKey>(y);

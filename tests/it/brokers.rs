@@ -456,13 +456,21 @@ impl Moto {
 
     /// Receives until `n` messages came; returns their bodies parsed as JSON (SNS envelopes).
     pub async fn receive(&self, queue_url: &str, n: usize) -> Vec<Value> {
+        self.receive_until(queue_url, |m| m.len() >= n).await
+    }
+
+    /// Receives until `done` holds for the envelopes received so far.
+    pub async fn receive_until(
+        &self,
+        queue_url: &str,
+        mut done: impl FnMut(&[Value]) -> bool,
+    ) -> Vec<Value> {
         let mut out = Vec::new();
         let start = Instant::now();
-        while out.len() < n {
+        while !done(&out) {
             assert!(
                 start.elapsed() < PATIENCE,
-                "timed out waiting for {n} SQS messages; got {}",
-                out.len()
+                "timed out waiting for SQS messages; got {out:?}"
             );
             let r = self
                 .sqs(
@@ -578,13 +586,22 @@ impl PubsubEmulator {
 
     /// Pulls (and acks) until `n` messages came; returns the `message` objects.
     pub async fn pull(&self, p: &str, s: &str, n: usize) -> Vec<Value> {
+        self.pull_until(p, s, |m| m.len() >= n).await
+    }
+
+    /// Pulls (and acks) until `done` holds for the messages pulled so far.
+    pub async fn pull_until(
+        &self,
+        p: &str,
+        s: &str,
+        mut done: impl FnMut(&[Value]) -> bool,
+    ) -> Vec<Value> {
         let mut out = Vec::new();
         let start = Instant::now();
-        while out.len() < n {
+        while !done(&out) {
             assert!(
                 start.elapsed() < PATIENCE,
-                "timed out waiting for {n} Pub/Sub messages; got {}",
-                out.len()
+                "timed out waiting for Pub/Sub messages; got {out:?}"
             );
             let r = self
                 .call(
@@ -675,13 +692,22 @@ async fn end_to_end_audit_events_reach_every_broker() {
         |m| !m.is_empty(),
     )
     .await;
-    let sns = moto.receive(&queue, 1).await;
-    let pubsub = emu.pull("kaudit-test", "falco-sub", 1).await;
-    running.shutdown().await;
-
     let k = &kafka[0];
     let uuid = k.uuid();
     let rule = k.body["rule"].as_str().unwrap().to_string();
+    let sns = moto
+        .receive_until(&queue, |m| {
+            m.iter()
+                .any(|e| e["MessageAttributes"]["uuid"]["Value"] == uuid.as_str())
+        })
+        .await;
+    let pubsub = emu
+        .pull_until("kaudit-test", "falco-sub", |m| {
+            m.iter().any(|m| m["attributes"]["uuid"] == uuid.as_str())
+        })
+        .await;
+    running.shutdown().await;
+
     assert_eq!(k.body["source"], "k8s_audit");
     assert_eq!(k.body["output_fields"]["ka.target.namespace"], "payments");
     assert_eq!(k.key.as_deref(), Some("payments"));
