@@ -9,7 +9,7 @@ use kaudit::metrics::Metrics;
 use kaudit::router;
 
 use crate::brokers::{Tansu, consume_until, consumer, tansu_bin, uuids};
-use crate::support::{alert, config, json_lines, wait_until};
+use crate::support::{alert, config, json_lines, metric, wait_until};
 
 fn with_target(rule: &str, name: &str) -> Alert {
     let mut a = alert(rule, Priority::Warning);
@@ -109,10 +109,11 @@ async fn broker_killed_mid_stream_loses_nothing() {
         r.sender().send(a).await.unwrap();
     }
     // The sink fails (the broker is gone) and the alerts wait in the spool.
-    wait_until("alerts spooled while the broker is down", || {
-        r.spooled("kafka").unwrap_or(0) > 0
+    wait_until("a failed delivery while the broker is down", || {
+        metric(&metrics.encode(), "kaudit_sink_failed_total", "kafka") > 0.0
     })
     .await;
+    assert!(r.spooled("kafka").unwrap_or(0) > 0);
 
     broker.restart().await;
     broker.create_topic("falco").await;
@@ -175,4 +176,54 @@ async fn a_missing_topic_is_a_permanent_error_naming_it() {
     .await
     .unwrap();
     assert_eq!(md.ok(), Some(0), "the topic was not auto-created");
+}
+
+/// Faults a real broker cannot easily stage, from librdkafka's mock cluster: passing produce
+/// errors are retried until the message is stored; a topic the client may not write to is a
+/// permanent error naming it.
+#[tokio::test]
+async fn mock_cluster_refusals_are_classified() {
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic("falco", 1, 1).unwrap();
+    mock.create_topic("denied", 1, 1).unwrap();
+    mock.topic_error(
+        "denied",
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+    )
+    .unwrap();
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 3],
+    );
+    let bootstrap = mock.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "  - name: kafka\n    type: kafka\n    brokers: [\"{bootstrap}\"]\n    topic: falco\n    key: rule\n  - name: denied\n    type: kafka\n    brokers: [\"{bootstrap}\"]\n    topic: denied\n",
+        ),
+    );
+    let r = router::start(&cfg, &Metrics::new()).await.unwrap();
+    let a = alert("Retried", Priority::Critical);
+    r.sender().send(a.clone()).await.unwrap();
+    let got = consume_until(&consumer(&bootstrap, "falco"), "the retried alert", |m| {
+        !m.is_empty()
+    })
+    .await;
+    assert_eq!(got[0].uuid(), a.uuid.to_string());
+    assert_eq!(got[0].key.as_deref(), Some("Retried"));
+    let dl = dir.path().join("dead-letter/denied.jsonl");
+    wait_until("the dead letter", || !json_lines(&dl).is_empty()).await;
+    r.shutdown().await;
+    let l = &json_lines(&dl)[0];
+    assert_eq!(l["alert"]["uuid"], a.uuid.to_string());
+    let reason = l["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("not allowed to write to topic \"denied\""),
+        "{reason}"
+    );
+    assert!(json_lines(&dir.path().join("dead-letter/kafka.jsonl")).is_empty());
 }
