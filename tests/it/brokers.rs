@@ -640,8 +640,20 @@ pub fn pubsub_data(m: &Value) -> Value {
     serde_json::from_slice(&raw).expect("JSON data")
 }
 
-/// One audit EventList POSTed to `/k8s-audit` of a running pipeline (embedded default rules)
-/// reaches Kafka, SNS and Pub/Sub.
+/// A Falco rule matching `examples/audit/exec-into-pod.json`.
+const EXEC_RULE: &str = r#"
+- required_engine_version: 15
+- rule: Attach/Exec Pod
+  desc: Someone opened a shell in a pod or attached to one.
+  condition: ka.verb = create and ka.target.resource = pods and ka.target.subresource in (exec, attach)
+  output: Attach/Exec to pod (user=%ka.user.name pod=%ka.target.name resource=%ka.target.resource ns=%ka.target.namespace action=%ka.target.subresource)
+  priority: NOTICE
+  source: k8s_audit
+  tags: [k8s]
+"#;
+
+/// One audit EventList POSTed to `/k8s-audit` of a running pipeline (rules engine) reaches
+/// Kafka, SNS and Pub/Sub.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn end_to_end_audit_events_reach_every_broker() {
     let (Some(tansu), Some(moto), Some(emulator)) =
@@ -672,6 +684,10 @@ async fn end_to_end_audit_events_reach_every_broker() {
         ),
     );
     cfg.listen = "127.0.0.1:0".parse().unwrap();
+    // Our own rule file, so that the test does not depend on the embedded ruleset's contents.
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(&rules, EXEC_RULE).unwrap();
+    cfg.rules.files = vec![rules];
     let running = kaudit::pipeline::start(cfg).await.unwrap();
     let events = std::fs::read(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/audit/exec-into-pod.json"),
