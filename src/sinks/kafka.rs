@@ -20,6 +20,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
@@ -444,6 +445,8 @@ impl KafkaConfig {
 pub struct KafkaSink {
     config: ClientConfig,
     producer: Mutex<FutureProducer>,
+    /// Set when messages timed out: the next attempt starts a new producer.
+    stale: AtomicBool,
     topic: String,
     key: KafkaKey,
     timeout: Duration,
@@ -482,6 +485,7 @@ impl KafkaSink {
         Ok(KafkaSink {
             config,
             producer: Mutex::new(producer),
+            stale: AtomicBool::new(false),
             topic: cfg.topic,
             key: cfg.key,
             timeout: Duration::from_millis(cfg.timeout_ms),
@@ -494,10 +498,15 @@ impl KafkaSink {
             .producer
             .lock()
             .map_err(|_| SinkError::retryable("kafka: producer lock poisoned"))?;
-        // An idempotent producer that hit a fatal error (e.g. its producer id was lost by a
-        // broker that restarted without its data) refuses everything: start a new one.
-        if let Some((code, reason)) = p.client().fatal_error() {
-            tracing::warn!(%code, %reason, "kafka producer hit a fatal error; recreating it");
+        // An idempotent producer that hit a fatal error refuses everything, and one whose
+        // messages timed out may be wedged on state the cluster no longer has (a broker that
+        // came back without its data forgot the producer id and sequence numbers): start a
+        // new one. Messages of the old one that still get through are duplicates, which the
+        // uuid header lets consumers drop.
+        let fatal = p.client().fatal_error();
+        let stale = self.stale.swap(false, Ordering::SeqCst);
+        if fatal.is_some() || stale {
+            tracing::info!(?fatal, stale, "recreating the kafka producer");
             *p = self
                 .config
                 .create::<FutureProducer>()
@@ -547,14 +556,22 @@ impl KafkaSink {
         let mut first_error = None;
         for fut in pending {
             let outcome = match tokio::time::timeout(wait, fut).await {
-                Err(_) => Err(SinkError::retryable(format!(
-                    "kafka: topic {:?}: no delivery report within {wait:?}",
-                    self.topic
-                ))),
+                Err(_) => Err({
+                    self.stale.store(true, Ordering::SeqCst);
+                    SinkError::retryable(format!(
+                        "kafka: topic {:?}: no delivery report within {wait:?}",
+                        self.topic
+                    ))
+                }),
                 Ok(Err(_canceled)) => Err(SinkError::retryable(
                     "kafka: producer dropped the delivery report",
                 )),
-                Ok(Ok(Err((e, _msg)))) => Err(classify(&self.topic, &e)),
+                Ok(Ok(Err((e, _msg)))) => {
+                    if e.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageTimedOut) {
+                        self.stale.store(true, Ordering::SeqCst);
+                    }
+                    Err(classify(&self.topic, &e))
+                }
                 Ok(Ok(Ok(_delivery))) => Ok(()),
             };
             // Wait for every report so that no message of a failed batch is still in flight
