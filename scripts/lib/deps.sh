@@ -16,6 +16,7 @@ apt_install() {
 
 ensure_rust() {
   command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
+  ensure_kafka_build_deps
 }
 
 # nats-server (with JetStream) for the NATS sink tests; the tests start their own instances.
@@ -23,6 +24,53 @@ ensure_nats_server() {
   command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || apt_install nats-server
 }
 
+# librdkafka (crate rdkafka) is built from source: it needs a C toolchain, make, and the headers
+# of OpenSSL (TLS, SASL SCRAM) and zlib (gzip). Needed to build kaudit at all.
+ensure_kafka_build_deps() {
+  local missing=()
+  command -v cc >/dev/null || missing+=(gcc)
+  command -v make >/dev/null || missing+=(make)
+  command -v pkg-config >/dev/null || missing+=(pkg-config)
+  [ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
+  [ -f /usr/include/zlib.h ] || missing+=(zlib1g-dev)
+  [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+}
+
+# tansu, a Kafka-protocol broker, for the kafka sink tests (cargo install, ~11 min once; reused
+# from ~/.cargo/bin afterwards).
+ensure_tansu() {
+  local bin="${CARGO_HOME:-$HOME/.cargo}/bin/tansu"
+  [ -x "$bin" ] && return
+  log "cargo install tansu (once; takes a while)"
+  cargo install --quiet tansu --features dynostore
+}
+
+# moto's AWS server (SNS + SQS) for the sns sink tests, in a venv under .tools/.
+ensure_moto() {
+  local venv=.tools/venv
+  [ -x "$venv/bin/moto_server" ] && return
+  command -v python3 >/dev/null || apt_install python3 python3-venv
+  python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$venv"; }
+  log "pip install moto[server] into $venv"
+  "$venv/bin/pip" install --quiet 'moto[server]'
+}
+
+# Google's Pub/Sub emulator (Java) for the pubsub sink tests: expected where the Google Cloud
+# SDK's Debian package puts it.
+ensure_pubsub_emulator() {
+  local bin=/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator
+  [ -x "$bin" ] && command -v java >/dev/null && return
+  local msg="Pub/Sub emulator missing: need $bin (apt-get install google-cloud-cli-pubsub-emulator from Google's apt repository) and java (apt-get install default-jre-headless)"
+  if [ "${CI:-}" = true ]; then
+    echo "$msg" >&2
+    exit 1
+  fi
+  log "$msg; the pubsub tests will be skipped"
+}
+
 ensure_test_servers() {
   ensure_nats_server
+  ensure_tansu
+  ensure_moto
+  ensure_pubsub_emulator
 }

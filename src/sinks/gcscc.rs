@@ -17,14 +17,13 @@
 //! `hostname`, `tags`, `uuid`.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::google::GoogleAuth;
 use super::http::{classify, client, transport_error};
 use super::tls::ClientTls;
 use super::{BoxFuture, Sink, SinkError};
@@ -245,49 +244,12 @@ pub fn finding(cfg: &GcsccConfig, a: &Alert) -> Value {
     })
 }
 
-/// A service-account key file, the fields we use.
-#[derive(Deserialize)]
-struct ServiceAccountKey {
-    client_email: String,
-    private_key: String,
-    #[serde(default)]
-    private_key_id: Option<String>,
-    #[serde(default = "default_token_uri")]
-    token_uri: String,
-}
-
-fn default_token_uri() -> String {
-    "https://oauth2.googleapis.com/token".into()
-}
-
-#[derive(Deserialize)]
-struct TokenResponse {
-    access_token: String,
-    #[serde(default = "default_expires")]
-    expires_in: u64,
-}
-
-fn default_expires() -> u64 {
-    300
-}
-
-enum TokenSource {
-    Key {
-        key: ServiceAccountKey,
-        signer: Box<ring::signature::RsaKeyPair>,
-    },
-    Metadata(String),
-}
-
-const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
-
 /// Creates alerts in SCC or hands them to a connector.
 pub struct GcsccSink {
     cfg: GcsccConfig,
     client: reqwest::Client,
     connector_token: Option<String>,
-    tokens: Option<TokenSource>,
-    cached: tokio::sync::Mutex<Option<(String, Instant)>>,
+    auth: Option<GoogleAuth>,
 }
 
 impl GcsccSink {
@@ -302,82 +264,24 @@ impl GcsccSink {
         )
         .map_err(|e| perm(e.to_string()))?
         .map(|s| s.expose().to_string());
-        let tokens = match (cfg.mode, &cfg.credentials_file) {
+        let auth = match (cfg.mode, &cfg.credentials_file) {
             (GcsccMode::Connector, _) => None,
-            (GcsccMode::Api, Some(path)) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| perm(format!("credentials_file {}: {e}", path.display())))?;
-                let key: ServiceAccountKey = serde_json::from_str(&text)
-                    .map_err(|e| perm(format!("credentials_file {}: {e}", path.display())))?;
-                use rustls_pki_types::PrivatePkcs8KeyDer;
-                use rustls_pki_types::pem::PemObject;
-                let der = PrivatePkcs8KeyDer::from_pem_slice(key.private_key.as_bytes())
-                    .map_err(|e| perm(format!("credentials_file: private_key: {e}")))?;
-                let signer = ring::signature::RsaKeyPair::from_pkcs8(der.secret_pkcs8_der())
-                    .map_err(|e| perm(format!("credentials_file: private_key: {e}")))?;
-                Some(TokenSource::Key {
-                    key,
-                    signer: Box::new(signer),
-                })
-            }
-            (GcsccMode::Api, None) => Some(TokenSource::Metadata(format!(
-                "{}/computeMetadata/v1/instance/service-accounts/default/token",
-                cfg.metadata_url.trim_end_matches('/')
-            ))),
+            (GcsccMode::Api, Some(path)) => Some(GoogleAuth::from_key_file(path, "gcscc")?),
+            (GcsccMode::Api, None) => Some(GoogleAuth::metadata(&cfg.metadata_url, "gcscc")),
         };
         Ok(GcsccSink {
             cfg,
             client,
             connector_token,
-            tokens,
-            cached: tokio::sync::Mutex::new(None),
+            auth,
         })
     }
 
     async fn token(&self) -> Result<String, SinkError> {
-        let mut cached = self.cached.lock().await;
-        if let Some((t, until)) = &*cached
-            && Instant::now() < *until
-        {
-            return Ok(t.clone());
+        match &self.auth {
+            Some(auth) => auth.token(&self.client).await,
+            None => Err(SinkError::Permanent("gcscc: no token source".into())),
         }
-        let req = match &self.tokens {
-            Some(TokenSource::Metadata(url)) => {
-                self.client.get(url).header("Metadata-Flavor", "Google")
-            }
-            Some(TokenSource::Key { key, signer }) => {
-                let assertion = jwt(key, signer)?;
-                let body = format!(
-                    "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={assertion}"
-                );
-                self.client
-                    .post(&key.token_uri)
-                    .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-                    .body(body)
-            }
-            None => return Err(SinkError::Permanent("gcscc: no token source".into())),
-        };
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| transport_error("gcscc token", e))?;
-        let status = resp.status();
-        if !status.is_success() {
-            // A refused grant is usually a passing problem of the token service or a key being
-            // rotated: retry rather than dead-letter alerts that did nothing wrong.
-            let body = resp.text().await.unwrap_or_default();
-            return Err(SinkError::retryable(format!(
-                "gcscc token: HTTP {status}: {}",
-                body.chars().take(300).collect::<String>()
-            )));
-        }
-        let t: TokenResponse = resp
-            .json()
-            .await
-            .map_err(|e| SinkError::retryable(format!("gcscc token: {e}")))?;
-        let life = Duration::from_secs(t.expires_in.saturating_sub(60).max(1));
-        *cached = Some((t.access_token.clone(), Instant::now() + life));
-        Ok(t.access_token)
     }
 
     async fn send_one(&self, a: &Alert) -> Result<(), SinkError> {
@@ -420,7 +324,9 @@ impl GcsccSink {
                     // Created by an earlier attempt whose answer was lost.
                     409 => Ok(()),
                     401 => {
-                        *self.cached.lock().await = None;
+                        if let Some(auth) = &self.auth {
+                            auth.invalidate().await;
+                        }
                         Err(SinkError::retryable("gcscc api: HTTP 401: token refused"))
                     }
                     _ => classify("gcscc api", resp).await,
@@ -428,37 +334,6 @@ impl GcsccSink {
             }
         }
     }
-}
-
-/// A signed JWT for the OAuth 2.0 JWT bearer grant.
-fn jwt(key: &ServiceAccountKey, signer: &ring::signature::RsaKeyPair) -> Result<String, SinkError> {
-    let now = chrono::Utc::now().timestamp();
-    let mut header = json!({"alg": "RS256", "typ": "JWT"});
-    if let Some(kid) = &key.private_key_id {
-        header["kid"] = kid.clone().into();
-    }
-    let claims = json!({
-        "iss": key.client_email,
-        "scope": SCOPE,
-        "aud": key.token_uri,
-        "iat": now,
-        "exp": now + 3600,
-    });
-    let signing_input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    );
-    let mut sig = vec![0u8; signer.public().modulus_len()];
-    signer
-        .sign(
-            &ring::signature::RSA_PKCS1_SHA256,
-            &ring::rand::SystemRandom::new(),
-            signing_input.as_bytes(),
-            &mut sig,
-        )
-        .map_err(|e| SinkError::Permanent(format!("gcscc: cannot sign the token request: {e}")))?;
-    Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig)))
 }
 
 impl Sink for GcsccSink {

@@ -12,8 +12,12 @@ use crate::alert::{Alert, Priority};
 
 pub mod file;
 pub mod gcscc;
+pub mod google;
 pub mod http;
+pub mod kafka;
 pub mod nats;
+pub mod pubsub;
+pub mod sns;
 pub mod stdout;
 pub mod template;
 pub mod tls;
@@ -87,6 +91,12 @@ pub enum SinkSettings {
     Http(http::HttpConfig),
     /// `type: gcscc`.
     Gcscc(gcscc::GcsccConfig),
+    /// `type: kafka`.
+    Kafka(kafka::KafkaConfig),
+    /// `type: sns`.
+    Sns(sns::SnsConfig),
+    /// `type: pubsub`.
+    Pubsub(pubsub::PubsubConfig),
 }
 
 impl SinkSettings {
@@ -98,6 +108,9 @@ impl SinkSettings {
             SinkSettings::Nats(_) => "nats",
             SinkSettings::Http(_) => "http",
             SinkSettings::Gcscc(_) => "gcscc",
+            SinkSettings::Kafka(_) => "kafka",
+            SinkSettings::Sns(_) => "sns",
+            SinkSettings::Pubsub(_) => "pubsub",
         }
     }
 
@@ -109,6 +122,9 @@ impl SinkSettings {
             SinkSettings::Nats(c) => c.validate(),
             SinkSettings::Http(c) => c.validate(),
             SinkSettings::Gcscc(c) => c.validate(),
+            SinkSettings::Kafka(c) => c.validate(),
+            SinkSettings::Sns(c) => c.validate(),
+            SinkSettings::Pubsub(c) => c.validate(),
         }
     }
 
@@ -130,8 +146,11 @@ impl SinkSettings {
             "nats" => typed(rest).map(SinkSettings::Nats),
             "http" => typed(rest).map(SinkSettings::Http),
             "gcscc" => typed(rest).map(SinkSettings::Gcscc),
+            "kafka" => typed(rest).map(SinkSettings::Kafka),
+            "sns" => typed(rest).map(SinkSettings::Sns),
+            "pubsub" => typed(rest).map(SinkSettings::Pubsub),
             other => Err(format!(
-                "unknown sink type {other:?}; known types: stdout, file, nats, http, gcscc"
+                "unknown sink type {other:?}; known types: stdout, file, nats, http, gcscc, kafka, sns, pubsub"
             )),
         }
     }
@@ -273,5 +292,8 @@ pub async fn build(cfg: &SinkConfig) -> Result<Box<dyn Sink>, SinkError> {
         SinkSettings::Nats(c) => Ok(Box::new(nats::NatsSink::connect(c.clone()).await?)),
         SinkSettings::Http(c) => Ok(Box::new(http::HttpSink::new(c.clone())?)),
         SinkSettings::Gcscc(c) => Ok(Box::new(gcscc::GcsccSink::new(c.clone())?)),
+        SinkSettings::Kafka(c) => Ok(Box::new(kafka::KafkaSink::new(c.clone())?)),
+        SinkSettings::Sns(c) => Ok(Box::new(sns::SnsSink::new(c.clone())?)),
+        SinkSettings::Pubsub(c) => Ok(Box::new(pubsub::PubsubSink::new(c.clone())?)),
     }
 }
