@@ -186,25 +186,10 @@ fn alerts_spooled_for_a_dead_sink_survive_sigkill() {
             );
         }
         // Wait until every alert is in the spool, then kill kaudit without warning.
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let text = c
-                .get(format!("{base}/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            if crate::support::metric(&text, "kaudit_sink_spooled_total", "soc") >= posted as f64 {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "alerts never reached the spool:\n{text}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        crate::support::wait_for_metric(&c, &base, "spooled alerts", posted as f64, |t| {
+            crate::support::metric(t, "kaudit_sink_spooled_total", "soc")
+        })
+        .await;
     });
     kaudit.kill().unwrap();
     kaudit.wait().unwrap();

@@ -197,27 +197,10 @@ fn buffered_batches_survive_sigkill_of_kaudit() {
             );
         }
         // Accepted batches reach the spool asynchronously; wait until all ten are on disk.
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let text = c
-                .get(format!("{base}/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            let spooled =
-                crate::support::metric(&text, "kaudit_sink_spooled_total", "falco.forward");
-            if spooled >= 10.0 {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "batches never reached the spool:\n{text}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        crate::support::wait_for_metric(&c, &base, "spooled batches", 10.0, |t| {
+            crate::support::metric(t, "kaudit_sink_spooled_total", "falco.forward")
+        })
+        .await;
     });
     child.kill().unwrap();
     child.wait().unwrap();

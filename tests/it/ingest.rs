@@ -81,11 +81,7 @@ async fn metric(c: &reqwest::Client, base: &str, line_prefix: &str) -> f64 {
         .text()
         .await
         .unwrap();
-    text.lines()
-        .find(|l| l.starts_with(line_prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+    crate::support::metric_line(&text, line_prefix)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

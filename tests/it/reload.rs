@@ -51,31 +51,8 @@ async fn rules_in(path: &Path, n: usize) -> Vec<String> {
 }
 
 async fn metric_at_least(c: &reqwest::Client, base: &str, line: &str, n: f64) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = c
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let v = text
-            .lines()
-            .find(|l| l.starts_with(line))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0);
-        if v >= n {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{line} never reached {n}:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::support::wait_for_metric(c, base, line, n, |t| crate::support::metric_line(t, line))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -450,3 +450,42 @@ pub fn write_pki(dir: &std::path::Path) -> [std::path::PathBuf; 5] {
         p
     })
 }
+
+/// Scrapes kaudit's `/metrics` at `base` until `value(text)` reaches `at_least`; the panic
+/// message names `what` and shows the last scrape.
+pub async fn wait_for_metric(
+    c: &reqwest::Client,
+    base: &str,
+    what: &str,
+    at_least: f64,
+    value: impl Fn(&str) -> f64,
+) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let text = c
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics body");
+        if value(&text) >= at_least {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} never reached {at_least}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The value of the metric line that starts with `line_prefix` (name and labels), 0 if absent.
+pub fn metric_line(text: &str, line_prefix: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(line_prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
