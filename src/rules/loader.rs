@@ -434,6 +434,45 @@ impl Collector {
         }
     }
 
+    /// How a list or macro item combines with an earlier one of its name: `(append, overridden)`
+    /// from `append: true` or `override: {<key>: append|replace}`, the only key such items may
+    /// override. `None` after reporting an error.
+    fn single_key_mode(
+        &mut self,
+        item: &Y,
+        file: &Arc<str>,
+        what: &str,
+        here: &Loc,
+        kind: &str,
+        key: &str,
+    ) -> Option<(bool, bool)> {
+        let append = self.bool_key(item, "append", file, what).unwrap_or(false);
+        let Some(ov) = self.overrides(item, file, what) else {
+            return Some((append, false));
+        };
+        if append {
+            self.error(
+                here.clone(),
+                what,
+                "'append' and 'override' cannot be used together".into(),
+            );
+            return None;
+        }
+        let mut mode = (false, false);
+        for (k, app, l) in ov {
+            if k != key {
+                self.error(
+                    l,
+                    what,
+                    format!("a {kind} can only override '{key}', not '{k}'"),
+                );
+                return None;
+            }
+            mode = (app, true);
+        }
+        Some(mode)
+    }
+
     /// `override:` as a map of key → append|replace.
     fn overrides(
         &mut self,
@@ -571,31 +610,11 @@ impl Collector {
         let Some(items) = self.scalars(items_node, "items", file, &what) else {
             return;
         };
-        let append = self.bool_key(item, "append", file, &what).unwrap_or(false);
-        let mut mode_append = append;
-        let mut overridden = false;
-        if let Some(ov) = self.overrides(item, file, &what) {
-            if append {
-                self.error(
-                    here.clone(),
-                    &what,
-                    "'append' and 'override' cannot be used together".into(),
-                );
-                return;
-            }
-            for (k, app, l) in ov {
-                if k != "items" {
-                    self.error(
-                        l,
-                        &what,
-                        format!("a list can only override 'items', not '{k}'"),
-                    );
-                    return;
-                }
-                mode_append = app;
-                overridden = true;
-            }
-        }
+        let Some((mode_append, overridden)) =
+            self.single_key_mode(item, file, &what, &here, "list", "items")
+        else {
+            return;
+        };
         match self.list_idx.get(&name).copied() {
             Some(i) => {
                 if mode_append {
@@ -611,7 +630,7 @@ impl Collector {
                 &what,
                 format!(
                     "List has '{}' key but no list by that name already exists",
-                    if append { "append" } else { "override" }
+                    if overridden { "override" } else { "append" }
                 ),
             ),
             None => {
@@ -639,31 +658,11 @@ impl Collector {
             }
             return;
         };
-        let append = self.bool_key(item, "append", file, &what).unwrap_or(false);
-        let mut mode_append = append;
-        let mut overridden = false;
-        if let Some(ov) = self.overrides(item, file, &what) {
-            if append {
-                self.error(
-                    here.clone(),
-                    &what,
-                    "'append' and 'override' cannot be used together".into(),
-                );
-                return;
-            }
-            for (k, app, l) in ov {
-                if k != "condition" {
-                    self.error(
-                        l,
-                        &what,
-                        format!("a macro can only override 'condition', not '{k}'"),
-                    );
-                    return;
-                }
-                mode_append = app;
-                overridden = true;
-            }
-        }
+        let Some((mode_append, overridden)) =
+            self.single_key_mode(item, file, &what, &here, "macro", "condition")
+        else {
+            return;
+        };
         self.macro_seq += 1;
         let seq = self.macro_seq;
         match self.macro_idx.get(&name).copied() {
@@ -685,7 +684,7 @@ impl Collector {
                 &what,
                 format!(
                     "Macro has '{}' key but no macro by that name already exists",
-                    if append { "append" } else { "override" }
+                    if overridden { "override" } else { "append" }
                 ),
             ),
             None => {
