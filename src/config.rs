@@ -150,7 +150,7 @@ impl Default for Config {
 }
 
 /// TLS settings of the webhook server. Files are re-read when they change.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM certificate chain.
@@ -170,7 +170,7 @@ fn default_reload_secs() -> u64 {
 }
 
 /// Bearer tokens accepted on `/k8s-audit` (and Falco's `http_output` intake).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Tokens given inline (prefer `token_file`).
@@ -180,7 +180,7 @@ pub struct AuthConfig {
 }
 
 /// Request limits and the queue between ingest and detection.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestConfig {
     /// Largest accepted request body; larger ones get 413 (default 12 MiB, the k8saudit plugin's).
@@ -216,7 +216,7 @@ pub enum RuleMatching {
 }
 
 /// The embedded rules engine.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RulesConfig {
     /// Falco rules files, loaded in order; empty means kaudit's embedded default ruleset.

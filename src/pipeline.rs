@@ -116,8 +116,12 @@ pub async fn start_with(
     let uses_falco = cfg.detect.mode != DetectMode::Embedded;
 
     let router = router::start(&cfg, &metrics).await?;
-    let forward = if uses_falco {
-        let forwarder = falco::forward::Forwarder::new(&cfg.falco)?;
+    let forwarder = if uses_falco {
+        Some(falco::forward::Forwarder::new(&cfg.falco)?)
+    } else {
+        None
+    };
+    let forward = if let Some(forwarder) = forwarder.clone() {
         let labels = SinkLabels {
             sink: falco::forward::LANE.into(),
             sink_type: "forwarder".into(),
@@ -173,8 +177,9 @@ pub async fn start_with(
                 read_timeout,
             );
         }
-        if let Some(url) = &cfg.falco.healthz_url {
+        if let (Some(url), Some(fw)) = (&cfg.falco.healthz_url, &forwarder) {
             falco::forward::spawn_health(
+                fw,
                 url.clone(),
                 Duration::from_millis(cfg.falco.healthz_interval_ms.max(100)),
                 falco_health.clone(),
@@ -241,20 +246,16 @@ impl Running {
     pub async fn reload(&mut self, new: Config) -> Result<(), PipelineError> {
         if new.listen != self.config.listen
             || new.detect.mode != self.config.detect.mode
-            || format!("{:?}{:?}{:?}", new.tls, new.auth, new.ingest)
-                != format!(
-                    "{:?}{:?}{:?}",
-                    self.config.tls, self.config.auth, self.config.ingest
-                )
+            || new.tls != self.config.tls
+            || new.auth != self.config.auth
+            || new.ingest != self.config.ingest
         {
             tracing::warn!(
                 "listen, tls, auth, ingest and detect.mode changes take effect after a restart"
             );
         }
         self.router.reload(&new).await?;
-        if new.detect.mode != DetectMode::Falco
-            && format!("{:?}", new.rules) != format!("{:?}", self.config.rules)
-        {
+        if new.detect.mode != DetectMode::Falco && new.rules != self.config.rules {
             let opts = detect::rules_options(&new);
             detect::reload_rules(&new.rules, &opts, &self.detector, &self.metrics);
         }

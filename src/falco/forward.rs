@@ -110,25 +110,18 @@ impl FalcoHealth {
     }
 }
 
-/// Polls `url` every `every` until `stop` fires; records the result in `health` and `gauge` (1/0).
+/// Polls `url` (with the forwarder's HTTP client) every `every` until `stop` fires; records the result in `health` and `gauge` (1/0).
 pub fn spawn_health(
+    forwarder: &Forwarder,
     url: String,
     every: Duration,
     health: FalcoHealth,
     gauge: Gauge,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
+    // The forwarder's client: same CA for an https Falco, and its timeouts.
+    let client = forwarder.client.clone();
     tokio::spawn(async move {
-        let client = match reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()
-        {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot build Falco health client");
-                return;
-            }
-        };
         let mut was = None;
         loop {
             let up = matches!(client.get(&url).send().await, Ok(r) if r.status().is_success());

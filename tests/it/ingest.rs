@@ -72,6 +72,11 @@ async fn post(
         .unwrap()
 }
 
+/// The status of a GET.
+async fn get_status(c: &reqwest::Client, url: String) -> StatusCode {
+    c.get(url).send().await.unwrap().status()
+}
+
 async fn metric(c: &reqwest::Client, base: &str, line_prefix: &str) -> f64 {
     let text = c
         .get(format!("{base}/metrics"))
@@ -298,11 +303,7 @@ async fn bearer_tokens_from_file_are_enforced() {
     );
     // Health and metrics stay open for probes and scrapers.
     assert_eq!(
-        c.get(format!("{base}/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        get_status(&c, format!("{base}/healthz")).await,
         StatusCode::OK
     );
     running.shutdown().await;
@@ -313,31 +314,19 @@ async fn unknown_path_404_wrong_method_405_health_and_ready() {
     let (running, base) = start(local_config()).await;
     let c = client();
     assert_eq!(
-        c.get(format!("{base}/nope")).send().await.unwrap().status(),
+        get_status(&c, format!("{base}/nope")).await,
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        c.get(format!("{base}/k8s-audit"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        get_status(&c, format!("{base}/k8s-audit")).await,
         StatusCode::METHOD_NOT_ALLOWED
     );
     assert_eq!(
-        c.get(format!("{base}/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        get_status(&c, format!("{base}/healthz")).await,
         StatusCode::OK
     );
     assert_eq!(
-        c.get(format!("{base}/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        get_status(&c, format!("{base}/readyz")).await,
         StatusCode::OK
     );
     running.shutdown().await;
