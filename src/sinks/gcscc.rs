@@ -71,7 +71,7 @@ pub struct GcsccConfig {
     #[serde(default)]
     pub credentials_file: Option<PathBuf>,
     /// api: base URL of the metadata server (default `http://metadata.google.internal`).
-    #[serde(default = "default_metadata_url")]
+    #[serde(default = "super::google::default_metadata_url")]
     pub metadata_url: String,
     /// api: project of the GKE cluster, for `resourceName`.
     #[serde(default)]
@@ -95,9 +95,6 @@ fn default_location() -> String {
 }
 fn default_endpoint() -> String {
     "https://securitycenter.googleapis.com".into()
-}
-fn default_metadata_url() -> String {
-    "http://metadata.google.internal".into()
 }
 fn default_timeout_ms() -> u64 {
     10_000

@@ -179,3 +179,8 @@ fn jwt(
         .map_err(|e| SinkError::Permanent(format!("{what}: cannot sign the token request: {e}")))?;
     Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig)))
 }
+
+/// The GCE/GKE metadata server, the default source of Application Default Credentials.
+pub(crate) fn default_metadata_url() -> String {
+    "http://metadata.google.internal".into()
+}

@@ -60,7 +60,7 @@ pub struct PubsubConfig {
     #[serde(default)]
     pub credentials_file: Option<PathBuf>,
     /// Base URL of the metadata server (default `http://metadata.google.internal`).
-    #[serde(default = "default_metadata_url")]
+    #[serde(default = "super::google::default_metadata_url")]
     pub metadata_url: String,
     /// Most alerts per publish request (Pub/Sub allows 1000 messages and 10 MB).
     #[serde(default = "default_batch_max")]
@@ -75,9 +75,6 @@ pub struct PubsubConfig {
 
 fn default_endpoint() -> String {
     "https://pubsub.googleapis.com".into()
-}
-fn default_metadata_url() -> String {
-    "http://metadata.google.internal".into()
 }
 fn default_batch_max() -> usize {
     100
