@@ -150,15 +150,8 @@ async fn a_missing_topic_is_a_permanent_error_naming_it() {
             broker.bootstrap()
         ),
     );
-    let r = router::start(&cfg, &Metrics::new()).await.unwrap();
-    let a = alert("Lost", Priority::Error);
-    r.sender().send(a.clone()).await.unwrap();
-    let dl = dir.path().join("dead-letter/kafka.jsonl");
-    wait_until("the dead letter", || !json_lines(&dl).is_empty()).await;
-    r.shutdown().await;
-    let lines = json_lines(&dl);
-    assert_eq!(lines[0]["alert"]["uuid"], a.uuid.to_string());
-    let reason = lines[0]["reason"].as_str().unwrap();
+    let l = crate::support::refused_alert(&cfg, "kafka").await;
+    let reason = l["reason"].as_str().unwrap();
     assert!(reason.contains("no-such-topic"), "{reason}");
     // Not created behind our back.
     let admin = broker.admin();

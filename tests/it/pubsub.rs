@@ -6,7 +6,7 @@ use kaudit::metrics::Metrics;
 use kaudit::router;
 
 use crate::brokers::{PubsubEmulator, pubsub_data, pubsub_emulator_bin};
-use crate::support::{alert, config, json_lines, wait_until};
+use crate::support::{alert, config};
 
 #[tokio::test]
 async fn data_attributes_and_ordering_keys() {
@@ -66,14 +66,7 @@ async fn a_missing_topic_is_dead_lettered() {
             emu.host()
         ),
     );
-    let r = router::start(&cfg, &Metrics::new()).await.unwrap();
-    let a = alert("Lost", Priority::Error);
-    r.sender().send(a.clone()).await.unwrap();
-    let dl = dir.path().join("dead-letter/pubsub.jsonl");
-    wait_until("the dead letter", || !json_lines(&dl).is_empty()).await;
-    r.shutdown().await;
-    let l = &json_lines(&dl)[0];
-    assert_eq!(l["alert"]["uuid"], a.uuid.to_string());
+    let l = &crate::support::refused_alert(&cfg, "pubsub").await;
     let reason = l["reason"].as_str().unwrap();
     assert!(
         reason.contains("topic not found") && reason.contains("nope"),

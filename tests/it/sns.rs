@@ -9,7 +9,7 @@ use kaudit::router;
 use serde_json::Value;
 
 use crate::brokers::{Moto, moto_bin};
-use crate::support::{alert, config, json_lines, wait_until};
+use crate::support::{alert, config};
 
 fn attr<'a>(envelope: &'a Value, name: &str) -> Option<&'a str> {
     let a = &envelope["MessageAttributes"][name];
@@ -125,13 +125,6 @@ async fn a_missing_topic_is_dead_lettered() {
             creds(dir.path())
         ),
     );
-    let r = router::start(&cfg, &Metrics::new()).await.unwrap();
-    let a = alert("Lost", Priority::Error);
-    r.sender().send(a.clone()).await.unwrap();
-    let dl = dir.path().join("dead-letter/sns.jsonl");
-    wait_until("the dead letter", || !json_lines(&dl).is_empty()).await;
-    r.shutdown().await;
-    let l = &json_lines(&dl)[0];
-    assert_eq!(l["alert"]["uuid"], a.uuid.to_string());
+    let l = &crate::support::refused_alert(&cfg, "sns").await;
     assert!(l["reason"].as_str().unwrap().contains("NotFound"), "{l}");
 }

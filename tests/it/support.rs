@@ -489,3 +489,19 @@ pub fn metric_line(text: &str, line_prefix: &str) -> f64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
 }
+
+/// Routes one alert through `cfg` to the sink called `sink`, which must refuse it for good;
+/// waits for its dead letter and returns that record after checking it is this alert's.
+pub async fn refused_alert(cfg: &Config, sink: &str) -> Value {
+    let r = kaudit::router::start(cfg, &kaudit::metrics::Metrics::new())
+        .await
+        .expect("router starts");
+    let a = alert("Lost", Priority::Error);
+    r.sender().send(a.clone()).await.expect("router accepts");
+    let dl = cfg.data_dir.join(format!("dead-letter/{sink}.jsonl"));
+    wait_until("the dead letter", || !json_lines(&dl).is_empty()).await;
+    r.shutdown().await;
+    let l = json_lines(&dl).remove(0);
+    assert_eq!(l["alert"]["uuid"], a.uuid.to_string());
+    l
+}
