@@ -410,6 +410,14 @@ impl Config {
                 format!("{} does not exist", f.display()),
             ));
         }
+        if let Some(f) = &self.falco.intake_token_file
+            && !f.exists()
+        {
+            return Err((
+                "falco.intake_token_file".into(),
+                format!("{} does not exist", f.display()),
+            ));
+        }
         for (i, f) in self.rules.files.iter().enumerate() {
             if !f.exists() {
                 return Err((

@@ -169,8 +169,17 @@ pub async fn start_with(
     let mut falco_tail = None;
     if uses_falco {
         if cfg.falco.http_output {
+            let intake = match &cfg.falco.intake_token_file {
+                Some(f) => {
+                    let t = TokenAuth::from_file(f.clone(), "falco.intake_token_file")?;
+                    t.spawn_watch(Duration::from_secs(5));
+                    Some(t)
+                }
+                None => None,
+            };
             extra = falco::http_output_routes(
                 &state,
+                intake,
                 router.sender(),
                 metrics.falco_in.clone(),
                 cfg.ingest.max_body_bytes,

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
-use axum::middleware;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::{Deserialize, Serialize};
@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::alert::Alert;
 use crate::config::Secret;
+use crate::ingest::auth::TokenAuth;
 use crate::ingest::{self, IngestState};
 use tail::{FalcoInMetrics, ResultLabel};
 
@@ -46,6 +47,10 @@ pub struct FalcoConfig {
     pub tail_poll_ms: u64,
     /// Accept Falco's `http_output` on `POST /` (falcosidekick-compatible).
     pub http_output: bool,
+    /// Tokens (one per line, re-read on change) accepted on `POST /` only, besides `auth`'s:
+    /// Falco's own credential, which cannot submit audit events. Falco sends it as the password
+    /// of its `http_output` URL (`https://falco:<token>@kaudit:8777/`).
+    pub intake_token_file: Option<PathBuf>,
 }
 
 impl Default for FalcoConfig {
@@ -61,6 +66,7 @@ impl Default for FalcoConfig {
             output_file: None,
             tail_poll_ms: 250,
             http_output: true,
+            intake_token_file: None,
         }
     }
 }
@@ -73,9 +79,11 @@ struct IntakeState {
     timeout: std::time::Duration,
 }
 
-/// The `POST /` route for Falco's `http_output`, behind the same auth as `/k8s-audit`.
+/// The `POST /` route for Falco's `http_output`, behind `/k8s-audit`'s auth, which also
+/// accepts the tokens of `intake` (see [`FalcoConfig::intake_token_file`]).
 pub fn http_output_routes(
     ingest: &IngestState,
+    intake: Option<TokenAuth>,
     alerts: mpsc::Sender<Alert>,
     metrics: FalcoInMetrics,
     max_body: usize,
@@ -87,13 +95,23 @@ pub fn http_output_routes(
         max_body,
         timeout,
     };
+    let auth = ingest.clone();
     Router::new()
         .route("/", post(post_alert))
         .with_state(st)
-        .route_layer(middleware::from_fn_with_state(
-            ingest.clone(),
-            ingest::require_token,
-        ))
+        .route_layer(middleware::from_fn(move |req: Request, next: Next| {
+            let (auth, intake) = (auth.clone(), intake.clone());
+            async move {
+                let presented = req
+                    .headers()
+                    .get(header::AUTHORIZATION)
+                    .map(|v| v.as_bytes());
+                if intake.is_some_and(|i| i.check(presented)) {
+                    return next.run(req).await;
+                }
+                ingest::require_token(State(auth), req, next).await
+            }
+        }))
 }
 
 async fn post_alert(State(st): State<IntakeState>, req: Request) -> Response {

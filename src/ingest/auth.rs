@@ -1,4 +1,7 @@
-//! Bearer-token authentication, as a webhook kubeconfig's `token` presents it.
+//! Token authentication: `Bearer <token>`, as a webhook kubeconfig's `token` presents it, or
+//! HTTP Basic with the token as the password (any user name), for clients that can only put
+//! credentials in a URL: Falco's `http_output` (libcurl turns `https://user:token@host/` into
+//! Basic auth).
 //!
 //! Tokens come inline or from a file (one per line) that is re-read when it changes, so that a
 //! rotated Kubernetes Secret takes effect without a restart. Comparison is constant-time.
@@ -7,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
+use base64::Engine;
 use subtle::ConstantTimeEq;
 
 use crate::config::AuthConfig;
@@ -17,12 +21,15 @@ pub struct TokenAuth {
     inner: Arc<RwLock<Vec<Vec<u8>>>>,
     inline: Vec<Vec<u8>>,
     file: Option<PathBuf>,
+    /// The config key of `file`, for errors.
+    key: &'static str,
 }
 
 /// A token file that cannot be read.
 #[derive(Debug, thiserror::Error)]
-#[error("auth.token_file {path}: {source}")]
+#[error("{key} {path}: {source}")]
 pub struct TokenFileError {
+    key: &'static str,
     path: String,
     source: std::io::Error,
 }
@@ -38,6 +45,18 @@ impl TokenAuth {
                 .map(|t| t.expose().as_bytes().to_vec())
                 .collect(),
             file: cfg.token_file.clone(),
+            key: "auth.token_file",
+        };
+        auth.reload()?;
+        Ok(auth)
+    }
+
+    /// Loads the tokens of the file `path` (one per line), set at the config key `key`.
+    pub fn from_file(path: PathBuf, key: &'static str) -> Result<TokenAuth, TokenFileError> {
+        let auth = TokenAuth {
+            file: Some(path),
+            key,
+            ..TokenAuth::default()
         };
         auth.reload()?;
         Ok(auth)
@@ -48,6 +67,7 @@ impl TokenAuth {
         let mut tokens = self.inline.clone();
         if let Some(path) = &self.file {
             let text = std::fs::read_to_string(path).map_err(|source| TokenFileError {
+                key: self.key,
                 path: path.display().to_string(),
                 source,
             })?;
@@ -69,12 +89,13 @@ impl TokenAuth {
         self.file.is_none() && self.inline.is_empty()
     }
 
-    /// Checks an `Authorization` header value.
+    /// Checks an `Authorization` header value: `Bearer <token>`, or `Basic` whose password is
+    /// a token.
     pub fn check(&self, header: Option<&[u8]>) -> bool {
         if self.is_disabled() {
             return true;
         }
-        let Some(presented) = header.and_then(|h| h.strip_prefix(b"Bearer ")) else {
+        let Some(presented) = header.and_then(presented_token) else {
             return false;
         };
         let Ok(tokens) = self.inner.read() else {
@@ -83,7 +104,7 @@ impl TokenAuth {
         // Compare against every token, without stopping early, so timing says nothing.
         let mut ok = subtle::Choice::from(0u8);
         for t in tokens.iter() {
-            ok |= t.as_slice().ct_eq(presented);
+            ok |= t.as_slice().ct_eq(&presented);
         }
         bool::from(ok)
     }
@@ -111,6 +132,19 @@ impl TokenAuth {
             }
         });
     }
+}
+
+/// The token an `Authorization` value presents: the bearer token, or a Basic password.
+fn presented_token(header: &[u8]) -> Option<Vec<u8>> {
+    if let Some(t) = header.strip_prefix(b"Bearer ") {
+        return Some(t.to_vec());
+    }
+    let encoded = header.strip_prefix(b"Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim_ascii())
+        .ok()?;
+    let colon = decoded.iter().position(|&b| b == b':')?;
+    Some(decoded[colon + 1..].to_vec())
 }
 
 /// The modification time of a file (following symlinks, as Kubernetes Secret mounts need).
@@ -143,6 +177,29 @@ mod tests {
         a.reload().unwrap();
         assert!(a.check(Some(b"Bearer rotated")));
         assert!(!a.check(Some(b"Bearer file-token")));
+    }
+
+    #[test]
+    fn basic_auth_password_is_a_token() {
+        let cfg = AuthConfig {
+            tokens: vec![Secret::new("s3cret")],
+            token_file: None,
+        };
+        let a = TokenAuth::from_config(&cfg).unwrap();
+        let basic = |creds: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(creds)
+            )
+        };
+        assert!(a.check(Some(basic("falco:s3cret").as_bytes())));
+        assert!(a.check(Some(basic(":s3cret").as_bytes())));
+        // The user name is not a token, and a password must follow the colon.
+        assert!(!a.check(Some(basic("s3cret:").as_bytes())));
+        assert!(!a.check(Some(basic("s3cret").as_bytes())));
+        assert!(!a.check(Some(basic("falco:wrong").as_bytes())));
+        assert!(!a.check(Some(b"Basic !!not-base64!!")));
+        assert!(!a.check(Some(b"Basic ")));
     }
 
     #[test]

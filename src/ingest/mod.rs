@@ -214,7 +214,10 @@ pub async fn require_token(State(st): State<IngestState>, req: Request, next: Ne
     if st.auth.check(header) {
         next.run(req).await
     } else {
-        let mut r = error(StatusCode::UNAUTHORIZED, "missing or invalid bearer token");
+        let mut r = error(
+            StatusCode::UNAUTHORIZED,
+            "missing or invalid token (Bearer, or Basic with the token as password)",
+        );
         r.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         r

@@ -248,3 +248,90 @@ async fn falco_http_output_is_routed_and_bad_alerts_are_refused() {
     );
     running.shutdown().await;
 }
+
+/// Posts `body` to `url` with curl: libcurl, as Falco's `http_output` uses it, turns the URL's
+/// `user:password@` into Basic auth. Returns the HTTP status.
+fn curl_post(url: &str, body: &[u8]) -> u16 {
+    use std::io::Write;
+    let mut child = std::process::Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args([
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            "@-",
+            url,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("curl (libcurl, as Falco uses) must be installed");
+    child.stdin.take().unwrap().write_all(body).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// Falco authenticates its `http_output` with the token in its URL (as the operator renders
+/// it): its own token, from `falco.intake_token_file`, good for `POST /` only, re-read when the
+/// file changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn falco_http_output_authenticates_with_the_token_in_its_url() {
+    let Some(bin) = nats_server_bin() else { return };
+    let nats = NatsServer::start(bin);
+    let dir = tempfile::tempdir().unwrap();
+    let intake_file = dir.path().join("falco-intake-token");
+    std::fs::write(&intake_file, "intake-0123abcd\n").unwrap();
+    let mut sub = subscriber(&nats.url()).await;
+    let mut cfg = nats_config(dir.path(), &nats.url());
+    cfg.detect.mode = kaudit::config::DetectMode::Falco;
+    cfg.falco.forward_url = format!("http://127.0.0.1:{}/k8s-audit", crate::support::free_port());
+    cfg.falco.intake_token_file = Some(intake_file.clone());
+    cfg.auth.tokens = vec![kaudit::config::Secret::new("apiserver-token")];
+    let running = kaudit::pipeline::start(cfg).await.unwrap();
+    let port = running.local_addr().port();
+    let alert = br#"{"output":"Notice K8s Secret Get (user=bob)","output_fields":{"ka.user.name":"bob"},"priority":"Notice","rule":"K8s Secret Get","source":"k8s_audit","tags":["k8s"],"time":"2026-11-22T10:00:00Z"}"#;
+    let status = |url: String, body: &'static [u8]| {
+        tokio::task::spawn_blocking(move || curl_post(&url, body))
+    };
+
+    // What the operator renders into falco.yaml, after Falco expanded the environment variable.
+    let falco_url = format!("http://falco:intake-0123abcd@127.0.0.1:{port}/");
+    assert_eq!(status(falco_url.clone(), alert).await.unwrap(), 200);
+    let got = drain(&mut sub, 1, Duration::from_millis(300)).await;
+    assert_eq!(got.len(), 1, "the authenticated alert is routed");
+    assert_eq!(got[0].1.rule, "K8s Secret Get");
+
+    for url in [
+        format!("http://falco:wrong@127.0.0.1:{port}/"),
+        format!("http://intake-0123abcd@127.0.0.1:{port}/"),
+        format!("http://127.0.0.1:{port}/"),
+        // Falco's token cannot submit audit events.
+        format!("http://falco:intake-0123abcd@127.0.0.1:{port}/k8s-audit"),
+    ] {
+        assert_eq!(status(url.clone(), alert).await.unwrap(), 401, "{url}");
+    }
+    assert!(
+        drain(&mut sub, 0, Duration::from_millis(300))
+            .await
+            .is_empty(),
+        "refused alerts are not routed"
+    );
+
+    // A new token in the file takes over without a restart.
+    std::fs::write(&intake_file, "intake-4567efgh\n").unwrap();
+    let rotated = format!("http://falco:intake-4567efgh@127.0.0.1:{port}/");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while status(rotated.clone(), alert).await.unwrap() != 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new token was never accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        status(falco_url, alert).await.unwrap(),
+        401,
+        "the old token is gone"
+    );
+    running.shutdown().await;
+}
