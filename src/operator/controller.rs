@@ -6,10 +6,15 @@
 //!   of the objects it owns. Each run lists its inputs, renders with
 //!   [`reconcile::desired`](super::reconcile::desired), applies the objects with the fixed field
 //!   manager, prunes what the spec no longer wants, and writes the status of every input.
-//! - `AlertSink` and `ClusterAlertSink`: the finalizer `kaudit.io/credentials`. A sink's
-//!   credentials are copied from Secrets (of another namespace than the deployment's) into the
-//!   deployment's config Secret; owner references cannot express that link, so deleting a sink
-//!   waits until every deployment was re-rendered without it, i.e. until its credentials are gone.
+//! - The input statuses ([`run_input_statuses`]): after any change of a rule, rules file, sink
+//!   or deployment, every input's status is computed once for all deployments
+//!   ([`reconcile::input_outcomes`]) and written where it changed, so that two deployments never
+//!   fight over a status and a rule shows whether it is valid before any deployment exists.
+//! - `AlertSink` and `ClusterAlertSink`: the finalizer `kaudit.io/credentials`, on sinks with
+//!   `secretRefs` only. Their credentials are copied from Secrets (of another namespace than the
+//!   deployment's) into the deployment's config Secret; owner references cannot express that
+//!   link, so deleting such a sink waits until every deployment was re-rendered without it, i.e.
+//!   until its credentials are gone. Sinks without credentials copy nothing and have no finalizer.
 
 use std::collections::BTreeSet;
 use std::fmt::Debug;
@@ -63,12 +68,15 @@ pub enum Error {
     /// The finalizer helper failed.
     #[error("finalizer: {0}")]
     Finalizer(String),
+    /// The system's random source failed (issuing a token).
+    #[error("no randomness for a new Falco intake token")]
+    Random,
 }
 
 /// Which controller a metric is about (a bounded label).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
-    /// `kauditdeployment`, `alertsink` or `clusteralertsink`.
+    /// `kauditdeployment`, `inputs`, `alertsink` or `clusteralertsink`.
     pub kind: &'static str,
 }
 
@@ -382,11 +390,12 @@ async fn write_item_status<K>(
     obj: &K,
     old: Option<&RuleStatus>,
     outcome: &Outcome,
+    deployed: bool,
 ) -> Result<(), Error>
 where
     K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned,
 {
-    let mut status = reconcile::item_status(outcome, &now());
+    let mut status = reconcile::item_status(outcome, deployed, &now());
     if let Some(old) = old {
         carry_transition_times(&old.conditions, &mut status.conditions);
         if *old == status {
@@ -445,7 +454,12 @@ fn truncate(s: &str, max: usize) -> String {
     format!("{}…", &s[..end])
 }
 
-async fn write_statuses(ctx: &Context, inputs: &Inputs, outcomes: &[Outcome]) -> Result<(), Error> {
+async fn write_statuses(
+    ctx: &Context,
+    inputs: &Inputs,
+    outcomes: &[Outcome],
+    deployed: bool,
+) -> Result<(), Error> {
     let c = &ctx.client;
     for o in outcomes {
         let ns = o.namespace.clone().unwrap_or_default();
@@ -457,13 +471,13 @@ async fn write_statuses(ctx: &Context, inputs: &Inputs, outcomes: &[Outcome]) ->
                     .find(|r| r.name_any() == o.name && r.namespace().unwrap_or_default() == ns)
                 {
                     let api = Api::<FalcoRule>::namespaced(c.clone(), &ns);
-                    write_item_status(ctx, api, r, r.status.as_ref(), o).await?;
+                    write_item_status(ctx, api, r, r.status.as_ref(), o, deployed).await?;
                 }
             }
             ItemKind::FalcoRulesFile => {
                 if let Some(r) = inputs.rules_files.iter().find(|r| r.name_any() == o.name) {
                     let api = Api::<FalcoRulesFile>::all(c.clone());
-                    write_item_status(ctx, api, r, r.status.as_ref(), o).await?;
+                    write_item_status(ctx, api, r, r.status.as_ref(), o, deployed).await?;
                 }
             }
             ItemKind::AlertSink => {
@@ -473,13 +487,13 @@ async fn write_statuses(ctx: &Context, inputs: &Inputs, outcomes: &[Outcome]) ->
                     .find(|r| r.name_any() == o.name && r.namespace().unwrap_or_default() == ns)
                 {
                     let api = Api::<AlertSink>::namespaced(c.clone(), &ns);
-                    write_item_status(ctx, api, r, r.status.as_ref(), o).await?;
+                    write_item_status(ctx, api, r, r.status.as_ref(), o, deployed).await?;
                 }
             }
             ItemKind::ClusterAlertSink => {
                 if let Some(r) = inputs.cluster_sinks.iter().find(|r| r.name_any() == o.name) {
                     let api = Api::<ClusterAlertSink>::all(c.clone());
-                    write_item_status(ctx, api, r, r.status.as_ref(), o).await?;
+                    write_item_status(ctx, api, r, r.status.as_ref(), o, deployed).await?;
                 }
             }
         }
@@ -504,7 +518,13 @@ pub async fn reconcile_deployment(
     }
     let ns = kd.namespace().unwrap_or_default();
     let uid = kd.uid().unwrap_or_default();
-    let inputs = gather(&ctx.client).await?;
+    let mut inputs = gather(&ctx.client).await?;
+    if reconcile::needs_intake_token(&kd) {
+        let token = intake_token(&ctx.client, &ns, &kd.name_any()).await?;
+        inputs
+            .intake_tokens
+            .insert((ns.clone(), kd.name_any()), token);
+    }
     let api = Api::<KauditDeployment>::namespaced(ctx.client.clone(), &ns);
     let desired = match reconcile::desired(&kd, &inputs, &now()) {
         Ok(d) => d,
@@ -569,10 +589,6 @@ pub async fn reconcile_deployment(
     for key in &desired.prune {
         prune(&ctx.client, &ns, key, &uid).await?;
     }
-    write_statuses(&ctx, &inputs, &desired.outcomes).await?;
-    ctx.metrics
-        .invalid_rules
-        .set(i64::from(desired.status.invalid_rules));
 
     let mut status = desired.status.clone();
     let ready = ready_condition(&workloads, kd.meta().generation, &now());
@@ -614,6 +630,115 @@ pub async fn reconcile_deployment(
     Ok(Action::requeue(Duration::from_secs(300)))
 }
 
+/// True for a token this operator issued (hex, long): anything else in the Secret is replaced,
+/// so that the value Falco puts into a URL cannot carry URL syntax.
+fn is_issued_token(t: &str) -> bool {
+    t.len() >= 32 && t.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The token `name`'s Falco presents to kaudit: read back from the deployment's config Secret,
+/// or a new random one (256 bits, hex) on the first render or when it was lost.
+async fn intake_token(client: &Client, ns: &str, name: &str) -> Result<String, Error> {
+    use ring::rand::SecureRandom;
+    let secret = Api::<Secret>::namespaced(client.clone(), ns)
+        .get_opt(&format!("{name}-config"))
+        .await?;
+    let existing = secret
+        .and_then(|s| s.data)
+        .and_then(|mut d| d.remove(reconcile::INTAKE_TOKEN_KEY))
+        .and_then(|v| String::from_utf8(v.0).ok())
+        .filter(|t| is_issued_token(t));
+    if let Some(t) = existing {
+        return Ok(t);
+    }
+    let mut bytes = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| Error::Random)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Writes the status of every rule, rules file and sink: validated once for all deployments
+/// ([`reconcile::input_outcomes`]), written where it changed, with an Event when an input turns
+/// valid or invalid.
+pub async fn reconcile_inputs(ctx: &Context) -> Result<(), Error> {
+    ctx.metrics
+        .reconciliations
+        .get_or_create(&KindLabel { kind: "inputs" })
+        .inc();
+    let inputs = gather(&ctx.client).await?;
+    let deployments = live(
+        Api::<KauditDeployment>::all(ctx.client.clone())
+            .list(&ListParams::default())
+            .await?
+            .items,
+    );
+    let (outcomes, deployed) = reconcile::input_outcomes(&deployments, &inputs)?;
+    let invalid = outcomes
+        .iter()
+        .filter(|o| o.kind == ItemKind::FalcoRule && o.error.is_some())
+        .count();
+    ctx.metrics
+        .invalid_rules
+        .set(i64::try_from(invalid).unwrap_or(i64::MAX));
+    write_statuses(ctx, &inputs, &outcomes, deployed).await
+}
+
+/// How often the input statuses are recomputed without a change: referenced Secrets and
+/// ConfigMaps are not watched.
+const INPUT_RESYNC: Duration = Duration::from_secs(300);
+
+/// Keeps the input statuses current: runs [`reconcile_inputs`] after every change of a rule,
+/// rules file, sink or deployment (a burst of changes is taken together), every five minutes,
+/// and 30 s after a failure. Never returns.
+pub async fn run_input_statuses(ctx: Arc<Context>) {
+    use futures_util::stream::BoxStream;
+    use kube::runtime::WatchStreamExt;
+    fn changes<K>(api: Api<K>) -> BoxStream<'static, ()>
+    where
+        K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + 'static,
+    {
+        watcher(api, watcher::Config::default())
+            .default_backoff()
+            .map(|_| ())
+            .boxed()
+    }
+    let c = &ctx.client;
+    let mut changed = futures_util::stream::select_all([
+        changes(Api::<FalcoRule>::all(c.clone())),
+        changes(Api::<FalcoRulesFile>::all(c.clone())),
+        changes(Api::<AlertSink>::all(c.clone())),
+        changes(Api::<ClusterAlertSink>::all(c.clone())),
+        changes(Api::<KauditDeployment>::all(c.clone())),
+    ]);
+    let mut wait = INPUT_RESYNC;
+    loop {
+        if let Ok(None) = tokio::time::timeout(wait, changed.next()).await {
+            // Every watch ended (never expected): keep the periodic pass.
+            tokio::time::sleep(INPUT_RESYNC).await;
+        }
+        // Take the rest of a burst (a watch's initial listing, a kubectl apply of many files).
+        let burst_end = tokio::time::Instant::now() + Duration::from_secs(5);
+        while let Ok(Some(())) = tokio::time::timeout_at(
+            burst_end.min(tokio::time::Instant::now() + Duration::from_secs(1)),
+            changed.next(),
+        )
+        .await
+        {}
+        wait = match reconcile_inputs(&ctx).await {
+            Ok(()) => INPUT_RESYNC,
+            Err(e) => {
+                tracing::warn!(error = %e, "writing rule and sink statuses failed");
+                ctx.metrics
+                    .failures
+                    .get_or_create(&KindLabel { kind: "inputs" })
+                    .inc();
+                Duration::from_secs(30)
+            }
+        };
+    }
+}
+
 /// Reconciles every KauditDeployment (after a sink's deletion).
 pub async fn reconcile_all(ctx: Arc<Context>) -> Result<(), Error> {
     let all = Api::<KauditDeployment>::all(ctx.client.clone())
@@ -625,12 +750,15 @@ pub async fn reconcile_all(ctx: Arc<Context>) -> Result<(), Error> {
     Ok(())
 }
 
-/// The sink controllers' reconcile: keep the finalizer; on deletion, re-render every
-/// deployment without the sink before letting it go.
+/// The sink controllers' reconcile. A sink with credentials (`holds_credentials`: it has
+/// `secretRefs`) keeps the finalizer; on its deletion every deployment is re-rendered without
+/// it before it goes. A sink without credentials needs none: a finalizer left from earlier
+/// credentials is removed once every deployment was re-rendered without them.
 pub async fn reconcile_sink<K>(
     sink: Arc<K>,
     ctx: Arc<Context>,
     api: Api<K>,
+    holds_credentials: bool,
 ) -> Result<Action, Error>
 where
     K: Resource<DynamicType = ()>
@@ -651,6 +779,28 @@ where
         .reconciliations
         .get_or_create(&KindLabel { kind })
         .inc();
+    let finalizers = sink.finalizers();
+    if !holds_credentials && sink.meta().deletion_timestamp.is_none() {
+        let Some(i) = finalizers.iter().position(|f| f == SINK_FINALIZER) else {
+            return Ok(Action::await_change());
+        };
+        reconcile_all(ctx.clone()).await?;
+        let mut rest = finalizers.to_vec();
+        rest.remove(i);
+        // The resourceVersion makes the patch fail if the sink changed meanwhile (e.g. got
+        // credentials again); the next reconcile looks afresh.
+        let patch = json!({"metadata": {
+            "finalizers": rest,
+            "resourceVersion": sink.resource_version(),
+        }});
+        api.patch(
+            &sink.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+        return Ok(Action::await_change());
+    }
     let c = ctx.clone();
     finalizer(&api, SINK_FINALIZER, sink, |ev| async move {
         match ev {
@@ -811,7 +961,8 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
                     ns_client.clone(),
                     &s.namespace().unwrap_or_default(),
                 );
-                reconcile_sink(s, ctx, api)
+                let creds = !s.spec.sink.secret_refs.is_empty();
+                reconcile_sink(s, ctx, api, creds)
             },
             error_policy,
             ctx.clone(),
@@ -822,14 +973,25 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
         .shutdown_on_signal()
         .run(
             move |s: Arc<ClusterAlertSink>, ctx: Arc<Context>| {
-                reconcile_sink(s, ctx, Api::<ClusterAlertSink>::all(cs_client.clone()))
+                let creds = !s.spec.sink.secret_refs.is_empty();
+                reconcile_sink(
+                    s,
+                    ctx,
+                    Api::<ClusterAlertSink>::all(cs_client.clone()),
+                    creds,
+                )
             },
             error_policy,
             ctx.clone(),
         )
         .for_each(|_| async {});
+    let statuses = run_input_statuses(ctx.clone());
     let controllers = async {
-        futures_util::future::join3(main, sinks, cluster_sinks).await;
+        // The status loop never ends; the controllers end on SIGTERM/SIGINT.
+        tokio::select! {
+            _ = futures_util::future::join3(main, sinks, cluster_sinks) => {}
+            () = statuses => {}
+        }
     };
     tokio::select! {
         () = controllers => {

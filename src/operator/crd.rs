@@ -314,7 +314,7 @@ pub enum FalcoWorkload {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FalcoSpec {
-    /// Falco's image; it must ship the k8saudit and json plugins.
+    /// Falco's image.
     #[serde(default = "default_falco_image")]
     pub image: String,
     /// `Deployment` or `DaemonSet`.
@@ -323,6 +323,9 @@ pub struct FalcoSpec {
     /// Falco container resources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// How the k8saudit and json plugins get into Falco's pod.
+    #[serde(default)]
+    pub plugins: FalcoPluginsSpec,
 }
 
 impl Default for FalcoSpec {
@@ -331,12 +334,46 @@ impl Default for FalcoSpec {
             image: default_falco_image(),
             mode: FalcoWorkload::Deployment,
             resources: None,
+            plugins: FalcoPluginsSpec::default(),
         }
     }
 }
 
 fn default_falco_image() -> String {
     "docker.io/falcosecurity/falco:0.41.3".into()
+}
+
+/// The plugins Falco loads (k8saudit, json), installed by a falcoctl init container into Falco's
+/// plugin directory, as Falco's Helm chart does: Falco's image does not ship them.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FalcoPluginsSpec {
+    /// falcoctl's image; empty when Falco's image already has the plugins (no init container).
+    #[serde(default = "default_falcoctl_image")]
+    pub installer_image: String,
+    /// OCI references of the plugin artifacts to install.
+    #[serde(default = "default_plugin_refs")]
+    pub refs: Vec<String>,
+}
+
+impl Default for FalcoPluginsSpec {
+    fn default() -> Self {
+        FalcoPluginsSpec {
+            installer_image: default_falcoctl_image(),
+            refs: default_plugin_refs(),
+        }
+    }
+}
+
+fn default_falcoctl_image() -> String {
+    "docker.io/falcosecurity/falcoctl:0.12.2".into()
+}
+
+fn default_plugin_refs() -> Vec<String> {
+    vec![
+        "ghcr.io/falcosecurity/plugins/plugin/k8saudit:0.18".into(),
+        "ghcr.io/falcosecurity/plugins/plugin/json:0.7".into(),
+    ]
 }
 
 /// The webhook Service.

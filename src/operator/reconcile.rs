@@ -38,6 +38,13 @@ pub const FALCO_PLUGIN_PORT: i32 = 8765;
 pub const FALCO_HEALTH_PORT: i32 = 8766;
 /// kaudit's listen port in its pod.
 pub const KAUDIT_PORT: i32 = 8777;
+/// The config Secret's key holding the token Falco presents to kaudit's `http_output` intake.
+pub const INTAKE_TOKEN_KEY: &str = "falco-intake-token";
+/// The environment variable of Falco's container holding that token; `falco.yaml` refers to it
+/// (Falco expands `${VAR}` in its config values), so the token never sits in a ConfigMap.
+pub const INTAKE_TOKEN_ENV: &str = "KAUDIT_INTAKE_TOKEN";
+/// Where falcoctl installs the plugins and Falco looks for them (its default plugin directory).
+pub const FALCO_PLUGINS_DIR: &str = "/usr/share/falco/plugins";
 
 /// Condition types.
 pub mod cond {
@@ -63,6 +70,10 @@ pub enum RenderError {
         /// The serde error.
         source: serde_json::Error,
     },
+    /// A deployment that needs a Falco intake token was rendered without one (a defect: the
+    /// controller issues it before rendering).
+    #[error("KauditDeployment {0} needs a Falco intake token")]
+    NoIntakeToken(String),
     /// YAML serialisation failed.
     #[error("serialising {what}: {message}")]
     Yaml {
@@ -88,6 +99,10 @@ pub struct Inputs {
     pub config_maps: BTreeMap<(String, String), BTreeMap<String, String>>,
     /// Secrets referenced by sinks: (namespace, name) → data.
     pub secrets: BTreeMap<(String, String), BTreeMap<String, Vec<u8>>>,
+    /// The token each deployment's Falco presents to kaudit's `http_output` intake, by the
+    /// deployment's (namespace, name); only deployments that need one ([`needs_intake_token`]).
+    /// The controller reads it back from the config Secret, or issues a new one.
+    pub intake_tokens: BTreeMap<(String, String), String>,
 }
 
 /// Which kind an outcome is about.
@@ -213,8 +228,9 @@ pub fn condition(
     }
 }
 
-/// The status an input gets from its outcome.
-pub fn item_status(o: &Outcome, now: &Time) -> RuleStatus {
+/// The status an input gets from its outcome. `deployed`: some KauditDeployment exists to load
+/// it; a valid input is `Ready` only then.
+pub fn item_status(o: &Outcome, deployed: bool, now: &Time) -> RuleStatus {
     let type_ = match o.kind {
         ItemKind::FalcoRule | ItemKind::FalcoRulesFile => cond::RULES_VALID,
         ItemKind::AlertSink | ItemKind::ClusterAlertSink => cond::VALID,
@@ -223,11 +239,20 @@ pub fn item_status(o: &Outcome, now: &Time) -> RuleStatus {
         None => (true, "Accepted", "accepted".to_string()),
         Some(e) => (false, "Invalid", e.clone()),
     };
+    let ready = if ok && !deployed {
+        condition(
+            cond::READY,
+            false,
+            "NoDeployment",
+            "valid, but no KauditDeployment exists to load it",
+            o.generation,
+            now,
+        )
+    } else {
+        condition(cond::READY, ok, reason, &msg, o.generation, now)
+    };
     RuleStatus {
-        conditions: vec![
-            condition(type_, ok, reason, &msg, o.generation, now),
-            condition(cond::READY, ok, reason, &msg, o.generation, now),
-        ],
+        conditions: vec![condition(type_, ok, reason, &msg, o.generation, now), ready],
         observed_generation: o.generation,
         rendered_name: o.rendered_name.clone(),
     }
@@ -310,12 +335,12 @@ fn key_safe(s: &str) -> String {
 /// Rule files and their outcomes: cluster files first (by order, then name), then one file per
 /// namespace (by namespace), each rule validated alone against the cluster files.
 fn render_rules(
-    kd: &KauditDeployment,
+    default_rules: bool,
     inputs: &Inputs,
     outcomes: &mut Vec<Outcome>,
 ) -> Result<Vec<(String, String)>, RenderError> {
     let mut files: Vec<(String, String)> = Vec::new();
-    if kd.spec.default_rules {
+    if default_rules {
         files.push((
             "00-kaudit-default.yaml".into(),
             crate::rules::DEFAULT_RULES.to_string(),
@@ -619,6 +644,107 @@ fn render_sink(
     Ok(RenderedSink { entry, files })
 }
 
+/// Every sink's config entry (cluster sinks first, by name; then namespaced ones) and the
+/// credential files they need; each sink's outcome is pushed to `outcomes`.
+fn render_sinks(
+    inputs: &Inputs,
+    outcomes: &mut Vec<Outcome>,
+) -> (Vec<Value>, BTreeMap<String, Vec<u8>>) {
+    let mut entries = Vec::new();
+    let mut cred_files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut cluster: Vec<&ClusterAlertSink> = inputs.cluster_sinks.iter().collect();
+    cluster.sort_by_key(|s| s.name_any());
+    let mut tenant: Vec<&AlertSink> = inputs.sinks.iter().collect();
+    tenant.sort_by_key(|s| (s.namespace().unwrap_or_default(), s.name_any()));
+    let all = cluster
+        .into_iter()
+        .map(|s| {
+            (
+                ItemKind::ClusterAlertSink,
+                None,
+                s.name_any(),
+                s.metadata.generation,
+                &s.spec.sink,
+            )
+        })
+        .chain(tenant.into_iter().map(|s| {
+            (
+                ItemKind::AlertSink,
+                s.namespace(),
+                s.name_any(),
+                s.metadata.generation,
+                &s.spec.sink,
+            )
+        }));
+    for (kind, ns, name, generation, spec) in all {
+        let r = render_sink(ns.as_deref(), &name, spec, &inputs.secrets);
+        outcomes.push(Outcome {
+            kind,
+            rendered_name: r.as_ref().ok().map(|_| sink_name(ns.as_deref(), &name)),
+            error: r.as_ref().err().cloned(),
+            namespace: ns,
+            name,
+            generation,
+        });
+        if let Ok(r) = r {
+            entries.push(Value::Object(r.entry));
+            cred_files.extend(r.files);
+        }
+    }
+    (entries, cred_files)
+}
+
+/// The status of every input, the same whichever deployment asks: each is validated as every
+/// [`KauditDeployment`] loads it (their `defaultRules` decide which macros and lists exist), and
+/// is valid only if valid for all; with no deployment, as the default deployment would. The
+/// second value says whether any deployment exists (a valid input is then `Ready`).
+pub fn input_outcomes(
+    deployments: &[KauditDeployment],
+    inputs: &Inputs,
+) -> Result<(Vec<Outcome>, bool), RenderError> {
+    let mut variants: BTreeMap<bool, Vec<String>> = BTreeMap::new();
+    for kd in deployments {
+        variants
+            .entry(kd.spec.default_rules)
+            .or_default()
+            .push(format!(
+                "{}/{}",
+                kd.namespace().unwrap_or_default(),
+                kd.name_any()
+            ));
+    }
+    if variants.is_empty() {
+        variants.insert(true, Vec::new());
+    }
+    let several = variants.len() > 1;
+    let mut merged: Option<Vec<Outcome>> = None;
+    for (default_rules, names) in variants.into_iter().rev() {
+        let mut outcomes = Vec::new();
+        render_rules(default_rules, inputs, &mut outcomes)?;
+        render_sinks(inputs, &mut outcomes);
+        if several {
+            for o in &mut outcomes {
+                if let Some(e) = &o.error {
+                    o.error = Some(format!("for KauditDeployment {}: {e}", names.join(", ")));
+                }
+            }
+        }
+        // Every variant yields the same items in the same order; the first error wins.
+        merged = Some(match merged {
+            None => outcomes,
+            Some(mut m) => {
+                for (m, o) in m.iter_mut().zip(outcomes) {
+                    if m.error.is_none() && o.error.is_some() {
+                        *m = o;
+                    }
+                }
+                m
+            }
+        });
+    }
+    Ok((merged.unwrap_or_default(), !deployments.is_empty()))
+}
+
 fn labels(kd: &KauditDeployment, component: &str) -> Map<String, Value> {
     let mut m = Map::new();
     for (k, v) in &kd.spec.labels {
@@ -652,6 +778,12 @@ fn restricted_container_security() -> Value {
     })
 }
 
+/// True when `kd`'s Falco must authenticate to kaudit: kaudit checks tokens (`tokenSecret`) and
+/// a managed Falco posts its alerts to kaudit's `http_output` intake.
+pub fn needs_intake_token(kd: &KauditDeployment) -> bool {
+    kd.spec.service.token_secret.is_some() && kd.spec.detect != DetectModeSpec::Embedded
+}
+
 /// Renders the desired state of `kd`. `now` stamps the conditions.
 pub fn desired(kd: &KauditDeployment, inputs: &Inputs, now: &Time) -> Result<Desired, RenderError> {
     let ns = kd
@@ -664,10 +796,19 @@ pub fn desired(kd: &KauditDeployment, inputs: &Inputs, now: &Time) -> Result<Des
     let generation = kd.meta().generation;
     let falco_on = kd.spec.detect != DetectModeSpec::Embedded;
     let embedded_on = kd.spec.detect != DetectModeSpec::Falco;
+    let intake_token = if needs_intake_token(kd) {
+        let t = inputs
+            .intake_tokens
+            .get(&(ns.clone(), name.clone()))
+            .ok_or_else(|| RenderError::NoIntakeToken(format!("{ns}/{name}")))?;
+        Some(t.clone())
+    } else {
+        None
+    };
     let mut outcomes = Vec::new();
 
     // Rules.
-    let rules_files = render_rules(kd, inputs, &mut outcomes)?;
+    let rules_files = render_rules(kd.spec.default_rules, inputs, &mut outcomes)?;
     let rules_cm_name = format!("{name}-rules");
     let rules_data: BTreeMap<String, String> = rules_files.iter().cloned().collect();
     let rule_paths: Vec<String> = rules_files
@@ -676,45 +817,7 @@ pub fn desired(kd: &KauditDeployment, inputs: &Inputs, now: &Time) -> Result<Des
         .collect();
 
     // Sinks.
-    let mut sink_entries = Vec::new();
-    let mut cred_files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    let mut cluster: Vec<&ClusterAlertSink> = inputs.cluster_sinks.iter().collect();
-    cluster.sort_by_key(|s| s.name_any());
-    for s in cluster {
-        let n = s.name_any();
-        let r = render_sink(None, &n, &s.spec.sink, &inputs.secrets);
-        outcomes.push(sink_outcome(
-            ItemKind::ClusterAlertSink,
-            None,
-            &n,
-            s.metadata.generation,
-            &r,
-            None,
-        ));
-        if let Ok(r) = r {
-            sink_entries.push(Value::Object(r.entry));
-            cred_files.extend(r.files);
-        }
-    }
-    let mut tenant: Vec<&AlertSink> = inputs.sinks.iter().collect();
-    tenant.sort_by_key(|s| (s.namespace().unwrap_or_default(), s.name_any()));
-    for s in tenant {
-        let n = s.name_any();
-        let sns = s.namespace().unwrap_or_default();
-        let r = render_sink(Some(&sns), &n, &s.spec.sink, &inputs.secrets);
-        outcomes.push(sink_outcome(
-            ItemKind::AlertSink,
-            Some(sns.clone()),
-            &n,
-            s.metadata.generation,
-            &r,
-            Some(&sns),
-        ));
-        if let Ok(r) = r {
-            sink_entries.push(Value::Object(r.entry));
-            cred_files.extend(r.files);
-        }
-    }
+    let (mut sink_entries, cred_files) = render_sinks(inputs, &mut outcomes);
     if sink_entries.is_empty() {
         sink_entries.push(json!({"name": "stdout", "type": "stdout"}));
     }
@@ -745,6 +848,10 @@ pub fn desired(kd: &KauditDeployment, inputs: &Inputs, now: &Time) -> Result<Des
             "healthz_url": format!("http://{falco_svc}.{ns}.svc:{FALCO_HEALTH_PORT}/healthz"),
             "http_output": true,
         });
+        if intake_token.is_some() {
+            // Falco's own token, good for its alerts on `POST /` only, from the config Secret.
+            cfg["falco"]["intake_token_file"] = json!(format!("{CONFIG_DIR}/{INTAKE_TOKEN_KEY}"));
+        }
     }
     if kd.spec.service.tls_secret.is_some() {
         cfg["tls"] =
@@ -803,6 +910,9 @@ pub fn desired(kd: &KauditDeployment, inputs: &Inputs, now: &Time) -> Result<Des
         "kaudit.yaml".into(),
         ByteString(kaudit_config.clone().into_bytes()),
     );
+    if let Some(t) = &intake_token {
+        secret_data.insert(INTAKE_TOKEN_KEY.into(), ByteString(t.clone().into_bytes()));
+    }
     let config_secret = format!("{name}-config");
     objects.push(Object::Secret(typed(
         "config Secret",
@@ -823,12 +933,16 @@ pub fn desired(kd: &KauditDeployment, inputs: &Inputs, now: &Time) -> Result<Des
             &ns,
             kd.spec.service.port,
             kd.spec.service.tls_secret.is_some(),
+            intake_token.is_some(),
             &rule_paths,
         )?;
+        // The token reaches Falco through its environment, which a running pod never re-reads:
+        // a new token must roll Falco too.
         let parts: Vec<&[u8]> = rules_files
             .iter()
             .flat_map(|(k, v)| [k.as_bytes(), v.as_bytes()])
             .chain([falco_yaml.as_bytes()])
+            .chain(intake_token.as_deref().map(str::as_bytes))
             .collect();
         falco_hash = sha256_hex(&parts);
         objects.push(Object::ConfigMap(typed(
@@ -921,7 +1035,73 @@ pub fn desired(kd: &KauditDeployment, inputs: &Inputs, now: &Time) -> Result<Des
 
     // Falco.
     if falco_on {
-        let falco_template = json!({
+        let mut falco = json!({
+            "name": "falco",
+            "image": kd.spec.falco.image,
+            "command": ["/usr/bin/falco"],
+            "args": ["-c", "/etc/falco-kaudit/falco.yaml"],
+            "ports": [
+                {"name": "k8saudit", "containerPort": FALCO_PLUGIN_PORT},
+                {"name": "health", "containerPort": FALCO_HEALTH_PORT},
+            ],
+            "readinessProbe": {"httpGet": {"path": "/healthz", "port": "health"}},
+            "livenessProbe": {"httpGet": {"path": "/healthz", "port": "health"}, "initialDelaySeconds": 30},
+            "resources": kd.spec.falco.resources.clone().map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
+                .unwrap_or_else(|| json!({"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}})),
+            "securityContext": restricted_container_security(),
+            "volumeMounts": [
+                {"name": "config", "mountPath": "/etc/falco-kaudit", "readOnly": true},
+                {"name": "rules", "mountPath": RULES_DIR, "readOnly": true},
+                {"name": "run", "mountPath": "/var/run/falco"},
+            ],
+        });
+        let mut volumes = vec![
+            json!({"name": "config", "configMap": {"name": falco_cfg_name}}),
+            json!({"name": "rules", "configMap": {"name": rules_cm_name}}),
+            json!({"name": "run", "emptyDir": {}}),
+        ];
+        if intake_token.is_some() {
+            falco["env"] = json!([{
+                "name": INTAKE_TOKEN_ENV,
+                "valueFrom": {"secretKeyRef": {"name": config_secret, "key": INTAKE_TOKEN_KEY}},
+            }]);
+        }
+        let plugins = &kd.spec.falco.plugins;
+        let mut init = Vec::new();
+        if !plugins.installer_image.is_empty() {
+            // falcoctl installs the plugins into a volume that Falco reads them from.
+            let mut args: Vec<String> = vec!["artifact".into(), "install".into()];
+            args.extend(plugins.refs.iter().cloned());
+            args.extend(
+                [
+                    "--plugins-dir=/plugins",
+                    "--allowed-types=plugin",
+                    "--resolve-deps=false",
+                    "--log-format=json",
+                ]
+                .map(String::from),
+            );
+            init.push(json!({
+                "name": "install-plugins",
+                "image": plugins.installer_image,
+                "args": args,
+                "env": [{"name": "HOME", "value": "/tmp"}],
+                "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+                "securityContext": restricted_container_security(),
+                "volumeMounts": [
+                    {"name": "plugins", "mountPath": "/plugins"},
+                    {"name": "installer-tmp", "mountPath": "/tmp"},
+                ],
+            }));
+            if let Some(m) = falco["volumeMounts"].as_array_mut() {
+                m.push(
+                    json!({"name": "plugins", "mountPath": FALCO_PLUGINS_DIR, "readOnly": true}),
+                );
+            }
+            volumes.push(json!({"name": "plugins", "emptyDir": {}}));
+            volumes.push(json!({"name": "installer-tmp", "emptyDir": {}}));
+        }
+        let mut falco_template = json!({
             "metadata": {
                 "labels": labels(kd, "falco"),
                 // A rules or config change rolls Falco: it does not reload plugin rules by itself.
@@ -934,33 +1114,13 @@ pub fn desired(kd: &KauditDeployment, inputs: &Inputs, now: &Time) -> Result<Des
                     "runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532,
                     "seccompProfile": {"type": "RuntimeDefault"},
                 },
-                "containers": [{
-                    "name": "falco",
-                    "image": kd.spec.falco.image,
-                    "command": ["/usr/bin/falco"],
-                    "args": ["-c", "/etc/falco-kaudit/falco.yaml"],
-                    "ports": [
-                        {"name": "k8saudit", "containerPort": FALCO_PLUGIN_PORT},
-                        {"name": "health", "containerPort": FALCO_HEALTH_PORT},
-                    ],
-                    "readinessProbe": {"httpGet": {"path": "/healthz", "port": "health"}},
-                    "livenessProbe": {"httpGet": {"path": "/healthz", "port": "health"}, "initialDelaySeconds": 30},
-                    "resources": kd.spec.falco.resources.clone().map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
-                        .unwrap_or_else(|| json!({"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}})),
-                    "securityContext": restricted_container_security(),
-                    "volumeMounts": [
-                        {"name": "config", "mountPath": "/etc/falco-kaudit", "readOnly": true},
-                        {"name": "rules", "mountPath": RULES_DIR, "readOnly": true},
-                        {"name": "run", "mountPath": "/var/run/falco"},
-                    ],
-                }],
-                "volumes": [
-                    {"name": "config", "configMap": {"name": falco_cfg_name}},
-                    {"name": "rules", "configMap": {"name": rules_cm_name}},
-                    {"name": "run", "emptyDir": {}},
-                ],
+                "containers": [falco],
+                "volumes": volumes,
             }
         });
+        if !init.is_empty() {
+            falco_template["spec"]["initContainers"] = json!(init);
+        }
         let (kind, other) = match kd.spec.falco.mode {
             FalcoWorkload::Deployment => ("Deployment", "DaemonSet"),
             FalcoWorkload::DaemonSet => ("DaemonSet", "Deployment"),
@@ -1079,24 +1239,6 @@ pub fn desired(kd: &KauditDeployment, inputs: &Inputs, now: &Time) -> Result<Des
     })
 }
 
-fn sink_outcome(
-    kind: ItemKind,
-    namespace: Option<String>,
-    name: &str,
-    generation: Option<i64>,
-    r: &Result<RenderedSink, String>,
-    ns: Option<&str>,
-) -> Outcome {
-    Outcome {
-        kind,
-        namespace,
-        name: name.into(),
-        generation,
-        rendered_name: r.as_ref().ok().map(|_| sink_name(ns, name)),
-        error: r.as_ref().err().cloned(),
-    }
-}
-
 /// Falco's `falco.yaml`: the k8saudit plugin on 8765, the webserver on 8766, the rendered rules
 /// files in order, and alerts posted to kaudit's `http_output` intake.
 pub fn falco_config(
@@ -1104,9 +1246,17 @@ pub fn falco_config(
     ns: &str,
     port: i32,
     tls: bool,
+    token: bool,
     rule_paths: &[String],
 ) -> Result<String, RenderError> {
     let scheme = if tls { "https" } else { "http" };
+    // libcurl sends a URL's user:password as Basic auth, which kaudit accepts when the password
+    // is a token; Falco fills in the variable from its environment when it reads the config.
+    let credentials = if token {
+        format!("falco:${{{INTAKE_TOKEN_ENV}}}@")
+    } else {
+        String::new()
+    };
     let v = json!({
         "engine": {"kind": "nodriver"},
         "plugins": [
@@ -1126,7 +1276,7 @@ pub fn falco_config(
         "json_include_tags_property": true,
         "http_output": {
             "enabled": true,
-            "url": format!("{scheme}://{name}.{ns}.svc:{port}/"),
+            "url": format!("{scheme}://{credentials}{name}.{ns}.svc:{port}/"),
             "insecure": tls,
         },
         "stdout_output": {"enabled": false},

@@ -550,7 +550,7 @@ fn an_invalid_rule_never_breaks_the_others() {
     );
     assert_eq!(got.len(), 2, "{got:?}");
     // Status of an invalid item says so in RulesValid and Ready.
-    let st = reconcile::item_status(outcome(&d, ItemKind::FalcoRule, "bad-field"), &t0());
+    let st = reconcile::item_status(outcome(&d, ItemKind::FalcoRule, "bad-field"), true, &t0());
     assert!(st.conditions.iter().all(|c| c.status == "False"));
     assert_eq!(st.observed_generation, Some(1));
 }
@@ -871,6 +871,20 @@ fn deployment<'a>(d: &'a Desired, name: &str) -> &'a Deployment {
         .unwrap_or_else(|| panic!("no Deployment {name}"))
 }
 
+/// The rules-hash annotation of Falco's pod template (a change rolls Falco).
+fn falco_rules_hash(d: &Desired) -> String {
+    deployment(d, "kaudit-falco")
+        .spec
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .annotations
+        .as_ref()
+        .unwrap()[reconcile::RULES_HASH_ANNOTATION]
+        .clone()
+}
+
 fn config_secret(d: &Desired) -> &Secret {
     d.objects
         .iter()
@@ -898,18 +912,7 @@ fn rules_changes_roll_falco_and_sink_changes_reload_kaudit() {
     let mut sink_changed = base.clone();
     sink_changed.cluster_sinks[0].spec.sink.min_priority = Some("error".into());
     let d2 = render(&k, &sink_changed);
-    let hash = |d: &Desired| {
-        deployment(d, "kaudit-falco")
-            .spec
-            .template
-            .metadata
-            .as_ref()
-            .unwrap()
-            .annotations
-            .as_ref()
-            .unwrap()[reconcile::RULES_HASH_ANNOTATION]
-            .clone()
-    };
+    let hash = falco_rules_hash;
     assert_ne!(hash(&d0), hash(&d1), "a rules change must roll Falco");
     assert_eq!(hash(&d0), hash(&d2), "a sink change must not roll Falco");
     assert_eq!(
@@ -988,6 +991,9 @@ fn golden(name: &str, actual: &str) {
     );
 }
 
+/// The Falco intake token of the golden deployment (the controller issues a random one).
+const GOLDEN_TOKEN: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
 /// The whole desired state of a representative deployment, golden-file style.
 #[test]
 fn desired_state_golden() {
@@ -1029,6 +1035,10 @@ fn desired_state_golden() {
             "secretRefs": [{"setting": "header_files.Authorization", "namespace": "security", "name": "siem-token", "key": "authorization"}]}),
         )],
         secrets,
+        intake_tokens: BTreeMap::from([(
+            ("kaudit-system".to_string(), "kaudit".to_string()),
+            GOLDEN_TOKEN.to_string(),
+        )]),
         ..Default::default()
     };
     let d = render(&k, &inputs);
@@ -1294,6 +1304,15 @@ fn operator_examples_render() {
     }
     assert!(!kds.is_empty());
     for k in &kds {
+        if reconcile::needs_intake_token(k) {
+            inputs.intake_tokens.insert(
+                (
+                    k.metadata.namespace.clone().unwrap_or_default(),
+                    k.metadata.name.clone().unwrap_or_default(),
+                ),
+                GOLDEN_TOKEN.into(),
+            );
+        }
         let d = render(k, &inputs);
         for o in &d.outcomes {
             assert!(o.error.is_none(), "{:?} {}: {:?}", o.kind, o.name, o.error);
@@ -1320,7 +1339,8 @@ fn assert_hardened(d: &Deployment, what: &str) {
     let pod = d.spec.template.spec.as_ref().unwrap();
     let psc = pod.security_context.as_ref().unwrap();
     assert_eq!(psc.run_as_non_root, Some(true), "{what}: runAsNonRoot");
-    for c in &pod.containers {
+    let init = pod.init_containers.iter().flatten();
+    for c in pod.containers.iter().chain(init.clone()) {
         let sc = c.security_context.as_ref().unwrap();
         assert_eq!(
             sc.read_only_root_filesystem,
@@ -1339,8 +1359,9 @@ fn assert_hardened(d: &Deployment, what: &str) {
             limits.is_some_and(|l| l.contains_key("memory")),
             "{what}: memory limit"
         );
+        let is_init = init.clone().any(|i| i.name == c.name);
         assert!(
-            c.readiness_probe.is_some() && c.liveness_probe.is_some(),
+            is_init || (c.readiness_probe.is_some() && c.liveness_probe.is_some()),
             "{what}: probes"
         );
     }
@@ -1389,4 +1410,255 @@ fn install_and_rendered_workloads_are_hardened_and_rbac_is_narrow() {
             "{name}: no API token"
         );
     }
+}
+
+fn config_map<'a>(d: &'a Desired, name: &str) -> &'a ConfigMap {
+    d.objects
+        .iter()
+        .find_map(|o| match o {
+            Object::ConfigMap(x) if x.metadata.name.as_deref() == Some(name) => Some(x),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no ConfigMap {name}"))
+}
+
+/// With `tokenSecret` and a managed Falco, Falco authenticates to kaudit's `http_output` intake
+/// with a token of its own: followed through the rendered objects (Falco's env from the config
+/// Secret, `${VAR}` expanded as Falco does, the URL's password as libcurl sends it), kaudit's
+/// rendered auth accepts it. The token never sits in a ConfigMap, and a new one rolls Falco.
+#[test]
+fn falco_authenticates_to_kaudit_with_an_issued_token() {
+    use base64::Engine;
+    let k = kd(json!({"detect": "both", "service": {"tokenSecret": "kaudit-tokens"}}));
+    assert!(reconcile::needs_intake_token(&k));
+    let key = ("kaudit-system".to_string(), "kaudit".to_string());
+    let err = reconcile::desired(&k, &Inputs::default(), &t0()).unwrap_err();
+    assert!(err.to_string().contains("intake token"), "{err}");
+    let inputs = Inputs {
+        intake_tokens: BTreeMap::from([(key.clone(), GOLDEN_TOKEN.to_string())]),
+        ..Default::default()
+    };
+    let d = render(&k, &inputs);
+
+    // Falco's environment variable comes from the config Secret.
+    let falco_pod = deployment(&d, "kaudit-falco")
+        .spec
+        .template
+        .spec
+        .clone()
+        .unwrap();
+    let env = falco_pod.containers[0].env.clone().unwrap();
+    let var = env
+        .iter()
+        .find(|e| e.name == reconcile::INTAKE_TOKEN_ENV)
+        .unwrap();
+    let sel = var
+        .value_from
+        .as_ref()
+        .unwrap()
+        .secret_key_ref
+        .as_ref()
+        .unwrap();
+    let secret = config_secret(&d);
+    assert_eq!(secret.metadata.name.as_deref(), Some(sel.name.as_str()));
+    let value = String::from_utf8(secret.data.as_ref().unwrap()[&sel.key].0.clone()).unwrap();
+    assert_eq!(value, GOLDEN_TOKEN);
+
+    // falco.yaml refers to the variable, never the value.
+    let falco_yaml = &config_map(&d, "kaudit-falco").data.as_ref().unwrap()["falco.yaml"];
+    assert!(!falco_yaml.contains(GOLDEN_TOKEN));
+    let falco: Value = serde_yaml::from_str(falco_yaml).unwrap();
+    let url = falco["http_output"]["url"].as_str().unwrap();
+    let expanded = url.replace(&format!("${{{}}}", reconcile::INTAKE_TOKEN_ENV), &value);
+    assert_ne!(expanded, url, "the URL names the variable: {url}");
+    let parsed = reqwest::Url::parse(&expanded).unwrap();
+    assert_eq!(parsed.host_str(), Some("kaudit.kaudit-system.svc"));
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            parsed.username(),
+            parsed.password().unwrap()
+        ))
+    );
+    for cm in d.objects.iter().filter_map(|o| match o {
+        Object::ConfigMap(c) => Some(c),
+        _ => None,
+    }) {
+        for v in cm.data.iter().flat_map(|m| m.values()) {
+            assert!(
+                !v.contains(GOLDEN_TOKEN),
+                "token in ConfigMap {:?}",
+                cm.metadata.name
+            );
+        }
+    }
+
+    // kaudit reads it from the same Secret as its intake token (good for `POST /` only); the
+    // apiserver's tokens stay in tokenSecret.
+    let cfg: Config = serde_yaml::from_str(&d.kaudit_config).unwrap();
+    assert_eq!(
+        cfg.auth.token_file.as_deref(),
+        Some(Path::new("/etc/kaudit/token/tokens"))
+    );
+    assert!(
+        cfg.auth.tokens.is_empty(),
+        "Falco's token is not an apiserver token"
+    );
+    let file = cfg.falco.intake_token_file.clone().unwrap();
+    assert_eq!(file.parent(), Some(Path::new(reconcile::CONFIG_DIR)));
+    let in_secret = &secret.data.as_ref().unwrap()[file.file_name().unwrap().to_str().unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("intake");
+    std::fs::write(&local, &in_secret.0).unwrap();
+    let intake =
+        kaudit::ingest::auth::TokenAuth::from_file(local, "falco.intake_token_file").unwrap();
+    assert!(intake.check(Some(basic.as_bytes())), "Falco's credentials");
+    assert!(
+        !intake.check(Some(b"Basic ZmFsY286d3Jvbmc=")),
+        "falco:wrong"
+    );
+
+    // A new token rolls Falco (its environment is read once); kaudit re-reads its file.
+    let mut other = inputs.clone();
+    other.intake_tokens.insert(key, "ff".repeat(32));
+    let d2 = render(&k, &other);
+    let hash = falco_rules_hash;
+    assert_ne!(hash(&d), hash(&d2));
+    assert_eq!(
+        deployment(&d, "kaudit"),
+        deployment(&d2, "kaudit"),
+        "kaudit re-reads the file"
+    );
+
+    // Without tokenSecret kaudit checks no token: no credentials anywhere.
+    let open = kd(json!({"detect": "both"}));
+    assert!(!reconcile::needs_intake_token(&open));
+    let d = render(&open, &Inputs::default());
+    let falco: Value =
+        serde_yaml::from_str(&config_map(&d, "kaudit-falco").data.as_ref().unwrap()["falco.yaml"])
+            .unwrap();
+    assert_eq!(
+        falco["http_output"]["url"],
+        "http://kaudit.kaudit-system.svc:8777/"
+    );
+    let cfg: Config = serde_yaml::from_str(&d.kaudit_config).unwrap();
+    assert!(cfg.auth.tokens.is_empty() && cfg.auth.token_file.is_none());
+    assert!(cfg.falco.intake_token_file.is_none());
+    assert!(
+        !config_secret(&d)
+            .data
+            .as_ref()
+            .unwrap()
+            .contains_key(reconcile::INTAKE_TOKEN_KEY)
+    );
+}
+
+/// Falco's plugins come from a falcoctl init container into the directory Falco loads them
+/// from; an empty installer image (plugins baked into Falco's image) renders none.
+#[test]
+fn falco_gets_its_plugins_from_an_init_container() {
+    let d = render(&kd(json!({"detect": "falco"})), &Inputs::default());
+    let pod = deployment(&d, "kaudit-falco")
+        .spec
+        .template
+        .spec
+        .clone()
+        .unwrap();
+    let init = pod.init_containers.clone().unwrap();
+    assert_eq!(init.len(), 1);
+    let args = init[0].args.clone().unwrap();
+    assert_eq!(args[..2], ["artifact", "install"]);
+    for r in [
+        "ghcr.io/falcosecurity/plugins/plugin/k8saudit:0.18",
+        "ghcr.io/falcosecurity/plugins/plugin/json:0.7",
+        "--plugins-dir=/plugins",
+        "--allowed-types=plugin",
+    ] {
+        assert!(args.iter().any(|a| a == r), "{r} in {args:?}");
+    }
+    let vol_of = |c: &k8s_openapi::api::core::v1::Container, path: &str| {
+        c.volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.mount_path == path)
+            .map(|m| m.name.clone())
+    };
+    let written = vol_of(&init[0], "/plugins").unwrap();
+    assert_eq!(
+        vol_of(&pod.containers[0], reconcile::FALCO_PLUGINS_DIR),
+        Some(written),
+        "Falco reads the plugins falcoctl wrote"
+    );
+    // The plugins falco.yaml loads are the ones installed.
+    let falco: Value =
+        serde_yaml::from_str(&config_map(&d, "kaudit-falco").data.as_ref().unwrap()["falco.yaml"])
+            .unwrap();
+    assert_eq!(falco["load_plugins"], json!(["k8saudit", "json"]));
+
+    let d = render(
+        &kd(json!({"detect": "falco", "falco": {"plugins": {"installerImage": ""}}})),
+        &Inputs::default(),
+    );
+    let pod = deployment(&d, "kaudit-falco")
+        .spec
+        .template
+        .spec
+        .clone()
+        .unwrap();
+    assert!(pod.init_containers.is_none());
+    assert!(!pod.volumes.iter().flatten().any(|v| v.name == "plugins"));
+}
+
+/// Input statuses are the same whichever deployment asks: valid only if valid for every
+/// deployment (a rule using a default macro fails where defaults are off, and says where), and
+/// valid but not Ready when no deployment exists.
+#[test]
+fn input_statuses_agree_across_deployments() {
+    let inputs = Inputs {
+        rules: vec![
+            rule("team-a", "plain", "ka.verb = get"),
+            rule(
+                "team-a",
+                "uses-default-macro",
+                "pod_request and ka.verb = create",
+            ),
+        ],
+        cluster_sinks: vec![cluster_sink("all", json!({"type": "stdout"}))],
+        ..Default::default()
+    };
+    let with_defaults = kd(json!({}));
+    let mut strict = kd(json!({"defaultRules": false}));
+    strict.metadata = meta(Some("other"), "strict");
+    let find = |outs: &[reconcile::Outcome], name: &str| {
+        outs.iter().find(|o| o.name == name).cloned().unwrap()
+    };
+
+    let (outs, deployed) =
+        reconcile::input_outcomes(&[with_defaults.clone(), strict.clone()], &inputs).unwrap();
+    assert!(deployed);
+    assert!(find(&outs, "plain").error.is_none());
+    assert!(find(&outs, "all").error.is_none());
+    let e = find(&outs, "uses-default-macro").error.unwrap();
+    assert!(
+        e.contains("for KauditDeployment other/strict") && e.contains("pod_request"),
+        "{e}"
+    );
+    // The same answer in any order of deployments.
+    let (again, _) = reconcile::input_outcomes(&[strict, with_defaults.clone()], &inputs).unwrap();
+    assert_eq!(outs, again);
+
+    let (outs, _) = reconcile::input_outcomes(&[with_defaults], &inputs).unwrap();
+    assert!(find(&outs, "uses-default-macro").error.is_none());
+    let st = reconcile::item_status(&find(&outs, "plain"), true, &t0());
+    assert!(st.conditions.iter().all(|c| c.status == "True"), "{st:?}");
+
+    // No deployment: validated as the default deployment would load it, but not Ready.
+    let (outs, deployed) = reconcile::input_outcomes(&[], &inputs).unwrap();
+    assert!(!deployed);
+    let st = reconcile::item_status(&find(&outs, "uses-default-macro"), deployed, &t0());
+    let cond = |t: &str| st.conditions.iter().find(|c| c.type_ == t).unwrap().clone();
+    assert_eq!(cond("RulesValid").status, "True");
+    assert_eq!(cond("Ready").status, "False");
+    assert_eq!(cond("Ready").reason, "NoDeployment");
 }

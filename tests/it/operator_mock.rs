@@ -133,6 +133,7 @@ fn rules_json(with_status: bool) -> Vec<Value> {
                 .unwrap();
             r.status = Some(reconcile::item_status(
                 o,
+                true,
                 &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
                     k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
                 ),
@@ -146,7 +147,8 @@ fn rules_json(with_status: bool) -> Vec<Value> {
 const KD: &str = "/apis/kaudit.io/v1alpha1/namespaces/kaudit-system/kauditdeployments/kaudit";
 
 /// The first reconcile of a deployment: lists inputs, applies every object with our field
-/// manager, prunes nothing (404s), writes each rule's status with an Event, then its own.
+/// manager, prunes an owned DaemonSet (the rest 404), then writes its own status with an Event
+/// (the inputs' statuses are [`controller::reconcile_inputs`]'s).
 async fn first_run_script(mut h: ApiHandle, owned_daemonset: bool) -> Vec<Call> {
     let mut calls = Vec::new();
     calls.push(
@@ -229,29 +231,6 @@ async fn first_run_script(mut h: ApiHandle, owned_daemonset: bool) -> Vec<Call> 
             calls.push(expect(&mut h, "GET", p, 404, |_| not_found()).await);
         }
     }
-    for name in ["bad", "good"] {
-        let p = format!("/apis/kaudit.io/v1alpha1/namespaces/team-a/falcorules/{name}/status");
-        calls.push(
-            expect(&mut h, "PATCH", &p, 200, |_| {
-                with_kind(
-                    serde_json::to_value(rule("team-a", name, "ka.verb = get")).unwrap(),
-                    "kaudit.io/v1alpha1",
-                    "FalcoRule",
-                )
-            })
-            .await,
-        );
-        calls.push(
-            expect(
-                &mut h,
-                "POST",
-                "/apis/events.k8s.io/v1/namespaces/team-a/events",
-                201,
-                echo,
-            )
-            .await,
-        );
-    }
     calls.push(
         expect(&mut h, "PATCH", &format!("{KD}/status"), 200, |_| {
             serde_json::to_value(the_kd()).unwrap()
@@ -330,32 +309,6 @@ async fn first_reconcile_applies_prunes_and_reports() {
         "{text}"
     );
     assert!(!text.contains("team-a/bad"), "{text}");
-    // Statuses: the invalid rule says why, and a Warning Event was published about it.
-    let bad = calls
-        .iter()
-        .find(|c| c.path.ends_with("/falcorules/bad/status"))
-        .unwrap();
-    let conds = bad.body["status"]["conditions"].as_array().unwrap();
-    let rv = conds.iter().find(|c| c["type"] == "RulesValid").unwrap();
-    assert_eq!(rv["status"], "False");
-    assert!(
-        rv["message"].as_str().unwrap().contains("ka.no.such.field"),
-        "{rv}"
-    );
-    assert!(
-        bad.body["status"]["renderedName"].is_null()
-            && bad.body["status"]
-                .as_object()
-                .unwrap()
-                .contains_key("renderedName"),
-        "a stale rendered name is cleared explicitly"
-    );
-    let bad_ev = calls.iter().find(|c| c.method == "POST").unwrap();
-    assert_eq!(bad_ev.body["type"], "Warning");
-    assert_eq!(bad_ev.body["reason"], "InvalidRule");
-    assert_eq!(bad_ev.body["regarding"]["name"], "bad");
-    let good_ev = calls.iter().filter(|c| c.method == "POST").nth(1).unwrap();
-    assert_eq!(good_ev.body["reason"], "RuleAccepted");
     // The deployment's status: generation observed, one invalid rule, RulesValid false.
     let st = calls
         .iter()
@@ -381,13 +334,18 @@ async fn first_reconcile_applies_prunes_and_reports() {
             .contains("Deployment/kaudit 0/1"),
         "{ready}"
     );
-    // /metrics: bounded labels, the run counted, the invalid rule gauged.
+    // /metrics: bounded labels, the run counted.
     let m = ctx.metrics.encode();
     assert!(
         m.contains("kaudit_operator_reconciliations_total{kind=\"kauditdeployment\"} 1"),
         "{m}"
     );
-    assert!(m.contains("kaudit_operator_invalid_rules 1"), "{m}");
+    // No input status was written: one status patch (its own) and one Event.
+    assert_eq!(
+        calls.iter().filter(|c| c.path.ends_with("/status")).count(),
+        1
+    );
+    assert_eq!(calls.iter().filter(|c| c.method == "POST").count(), 1);
     let kd_ev = calls.iter().rfind(|c| c.method == "POST").unwrap();
     assert_eq!(kd_ev.body["reason"], "RulesInvalid");
     assert_eq!(kd_ev.body["regarding"]["kind"], "KauditDeployment");
@@ -526,15 +484,20 @@ async fn apply_failure_is_reported() {
     assert_eq!(ev.body["type"], "Warning");
 }
 
-fn csink(deleting: bool, finalizer: bool) -> ClusterAlertSink {
+fn csink(deleting: bool, finalizer: bool, credentials: bool) -> ClusterAlertSink {
+    let mut spec = json!({"type": "http", "settings": {"url": "https://siem.example.com/"}});
+    if credentials {
+        spec["secretRefs"] = json!([{"setting": "header_files.Authorization",
+            "namespace": "security", "name": "siem", "key": "authorization"}]);
+    }
     let mut s: ClusterAlertSink = serde_json::from_value(json!({
         "apiVersion": "kaudit.io/v1alpha1", "kind": "ClusterAlertSink",
         "metadata": {"name": "siem", "uid": "uid-siem", "resourceVersion": "7"},
-        "spec": {"type": "stdout"},
+        "spec": spec,
     }))
     .unwrap();
     if finalizer {
-        s.metadata.finalizers = Some(vec![SINK_FINALIZER.into()]);
+        s.metadata.finalizers = Some(vec!["example.com/other".into(), SINK_FINALIZER.into()]);
     }
     if deleting {
         s.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
@@ -544,9 +507,23 @@ fn csink(deleting: bool, finalizer: bool) -> ClusterAlertSink {
     s
 }
 
-/// A new sink gets the credentials finalizer.
+async fn run_sink(
+    ctx: Arc<Context>,
+    sink: ClusterAlertSink,
+) -> Result<kube::runtime::controller::Action, controller::Error> {
+    let api = kube::Api::<ClusterAlertSink>::all(ctx.client.clone());
+    let creds = !sink.spec.sink.secret_refs.is_empty();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        controller::reconcile_sink(Arc::new(sink), ctx, api, creds),
+    )
+    .await
+    .expect("reconcile hung: an unexpected call was left unanswered")
+}
+
+/// A new sink with credentials gets the credentials finalizer.
 #[tokio::test]
-async fn sink_gets_the_finalizer() {
+async fn sink_with_credentials_gets_the_finalizer() {
     let (ctx, mut h) = mock_ctx();
     let script = tokio::spawn(async move {
         expect(
@@ -554,17 +531,11 @@ async fn sink_gets_the_finalizer() {
             "PATCH",
             "/apis/kaudit.io/v1alpha1/clusteralertsinks/siem",
             200,
-            |_| serde_json::to_value(csink(false, true)).unwrap(),
+            |_| serde_json::to_value(csink(false, true, true)).unwrap(),
         )
         .await
     });
-    let api = kube::Api::<ClusterAlertSink>::all(ctx.client.clone());
-    let r = tokio::time::timeout(
-        Duration::from_secs(20),
-        controller::reconcile_sink(Arc::new(csink(false, false)), ctx, api),
-    )
-    .await
-    .unwrap();
+    let r = run_sink(ctx, csink(false, false, true)).await;
     let call = script.await.unwrap();
     r.unwrap();
     assert_eq!(call.content_type, "application/json-patch+json");
@@ -572,6 +543,51 @@ async fn sink_gets_the_finalizer() {
         call.body.to_string().contains(SINK_FINALIZER),
         "{}",
         call.body
+    );
+}
+
+/// A sink without credentials copies nothing out of its namespace: no finalizer, no call at
+/// all (the mock answers none, so any call would fail the reconcile).
+#[tokio::test]
+async fn sink_without_credentials_gets_no_finalizer() {
+    let (ctx, h) = mock_ctx();
+    drop(h);
+    run_sink(ctx, csink(false, false, false))
+        .await
+        .expect("a call was made for a sink without credentials");
+}
+
+/// A sink whose credentials were removed loses the finalizer, after every deployment (here:
+/// none) was re-rendered; the patch is conditional on the version it read and keeps other
+/// finalizers.
+#[tokio::test]
+async fn sink_that_dropped_its_credentials_loses_the_finalizer() {
+    let (ctx, mut h) = mock_ctx();
+    let script = tokio::spawn(async move {
+        expect(
+            &mut h,
+            "GET",
+            "/apis/kaudit.io/v1alpha1/kauditdeployments",
+            200,
+            |_| list("KauditDeployment", vec![]),
+        )
+        .await;
+        expect(
+            &mut h,
+            "PATCH",
+            "/apis/kaudit.io/v1alpha1/clusteralertsinks/siem",
+            200,
+            |_| serde_json::to_value(csink(false, false, false)).unwrap(),
+        )
+        .await
+    });
+    let r = run_sink(ctx, csink(false, true, false)).await;
+    let p = script.await.unwrap();
+    r.unwrap();
+    assert_eq!(p.content_type, "application/merge-patch+json");
+    assert_eq!(
+        p.body,
+        json!({"metadata": {"finalizers": ["example.com/other"], "resourceVersion": "7"}})
     );
 }
 
@@ -593,21 +609,304 @@ async fn deleted_sink_rerenders_then_releases_the_finalizer() {
             "PATCH",
             "/apis/kaudit.io/v1alpha1/clusteralertsinks/siem",
             200,
-            |_| serde_json::to_value(csink(true, false)).unwrap(),
+            |_| serde_json::to_value(csink(true, false, true)).unwrap(),
         )
         .await;
         (l, p)
     });
-    let api = kube::Api::<ClusterAlertSink>::all(ctx.client.clone());
-    let r = tokio::time::timeout(
-        Duration::from_secs(20),
-        controller::reconcile_sink(Arc::new(csink(true, true)), ctx, api),
-    )
-    .await
-    .unwrap();
+    let r = run_sink(ctx, csink(true, true, true)).await;
     let (_, p) = script.await.unwrap();
     r.unwrap();
     assert!(p.body.to_string().contains("remove"), "{}", p.body);
+}
+
+/// The input lists every status pass reads: rules, rules files, sinks, cluster sinks, then the
+/// deployments.
+async fn expect_input_lists(h: &mut ApiHandle, rules: Vec<Value>, deployments: Vec<Value>) {
+    expect(h, "GET", "/apis/kaudit.io/v1alpha1/falcorules", 200, |_| {
+        list("FalcoRule", rules)
+    })
+    .await;
+    for k in ["falcorulesfiles", "alertsinks", "clusteralertsinks"] {
+        expect(
+            h,
+            "GET",
+            &format!("/apis/kaudit.io/v1alpha1/{k}"),
+            200,
+            |_| list("X", vec![]),
+        )
+        .await;
+    }
+    expect(
+        h,
+        "GET",
+        "/apis/kaudit.io/v1alpha1/kauditdeployments",
+        200,
+        |_| list("KauditDeployment", deployments),
+    )
+    .await;
+}
+
+/// Writes the two rules' statuses, each with its Event; returns the calls.
+async fn expect_rule_statuses(h: &mut ApiHandle) -> Vec<Call> {
+    let mut calls = Vec::new();
+    for name in ["bad", "good"] {
+        let p = format!("/apis/kaudit.io/v1alpha1/namespaces/team-a/falcorules/{name}/status");
+        calls.push(
+            expect(h, "PATCH", &p, 200, |_| {
+                with_kind(
+                    serde_json::to_value(rule("team-a", name, "ka.verb = get")).unwrap(),
+                    "kaudit.io/v1alpha1",
+                    "FalcoRule",
+                )
+            })
+            .await,
+        );
+        calls.push(
+            expect(
+                h,
+                "POST",
+                "/apis/events.k8s.io/v1/namespaces/team-a/events",
+                201,
+                echo,
+            )
+            .await,
+        );
+    }
+    calls
+}
+
+async fn run_inputs(ctx: &Context) -> Result<(), controller::Error> {
+    tokio::time::timeout(Duration::from_secs(20), controller::reconcile_inputs(ctx))
+        .await
+        .expect("status pass hung: an unexpected call was left unanswered")
+}
+
+fn condition(call: &Call, type_: &str) -> Value {
+    call.body["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap_or_else(|| panic!("no {type_} in {}", call.body))
+        .clone()
+}
+
+/// The status pass validates every input once for all deployments and writes each status with
+/// an Event; the invalid rule says why, and a stale rendered name is cleared explicitly.
+#[tokio::test]
+async fn input_statuses_are_written_with_events() {
+    let (ctx, mut h) = mock_ctx();
+    let script = tokio::spawn(async move {
+        let kd = serde_json::to_value(the_kd()).unwrap();
+        expect_input_lists(&mut h, rules_json(false), vec![kd]).await;
+        expect_rule_statuses(&mut h).await
+    });
+    run_inputs(&ctx).await.expect("status pass failed");
+    let calls = script.await.expect("script failed");
+    let bad = &calls[0];
+    let rv = condition(bad, "RulesValid");
+    assert_eq!(rv["status"], "False");
+    assert!(
+        rv["message"].as_str().unwrap().contains("ka.no.such.field"),
+        "{rv}"
+    );
+    assert!(
+        bad.body["status"]["renderedName"].is_null()
+            && bad.body["status"]
+                .as_object()
+                .unwrap()
+                .contains_key("renderedName"),
+        "a stale rendered name is cleared explicitly"
+    );
+    assert_eq!(calls[1].body["type"], "Warning");
+    assert_eq!(calls[1].body["reason"], "InvalidRule");
+    assert_eq!(calls[1].body["regarding"]["name"], "bad");
+    let good = &calls[2];
+    assert_eq!(condition(good, "Ready")["status"], "True");
+    assert_eq!(
+        good.body["status"]["renderedName"],
+        "team-a/good: Rule good"
+    );
+    assert_eq!(calls[3].body["reason"], "RuleAccepted");
+    let m = ctx.metrics.encode();
+    assert!(
+        m.contains("kaudit_operator_reconciliations_total{kind=\"inputs\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("kaudit_operator_invalid_rules 1"), "{m}");
+}
+
+/// Before any KauditDeployment exists a rule still learns whether it is valid; it is not
+/// Ready, and says why.
+#[tokio::test]
+async fn input_statuses_without_a_deployment_say_so() {
+    let (ctx, mut h) = mock_ctx();
+    let script = tokio::spawn(async move {
+        expect_input_lists(&mut h, rules_json(false), vec![]).await;
+        expect_rule_statuses(&mut h).await
+    });
+    run_inputs(&ctx).await.expect("status pass failed");
+    let calls = script.await.expect("script failed");
+    let good = &calls[2];
+    assert_eq!(condition(good, "RulesValid")["status"], "True");
+    let ready = condition(good, "Ready");
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "NoDeployment");
+    assert_eq!(condition(&calls[0], "RulesValid")["status"], "False");
+}
+
+/// Up-to-date statuses are not written again, and no Event is published: any such call would
+/// be unexpected and fail the pass.
+#[tokio::test]
+async fn input_statuses_steady_state_writes_nothing() {
+    let (ctx, mut h) = mock_ctx();
+    let script = tokio::spawn(async move {
+        let kd = serde_json::to_value(the_kd()).unwrap();
+        expect_input_lists(&mut h, rules_json(true), vec![kd]).await;
+        // Dropping the handle here makes any further call fail the pass.
+    });
+    let r = run_inputs(&ctx).await;
+    script.await.expect("script failed");
+    r.expect("a call beyond the script was made (status patch or event on an unchanged state?)");
+}
+
+/// Answers every call as a cluster holding only `known` objects (by path) would: lists empty,
+/// other GETs 404, server-side applies echoed (workloads fully available), status patches
+/// answered with the deployment, Events accepted.
+/// Returns the calls once the client is gone.
+async fn answer_all(mut h: ApiHandle, known: Vec<(String, Value)>) -> Vec<Call> {
+    let mut calls = Vec::new();
+    while let Ok(Some((req, send))) =
+        tokio::time::timeout(Duration::from_secs(20), h.next_request()).await
+    {
+        let (parts, b) = req.into_parts();
+        let bytes = b.collect_bytes().await.unwrap();
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let path = parts.uri.path().to_string();
+        let method = parts.method.to_string();
+        let (status, out) = match method.as_str() {
+            "GET" if path.starts_with("/apis/kaudit.io/") && path.matches('/').count() == 4 => {
+                (200, list("X", vec![]))
+            }
+            "GET" => match known.iter().find(|(p, _)| *p == path) {
+                Some((_, v)) => (200, v.clone()),
+                None => (404, not_found()),
+            },
+            "PATCH" if path.ends_with("/status") => {
+                let mut kd = serde_json::to_value(the_kd()).unwrap();
+                kd["status"] = body["status"].clone();
+                (200, kd)
+            }
+            "PATCH" | "POST" => {
+                let mut out = body.clone();
+                if path.contains("/deployments/") {
+                    out["status"] = json!({"availableReplicas": body["spec"]["replicas"]});
+                }
+                (200, out)
+            }
+            _ => panic!("unexpected {method} {path}"),
+        };
+        send.send_response(
+            Response::builder()
+                .status(status)
+                .header("content-type", "application/json")
+                .body(Body::from(serde_json::to_vec(&out).unwrap()))
+                .unwrap(),
+        );
+        calls.push(Call {
+            method,
+            path,
+            query: parts.uri.query().unwrap_or("").to_string(),
+            content_type: String::new(),
+            body,
+        });
+    }
+    calls
+}
+
+/// With `tokenSecret` and Falco, the controller issues Falco's intake token on the first
+/// reconcile (none in the config Secret yet) and reads the same one back afterwards.
+#[tokio::test]
+async fn falco_intake_token_is_issued_once_and_kept() {
+    const SECRET: &str = "/api/v1/namespaces/kaudit-system/secrets/kaudit-config";
+    let k = kd(json!({"detect": "both", "defaultRules": false,
+        "service": {"tokenSecret": "kaudit-tokens"}}));
+    let applied_secret = |calls: &[Call]| {
+        calls
+            .iter()
+            .find(|c| c.method == "PATCH" && c.path == SECRET)
+            .expect("config Secret applied")
+            .body
+            .clone()
+    };
+    let token_of = |secret: &Value| {
+        use base64::Engine;
+        let b64 = secret["data"][reconcile::INTAKE_TOKEN_KEY]
+            .as_str()
+            .unwrap();
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+
+    let (ctx, h) = mock_ctx();
+    let script = tokio::spawn(answer_all(h, vec![]));
+    run_reconcile(ctx.clone(), k.clone())
+        .await
+        .expect("first reconcile");
+    drop(ctx);
+    let calls = script.await.unwrap();
+    assert!(
+        calls.iter().any(|c| c.method == "GET" && c.path == SECRET),
+        "looked for a token"
+    );
+    let secret = applied_secret(&calls);
+    let token = token_of(&secret);
+    assert_eq!(token.len(), 64);
+    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "{token}");
+    let falco = calls
+        .iter()
+        .find(|c| c.method == "PATCH" && c.path.ends_with("/deployments/kaudit-falco"))
+        .unwrap();
+    assert_eq!(
+        falco.body["spec"]["template"]["spec"]["containers"][0]["env"][0]["valueFrom"]["secretKeyRef"],
+        json!({"name": "kaudit-config", "key": reconcile::INTAKE_TOKEN_KEY})
+    );
+
+    // The next reconcile finds it in the Secret and keeps it.
+    let (ctx, h) = mock_ctx();
+    let script = tokio::spawn(answer_all(h, vec![(SECRET.to_string(), secret.clone())]));
+    run_reconcile(ctx.clone(), k.clone())
+        .await
+        .expect("second reconcile");
+    drop(ctx);
+    let calls = script.await.unwrap();
+    assert_eq!(
+        token_of(&applied_secret(&calls)),
+        token,
+        "the token is kept"
+    );
+
+    // A value that is not one of ours (it would land in a URL) is replaced.
+    let mut tampered = secret.clone();
+    {
+        use base64::Engine;
+        tampered["data"][reconcile::INTAKE_TOKEN_KEY] =
+            json!(base64::engine::general_purpose::STANDARD.encode("x@evil.example/#"));
+    }
+    let (ctx, h) = mock_ctx();
+    let script = tokio::spawn(answer_all(h, vec![(SECRET.to_string(), tampered)]));
+    run_reconcile(ctx.clone(), k)
+        .await
+        .expect("third reconcile");
+    drop(ctx);
+    let calls = script.await.unwrap();
+    let replaced = token_of(&applied_secret(&calls));
+    assert!(replaced != token && replaced.bytes().all(|b| b.is_ascii_hexdigit()));
 }
 
 /// Leader election: create when absent, wait while another holder is live, take over an
