@@ -1,20 +1,20 @@
 //! The client half: watches, server-side apply, status patches, Events and the sink finalizer.
 //!
-//! One `Controller` per kind:
-//! - `KauditDeployment`: the main one. It is also triggered by every change of a `FalcoRule`,
-//!   `FalcoRulesFile`, `AlertSink` or `ClusterAlertSink` (they all feed every deployment) and
-//!   of the objects it owns. Each run lists its inputs, renders with
+//! - `KauditDeployment` (a `Controller`): the main one. It is also triggered by every change of a
+//!   `FalcoRule`, `FalcoRulesFile`, `AlertSink` or `ClusterAlertSink` (they all feed every
+//!   deployment) and of the objects it owns. Each run lists its inputs, renders with
 //!   [`reconcile::desired`](super::reconcile::desired), applies the objects with the fixed field
-//!   manager, prunes what the spec no longer wants, and writes the status of every input.
+//!   manager, prunes what the spec no longer wants, and writes the deployment's own status.
 //! - The input statuses ([`run_input_statuses`]): after any change of a rule, rules file, sink
 //!   or deployment, every input's status is computed once for all deployments
 //!   ([`reconcile::input_outcomes`]) and written where it changed, so that two deployments never
 //!   fight over a status and a rule shows whether it is valid before any deployment exists.
-//! - `AlertSink` and `ClusterAlertSink`: the finalizer `kaudit.io/credentials`, on sinks with
-//!   `secretRefs` only. Their credentials are copied from Secrets (of another namespace than the
-//!   deployment's) into the deployment's config Secret; owner references cannot express that
-//!   link, so deleting such a sink waits until every deployment was re-rendered without it, i.e.
-//!   until its credentials are gone. Sinks without credentials copy nothing and have no finalizer.
+//! - `AlertSink` and `ClusterAlertSink` (a `Controller` each): the finalizer
+//!   `kaudit.io/credentials`, on sinks with `secretRefs` only. Their credentials are copied from
+//!   Secrets (of another namespace than the deployment's) into the deployment's config Secret;
+//!   owner references cannot express that link, so deleting such a sink waits until every
+//!   deployment was re-rendered without it, i.e. until its credentials are gone. Sinks without
+//!   credentials copy nothing and have no finalizer.
 
 use std::collections::BTreeSet;
 use std::fmt::Debug;
