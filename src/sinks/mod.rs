@@ -99,6 +99,11 @@ pub enum SinkSettings {
     Pubsub(pubsub::PubsubConfig),
 }
 
+/// Every sink `type:` name.
+pub const TYPES: &[&str] = &[
+    "stdout", "file", "nats", "http", "gcscc", "kafka", "sns", "pubsub",
+];
+
 impl SinkSettings {
     /// The `type:` name.
     pub fn type_name(&self) -> &'static str {
@@ -150,7 +155,8 @@ impl SinkSettings {
             "sns" => typed(rest).map(SinkSettings::Sns),
             "pubsub" => typed(rest).map(SinkSettings::Pubsub),
             other => Err(format!(
-                "unknown sink type {other:?}; known types: stdout, file, nats, http, gcscc, kafka, sns, pubsub"
+                "unknown sink type {other:?}; known types: {}",
+                TYPES.join(", ")
             )),
         }
     }
@@ -295,5 +301,22 @@ pub async fn build(cfg: &SinkConfig) -> Result<Box<dyn Sink>, SinkError> {
         SinkSettings::Kafka(c) => Ok(Box::new(kafka::KafkaSink::new(c.clone())?)),
         SinkSettings::Sns(c) => Ok(Box::new(sns::SnsSink::new(c.clone())?)),
         SinkSettings::Pubsub(c) => Ok(Box::new(pubsub::PubsubSink::new(c.clone())?)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_type_is_known_and_names_itself() {
+        for t in TYPES {
+            match SinkSettings::parse(t, serde_json::json!({})) {
+                Ok(s) => assert_eq!(s.type_name(), *t),
+                Err(e) => assert!(!e.contains("unknown sink type"), "{t}: {e}"),
+            }
+        }
+        let e = SinkSettings::parse("smtp", serde_json::json!({})).unwrap_err();
+        assert!(e.contains("known types: stdout,"), "{e}");
     }
 }
