@@ -716,33 +716,37 @@ pub fn input_outcomes(
     if variants.is_empty() {
         variants.insert(true, Vec::new());
     }
-    let several = variants.len() > 1;
-    let mut merged: Option<Vec<Outcome>> = None;
+    // Rules depend on the variant; every variant yields the same items in the same order.
+    let mut per_variant: Vec<(Vec<String>, Vec<Outcome>)> = Vec::new();
     for (default_rules, names) in variants.into_iter().rev() {
         let mut outcomes = Vec::new();
         render_rules(default_rules, inputs, &mut outcomes)?;
-        render_sinks(inputs, &mut outcomes);
-        if several {
-            for o in &mut outcomes {
-                if let Some(e) = &o.error {
-                    o.error = Some(format!("for KauditDeployment {}: {e}", names.join(", ")));
-                }
-            }
-        }
-        // Every variant yields the same items in the same order; the first error wins.
-        merged = Some(match merged {
-            None => outcomes,
-            Some(mut m) => {
-                for (m, o) in m.iter_mut().zip(outcomes) {
-                    if m.error.is_none() && o.error.is_some() {
-                        *m = o;
-                    }
-                }
-                m
-            }
-        });
+        per_variant.push((names, outcomes));
     }
-    Ok((merged.unwrap_or_default(), !deployments.is_empty()))
+    let count = per_variant.first().map_or(0, |(_, o)| o.len());
+    let mut merged: Vec<Outcome> = (0..count)
+        .map(|i| {
+            let failing: Vec<&(Vec<String>, Vec<Outcome>)> = per_variant
+                .iter()
+                .filter(|(_, o)| o[i].error.is_some())
+                .collect();
+            match failing.first() {
+                None => per_variant[0].1[i].clone(),
+                // Invalid for every deployment: the error alone says it.
+                Some((_, o)) if failing.len() == per_variant.len() => o[i].clone(),
+                // Invalid for some: say for which.
+                Some((names, o)) => {
+                    let mut out = o[i].clone();
+                    let e = out.error.take().unwrap_or_default();
+                    out.error = Some(format!("for KauditDeployment {}: {e}", names.join(", ")));
+                    out
+                }
+            }
+        })
+        .collect();
+    // Sinks do not depend on the deployment.
+    render_sinks(inputs, &mut merged);
+    Ok((merged, !deployments.is_empty()))
 }
 
 fn labels(kd: &KauditDeployment, component: &str) -> Map<String, Value> {

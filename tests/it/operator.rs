@@ -1624,6 +1624,7 @@ fn input_statuses_agree_across_deployments() {
                 "uses-default-macro",
                 "pod_request and ka.verb = create",
             ),
+            rule("team-a", "broken", "ka.no.such.field = x"),
         ],
         cluster_sinks: vec![cluster_sink("all", json!({"type": "stdout"}))],
         ..Default::default()
@@ -1643,6 +1644,12 @@ fn input_statuses_agree_across_deployments() {
     let e = find(&outs, "uses-default-macro").error.unwrap();
     assert!(
         e.contains("for KauditDeployment other/strict") && e.contains("pod_request"),
+        "{e}"
+    );
+    // Invalid for every deployment: no deployment is singled out.
+    let e = find(&outs, "broken").error.unwrap();
+    assert!(
+        e.contains("ka.no.such.field") && !e.contains("KauditDeployment"),
         "{e}"
     );
     // The same answer in any order of deployments.
