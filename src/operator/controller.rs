@@ -655,7 +655,7 @@ async fn intake_token(client: &Client, ns: &str, name: &str) -> Result<String, E
     ring::rand::SystemRandom::new()
         .fill(&mut bytes)
         .map_err(|_| Error::Random)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(reconcile::hex(&bytes))
 }
 
 /// Writes the status of every rule, rules file and sink: validated once for all deployments

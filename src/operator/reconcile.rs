@@ -202,11 +202,12 @@ fn sha256_hex(parts: &[&[u8]]) -> String {
         ctx.update(&(p.len() as u64).to_be_bytes());
         ctx.update(p);
     }
-    ctx.finish()
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(ctx.finish().as_ref())
+}
+
+/// Lower-case hex of `bytes` (hashes, issued tokens).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A status condition.
