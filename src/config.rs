@@ -3,13 +3,13 @@
 //! Every struct denies unknown keys, and every error names the file and the key path, so a typo
 //! stops start-up with a message that says where it is instead of being silently ignored.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::alert::Priority;
+use crate::secret::Secret;
 use crate::sinks::SinkConfig;
 
 /// The default listen port: clear of Falco (8765, 9765) and falcosidekick (2801).
@@ -39,62 +39,6 @@ pub enum ConfigError {
         /// What is wrong with it.
         message: String,
     },
-}
-
-/// A value that must never be printed: shown as `<redacted>` by `config check` and in logs.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    /// The secret itself, for the one place that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("<redacted>")
-    }
-}
-
-/// Reads a secret given inline or as a file (a mounted Kubernetes Secret); file wins when both
-/// are set is refused as ambiguous. Trailing newlines of the file are dropped.
-pub fn resolve_secret(
-    inline: Option<&Secret>,
-    file: Option<&Path>,
-    key: &str,
-) -> Result<Option<Secret>, ConfigError> {
-    match (inline, file) {
-        (Some(_), Some(_)) => Err(ConfigError::Key {
-            file: "<config>".into(),
-            key: key.into(),
-            message: format!("set either `{key}` or `{key}_file`, not both"),
-        }),
-        (Some(s), None) => Ok(Some(s.clone())),
-        (None, Some(path)) => {
-            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Key {
-                file: path.display().to_string(),
-                key: format!("{key}_file"),
-                message: format!("cannot read secret file: {e}"),
-            })?;
-            Ok(Some(Secret(
-                text.trim_end_matches(['\r', '\n']).to_string(),
-            )))
-        }
-        (None, None) => Ok(None),
-    }
 }
 
 /// The whole configuration of `kaudit serve`.
@@ -516,16 +460,5 @@ mod tests {
         let y = cfg.to_redacted_yaml();
         assert!(!y.contains("hunter2"), "{y}");
         assert!(y.contains("<redacted>"), "{y}");
-    }
-
-    #[test]
-    fn secret_from_file_drops_trailing_newline() {
-        let mut f = tempfile::NamedTempFile::new().unwrap();
-        f.write_all(b"s3cret\n").unwrap();
-        let s = resolve_secret(None, Some(f.path()), "password")
-            .unwrap()
-            .unwrap();
-        assert_eq!(s.expose(), "s3cret");
-        assert!(resolve_secret(Some(&Secret::new("a")), Some(f.path()), "password").is_err());
     }
 }

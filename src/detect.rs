@@ -261,10 +261,7 @@ pub fn spawn_rules_watch(
     let every = std::time::Duration::from_secs(rules.reload_interval_secs.max(1));
     Some(tokio::spawn(async move {
         let stamp = |files: &[std::path::PathBuf]| -> Vec<_> {
-            files
-                .iter()
-                .map(|f| crate::ingest::auth::mtime(f))
-                .collect()
+            files.iter().map(|f| crate::watch::mtime(f)).collect()
         };
         let mut last = stamp(&rules.files);
         loop {

@@ -19,4 +19,6 @@ pub mod operator;
 pub mod pipeline;
 pub mod router;
 pub mod rules;
+pub mod secret;
 pub mod sinks;
+pub mod watch;

@@ -309,7 +309,7 @@ enum Wake {
 pub async fn run(path: Option<PathBuf>, overrides: Overrides) -> Result<(), PipelineError> {
     let cfg = Config::load(path.as_deref(), &overrides)?;
     let mut running = start(cfg).await?;
-    let mut last = path.as_deref().and_then(crate::ingest::auth::mtime);
+    let mut last = path.as_deref().and_then(crate::watch::mtime);
     loop {
         match next_wake(path.as_deref(), &mut last).await {
             Wake::Stop => break,
@@ -347,7 +347,7 @@ async fn next_wake(path: Option<&Path>, last: &mut Option<std::time::SystemTime>
                 _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: draining"); return Wake::Stop }
                 _ = hup.recv() => return Wake::Reload("SIGHUP"),
                 _ = tokio::time::sleep(Duration::from_secs(2)) => {
-                    let now = path.and_then(crate::ingest::auth::mtime);
+                    let now = path.and_then(crate::watch::mtime);
                     if now != *last {
                         *last = now;
                         return Wake::Reload("file changed");

@@ -4,9 +4,10 @@
 use bytes::Bytes;
 use tracing::Instrument;
 
-use super::{BatchPolicy, Deliver, Record};
+use futures_util::future::BoxFuture;
+
+use super::{BatchPolicy, Deliver, Record, Sink, SinkError};
 use crate::alert::Alert;
-use crate::sinks::{BoxFuture, Sink, SinkError};
 
 /// Key under which a dead-lettered alert is written.
 pub const DEAD_LETTER_FIELD: &str = "alert";

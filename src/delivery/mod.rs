@@ -22,13 +22,15 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::sinks::{BoxFuture, SinkError};
+use futures_util::future::BoxFuture;
 
 pub mod alerts;
 pub mod deadletter;
+pub mod sink;
 pub mod spool;
 
 pub use deadletter::DeadLetters;
+pub use sink::{Sink, SinkError};
 pub use spool::{Record, Spool, SpoolError};
 
 /// Settings of the per-sink durable spool and its delivery worker.

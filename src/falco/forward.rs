@@ -11,8 +11,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::FalcoConfig;
-use crate::config::resolve_secret;
-use crate::sinks::SinkError;
+use crate::delivery::SinkError;
+use crate::secret::resolve_secret;
 
 /// A forwarder that could not be set up, naming the key at fault.
 #[derive(Debug, thiserror::Error)]
@@ -160,7 +160,7 @@ impl crate::delivery::Deliver for ForwardDeliver {
     fn deliver<'a>(
         &'a self,
         records: &'a [crate::delivery::Record],
-    ) -> crate::sinks::BoxFuture<'a, Result<(), SinkError>> {
+    ) -> futures_util::future::BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
             for r in records {
                 let (ct, body) = crate::detect::decode_forward(&r.payload).ok_or_else(|| {

@@ -18,9 +18,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::alert::Alert;
-use crate::config::Secret;
 use crate::ingest::auth::TokenAuth;
 use crate::ingest::{self, IngestState};
+use crate::secret::Secret;
 use tail::{FalcoInMetrics, ResultLabel};
 
 /// Settings of the managed Falco.

@@ -8,7 +8,9 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
+
+use crate::watch::mtime;
 
 use base64::Engine;
 use subtle::ConstantTimeEq;
@@ -147,15 +149,10 @@ fn presented_token(header: &[u8]) -> Option<Vec<u8>> {
     Some(decoded[colon + 1..].to_vec())
 }
 
-/// The modification time of a file (following symlinks, as Kubernetes Secret mounts need).
-pub fn mtime(path: &std::path::Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
+    use crate::secret::Secret;
 
     #[test]
     fn tokens_from_inline_and_file() {

@@ -117,7 +117,7 @@ impl ReloadingTls {
                     Some(c.key_file.as_path()),
                     c.client_ca_file.as_deref(),
                 ]
-                .map(|p| p.and_then(super::auth::mtime))
+                .map(|p| p.and_then(crate::watch::mtime))
             };
             let mut last = stamp(&cfg);
             loop {

@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use super::{BatchPolicy, BoxFuture, Sink, SinkError};
 use crate::alert::Alert;
+use crate::delivery::{BatchPolicy, Sink, SinkError};
+use futures_util::future::BoxFuture;
 
 /// Settings of a `file` sink.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -26,9 +26,10 @@ use serde_json::{Map, Value, json};
 use super::google::GoogleAuth;
 use super::http::{classify, client, transport_error};
 use super::tls::ClientTls;
-use super::{BoxFuture, Sink, SinkError};
 use crate::alert::{Alert, Priority, format_time};
-use crate::config::{Secret, resolve_secret};
+use crate::delivery::{Sink, SinkError};
+use crate::secret::{Secret, resolve_secret};
+use futures_util::future::BoxFuture;
 
 /// The integration mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,8 +14,8 @@ use reqwest::header::CONTENT_TYPE;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::SinkError;
 use super::http::transport_error;
+use crate::delivery::SinkError;
 
 /// The OAuth scope asked for: every Google Cloud API the service account may use.
 pub const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";

@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::tls::ClientTls;
-use super::{BatchPolicy, BoxFuture, Sink, SinkError};
 use crate::alert::{Alert, format_time};
+use crate::delivery::{BatchPolicy, Sink, SinkError};
+use futures_util::future::BoxFuture;
 
 /// The body format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

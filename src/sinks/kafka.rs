@@ -31,9 +31,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 use super::tls::ClientTls;
-use super::{BatchPolicy, BoxFuture, Sink, SinkError};
 use crate::alert::Alert;
-use crate::config::{Secret, resolve_secret};
+use crate::delivery::{BatchPolicy, Sink, SinkError};
+use crate::secret::{Secret, resolve_secret};
+use futures_util::future::BoxFuture;
 
 /// Which part of the alert becomes the Kafka message key (and so picks the partition).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]

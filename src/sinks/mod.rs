@@ -1,14 +1,10 @@
 //! Alert sinks: one file per destination type. A sink only knows how to talk to its system and
 //! how to classify a failure; queues, retries, spooling and dead letters are `delivery`'s.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::time::Duration;
-
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use crate::alert::{Alert, Priority};
+use crate::alert::Priority;
 
 pub mod file;
 pub mod gcscc;
@@ -22,47 +18,7 @@ pub mod stdout;
 pub mod template;
 pub mod tls;
 
-pub use crate::delivery::BatchPolicy;
-
-/// A boxed future, so that sinks of different types can sit behind one trait object.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Why a delivery failed, and whether trying again can help.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum SinkError {
-    /// A passing failure (connection refused, timeout, 5xx, 429): retry with backoff.
-    #[error("{message}")]
-    Retryable {
-        /// What failed.
-        message: String,
-        /// A delay the receiver asked for (HTTP `Retry-After`), if any.
-        retry_after: Option<Duration>,
-    },
-    /// The receiver refused the alert for good (e.g. HTTP 400): dead-letter it.
-    #[error("{0}")]
-    Permanent(String),
-}
-
-impl SinkError {
-    /// A retryable failure without a requested delay.
-    pub fn retryable(message: impl Into<String>) -> Self {
-        SinkError::Retryable {
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-}
-
-/// A connected destination. `send` delivers a batch (often of one) or says why it could not.
-pub trait Sink: Send + Sync {
-    /// Delivers every alert of `alerts`; on error none of them is taken as delivered.
-    fn send<'a>(&'a self, alerts: &'a [Alert]) -> BoxFuture<'a, Result<(), SinkError>>;
-
-    /// How many alerts one `send` may carry, and how long to wait for a batch to fill.
-    fn batch_policy(&self) -> BatchPolicy {
-        BatchPolicy::default()
-    }
-}
+pub use crate::delivery::{Sink, SinkError};
 
 /// One entry of the `sinks:` list: the routing settings every sink has, plus its type's own.
 #[derive(Clone, Debug, PartialEq)]

@@ -15,9 +15,10 @@ use serde::{Deserialize, Serialize};
 
 use super::template::Template;
 use super::tls::ClientTls;
-use super::{BatchPolicy, BoxFuture, Sink, SinkError};
 use crate::alert::Alert;
-use crate::config::{Secret, resolve_secret};
+use crate::delivery::{BatchPolicy, Sink, SinkError};
+use crate::secret::{Secret, resolve_secret};
+use futures_util::future::BoxFuture;
 
 /// Settings of a `nats` sink.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

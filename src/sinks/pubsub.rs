@@ -25,8 +25,9 @@ use super::google::GoogleAuth;
 use super::http::{classify, client, transport_error};
 use super::template::Template;
 use super::tls::ClientTls;
-use super::{BatchPolicy, BoxFuture, Sink, SinkError};
 use crate::alert::Alert;
+use crate::delivery::{BatchPolicy, Sink, SinkError};
+use futures_util::future::BoxFuture;
 
 /// The attributes every message carries; custom `attributes` may not reuse these names.
 pub const STANDARD_ATTRIBUTES: [&str; 4] = ["uuid", "rule", "priority", "source"];

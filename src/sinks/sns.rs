@@ -32,9 +32,10 @@ use serde::{Deserialize, Serialize};
 
 use super::http::{client, transport_error};
 use super::tls::ClientTls;
-use super::{BoxFuture, Sink, SinkError};
 use crate::alert::Alert;
-use crate::config::{Secret, resolve_secret};
+use crate::delivery::{Sink, SinkError};
+use crate::secret::{Secret, resolve_secret};
+use futures_util::future::BoxFuture;
 
 /// SNS's limit of message attributes per message.
 pub const MAX_ATTRIBUTES: usize = 10;

@@ -4,8 +4,9 @@ use std::io::Write;
 
 use serde::{Deserialize, Serialize};
 
-use super::{BatchPolicy, BoxFuture, Sink, SinkError};
 use crate::alert::Alert;
+use crate::delivery::{BatchPolicy, Sink, SinkError};
+use futures_util::future::BoxFuture;
 
 /// Settings of a `stdout` sink (none yet; kept as a struct so that keys are checked).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -286,7 +286,7 @@ async fn falco_http_output_authenticates_with_the_token_in_its_url() {
     cfg.detect.mode = kaudit::config::DetectMode::Falco;
     cfg.falco.forward_url = format!("http://127.0.0.1:{}/k8s-audit", crate::support::free_port());
     cfg.falco.intake_token_file = Some(intake_file.clone());
-    cfg.auth.tokens = vec![kaudit::config::Secret::new("apiserver-token")];
+    cfg.auth.tokens = vec![kaudit::secret::Secret::new("apiserver-token")];
     let running = kaudit::pipeline::start(cfg).await.unwrap();
     let port = running.local_addr().port();
     let alert = br#"{"output":"Notice K8s Secret Get (user=bob)","output_fields":{"ka.user.name":"bob"},"priority":"Notice","rule":"K8s Secret Get","source":"k8s_audit","tags":["k8s"],"time":"2026-11-22T10:00:00Z"}"#;

@@ -5,10 +5,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kaudit::config::{Config, Secret, TlsConfig};
+use kaudit::config::{Config, TlsConfig};
 use kaudit::detect::Detector;
 use kaudit::metrics::Metrics;
 use kaudit::pipeline::{self, Running};
+use kaudit::secret::Secret;
 use reqwest::StatusCode;
 
 const EVENT: &str = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"11111111-2222-3333-4444-555555555555","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/default/pods","verb":"list","user":{"username":"alice","groups":["system:authenticated"]},"objectRef":{"resource":"pods","namespace":"default","apiVersion":"v1"},"responseStatus":{"code":200},"requestReceivedTimestamp":"2026-11-22T10:00:00.000000Z","stageTimestamp":"2026-11-22T10:00:00.001000Z"}"#;

@@ -1,0 +1,47 @@
+//! The contract between delivery and a destination: [`Sink`] sends alerts, [`SinkError`] says
+//! whether a failure is worth retrying. Defined here, below `sinks`, so that every sink depends on
+//! delivery and never the other way round.
+
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+
+use super::BatchPolicy;
+use crate::alert::Alert;
+
+/// Why a delivery failed, and whether trying again can help.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SinkError {
+    /// A passing failure (connection refused, timeout, 5xx, 429): retry with backoff.
+    #[error("{message}")]
+    Retryable {
+        /// What failed.
+        message: String,
+        /// A delay the receiver asked for (HTTP `Retry-After`), if any.
+        retry_after: Option<Duration>,
+    },
+    /// The receiver refused the alert for good (e.g. HTTP 400): dead-letter it.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl SinkError {
+    /// A retryable failure without a requested delay.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        SinkError::Retryable {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+/// A connected destination. `send` delivers a batch (often of one) or says why it could not.
+pub trait Sink: Send + Sync {
+    /// Delivers every alert of `alerts`; on error none of them is taken as delivered.
+    fn send<'a>(&'a self, alerts: &'a [Alert]) -> BoxFuture<'a, Result<(), SinkError>>;
+
+    /// How many alerts one `send` may carry, and how long to wait for a batch to fill.
+    fn batch_policy(&self) -> BatchPolicy {
+        BatchPolicy::default()
+    }
+}

@@ -1,0 +1,110 @@
+//! Secret values: never printed, given inline or read from a file (a mounted Kubernetes Secret).
+//!
+//! Plumbing below every stage: sinks, the Falco forwarder and ingest auth all take secrets the
+//! same way, so they share one type and one resolver.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize, Serializer};
+
+/// A value that must never be printed: shown as `<redacted>` by `config check` and in logs.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+/// Why a secret could not be resolved; names the key (and the file) at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// Both the inline value and the file were set.
+    #[error("<config>: key `{key}`: set either `{key}` or `{key}_file`, not both")]
+    Ambiguous {
+        /// The inline key, e.g. `password`.
+        key: String,
+    },
+    /// The file could not be read.
+    #[error("{}: key `{key}_file`: cannot read secret file: {source}", file.display())]
+    Unreadable {
+        /// The inline key, e.g. `password`.
+        key: String,
+        /// The file that was named.
+        file: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+}
+
+/// Reads a secret given inline or as a file; both set is refused as ambiguous. Trailing newlines
+/// of the file are dropped.
+pub fn resolve_secret(
+    inline: Option<&Secret>,
+    file: Option<&Path>,
+    key: &str,
+) -> Result<Option<Secret>, SecretError> {
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(SecretError::Ambiguous { key: key.into() }),
+        (Some(s), None) => Ok(Some(s.clone())),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|source| SecretError::Unreadable {
+                key: key.into(),
+                file: path.to_path_buf(),
+                source,
+            })?;
+            Ok(Some(Secret(
+                text.trim_end_matches(['\r', '\n']).to_string(),
+            )))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn secret_from_file_drops_trailing_newline() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(b"s3cret\n").unwrap();
+        let s = resolve_secret(None, Some(f.path()), "password")
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.expose(), "s3cret");
+        assert!(resolve_secret(Some(&Secret::new("a")), Some(f.path()), "password").is_err());
+    }
+
+    #[test]
+    fn errors_name_the_key_and_file() {
+        let e = resolve_secret(None, Some(Path::new("/nonexistent/x")), "token")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/nonexistent/x") && e.contains("token_file"),
+            "{e}"
+        );
+    }
+}
