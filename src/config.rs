@@ -377,7 +377,7 @@ impl Config {
 
     /// The effective config as YAML with every secret shown as `<redacted>`.
     pub fn to_redacted_yaml(&self) -> String {
-        serde_yaml::to_string(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+        yaml_serde::to_string(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 
     /// The host name alerts carry.

@@ -14,6 +14,7 @@ pub mod delivery;
 pub mod detect;
 pub mod falco;
 pub mod ingest;
+pub mod invalid;
 pub mod metrics;
 pub mod operator;
 pub mod pipeline;

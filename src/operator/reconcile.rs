@@ -260,7 +260,7 @@ pub fn item_status(o: &Outcome, deployed: bool, now: &Time) -> RuleStatus {
 }
 
 fn yaml<T: serde::Serialize>(what: &str, v: &T) -> Result<String, RenderError> {
-    serde_yaml::to_string(v).map_err(|e| RenderError::Yaml {
+    yaml_serde::to_string(v).map_err(|e| RenderError::Yaml {
         what: what.into(),
         message: e.to_string(),
     })

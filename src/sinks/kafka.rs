@@ -650,7 +650,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("binding");
         std::fs::write(&f, r#"{"kafka_brokers_sasl": ["b:9093"], "api_key": "K"}"#).unwrap();
-        let cfg: KafkaConfig = serde_yaml::from_str(&format!(
+        let cfg: KafkaConfig = yaml_serde::from_str(&format!(
             "topic: falco\nevent_streams:\n  credentials_file: {}\n",
             f.display()
         ))
@@ -677,7 +677,7 @@ mod tests {
         std::fs::write(&ca, cert.cert.pem()).unwrap();
         for mechanism in ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] {
             for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
-                let cfg: KafkaConfig = serde_yaml::from_str(&format!(
+                let cfg: KafkaConfig = yaml_serde::from_str(&format!(
                     "brokers: [\"127.0.0.1:1\"]\ntopic: t\ncompression: {codec}\nsecurity_protocol: SASL_SSL\nsasl: {{mechanism: {mechanism}, username: u, password: p}}\ntls: {{ca_file: {}}}\n",
                     ca.display()
                 ))
@@ -692,7 +692,7 @@ mod tests {
 
     #[test]
     fn keys_parse() {
-        let k = |y: &str| serde_yaml::from_str::<KafkaKey>(y);
+        let k = |y: &str| yaml_serde::from_str::<KafkaKey>(y);
         assert_eq!(k("none").unwrap(), KafkaKey::None);
         assert_eq!(k("namespace").unwrap(), KafkaKey::Namespace);
         assert_eq!(
@@ -706,7 +706,7 @@ mod tests {
     #[test]
     fn validation() {
         let v = |y: &str| {
-            serde_yaml::from_str::<KafkaConfig>(y)
+            yaml_serde::from_str::<KafkaConfig>(y)
                 .map_err(|e| e.to_string())
                 .and_then(|c| c.validate())
         };

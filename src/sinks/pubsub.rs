@@ -255,7 +255,7 @@ mod tests {
     use super::*;
 
     fn cfg(yaml: &str) -> Result<PubsubConfig, String> {
-        let c: PubsubConfig = serde_yaml::from_str(yaml).map_err(|e| e.to_string())?;
+        let c: PubsubConfig = yaml_serde::from_str(yaml).map_err(|e| e.to_string())?;
         c.validate().map(|_| c)
     }
 

@@ -17,9 +17,9 @@ fn files(dir: &str, ext: &str) -> Vec<PathBuf> {
     v
 }
 
-fn yaml_docs(path: &Path) -> Vec<serde_yaml::Value> {
+fn yaml_docs(path: &Path) -> Vec<yaml_serde::Value> {
     let text = std::fs::read_to_string(path).unwrap();
-    serde_yaml::Deserializer::from_str(&text)
+    yaml_serde::Deserializer::from_str(&text)
         .map(|d| {
             serde::Deserialize::deserialize(d).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         })

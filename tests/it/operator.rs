@@ -187,7 +187,7 @@ fn render(kd: &KauditDeployment, inputs: &Inputs) -> Desired {
 
 /// The engine as the rendered kaudit config sets it up (files, rule matching).
 fn engine(d: &Desired) -> Ruleset {
-    let cfg: Config = serde_yaml::from_str(&d.kaudit_config).unwrap();
+    let cfg: Config = yaml_serde::from_str(&d.kaudit_config).unwrap();
     assert_eq!(cfg.rules.rule_matching, RuleMatching::All);
     let opts = LoadOptions {
         rule_matching: cfg.rules.rule_matching,
@@ -390,7 +390,7 @@ fn tenant_rules_never_match_other_namespaces() {
         .find(|(k, _)| k == "50-ns-attacker.yaml")
         .unwrap()
         .1;
-    let items: Vec<serde_yaml::Mapping> = serde_yaml::from_str(ns_file).unwrap();
+    let items: Vec<yaml_serde::Mapping> = yaml_serde::from_str(ns_file).unwrap();
     for i in &items {
         for key in i.keys() {
             let key = key.as_str().unwrap();
@@ -650,7 +650,7 @@ fn namespaced_sink_filters_are_scoped() {
         ..Default::default()
     };
     let d = render(&k, &inputs);
-    let cfg: Config = serde_yaml::from_str(&d.kaudit_config).unwrap();
+    let cfg: Config = yaml_serde::from_str(&d.kaudit_config).unwrap();
     let mut alert = kaudit::alert::Alert {
         uuid: uuid::Uuid::new_v4(),
         time: chrono::Utc::now(),
@@ -715,7 +715,7 @@ fn alerts_reach_only_their_namespace_sinks() {
     };
     let d = render(&k, &inputs);
     let rs = engine(&d);
-    let cfg: Config = serde_yaml::from_str(&d.kaudit_config).unwrap();
+    let cfg: Config = yaml_serde::from_str(&d.kaudit_config).unwrap();
     let got = alerts(
         &rs,
         &[
@@ -834,7 +834,7 @@ fn sink_credentials_come_from_secrets_only() {
             "{n} accepted"
         );
     }
-    let cfg: Config = serde_yaml::from_str(&d.kaudit_config).unwrap();
+    let cfg: Config = yaml_serde::from_str(&d.kaudit_config).unwrap();
     assert!(
         !d.kaudit_config.contains("s3cret"),
         "credential in the config"
@@ -968,7 +968,7 @@ fn detect_and_falco_modes_choose_the_objects() {
         keys(&d)
     );
     assert!(d.prune.contains(&"Deployment/kaudit-falco".to_string()));
-    let cfg: Config = serde_yaml::from_str(&d.kaudit_config).unwrap();
+    let cfg: Config = yaml_serde::from_str(&d.kaudit_config).unwrap();
     assert_eq!(
         cfg.falco.forward_url,
         "http://kaudit-falco.kaudit-system.svc:8765/k8s-audit"
@@ -1046,7 +1046,7 @@ fn desired_state_golden() {
     out.push_str("--- # kaudit.yaml, as in Secret/kaudit-config\n");
     out.push_str(&d.kaudit_config);
     out.push_str("--- # prune\n");
-    out.push_str(&serde_yaml::to_string(&d.prune).unwrap());
+    out.push_str(&yaml_serde::to_string(&d.prune).unwrap());
     out.push_str("--- # outcomes\n");
     for o in &d.outcomes {
         out.push_str(&format!(
@@ -1056,7 +1056,7 @@ fn desired_state_golden() {
     }
     golden("operator_desired.yaml", &out);
     // The rendered config is a valid kaudit config.
-    let cfg: Config = serde_yaml::from_str(&d.kaudit_config).unwrap();
+    let cfg: Config = yaml_serde::from_str(&d.kaudit_config).unwrap();
     assert_eq!(cfg.sinks.len(), 2);
 }
 
@@ -1188,8 +1188,8 @@ fn shipped_manifests_parse_into_their_types() {
     let mut kinds = BTreeMap::<String, usize>::new();
     for f in &files {
         let text = std::fs::read_to_string(f).unwrap();
-        for d in serde_yaml::Deserializer::from_str(&text) {
-            let y: serde_yaml::Value = serde::Deserialize::deserialize(d).unwrap();
+        for d in yaml_serde::Deserializer::from_str(&text) {
+            let y: yaml_serde::Value = serde::Deserialize::deserialize(d).unwrap();
             if y.is_null() {
                 continue;
             }
@@ -1257,9 +1257,9 @@ fn operator_examples_render() {
     let mut kds = Vec::new();
     for f in &files {
         let text = std::fs::read_to_string(f).unwrap();
-        for d in serde_yaml::Deserializer::from_str(&text) {
+        for d in yaml_serde::Deserializer::from_str(&text) {
             let doc: Value = serde_json::to_value(
-                <serde_yaml::Value as serde::Deserialize>::deserialize(d).unwrap(),
+                <yaml_serde::Value as serde::Deserialize>::deserialize(d).unwrap(),
             )
             .unwrap();
             let uid = json!(format!(
@@ -1372,9 +1372,9 @@ fn assert_hardened(d: &Deployment, what: &str) {
 #[test]
 fn install_and_rendered_workloads_are_hardened_and_rbac_is_narrow() {
     let text = std::fs::read_to_string(root().join("deploy/install.yaml")).unwrap();
-    let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&text)
+    let docs: Vec<Value> = yaml_serde::Deserializer::from_str(&text)
         .map(|d| {
-            serde_json::to_value(<serde_yaml::Value as serde::Deserialize>::deserialize(d).unwrap())
+            serde_json::to_value(<yaml_serde::Value as serde::Deserialize>::deserialize(d).unwrap())
                 .unwrap()
         })
         .collect();
@@ -1468,7 +1468,7 @@ fn falco_authenticates_to_kaudit_with_an_issued_token() {
     // falco.yaml refers to the variable, never the value.
     let falco_yaml = &config_map(&d, "kaudit-falco").data.as_ref().unwrap()["falco.yaml"];
     assert!(!falco_yaml.contains(GOLDEN_TOKEN));
-    let falco: Value = serde_yaml::from_str(falco_yaml).unwrap();
+    let falco: Value = yaml_serde::from_str(falco_yaml).unwrap();
     let url = falco["http_output"]["url"].as_str().unwrap();
     let expanded = url.replace(&format!("${{{}}}", reconcile::INTAKE_TOKEN_ENV), &value);
     assert_ne!(expanded, url, "the URL names the variable: {url}");
@@ -1497,7 +1497,7 @@ fn falco_authenticates_to_kaudit_with_an_issued_token() {
 
     // kaudit reads it from the same Secret as its intake token (good for `POST /` only); the
     // apiserver's tokens stay in tokenSecret.
-    let cfg: Config = serde_yaml::from_str(&d.kaudit_config).unwrap();
+    let cfg: Config = yaml_serde::from_str(&d.kaudit_config).unwrap();
     assert_eq!(
         cfg.auth.token_file.as_deref(),
         Some(Path::new("/etc/kaudit/token/tokens"))
@@ -1537,13 +1537,13 @@ fn falco_authenticates_to_kaudit_with_an_issued_token() {
     assert!(!reconcile::needs_intake_token(&open));
     let d = render(&open, &Inputs::default());
     let falco: Value =
-        serde_yaml::from_str(&config_map(&d, "kaudit-falco").data.as_ref().unwrap()["falco.yaml"])
+        yaml_serde::from_str(&config_map(&d, "kaudit-falco").data.as_ref().unwrap()["falco.yaml"])
             .unwrap();
     assert_eq!(
         falco["http_output"]["url"],
         "http://kaudit.kaudit-system.svc:8777/"
     );
-    let cfg: Config = serde_yaml::from_str(&d.kaudit_config).unwrap();
+    let cfg: Config = yaml_serde::from_str(&d.kaudit_config).unwrap();
     assert!(cfg.auth.tokens.is_empty() && cfg.auth.token_file.is_none());
     assert!(cfg.falco.intake_token_file.is_none());
     assert!(
@@ -1593,7 +1593,7 @@ fn falco_gets_its_plugins_from_an_init_container() {
     );
     // The plugins falco.yaml loads are the ones installed.
     let falco: Value =
-        serde_yaml::from_str(&config_map(&d, "kaudit-falco").data.as_ref().unwrap()["falco.yaml"])
+        yaml_serde::from_str(&config_map(&d, "kaudit-falco").data.as_ref().unwrap()["falco.yaml"])
             .unwrap();
     assert_eq!(falco["load_plugins"], json!(["k8saudit", "json"]));
 

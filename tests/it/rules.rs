@@ -87,7 +87,7 @@ fn run_case(dir: &Path, c: &Case) -> Result<(), String> {
 fn falco_k8s_audit_regression_suite_passes() {
     let dir = falco_dir().join("k8s_audit_tests");
     let text = std::fs::read_to_string(dir.join("tests.yaml")).expect("tests.yaml");
-    let suite: Suite = serde_yaml::from_str(&text).expect("tests.yaml parses");
+    let suite: Suite = yaml_serde::from_str(&text).expect("tests.yaml parses");
     assert_eq!(suite.tests.len(), 66);
     let mut failures = Vec::new();
     for c in &suite.tests {
