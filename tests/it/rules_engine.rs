@@ -2,9 +2,8 @@
 
 use kaudit::alert::{Alert, Priority};
 use kaudit::audit::AuditEvent;
-use kaudit::config::RuleMatching;
 use kaudit::rules::fields::{extract, lookup};
-use kaudit::rules::{AlertFilter, LoadError, LoadOptions, Ruleset};
+use kaudit::rules::{AlertFilter, LoadError, LoadOptions, RuleMatching, Ruleset};
 use serde_json::{Value, json};
 
 pub fn event(v: Value) -> AuditEvent {

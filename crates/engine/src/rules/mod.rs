@@ -6,8 +6,8 @@
 //! per event and raises [`Alert`]s in Falco's JSON shape. [`AlertFilter`] reuses the same
 //! language over alerts, for the router.
 
-pub mod cli;
 pub mod compiler;
+pub mod config;
 pub mod eval;
 pub mod fields;
 pub mod filter;
@@ -23,8 +23,7 @@ use uuid::Uuid;
 
 use crate::alert::{Alert, Priority};
 use crate::audit::AuditEvent;
-use crate::config::RuleMatching;
-
+pub use config::{RuleMatching, RulesConfig};
 pub use filter::AlertFilter;
 pub use loader::{Diagnostic, ENGINE_VERSION, LoadError, LoadReport, Loc};
 
