@@ -567,7 +567,7 @@ fn render_sink(
             .filter(|f| !f.is_empty())
         {
             Some(f) => {
-                crate::router::filter::compile(f)?;
+                crate::rules::AlertFilter::compile(f).map_err(|e| e.to_string())?;
                 Some(f.to_string())
             }
             None => None,

@@ -9,6 +9,7 @@
 //! rendered condition is parsed again and its shape checked before it is used.
 
 use crate::alert::Priority;
+use crate::rules::AlertFilter;
 use crate::rules::compiler::{self, ALERT_BARE_FIELDS, Catalog};
 use crate::rules::parser::{self, Expr, Op, Rhs};
 
@@ -261,7 +262,7 @@ pub fn scoped_filter(ns: &str, user: Option<&str>) -> Result<String, TenancyErro
     let text = match user.map(str::trim).filter(|u| !u.is_empty()) {
         None => scope,
         Some(u) => {
-            crate::router::filter::compile(u).map_err(TenancyError::Filter)?;
+            AlertFilter::compile(u).map_err(|e| TenancyError::Filter(e.to_string()))?;
             format!("{scope} and ({u})")
         }
     };
@@ -270,7 +271,7 @@ pub fn scoped_filter(ns: &str, user: Option<&str>) -> Result<String, TenancyErro
     if !is_scoped(&ast, ns) {
         return Err(TenancyError::Unscoped);
     }
-    crate::router::filter::compile(&text).map_err(TenancyError::Filter)?;
+    AlertFilter::compile(&text).map_err(|e| TenancyError::Filter(e.to_string()))?;
     Ok(text)
 }
 

@@ -228,7 +228,7 @@ pub fn validate_all(sinks: &[SinkConfig]) -> Result<(), (String, String)> {
             ));
         }
         if let Some(f) = &s.filter
-            && let Err(e) = crate::router::filter::compile(f)
+            && let Err(e) = crate::rules::AlertFilter::compile(f)
         {
             return Err((
                 format!("sinks[{i}].filter"),

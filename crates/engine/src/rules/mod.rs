@@ -24,7 +24,7 @@ use uuid::Uuid;
 use crate::alert::{Alert, Priority};
 use crate::audit::AuditEvent;
 pub use config::{RuleMatching, RulesConfig};
-pub use filter::AlertFilter;
+pub use filter::{AlertFilter, FilterError};
 pub use loader::{Diagnostic, ENGINE_VERSION, LoadError, LoadReport, Loc};
 
 /// Runs `f` on a thread with a large stack: compiling conditions nested up to the 1000-level
