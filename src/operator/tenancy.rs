@@ -130,7 +130,7 @@ fn exception_text(e: &RuleException) -> Result<Option<String>, TenancyError> {
         if !valid_field_syntax(f) {
             return Err(err(format!("invalid field {f:?}")));
         }
-        let (name, arg) = crate::rules::loader::split_field(f);
+        let (name, arg) = crate::rules::load::split_field(f);
         compiler::resolve_field(Catalog::Event, name, arg).map_err(err)?;
         let op = Op::from_name(c).ok_or_else(|| err(format!("unknown operator {c:?}")))?;
         if op == Op::Exists {

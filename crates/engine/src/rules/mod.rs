@@ -11,7 +11,7 @@ pub mod config;
 pub mod eval;
 pub mod fields;
 pub mod filter;
-pub mod loader;
+pub mod load;
 pub mod output;
 pub mod parser;
 pub mod yaml;
@@ -25,7 +25,7 @@ use crate::alert::{Alert, Priority};
 use crate::audit::AuditEvent;
 pub use config::{RuleMatching, RulesConfig};
 pub use filter::{AlertFilter, FilterError};
-pub use loader::{Diagnostic, ENGINE_VERSION, LoadError, LoadReport, Loc};
+pub use load::{Diagnostic, ENGINE_VERSION, LoadError, LoadReport, Loc};
 
 /// Runs `f` on a thread with a large stack: compiling conditions nested up to the 1000-level
 /// cap recurses deeper than a default thread's stack allows (notably in debug builds).
@@ -98,7 +98,7 @@ pub struct RuleInfo {
 /// A compiled ruleset: immutable, `Send + Sync`, cheap to share in an `Arc`.
 #[derive(Debug)]
 pub struct Ruleset {
-    rules: Vec<loader::CompiledRule>,
+    rules: Vec<load::CompiledRule>,
     active: Vec<usize>,
     slots: compiler::Slots,
     matching: RuleMatching,
@@ -135,7 +135,7 @@ impl Ruleset {
         sources: &[(String, String)],
         opts: &LoadOptions,
     ) -> Result<(Ruleset, LoadReport), LoadError> {
-        let compiled = with_big_stack(|| loader::load(sources, compiler::Catalog::Event))?;
+        let compiled = with_big_stack(|| load::load(sources, compiler::Catalog::Event))?;
         let mut report = compiled.report;
         let mut active = Vec::new();
         for (i, r) in compiled.rules.iter().enumerate() {
@@ -182,7 +182,7 @@ impl Ruleset {
                 time: ev.time,
                 rule: r.name.clone(),
                 priority: r.priority,
-                source: loader::K8S_SOURCE.to_string(),
+                source: load::K8S_SOURCE.to_string(),
                 hostname: self.hostname.clone(),
                 output: format!("{}: {} {}", fields::evt_time(&ev.time), r.priority, text),
                 output_fields: fields,
