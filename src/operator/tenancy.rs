@@ -11,6 +11,7 @@
 use crate::alert::Priority;
 use crate::rules::AlertFilter;
 use crate::rules::compiler::{self, ALERT_BARE_FIELDS, Catalog};
+use crate::rules::exception::{Exception, Fields, Quoting, Value, split_field};
 use crate::rules::parser::{self, Expr, Op, Rhs};
 
 use super::crd::{FalcoRuleSpec, RuleException};
@@ -61,22 +62,10 @@ pub fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
-/// Quotes a value for a Falco condition: double quotes, `\` and `"` escaped.
+/// Quotes a value for a Falco condition: double quotes, `\` and `"` escaped (the shared
+/// renderer's [`Quoting::Escaped`]).
 pub fn quote(v: &str) -> String {
-    let mut out = String::with_capacity(v.len() + 2);
-    out.push('"');
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    Quoting::Escaped.quote(v)
 }
 
 fn valid_field_syntax(f: &str) -> bool {
@@ -130,7 +119,7 @@ fn exception_text(e: &RuleException) -> Result<Option<String>, TenancyError> {
         if !valid_field_syntax(f) {
             return Err(err(format!("invalid field {f:?}")));
         }
-        let (name, arg) = crate::rules::load::split_field(f);
+        let (name, arg) = split_field(f);
         compiler::resolve_field(Catalog::Event, name, arg).map_err(err)?;
         let op = Op::from_name(c).ok_or_else(|| err(format!("unknown operator {c:?}")))?;
         if op == Op::Exists {
@@ -141,31 +130,24 @@ fn exception_text(e: &RuleException) -> Result<Option<String>, TenancyError> {
     if e.values.is_empty() {
         return Ok(None);
     }
-    let mut rows = Vec::new();
-    for row in &e.values {
-        if row.len() != e.fields.len() {
-            return Err(err(format!(
-                "a row has {} values for {} fields",
-                row.len(),
-                e.fields.len()
-            )));
-        }
-        let parts: Vec<String> = e
-            .fields
-            .iter()
-            .zip(&ops)
-            .zip(row)
-            .map(|((f, op), v)| {
-                if op.takes_list() {
-                    format!("{f} {} ({})", op.as_str(), quote(v))
-                } else {
-                    format!("{f} {} {}", op.as_str(), quote(v))
-                }
-            })
-            .collect();
-        rows.push(format!("({})", parts.join(" and ")));
+    if let Some(row) = e.values.iter().find(|row| row.len() != e.fields.len()) {
+        return Err(err(format!(
+            "a row has {} values for {} fields",
+            row.len(),
+            e.fields.len()
+        )));
     }
-    Ok(Some(rows.join(" or ")))
+    // Rendered by the rules engine's one exception renderer, every value quoted and escaped.
+    let spec = Exception {
+        fields: Fields::Many(e.fields.clone()),
+        comps: ops.iter().map(|op| op.as_str().to_string()).collect(),
+        values: e
+            .values
+            .iter()
+            .map(|row| row.iter().map(|v| Value::Scalar(v.clone())).collect())
+            .collect(),
+    };
+    Ok(spec.render(Quoting::Escaped))
 }
 
 /// True when `e` is `field = "<value>"` for the namespace field.

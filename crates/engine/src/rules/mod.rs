@@ -9,6 +9,7 @@
 pub mod compiler;
 pub mod config;
 pub mod eval;
+pub mod exception;
 pub mod fields;
 pub mod filter;
 pub mod load;

@@ -1,52 +1,28 @@
 //! Rule exceptions: reading `exceptions:` entries (shape checks: fields, comps, values), merging
 //! appended ones, then stage 4, checking their fields against the catalog and rendering each
-//! as condition text for `(<condition>) and not (<exception>) ...`.
+//! as condition text for `(<condition>) and not (<exception>) ...` with the shared renderer
+//! ([`crate::rules::exception`]) in Falco's quoting.
 
 use std::sync::Arc;
 
 use super::documents::Reader;
-use super::lists::quote_if_spaced;
 use super::report::{Diags, Loc};
 use super::rules::RuleDef;
 use super::source::loc;
-use super::split_field;
 use crate::rules::compiler::{self, Catalog};
+use crate::rules::exception::{Exception as Spec, Fields, Quoting, Value, split_field};
 use crate::rules::parser::Op;
 use crate::rules::yaml::{Kind, Node as Y};
 
-/// The `fields` of an exception.
-#[derive(Clone, Debug)]
-pub(super) enum ExFields {
-    /// One field: values are one list, compared with one `in`, `pmatch` or `intersects`.
-    One(String),
-    /// Several fields: values are tuples, one comparison per field.
-    Many(Vec<String>),
-    /// No `fields` key: only valid when adding values to an existing exception.
-    Unspecified,
-}
-
-/// One value of an exception row.
-#[derive(Clone, Debug)]
-pub(super) enum ExValue {
-    /// A scalar.
-    Scalar(String),
-    /// A list of scalars.
-    List(Vec<String>),
-}
-
-/// One exception of a rule.
+/// One exception of a rule, with its name and place.
 #[derive(Clone, Debug)]
 pub(super) struct Exception {
     /// Name, unique in its rule.
     pub(super) name: String,
     /// Where it is defined.
     pub(super) loc: Loc,
-    /// Its fields.
-    pub(super) fields: ExFields,
-    /// One comparison operator per field.
-    pub(super) comps: Vec<String>,
-    /// Rows of values.
-    pub(super) values: Vec<Vec<ExValue>>,
+    /// Fields, comparisons and values.
+    pub(super) spec: Spec,
 }
 
 impl Reader<'_> {
@@ -93,17 +69,17 @@ impl Reader<'_> {
                 }
             }
             let fields = match e.get("fields") {
-                None => ExFields::Unspecified,
+                None => Fields::Unspecified,
                 Some(f) => match &f.kind {
-                    Kind::Scalar { text, .. } => ExFields::One(text.clone()),
-                    _ => ExFields::Many(self.scalars(f, "fields", file, &ewhat)?),
+                    Kind::Scalar { text, .. } => Fields::One(text.clone()),
+                    _ => Fields::Many(self.scalars(f, "fields", file, &ewhat)?),
                 },
             };
             let comps = match e.get("comps") {
                 None => match &fields {
-                    ExFields::One(_) => vec!["in".to_string()],
-                    ExFields::Many(f) => vec!["=".to_string(); f.len()],
-                    ExFields::Unspecified => Vec::new(),
+                    Fields::One(_) => vec!["in".to_string()],
+                    Fields::Many(f) => vec!["=".to_string(); f.len()],
+                    Fields::Unspecified => Vec::new(),
                 },
                 Some(c) => match &c.kind {
                     Kind::Scalar { text, .. } => vec![text.clone()],
@@ -117,24 +93,24 @@ impl Reader<'_> {
                     Kind::Seq(rows) => {
                         for row in rows {
                             match (&fields, &row.kind) {
-                                (ExFields::One(_), Kind::Scalar { text, .. }) => {
-                                    values.push(vec![ExValue::Scalar(text.clone())])
+                                (Fields::One(_), Kind::Scalar { text, .. }) => {
+                                    values.push(vec![Value::Scalar(text.clone())])
                                 }
-                                (ExFields::One(_), Kind::Seq(_)) => {
+                                (Fields::One(_), Kind::Seq(_)) => {
                                     let l = self.scalars(row, "values", file, &ewhat)?;
-                                    values.push(vec![ExValue::List(l)]);
+                                    values.push(vec![Value::List(l)]);
                                 }
-                                (ExFields::Unspecified, Kind::Scalar { text, .. }) => {
-                                    values.push(vec![ExValue::Scalar(text.clone())])
+                                (Fields::Unspecified, Kind::Scalar { text, .. }) => {
+                                    values.push(vec![Value::Scalar(text.clone())])
                                 }
-                                (ExFields::Many(_) | ExFields::Unspecified, Kind::Seq(cells)) => {
+                                (Fields::Many(_) | Fields::Unspecified, Kind::Seq(cells)) => {
                                     let mut tuple = Vec::new();
                                     for c in cells {
                                         match &c.kind {
                                             Kind::Scalar { text, .. } => {
-                                                tuple.push(ExValue::Scalar(text.clone()))
+                                                tuple.push(Value::Scalar(text.clone()))
                                             }
-                                            Kind::Seq(_) => tuple.push(ExValue::List(
+                                            Kind::Seq(_) => tuple.push(Value::List(
                                                 self.scalars(c, "values", file, &ewhat)?,
                                             )),
                                             _ => {
@@ -173,8 +149,8 @@ impl Reader<'_> {
             }
             // Shape checks (fields themselves are checked at compile time, per source).
             match &fields {
-                ExFields::Unspecified => {}
-                ExFields::One(_) => {
+                Fields::Unspecified => {}
+                Fields::One(_) => {
                     if comps.len() != 1
                         || !["in", "pmatch", "intersects"].contains(&comps[0].as_str())
                     {
@@ -182,7 +158,7 @@ impl Reader<'_> {
                         return None;
                     }
                 }
-                ExFields::Many(f) => {
+                Fields::Many(f) => {
                     if comps.len() != f.len() {
                         self.diags.error(
                             el,
@@ -218,9 +194,11 @@ impl Reader<'_> {
             out.push(Exception {
                 name: name.to_string(),
                 loc: el,
-                fields,
-                comps,
-                values,
+                spec: Spec {
+                    fields,
+                    comps,
+                    values,
+                },
             });
         }
         Some(out)
@@ -236,19 +214,19 @@ pub(super) fn merge_exceptions(
     for e in new {
         match into.iter_mut().find(|x| x.name == e.name) {
             Some(x) if append_values => {
-                for row in e.values {
+                for row in e.spec.values {
                     // With a single field, a row of several scalars is one list value.
-                    if matches!(x.fields, ExFields::One(_)) && row.len() > 1 {
+                    if matches!(x.spec.fields, Fields::One(_)) && row.len() > 1 {
                         let items = row
                             .into_iter()
                             .flat_map(|v| match v {
-                                ExValue::Scalar(s) => vec![s],
-                                ExValue::List(l) => l,
+                                Value::Scalar(s) => vec![s],
+                                Value::List(l) => l,
                             })
                             .collect();
-                        x.values.push(vec![ExValue::List(items)]);
+                        x.spec.values.push(vec![Value::List(items)]);
                     } else {
-                        x.values.push(row);
+                        x.spec.values.push(row);
                     }
                 }
             }
@@ -269,11 +247,11 @@ pub(super) fn render_all(
     let mut texts = Vec::new();
     for e in &r.exceptions {
         let ewhat = format!("{what} exception '{}'", e.name);
-        let fields: Vec<&String> = match &e.fields {
-            ExFields::One(f) => vec![f],
-            ExFields::Many(f) => f.iter().collect(),
-            ExFields::Unspecified => {
-                if !e.values.is_empty() {
+        let fields: Vec<&String> = match &e.spec.fields {
+            Fields::One(f) => vec![f],
+            Fields::Many(f) => f.iter().collect(),
+            Fields::Unspecified => {
+                if !e.spec.values.is_empty() {
                     diags.error(
                         e.loc.clone(),
                         &ewhat,
@@ -289,67 +267,7 @@ pub(super) fn render_all(
                 diags.error(e.loc.clone(), &ewhat, m);
             }
         }
-        let t = exception_text(e);
-        if !t.is_empty() {
-            texts.push(t);
-        }
+        texts.extend(e.spec.render(Quoting::Falco));
     }
     texts
-}
-
-fn ex_value(v: &ExValue, list_op: bool) -> String {
-    match v {
-        ExValue::List(items) => format!(
-            "({})",
-            items
-                .iter()
-                .map(|i| quote_if_spaced(i))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        ExValue::Scalar(s) if list_op => format!("({})", quote_if_spaced(s)),
-        ExValue::Scalar(s) => quote_if_spaced(s),
-    }
-}
-
-/// The `and not (...)` text for one exception (empty when it has no values).
-fn exception_text(e: &Exception) -> String {
-    if e.values.is_empty() {
-        return String::new();
-    }
-    match &e.fields {
-        ExFields::Unspecified => String::new(),
-        ExFields::One(f) => {
-            let comp = e.comps.first().map(String::as_str).unwrap_or("in");
-            let vals: Vec<String> = e
-                .values
-                .iter()
-                .flat_map(|row| row.iter())
-                .flat_map(|v| match v {
-                    ExValue::Scalar(s) => vec![quote_if_spaced(s)],
-                    ExValue::List(l) => l.iter().map(|x| quote_if_spaced(x)).collect(),
-                })
-                .collect();
-            format!("({f} {comp} ({}))", vals.join(", "))
-        }
-        ExFields::Many(fields) => {
-            let tuples: Vec<String> = e
-                .values
-                .iter()
-                .map(|row| {
-                    let parts: Vec<String> = fields
-                        .iter()
-                        .zip(&e.comps)
-                        .zip(row)
-                        .map(|((f, c), v)| {
-                            let list_op = Op::from_name(c).is_some_and(Op::takes_list);
-                            format!("{f} {c} {}", ex_value(v, list_op))
-                        })
-                        .collect();
-                    format!("({})", parts.join(" and "))
-                })
-                .collect();
-            tuples.join(" or ")
-        }
-    }
 }

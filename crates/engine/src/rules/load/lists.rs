@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::documents::Reader;
 use super::report::Loc;
 use super::source::loc;
+use crate::rules::exception::Quoting;
 use crate::rules::yaml::Node as Y;
 
 /// A list as defined after every file.
@@ -98,7 +99,7 @@ pub(super) fn expand<'a>(defs: &'a [ListDef], idx: &HashMap<String, usize>) -> L
                     out.extend(items[j].iter().cloned());
                     refs[i].push(j);
                 }
-                _ => out.push(quote_if_spaced(it)),
+                _ => out.push(Quoting::Falco.quote(it)),
             }
         }
         items.push(out);
@@ -116,15 +117,6 @@ impl Lists<'_> {
             }
         }
         s
-    }
-}
-
-/// Falco's quoting of a list item or exception value: double quotes around text with a space.
-pub(super) fn quote_if_spaced(v: &str) -> String {
-    if v.contains(' ') && !v.starts_with('"') && !v.starts_with('\'') {
-        format!("\"{v}\"")
-    } else {
-        v.to_string()
     }
 }
 

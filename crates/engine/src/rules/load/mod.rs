@@ -100,11 +100,3 @@ pub fn load(sources: &[(String, String)], catalog: Catalog) -> Result<Compiled, 
     out.report.warnings = diags.warnings.iter().map(|d| d.to_string()).collect();
     Ok(out)
 }
-
-/// Splits `name[arg]` into its parts.
-pub fn split_field(f: &str) -> (&str, Option<&str>) {
-    match f.find('[') {
-        Some(i) if f.ends_with(']') => (&f[..i], Some(&f[i + 1..f.len() - 1])),
-        _ => (f, None),
-    }
-}
