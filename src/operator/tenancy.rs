@@ -120,7 +120,7 @@ fn exception_text(e: &RuleException) -> Result<Option<String>, TenancyError> {
             return Err(err(format!("invalid field {f:?}")));
         }
         let (name, arg) = split_field(f);
-        compiler::resolve_field(Catalog::Event, name, arg).map_err(err)?;
+        compiler::resolve_field(Catalog::Event, name, arg).map_err(|e| err(e.to_string()))?;
         let op = Op::from_name(c).ok_or_else(|| err(format!("unknown operator {c:?}")))?;
         if op == Op::Exists {
             return Err(err("`exists` takes no value".into()));

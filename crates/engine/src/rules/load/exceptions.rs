@@ -264,7 +264,7 @@ pub(super) fn render_all(
         for f in fields {
             let (name, arg) = split_field(f);
             if let Err(m) = compiler::resolve_field(catalog, name, arg) {
-                diags.error(e.loc.clone(), &ewhat, m);
+                diags.error(e.loc.clone(), &ewhat, m.to_string());
             }
         }
         texts.extend(e.spec.render(Quoting::Falco));
