@@ -5,15 +5,49 @@
 
 use std::collections::HashSet;
 
-use super::documents::Items;
+use super::exceptions;
+use super::items::{Items, K8S_SOURCE};
 use super::lists::Lists;
 use super::report::Diags;
+use super::report::LoadReport;
 use super::resolve::{Resolver, uses_offset};
 use super::source::Sources;
-use super::{Compiled, CompiledRule, K8S_SOURCE, exceptions};
-use crate::rules::compiler::{self, Catalog};
+use crate::alert::Priority;
+use crate::rules::compiler::{self, Catalog, Node, Slots};
 use crate::rules::output::{self, Format};
 use crate::rules::parser;
+
+/// A compiled rule.
+#[derive(Clone, Debug)]
+pub struct CompiledRule {
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub desc: String,
+    /// Priority.
+    pub priority: Priority,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Enabled flag after all files.
+    pub enabled: bool,
+    /// Source.
+    pub source: String,
+    /// Compiled condition (None for rules of other sources, or skipped unknown-field rules).
+    pub cond: Option<Node>,
+    /// Compiled output.
+    pub output: Format,
+}
+
+/// Everything compiled: rules in definition order and the shared slot table.
+#[derive(Debug, Default)]
+pub struct Compiled {
+    /// All rules, including skipped ones.
+    pub rules: Vec<CompiledRule>,
+    /// Field slots.
+    pub slots: Slots,
+    /// The report.
+    pub report: LoadReport,
+}
 
 /// Compiles every rule; returns them with the lists the compiled conditions use.
 pub(super) fn rules(

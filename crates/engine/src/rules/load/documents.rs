@@ -3,47 +3,14 @@
 //! combine across files in load order (replace, `append`, `override`, enable-only).
 //! An item with an error is reported and left out; reading goes on.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use super::ENGINE_VERSION;
-use super::lists::ListDef;
-use super::macros::MacroDef;
+use super::items::{ENGINE_VERSION, Items};
+use super::keys::Reader;
 use super::report::{Diags, Loc};
-use super::rules::RuleDef;
 use super::source::{Source, Sources, loc};
+use super::{lists, macros, rules};
 use crate::rules::yaml::{self, Kind, Node as Y};
-
-/// Everything the files define, after combining items across files.
-#[derive(Debug, Default)]
-pub(super) struct Items {
-    /// Lists in definition order.
-    pub(super) lists: Vec<ListDef>,
-    /// List name → index in `lists`.
-    pub(super) list_idx: HashMap<String, usize>,
-    /// Macros in definition order.
-    pub(super) macros: Vec<MacroDef>,
-    /// Macro name → index in `macros`.
-    pub(super) macro_idx: HashMap<String, usize>,
-    /// Sequence number of the last macro item read (a macro sees macros numbered below it).
-    pub(super) macro_seq: usize,
-    /// Rules in definition order.
-    pub(super) rules: Vec<RuleDef>,
-    /// Rule name → index in `rules`.
-    pub(super) rule_idx: HashMap<String, usize>,
-    /// Files that hold rules of other sources (their unused macros and lists are not warned about).
-    pub(super) foreign_rule_files: HashSet<usize>,
-    /// Files written for the pre-plugin engine (`required_engine_version` below 15).
-    pub(super) legacy_files: HashSet<usize>,
-}
-
-/// Reads items into [`Items`], reporting problems to the load's diagnostics.
-pub(super) struct Reader<'d> {
-    /// What has been read so far.
-    pub(super) items: Items,
-    /// Where problems go.
-    pub(super) diags: &'d mut Diags,
-}
 
 /// Reads every file in order.
 pub(super) fn read(srcs: &Sources<'_>, diags: &mut Diags) -> Items {
@@ -167,11 +134,11 @@ impl Reader<'_> {
                 );
             }
         } else if item.get("list").is_some() {
-            self.read_list(fidx, file, item);
+            lists::read(self, fidx, file, item);
         } else if item.get("macro").is_some() {
-            self.read_macro(fidx, file, item);
+            macros::read(self, fidx, file, item);
         } else if item.get("rule").is_some() {
-            self.read_rule(fidx, file, item);
+            rules::read(self, fidx, file, item);
         } else {
             let first = match &item.kind {
                 Kind::Map(e) => e

@@ -5,204 +5,189 @@
 
 use std::sync::Arc;
 
-use super::documents::Reader;
-use super::report::{Diags, Loc};
-use super::rules::RuleDef;
+use super::items::{Exception, RuleDef};
+use super::keys::Reader;
+use super::report::Diags;
 use super::source::loc;
 use crate::rules::compiler::{self, Catalog};
 use crate::rules::exception::{Exception as Spec, Fields, Quoting, Value, split_field};
 use crate::rules::parser::Op;
 use crate::rules::yaml::{Kind, Node as Y};
 
-/// One exception of a rule, with its name and place.
-#[derive(Clone, Debug)]
-pub(super) struct Exception {
-    /// Name, unique in its rule.
-    pub(super) name: String,
-    /// Where it is defined.
-    pub(super) loc: Loc,
-    /// Fields, comparisons and values.
-    pub(super) spec: Spec,
-}
-
-impl Reader<'_> {
-    pub(super) fn read_exceptions(
-        &mut self,
-        v: &Y,
-        file: &Arc<str>,
-        what: &str,
-    ) -> Option<Vec<Exception>> {
-        let Kind::Seq(entries) = &v.kind else {
-            if v.is_null() {
-                return Some(Vec::new());
-            }
-            self.diags.error(
-                loc(file, v.pos),
-                what,
-                "'exceptions' must be a sequence".into(),
-            );
+pub(super) fn read(
+    r: &mut Reader<'_>,
+    v: &Y,
+    file: &Arc<str>,
+    what: &str,
+) -> Option<Vec<Exception>> {
+    let Kind::Seq(entries) = &v.kind else {
+        if v.is_null() {
+            return Some(Vec::new());
+        }
+        r.diags.error(
+            loc(file, v.pos),
+            what,
+            "'exceptions' must be a sequence".into(),
+        );
+        return None;
+    };
+    let mut out = Vec::new();
+    for e in entries {
+        let el = loc(file, e.pos);
+        let Some(name) = e.get("name").and_then(Y::as_str) else {
+            r.diags.error(el, what, "exception has no 'name'".into());
             return None;
         };
-        let mut out = Vec::new();
-        for e in entries {
-            let el = loc(file, e.pos);
-            let Some(name) = e.get("name").and_then(Y::as_str) else {
-                self.diags.error(el, what, "exception has no 'name'".into());
-                return None;
-            };
-            let ewhat = format!("{what} exception '{name}'");
-            if out.iter().any(|x: &Exception| x.name == name) {
-                self.diags.error(
-                    el,
-                    what,
-                    format!("exception '{name}' is defined twice in this item"),
-                );
-                return None;
-            }
-            if let Kind::Map(keys) = &e.kind {
-                for (k, _) in keys {
-                    let kn = k.as_str().unwrap_or("");
-                    if !["name", "fields", "comps", "values"].contains(&kn) {
-                        self.diags
-                            .warn(loc(file, k.pos), &ewhat, format!("unknown key '{kn}'"));
-                    }
+        let ewhat = format!("{what} exception '{name}'");
+        if out.iter().any(|x: &Exception| x.name == name) {
+            r.diags.error(
+                el,
+                what,
+                format!("exception '{name}' is defined twice in this item"),
+            );
+            return None;
+        }
+        if let Kind::Map(keys) = &e.kind {
+            for (k, _) in keys {
+                let kn = k.as_str().unwrap_or("");
+                if !["name", "fields", "comps", "values"].contains(&kn) {
+                    r.diags
+                        .warn(loc(file, k.pos), &ewhat, format!("unknown key '{kn}'"));
                 }
             }
-            let fields = match e.get("fields") {
-                None => Fields::Unspecified,
-                Some(f) => match &f.kind {
-                    Kind::Scalar { text, .. } => Fields::One(text.clone()),
-                    _ => Fields::Many(self.scalars(f, "fields", file, &ewhat)?),
-                },
-            };
-            let comps = match e.get("comps") {
-                None => match &fields {
-                    Fields::One(_) => vec!["in".to_string()],
-                    Fields::Many(f) => vec!["=".to_string(); f.len()],
-                    Fields::Unspecified => Vec::new(),
-                },
-                Some(c) => match &c.kind {
-                    Kind::Scalar { text, .. } => vec![text.clone()],
-                    _ => self.scalars(c, "comps", file, &ewhat)?,
-                },
-            };
-            let mut values = Vec::new();
-            if let Some(vs) = e.get("values") {
-                match &vs.kind {
-                    Kind::Null => {}
-                    Kind::Seq(rows) => {
-                        for row in rows {
-                            match (&fields, &row.kind) {
-                                (Fields::One(_), Kind::Scalar { text, .. }) => {
-                                    values.push(vec![Value::Scalar(text.clone())])
-                                }
-                                (Fields::One(_), Kind::Seq(_)) => {
-                                    let l = self.scalars(row, "values", file, &ewhat)?;
-                                    values.push(vec![Value::List(l)]);
-                                }
-                                (Fields::Unspecified, Kind::Scalar { text, .. }) => {
-                                    values.push(vec![Value::Scalar(text.clone())])
-                                }
-                                (Fields::Many(_) | Fields::Unspecified, Kind::Seq(cells)) => {
-                                    let mut tuple = Vec::new();
-                                    for c in cells {
-                                        match &c.kind {
-                                            Kind::Scalar { text, .. } => {
-                                                tuple.push(Value::Scalar(text.clone()))
-                                            }
-                                            Kind::Seq(_) => tuple.push(Value::List(
-                                                self.scalars(c, "values", file, &ewhat)?,
-                                            )),
-                                            _ => {
-                                                self.diags.error(
-                                                    loc(file, c.pos),
-                                                    &ewhat,
-                                                    "exception values must be scalars or lists"
-                                                        .into(),
-                                                );
-                                                return None;
-                                            }
+        }
+        let fields = match e.get("fields") {
+            None => Fields::Unspecified,
+            Some(f) => match &f.kind {
+                Kind::Scalar { text, .. } => Fields::One(text.clone()),
+                _ => Fields::Many(r.scalars(f, "fields", file, &ewhat)?),
+            },
+        };
+        let comps = match e.get("comps") {
+            None => match &fields {
+                Fields::One(_) => vec!["in".to_string()],
+                Fields::Many(f) => vec!["=".to_string(); f.len()],
+                Fields::Unspecified => Vec::new(),
+            },
+            Some(c) => match &c.kind {
+                Kind::Scalar { text, .. } => vec![text.clone()],
+                _ => r.scalars(c, "comps", file, &ewhat)?,
+            },
+        };
+        let mut values = Vec::new();
+        if let Some(vs) = e.get("values") {
+            match &vs.kind {
+                Kind::Null => {}
+                Kind::Seq(rows) => {
+                    for row in rows {
+                        match (&fields, &row.kind) {
+                            (Fields::One(_), Kind::Scalar { text, .. }) => {
+                                values.push(vec![Value::Scalar(text.clone())])
+                            }
+                            (Fields::One(_), Kind::Seq(_)) => {
+                                let l = r.scalars(row, "values", file, &ewhat)?;
+                                values.push(vec![Value::List(l)]);
+                            }
+                            (Fields::Unspecified, Kind::Scalar { text, .. }) => {
+                                values.push(vec![Value::Scalar(text.clone())])
+                            }
+                            (Fields::Many(_) | Fields::Unspecified, Kind::Seq(cells)) => {
+                                let mut tuple = Vec::new();
+                                for c in cells {
+                                    match &c.kind {
+                                        Kind::Scalar { text, .. } => {
+                                            tuple.push(Value::Scalar(text.clone()))
+                                        }
+                                        Kind::Seq(_) => tuple.push(Value::List(
+                                            r.scalars(c, "values", file, &ewhat)?,
+                                        )),
+                                        _ => {
+                                            r.diags.error(
+                                                loc(file, c.pos),
+                                                &ewhat,
+                                                "exception values must be scalars or lists".into(),
+                                            );
+                                            return None;
                                         }
                                     }
-                                    values.push(tuple);
                                 }
-                                _ => {
-                                    self.diags.error(
-                                        loc(file, row.pos),
-                                        &ewhat,
-                                        format!("unexpected exception value: {}", row.type_name()),
-                                    );
-                                    return None;
-                                }
+                                values.push(tuple);
+                            }
+                            _ => {
+                                r.diags.error(
+                                    loc(file, row.pos),
+                                    &ewhat,
+                                    format!("unexpected exception value: {}", row.type_name()),
+                                );
+                                return None;
                             }
                         }
                     }
-                    _ => {
-                        self.diags.error(
-                            loc(file, vs.pos),
-                            &ewhat,
-                            "'values' must be a sequence".into(),
-                        );
-                        return None;
-                    }
+                }
+                _ => {
+                    r.diags.error(
+                        loc(file, vs.pos),
+                        &ewhat,
+                        "'values' must be a sequence".into(),
+                    );
+                    return None;
                 }
             }
-            // Shape checks (fields themselves are checked at compile time, per source).
-            match &fields {
-                Fields::Unspecified => {}
-                Fields::One(_) => {
-                    if comps.len() != 1
-                        || !["in", "pmatch", "intersects"].contains(&comps[0].as_str())
-                    {
-                        self.diags.error(el, &ewhat, format!("with a single field, comps must be one of in, pmatch, intersects, found '{}'", comps.join(",")));
-                        return None;
-                    }
-                }
-                Fields::Many(f) => {
-                    if comps.len() != f.len() {
-                        self.diags.error(
-                            el,
-                            &ewhat,
-                            format!("{} fields but {} comps", f.len(), comps.len()),
-                        );
-                        return None;
-                    }
-                    for c in &comps {
-                        if Op::from_name(c).is_none() || c == "exists" {
-                            self.diags.error(
-                                el.clone(),
-                                &ewhat,
-                                format!("invalid comparison operator '{c}'"),
-                            );
-                            return None;
-                        }
-                    }
-                    if let Some(bad) = values.iter().find(|t| t.len() != f.len()) {
-                        self.diags.error(
-                            el,
-                            &ewhat,
-                            format!(
-                                "a values tuple has {} items but there are {} fields",
-                                bad.len(),
-                                f.len()
-                            ),
-                        );
-                        return None;
-                    }
-                }
-            }
-            out.push(Exception {
-                name: name.to_string(),
-                loc: el,
-                spec: Spec {
-                    fields,
-                    comps,
-                    values,
-                },
-            });
         }
-        Some(out)
+        // Shape checks (fields themselves are checked at compile time, per source).
+        match &fields {
+            Fields::Unspecified => {}
+            Fields::One(_) => {
+                if comps.len() != 1 || !["in", "pmatch", "intersects"].contains(&comps[0].as_str())
+                {
+                    r.diags.error(el, &ewhat, format!("with a single field, comps must be one of in, pmatch, intersects, found '{}'", comps.join(",")));
+                    return None;
+                }
+            }
+            Fields::Many(f) => {
+                if comps.len() != f.len() {
+                    r.diags.error(
+                        el,
+                        &ewhat,
+                        format!("{} fields but {} comps", f.len(), comps.len()),
+                    );
+                    return None;
+                }
+                for c in &comps {
+                    if Op::from_name(c).is_none() || c == "exists" {
+                        r.diags.error(
+                            el.clone(),
+                            &ewhat,
+                            format!("invalid comparison operator '{c}'"),
+                        );
+                        return None;
+                    }
+                }
+                if let Some(bad) = values.iter().find(|t| t.len() != f.len()) {
+                    r.diags.error(
+                        el,
+                        &ewhat,
+                        format!(
+                            "a values tuple has {} items but there are {} fields",
+                            bad.len(),
+                            f.len()
+                        ),
+                    );
+                    return None;
+                }
+            }
+        }
+        out.push(Exception {
+            name: name.to_string(),
+            loc: el,
+            spec: Spec {
+                fields,
+                comps,
+                values,
+            },
+        });
     }
+    Some(out)
 }
 
 /// Adds exceptions to a rule's: same-named ones get the new values, others are added.

@@ -1,12 +1,20 @@
-//! Reading the keys of one item: typed values, unknown and repeated keys, `append` /
-//! `override`. Every problem becomes a diagnostic naming the item.
+//! The reader of items and its access to one item's keys: typed values, unknown and repeated
+//! keys, `append` / `override`. Every problem becomes a diagnostic naming the item.
 
 use std::sync::Arc;
 
-use super::documents::Reader;
-use super::report::Loc;
+use super::items::Items;
+use super::report::{Diags, Loc};
 use super::source::loc;
 use crate::rules::yaml::{Kind, Node as Y};
+
+/// Reads items into [`Items`], reporting problems to the load's diagnostics.
+pub(super) struct Reader<'d> {
+    /// What has been read so far.
+    pub(super) items: Items,
+    /// Where problems go.
+    pub(super) diags: &'d mut Diags,
+}
 
 impl Reader<'_> {
     pub(super) fn unknown_keys(&mut self, item: &Y, known: &[&str], file: &Arc<str>, what: &str) {

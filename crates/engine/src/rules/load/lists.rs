@@ -5,76 +5,59 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::documents::Reader;
-use super::report::Loc;
+use super::items::ListDef;
+use super::keys::Reader;
 use super::source::loc;
 use crate::rules::exception::Quoting;
 use crate::rules::yaml::Node as Y;
 
-/// A list as defined after every file.
-#[derive(Clone, Debug)]
-pub(super) struct ListDef {
-    /// Name.
-    pub(super) name: String,
-    /// Where its (last full) definition is.
-    pub(super) loc: Loc,
-    /// Items as written.
-    pub(super) items: Vec<String>,
-    /// The file of its (last full) definition.
-    pub(super) file: usize,
-}
-
 const LIST_KEYS: &[&str] = &["list", "items", "append", "override"];
 
-impl Reader<'_> {
-    pub(super) fn read_list(&mut self, fidx: usize, file: &Arc<str>, item: &Y) {
-        let Some(name) = self.name_of(item, "list", file) else {
-            return;
-        };
-        let what = format!("list '{name}'");
-        self.unknown_keys(item, LIST_KEYS, file, &what);
-        let here = loc(file, item.pos);
-        let Some(items_node) = item.get("items") else {
-            self.diags.error(here, &what, "list has no 'items'".into());
-            return;
-        };
-        let Some(items) = self.scalars(items_node, "items", file, &what) else {
-            return;
-        };
-        let Some((mode_append, overridden)) =
-            self.single_key_mode(item, file, &what, &here, "list", "items")
-        else {
-            return;
-        };
-        match self.items.list_idx.get(&name).copied() {
-            Some(i) => {
-                if mode_append {
-                    self.items.lists[i].items.extend(items);
-                } else {
-                    self.items.lists[i].items = items;
-                    self.items.lists[i].loc = here;
-                    self.items.lists[i].file = fidx;
-                }
+pub(super) fn read(r: &mut Reader<'_>, fidx: usize, file: &Arc<str>, item: &Y) {
+    let Some(name) = r.name_of(item, "list", file) else {
+        return;
+    };
+    let what = format!("list '{name}'");
+    r.unknown_keys(item, LIST_KEYS, file, &what);
+    let here = loc(file, item.pos);
+    let Some(items_node) = item.get("items") else {
+        r.diags.error(here, &what, "list has no 'items'".into());
+        return;
+    };
+    let Some(items) = r.scalars(items_node, "items", file, &what) else {
+        return;
+    };
+    let Some((mode_append, overridden)) =
+        r.single_key_mode(item, file, &what, &here, "list", "items")
+    else {
+        return;
+    };
+    match r.items.list_idx.get(&name).copied() {
+        Some(i) => {
+            if mode_append {
+                r.items.lists[i].items.extend(items);
+            } else {
+                r.items.lists[i].items = items;
+                r.items.lists[i].loc = here;
+                r.items.lists[i].file = fidx;
             }
-            None if mode_append || overridden => self.diags.error(
-                here,
-                &what,
-                format!(
-                    "List has '{}' key but no list by that name already exists",
-                    if overridden { "override" } else { "append" }
-                ),
+        }
+        None if mode_append || overridden => r.diags.error(
+            here,
+            &what,
+            format!(
+                "List has '{}' key but no list by that name already exists",
+                if overridden { "override" } else { "append" }
             ),
-            None => {
-                self.items
-                    .list_idx
-                    .insert(name.clone(), self.items.lists.len());
-                self.items.lists.push(ListDef {
-                    name,
-                    loc: here,
-                    items,
-                    file: fidx,
-                });
-            }
+        ),
+        None => {
+            r.items.list_idx.insert(name.clone(), r.items.lists.len());
+            r.items.lists.push(ListDef {
+                name,
+                loc: here,
+                items,
+                file: fidx,
+            });
         }
     }
 }

@@ -4,104 +4,80 @@
 
 use std::sync::Arc;
 
-use super::documents::{Items, Reader};
+use super::items::{Items, MacroDef};
+use super::keys::Reader;
 use super::lists::Lists;
-use super::report::{Diags, Loc};
+use super::report::Diags;
 use super::resolve::idents;
 use super::source::{Sources, loc};
 use crate::rules::parser::{self, Expr};
 use crate::rules::yaml::Node as Y;
 
-/// A macro as defined after every file.
-#[derive(Clone, Debug)]
-pub(super) struct MacroDef {
-    /// Name.
-    pub(super) name: String,
-    /// Where its (last full) definition is.
-    pub(super) loc: Loc,
-    /// Condition text (appends included).
-    pub(super) cond: String,
-    /// Where the condition text starts.
-    pub(super) cond_loc: Loc,
-    /// Sequence number of its first definition.
-    pub(super) index: usize,
-    /// Macros numbered below this are visible to it (raised by redefinitions and appends).
-    pub(super) visibility: usize,
-    /// The file of its (last full) definition.
-    pub(super) file: usize,
-}
-
 const MACRO_KEYS: &[&str] = &["macro", "condition", "append", "override"];
 
-impl Reader<'_> {
-    pub(super) fn read_macro(&mut self, fidx: usize, file: &Arc<str>, item: &Y) {
-        let Some(name) = self.name_of(item, "macro", file) else {
-            return;
-        };
-        let what = format!("macro '{name}'");
-        self.unknown_keys(item, MACRO_KEYS, file, &what);
-        let here = loc(file, item.pos);
-        let Some((cond, cond_loc)) = self.str_key(item, "condition", file, &what) else {
-            if item.get("condition").is_none() {
-                self.diags
-                    .error(here, &what, "macro has no 'condition'".into());
+pub(super) fn read(r: &mut Reader<'_>, fidx: usize, file: &Arc<str>, item: &Y) {
+    let Some(name) = r.name_of(item, "macro", file) else {
+        return;
+    };
+    let what = format!("macro '{name}'");
+    r.unknown_keys(item, MACRO_KEYS, file, &what);
+    let here = loc(file, item.pos);
+    let Some((cond, cond_loc)) = r.str_key(item, "condition", file, &what) else {
+        if item.get("condition").is_none() {
+            r.diags
+                .error(here, &what, "macro has no 'condition'".into());
+        }
+        return;
+    };
+    let Some((mode_append, overridden)) =
+        r.single_key_mode(item, file, &what, &here, "macro", "condition")
+    else {
+        return;
+    };
+    r.items.macro_seq += 1;
+    let seq = r.items.macro_seq;
+    match r.items.macro_idx.get(&name).copied() {
+        Some(i) => {
+            let m = &mut r.items.macros[i];
+            if mode_append {
+                m.cond.push(' ');
+                m.cond.push_str(&cond);
+            } else {
+                m.cond = cond;
+                m.cond_loc = cond_loc;
+                m.loc = here;
+                m.file = fidx;
             }
-            return;
-        };
-        let Some((mode_append, overridden)) =
-            self.single_key_mode(item, file, &what, &here, "macro", "condition")
-        else {
-            return;
-        };
-        self.items.macro_seq += 1;
-        let seq = self.items.macro_seq;
-        match self.items.macro_idx.get(&name).copied() {
-            Some(i) => {
-                let m = &mut self.items.macros[i];
-                if mode_append {
-                    m.cond.push(' ');
-                    m.cond.push_str(&cond);
-                } else {
-                    m.cond = cond;
-                    m.cond_loc = cond_loc;
-                    m.loc = here;
-                    m.file = fidx;
-                }
-                m.visibility = seq;
-            }
-            None if mode_append || overridden => self.diags.error(
-                here,
-                &what,
-                format!(
-                    "Macro has '{}' key but no macro by that name already exists",
-                    if overridden { "override" } else { "append" }
-                ),
+            m.visibility = seq;
+        }
+        None if mode_append || overridden => r.diags.error(
+            here,
+            &what,
+            format!(
+                "Macro has '{}' key but no macro by that name already exists",
+                if overridden { "override" } else { "append" }
             ),
-            None => {
-                if !name.bytes().next().is_some_and(|c| c.is_ascii_alphabetic())
-                    || !name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
-                {
-                    self.diags.warn(
-                        here.clone(),
-                        &what,
-                        format!(
-                            "macro name '{name}' is not an identifier; it cannot be referenced"
-                        ),
-                    );
-                }
-                self.items
-                    .macro_idx
-                    .insert(name.clone(), self.items.macros.len());
-                self.items.macros.push(MacroDef {
-                    name,
-                    loc: here,
-                    cond,
-                    cond_loc,
-                    index: seq,
-                    visibility: seq,
-                    file: fidx,
-                });
+        ),
+        None => {
+            if !name.bytes().next().is_some_and(|c| c.is_ascii_alphabetic())
+                || !name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
+            {
+                r.diags.warn(
+                    here.clone(),
+                    &what,
+                    format!("macro name '{name}' is not an identifier; it cannot be referenced"),
+                );
             }
+            r.items.macro_idx.insert(name.clone(), r.items.macros.len());
+            r.items.macros.push(MacroDef {
+                name,
+                loc: here,
+                cond,
+                cond_loc,
+                index: seq,
+                visibility: seq,
+                file: fidx,
+            });
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Loading rules files, staged like a compiler; each stage is one file:
 //!
-//! 1. [`documents`]: YAML → items with positions, combined across files in order (the
-//!    per-kind readers are in `lists`, `macros`, `rules` and `exceptions`; key access in `keys`);
+//! 1. `documents`: YAML → items with positions, combined across files in order (the per-kind
+//!    readers are in `lists`, `macros`, `rules` and `exceptions`; the reader and its key access
+//!    in `keys`; the definitions they produce in `items`);
 //! 2. `lists`: list expansion;
 //! 3. `macros`: macro conditions parsed, references checked against definition order;
 //! 4. `exceptions`: exception fields checked and rendered into each rule's condition;
@@ -16,6 +17,7 @@
 mod compile;
 mod documents;
 mod exceptions;
+mod items;
 mod keys;
 mod lists;
 mod macros;
@@ -25,52 +27,14 @@ mod rules;
 mod source;
 mod usage;
 
+pub use compile::{Compiled, CompiledRule};
+pub use items::{ENGINE_VERSION, K8S_SOURCE};
 pub use report::{Diagnostic, LoadError, LoadReport, Loc};
 
 use report::Diags;
 use source::Sources;
 
-use super::compiler::{Catalog, Node, Slots};
-use super::output::Format;
-use crate::alert::Priority;
-
-/// The rules engine version kaudit implements (`required_engine_version` up to this loads).
-pub const ENGINE_VERSION: (u64, u64, u64) = (0, 26, 0);
-
-/// The only source kaudit evaluates.
-pub const K8S_SOURCE: &str = "k8s_audit";
-
-/// A compiled rule.
-#[derive(Clone, Debug)]
-pub struct CompiledRule {
-    /// Name.
-    pub name: String,
-    /// Description.
-    pub desc: String,
-    /// Priority.
-    pub priority: Priority,
-    /// Tags.
-    pub tags: Vec<String>,
-    /// Enabled flag after all files.
-    pub enabled: bool,
-    /// Source.
-    pub source: String,
-    /// Compiled condition (None for rules of other sources, or skipped unknown-field rules).
-    pub cond: Option<Node>,
-    /// Compiled output.
-    pub output: Format,
-}
-
-/// Everything compiled: rules in definition order and the shared slot table.
-#[derive(Debug, Default)]
-pub struct Compiled {
-    /// All rules, including skipped ones.
-    pub rules: Vec<CompiledRule>,
-    /// Field slots.
-    pub slots: Slots,
-    /// The report.
-    pub report: LoadReport,
-}
+use super::compiler::Catalog;
 
 /// Loads sources `(name, text)` in order and compiles the `k8s_audit` rules.
 pub fn load(sources: &[(String, String)], catalog: Catalog) -> Result<Compiled, LoadError> {

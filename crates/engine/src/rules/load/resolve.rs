@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::macros::MacroDef;
+use super::items::MacroDef;
 use crate::rules::parser::Expr;
 
 /// Resolves macro references, remembering each macro's result and whether a rule used it.

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use super::documents::Items;
+use super::items::Items;
 use super::lists::Lists;
 use super::report::{Diags, LoadReport};
 
