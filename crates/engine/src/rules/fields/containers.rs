@@ -7,7 +7,9 @@ use std::borrow::Cow;
 use serde_json::Value;
 
 use super::values::{indexed, stringify};
-use super::{ArgKind, Extract, PropFn, Row, Values};
+use super::{ArgKind, Container, Extract, PropFn, Row, Values};
+
+type Out<'e> = Vec<Cow<'e, str>>;
 
 /// Which container list of a pod spec a container field reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -130,7 +132,12 @@ pub(super) fn values<'e>(
     let ctrs = spec.get(g.key())?.as_array()?;
     let mut out = Vec::new();
     for c in indexed(ctrs, index) {
-        read(c, spec, index, &mut out)?;
+        let c = Container {
+            json: c,
+            pod_spec: spec,
+            index,
+        };
+        read(&c, &mut out)?;
     }
     Some(out)
 }
@@ -149,33 +156,18 @@ fn security<'e>(c: &'e Value, k: &str) -> Option<&'e Value> {
 }
 
 /// A container without the key makes the whole field unavailable.
-fn name<'e>(
-    c: &'e Value,
-    _: &'e Value,
-    _: Option<usize>,
-    out: &mut Vec<Cow<'e, str>>,
-) -> Option<()> {
-    out.push(stringify(c.get("name")?));
+fn name<'e>(c: &Container<'e>, out: &mut Out<'e>) -> Option<()> {
+    out.push(stringify(c.json.get("name")?));
     Some(())
 }
 
-pub(super) fn image<'e>(
-    c: &'e Value,
-    _: &'e Value,
-    _: Option<usize>,
-    out: &mut Vec<Cow<'e, str>>,
-) -> Option<()> {
-    out.push(stringify(c.get("image")?));
+pub(super) fn image<'e>(c: &Container<'e>, out: &mut Out<'e>) -> Option<()> {
+    out.push(stringify(c.json.get("image")?));
     Some(())
 }
 
-pub(super) fn repository<'e>(
-    c: &'e Value,
-    _: &'e Value,
-    _: Option<usize>,
-    out: &mut Vec<Cow<'e, str>>,
-) -> Option<()> {
-    out.push(match stringify(c.get("image")?) {
+pub(super) fn repository<'e>(c: &Container<'e>, out: &mut Out<'e>) -> Option<()> {
+    out.push(match stringify(c.json.get("image")?) {
         Cow::Borrowed(s) => Cow::Borrowed(image_repository(s)),
         Cow::Owned(s) => Cow::Owned(image_repository(&s).to_string()),
     });
@@ -190,8 +182,8 @@ fn image_repository(image: &str) -> &str {
 
 /// An array of strings joined with spaces; absent or null adds nothing, anything else (or a
 /// non-string item) makes the field unavailable.
-fn joined<'e>(c: &'e Value, k: &str, out: &mut Vec<Cow<'e, str>>) -> Option<()> {
-    match c.get(k) {
+fn joined<'e>(c: &Container<'e>, k: &str, out: &mut Out<'e>) -> Option<()> {
+    match c.json.get(k) {
         None | Some(Value::Null) => {}
         Some(Value::Array(a)) => {
             let mut parts = Vec::with_capacity(a.len());
@@ -205,34 +197,19 @@ fn joined<'e>(c: &'e Value, k: &str, out: &mut Vec<Cow<'e, str>>) -> Option<()> 
     Some(())
 }
 
-fn command<'e>(
-    c: &'e Value,
-    _: &'e Value,
-    _: Option<usize>,
-    out: &mut Vec<Cow<'e, str>>,
-) -> Option<()> {
+fn command<'e>(c: &Container<'e>, out: &mut Out<'e>) -> Option<()> {
     joined(c, "command", out)
 }
 
-fn args<'e>(
-    c: &'e Value,
-    _: &'e Value,
-    _: Option<usize>,
-    out: &mut Vec<Cow<'e, str>>,
-) -> Option<()> {
+fn args<'e>(c: &Container<'e>, out: &mut Out<'e>) -> Option<()> {
     joined(c, "args", out)
 }
 
 /// Defines a property that is one `securityContext` key (absent adds nothing).
 macro_rules! security_prop {
     ($($f:ident => $key:literal),* $(,)?) => {$(
-        fn $f<'e>(
-            c: &'e Value,
-            _: &'e Value,
-            _: Option<usize>,
-            out: &mut Vec<Cow<'e, str>>,
-        ) -> Option<()> {
-            out.extend(security(c, $key).map(stringify));
+        fn $f<'e>(c: &Container<'e>, out: &mut Out<'e>) -> Option<()> {
+            out.extend(security(c.json, $key).map(stringify));
             Some(())
         }
     )*};
@@ -248,44 +225,25 @@ security_prop! {
 }
 
 /// The container's `securityContext` key, else the pod's, else `0`.
-fn effective<'e>(
-    c: &'e Value,
-    spec: &'e Value,
-    k: &str,
-    out: &mut Vec<Cow<'e, str>>,
-) -> Option<()> {
-    let v = security(c, k)
-        .or_else(|| spec.pointer(&format!("/securityContext/{k}")))
+fn effective<'e>(c: &Container<'e>, k: &str, out: &mut Out<'e>) -> Option<()> {
+    let v = security(c.json, k)
+        .or_else(|| c.pod_spec.pointer(&format!("/securityContext/{k}")))
         .filter(|v| !v.is_null());
     out.push(v.map(stringify).unwrap_or(Cow::Borrowed("0")));
     Some(())
 }
 
-fn eff_run_as_user<'e>(
-    c: &'e Value,
-    spec: &'e Value,
-    _: Option<usize>,
-    out: &mut Vec<Cow<'e, str>>,
-) -> Option<()> {
-    effective(c, spec, "runAsUser", out)
+fn eff_run_as_user<'e>(c: &Container<'e>, out: &mut Out<'e>) -> Option<()> {
+    effective(c, "runAsUser", out)
 }
 
-fn eff_run_as_group<'e>(
-    c: &'e Value,
-    spec: &'e Value,
-    _: Option<usize>,
-    out: &mut Vec<Cow<'e, str>>,
-) -> Option<()> {
-    effective(c, spec, "runAsGroup", out)
+fn eff_run_as_group<'e>(c: &Container<'e>, out: &mut Out<'e>) -> Option<()> {
+    effective(c, "runAsGroup", out)
 }
 
-fn add_capabilities<'e>(
-    c: &'e Value,
-    _: &'e Value,
-    _: Option<usize>,
-    out: &mut Vec<Cow<'e, str>>,
-) -> Option<()> {
+fn add_capabilities<'e>(c: &Container<'e>, out: &mut Out<'e>) -> Option<()> {
     if let Some(add) = c
+        .json
         .get("securityContext")
         .and_then(|s| s.pointer("/capabilities/add"))
         && !add.is_null()
@@ -297,14 +255,9 @@ fn add_capabilities<'e>(
 
 /// `hostPort` of each port, else its `containerPort`; the field's `[N]` also selects the port,
 /// as the plugin does.
-fn host_port<'e>(
-    c: &'e Value,
-    _: &'e Value,
-    index: Option<usize>,
-    out: &mut Vec<Cow<'e, str>>,
-) -> Option<()> {
-    if let Some(ports) = c.get("ports").and_then(Value::as_array) {
-        for port in indexed(ports, index) {
+fn host_port<'e>(c: &Container<'e>, out: &mut Out<'e>) -> Option<()> {
+    if let Some(ports) = c.json.get("ports").and_then(Value::as_array) {
+        for port in indexed(ports, c.index) {
             if let Some(v) = port.get("hostPort").or_else(|| port.get("containerPort")) {
                 out.push(stringify(v));
             }

@@ -42,13 +42,19 @@ pub enum ArgKind {
 /// Reads a field's values from an event; `None` (or no values) means "not available".
 pub type ExtractFn = for<'e> fn(&Field, &'e AuditEvent) -> Option<Values<'e>>;
 
+/// One container being read by a per-container field.
+#[derive(Clone, Copy, Debug)]
+pub struct Container<'e> {
+    /// The container's JSON.
+    pub json: &'e serde_json::Value,
+    /// The pod spec it belongs to (for pod-level defaults).
+    pub pod_spec: &'e serde_json::Value,
+    /// The field's `[N]`, if any.
+    pub index: Option<usize>,
+}
+
 /// Reads one property of one container into `out`; `None` makes the whole field unavailable.
-pub type PropFn = for<'e> fn(
-    container: &'e serde_json::Value,
-    pod_spec: &'e serde_json::Value,
-    index: Option<usize>,
-    out: &mut Vec<Cow<'e, str>>,
-) -> Option<()>;
+pub type PropFn = for<'e> fn(&Container<'e>, &mut Vec<Cow<'e, str>>) -> Option<()>;
 
 /// How a field is read from an event.
 #[derive(Clone, Copy, Debug)]
