@@ -17,6 +17,7 @@ pub(super) struct Reader<'d> {
 }
 
 impl Reader<'_> {
+    /// Reports keys given twice (an error) and keys not in `known` (a warning).
     pub(super) fn unknown_keys(&mut self, item: &Y, known: &[&str], file: &Arc<str>, what: &str) {
         if let Kind::Map(entries) = &item.kind {
             for (i, (k, _)) in entries.iter().enumerate() {
@@ -36,6 +37,7 @@ impl Reader<'_> {
         }
     }
 
+    /// The string at `key` with its place; a non-string is an error, null is absent.
     pub(super) fn str_key(
         &mut self,
         item: &Y,
@@ -58,6 +60,7 @@ impl Reader<'_> {
         }
     }
 
+    /// The boolean at `key`; anything else is an error.
     pub(super) fn bool_key(
         &mut self,
         item: &Y,
@@ -82,6 +85,7 @@ impl Reader<'_> {
         }
     }
 
+    /// A sequence of scalars (null is empty); anything else is an error.
     pub(super) fn scalars(
         &mut self,
         v: &Y,
@@ -193,6 +197,7 @@ impl Reader<'_> {
         Some(out)
     }
 
+    /// The item's name at `key` (`list`, `macro`, `rule`): a non-empty string.
     pub(super) fn name_of(&mut self, item: &Y, key: &str, file: &Arc<str>) -> Option<String> {
         let v = item.get(key)?;
         match v.as_str() {

@@ -43,9 +43,12 @@ pub fn load(sources: &[(String, String)], catalog: Catalog) -> Result<Compiled, 
     let items = documents::read(&srcs, &mut diags);
     let lists = lists::expand(&items.lists, &items.list_idx);
     let macros = macros::parse(&items, &lists, &srcs, &mut diags);
+    // Exceptions, macro resolution and compilation run per rule, in `compile`.
     let mut resolver = resolve::Resolver::new(&items.macros, &items.macro_idx, macros.exprs);
     let (mut out, lists_used) =
         compile::rules(&items, &lists, &mut resolver, catalog, &srcs, &mut diags);
+    // Items with errors were left out and the rest compiled, so that one load reports every
+    // error it can; any error fails the load.
     if !diags.errors.is_empty() {
         let mut errors = diags.errors;
         errors.sort_by_key(|d| srcs.order(d));
