@@ -1,21 +1,68 @@
-//! The detect stage: takes accepted audit batches off the ingest queue, evaluates every event,
-//! and sends the alerts to the router. The evaluator can be swapped while running (rules reload).
+//! The detect stage: takes accepted audit batches off the ingest queue, hands each to the
+//! [`BatchTap`]s (the Falco forwarder), evaluates every event, and sends the alerts to the
+//! router. The evaluator can be swapped while running (rules reload).
 
 use std::sync::{Arc, RwLock};
 
+use futures_util::future::BoxFuture;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::alert::Alert;
 use crate::audit::{AuditBatch, AuditEvent};
-use crate::config::{Config, RulesConfig};
-use crate::metrics::Metrics;
+use crate::config::RulesConfig;
+use crate::ingest::queue::BatchReceiver;
 use crate::rules::{LoadError, LoadOptions, LoadReport, Ruleset};
+
+/// The output field that says where an alert was raised: `embedded` (kaudit's engine) or
+/// `falco`.
+pub const ORIGIN_FIELD: &str = "kaudit.origin";
+
+/// Where detection runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DetectMode {
+    /// kaudit's own rules engine (the default).
+    #[default]
+    Embedded,
+    /// Forward to a managed Falco and route its alerts only.
+    Falco,
+    /// Both.
+    Both,
+}
+
+impl DetectMode {
+    /// True when kaudit's own engine evaluates events.
+    pub fn embedded(self) -> bool {
+        self != DetectMode::Falco
+    }
+
+    /// True when a managed Falco is involved.
+    pub fn uses_falco(self) -> bool {
+        self != DetectMode::Embedded
+    }
+}
+
+/// Detection settings.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectConfig {
+    /// `embedded`, `falco` or `both`.
+    pub mode: DetectMode,
+}
+
+/// Something that takes every accepted batch before it is evaluated (the Falco forwarder's
+/// durable lane). Defined here so that detection need not know who listens.
+pub trait BatchTap: Send + Sync {
+    /// Takes `batch`; an error is logged and does not stop detection.
+    fn take<'a>(&'a self, batch: &'a AuditBatch) -> BoxFuture<'a, Result<(), String>>;
+}
 
 /// Labels of the alert counter: priority and origin, both bounded sets.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -119,34 +166,15 @@ impl Detector {
     }
 }
 
-/// Where a batch goes besides the embedded engine: the Falco forwarder's durable lane.
-pub type ForwardLane = Arc<crate::delivery::Lane>;
-
-/// The spooled form of a forwarded batch: its content type, a newline, then the body as received.
-pub fn encode_forward(batch: &AuditBatch) -> bytes::Bytes {
-    let mut b = Vec::with_capacity(batch.content_type.len() + 1 + batch.body.len());
-    b.extend_from_slice(batch.content_type.as_bytes());
-    b.push(b'\n');
-    b.extend_from_slice(&batch.body);
-    bytes::Bytes::from(b)
-}
-
-/// Reads back [`encode_forward`]: `(content type, body)`.
-pub fn decode_forward(payload: &bytes::Bytes) -> Option<(String, bytes::Bytes)> {
-    let nl = payload.iter().position(|b| *b == b'\n')?;
-    let ct = std::str::from_utf8(&payload[..nl]).ok()?.to_string();
-    Some((ct, payload.slice(nl + 1..)))
-}
-
 /// Runs the stage until the ingest queue is closed (or `stop` fires) and drained: each batch is
 /// first handed to the Falco forwarder (when there is one), then evaluated.
 pub fn spawn(
-    mut rx: mpsc::Receiver<AuditBatch>,
+    mut rx: BatchReceiver,
     mut stop: watch::Receiver<bool>,
     detector: Detector,
-    forward: Option<ForwardLane>,
+    taps: Vec<std::sync::Arc<dyn BatchTap>>,
     alerts: mpsc::Sender<Alert>,
-    metrics: Metrics,
+    metrics: DetectMetrics,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut out = Vec::new();
@@ -168,28 +196,22 @@ pub fn spawn(
                     }
                 }
             };
-            metrics.ingest.queue_depth.dec();
-            if let Some(lane) = &forward
-                && let Err(e) = lane.enqueue(encode_forward(&batch)).await
-            {
-                tracing::error!(request_id = batch.id, error = %e, "cannot queue the batch for Falco");
+            for tap in &taps {
+                if let Err(e) = tap.take(&batch).await {
+                    tracing::error!(request_id = batch.id, error = %e, "cannot hand the batch on");
+                }
             }
             let Some(eval) = detector.get() else { continue };
             let start = std::time::Instant::now();
             for ev in batch.events.iter() {
                 eval(ev, &mut out);
             }
+            metrics.events_evaluated.inc_by(batch.events.len() as u64);
             metrics
-                .detect
-                .events_evaluated
-                .inc_by(batch.events.len() as u64);
-            metrics
-                .detect
                 .batch_duration
                 .observe(start.elapsed().as_secs_f64());
             for alert in out.drain(..) {
                 metrics
-                    .detect
                     .alerts
                     .get_or_create(&AlertLabels {
                         priority: alert.priority.as_lower(),
@@ -205,12 +227,12 @@ pub fn spawn(
     })
 }
 
-/// Load options for the embedded engine from the config.
-pub fn rules_options(cfg: &Config) -> LoadOptions {
+/// Load options for the embedded engine: the rules settings and the host name alerts carry.
+pub fn rules_options(rules: &RulesConfig, hostname: String) -> LoadOptions {
     LoadOptions {
-        rule_matching: cfg.rules.rule_matching,
-        min_priority: cfg.rules.min_priority,
-        hostname: cfg.effective_hostname(),
+        rule_matching: rules.rule_matching,
+        min_priority: rules.min_priority,
+        hostname,
     }
 }
 
@@ -233,7 +255,7 @@ pub fn evaluator(rs: Arc<Ruleset>) -> Arc<EvaluateFn> {
         rs.evaluate(ev, out);
         for a in &mut out[from..] {
             a.output_fields.insert(
-                crate::falco::alert_in::ORIGIN_FIELD.into(),
+                ORIGIN_FIELD.into(),
                 serde_json::Value::String("embedded".into()),
             );
         }
@@ -241,8 +263,8 @@ pub fn evaluator(rs: Arc<Ruleset>) -> Arc<EvaluateFn> {
 }
 
 /// Puts `rs` in force and records it in the metrics.
-pub fn install(detector: &Detector, rs: Ruleset, report: &LoadReport, metrics: &Metrics) {
-    metrics.detect.rules_active.set(report.rules_active as i64);
+pub fn install(detector: &Detector, rs: Ruleset, report: &LoadReport, metrics: &DetectMetrics) {
+    metrics.rules_active.set(report.rules_active as i64);
     detector.set(evaluator(Arc::new(rs)));
 }
 
@@ -252,31 +274,13 @@ pub fn spawn_rules_watch(
     rules: RulesConfig,
     opts: LoadOptions,
     detector: Detector,
-    metrics: Metrics,
-    mut stop: watch::Receiver<bool>,
+    metrics: DetectMetrics,
+    stop: watch::Receiver<bool>,
 ) -> Option<JoinHandle<()>> {
-    if rules.files.is_empty() {
-        return None;
-    }
     let every = std::time::Duration::from_secs(rules.reload_interval_secs.max(1));
-    Some(tokio::spawn(async move {
-        let stamp = |files: &[std::path::PathBuf]| -> Vec<_> {
-            files.iter().map(|f| crate::watch::mtime(f)).collect()
-        };
-        let mut last = stamp(&rules.files);
-        loop {
-            tokio::select! {
-                _ = stop.changed() => return,
-                _ = tokio::time::sleep(every) => {}
-            }
-            let now = stamp(&rules.files);
-            if now == last {
-                continue;
-            }
-            last = now;
-            reload_rules(&rules, &opts, &detector, &metrics);
-        }
-    }))
+    crate::watch::spawn_on_change(rules.files.clone(), every, Some(stop), move || {
+        reload_rules(&rules, &opts, &detector, &metrics);
+    })
 }
 
 /// Loads the rules again and puts them in force, or keeps the old ones and says why.
@@ -284,7 +288,7 @@ pub fn reload_rules(
     rules: &RulesConfig,
     opts: &LoadOptions,
     detector: &Detector,
-    metrics: &Metrics,
+    metrics: &DetectMetrics,
 ) -> bool {
     match load_rules(rules, opts) {
         Ok((rs, report)) => {
@@ -295,7 +299,6 @@ pub fn reload_rules(
             );
             install(detector, rs, &report, metrics);
             metrics
-                .detect
                 .rules_reloads
                 .get_or_create(&ReloadLabel { result: "ok" })
                 .inc();
@@ -304,7 +307,6 @@ pub fn reload_rules(
         Err(e) => {
             tracing::error!("rules reload failed; the previous rules stay in force:\n{e}");
             metrics
-                .detect
                 .rules_reloads
                 .get_or_create(&ReloadLabel { result: "failed" })
                 .inc();

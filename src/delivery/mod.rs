@@ -65,23 +65,17 @@ impl Default for SpoolConfig {
 }
 
 impl SpoolConfig {
-    /// Checks values types alone cannot; returns the key and what is wrong.
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        let positive = [
-            ("spool.max_bytes", self.max_bytes),
-            ("spool.queue_capacity", self.queue_capacity as u64),
-            ("spool.write_batch", self.write_batch as u64),
-            ("spool.retry_initial_ms", self.retry_initial_ms),
-        ];
-        for (key, v) in positive {
-            if v == 0 {
-                return Err((key.into(), "must be greater than 0".into()));
-            }
-        }
+    /// Checks values types alone cannot; keys are relative to `spool`.
+    pub fn validate(&self) -> Result<(), crate::invalid::Invalid> {
+        use crate::invalid::{Invalid, positive};
+        positive("max_bytes", self.max_bytes)?;
+        positive("queue_capacity", self.queue_capacity as u64)?;
+        positive("write_batch", self.write_batch as u64)?;
+        positive("retry_initial_ms", self.retry_initial_ms)?;
         if self.retry_max_ms < self.retry_initial_ms {
-            return Err((
-                "spool.retry_max_ms".into(),
-                "must be at least spool.retry_initial_ms".into(),
+            return Err(Invalid::new(
+                "retry_max_ms",
+                "must be at least spool.retry_initial_ms",
             ));
         }
         Ok(())
@@ -802,6 +796,9 @@ mod tests {
             retry_max_ms: 1,
             ..SpoolConfig::default()
         };
-        assert_eq!(bad.validate().unwrap_err().0, "spool.retry_max_ms");
+        assert_eq!(
+            bad.validate().unwrap_err().under("spool").key,
+            "spool.retry_max_ms"
+        );
     }
 }

@@ -7,7 +7,7 @@
 //! to `spool.max_bytes`), so it holds up neither the other sinks nor ingest.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,10 +18,8 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::alert::Alert;
-use crate::config::Config;
 use crate::delivery::alerts::{AlertDeliver, DEAD_LETTER_FIELD, encode};
 use crate::delivery::{DeliveryMetrics, Lane, LanePaths, SinkLabels, Spool, SpoolConfig};
-use crate::metrics::Metrics;
 use crate::sinks::{self, Sink, SinkConfig};
 
 pub mod filter;
@@ -49,6 +47,38 @@ impl Default for RouterConfig {
             custom_tags: Vec::new(),
             queue_capacity: 4096,
         }
+    }
+}
+
+/// What the router is built from: its own settings, the spool's, the sinks, and the directory
+/// their spools live under.
+#[derive(Clone, Copy, Debug)]
+pub struct RouterSetup<'a> {
+    /// Enrichment and the router's queue.
+    pub router: &'a RouterConfig,
+    /// The per-sink spool settings.
+    pub spool: &'a SpoolConfig,
+    /// The sinks.
+    pub sinks: &'a [SinkConfig],
+    /// Where spools and dead letters live.
+    pub data_dir: &'a Path,
+}
+
+impl RouterSetup<'_> {
+    fn validate_spool(&self) -> Result<(), RouterError> {
+        self.spool
+            .validate()
+            .map_err(|e| e.under("spool"))
+            .map_err(|e| RouterError::Config {
+                key: e.key,
+                message: e.message,
+            })
+    }
+
+    fn validate(&self) -> Result<(), RouterError> {
+        sinks::validate_all(self.sinks)
+            .map_err(|(key, message)| RouterError::Config { key, message })?;
+        self.validate_spool()
     }
 }
 
@@ -216,22 +246,16 @@ impl RouterHandle {
     /// `<data_dir>/spool/<name>` and is delivered when a sink of that name comes back. New
     /// `spool.*` settings apply to added and changed sinks, and `max_bytes` to all.
     /// On error (a sink cannot be built) nothing has changed.
-    pub async fn reload(&self, config: &Config) -> Result<(), RouterError> {
-        config
-            .validate()
-            .map_err(|(key, message)| RouterError::Config { key, message })?;
-        config
-            .spool
-            .validate()
-            .map_err(|(key, message)| RouterError::Config { key, message })?;
-        let enrich = Enrichment::from_config(&config.router)?;
+    pub async fn reload(&self, config: RouterSetup<'_>) -> Result<(), RouterError> {
+        config.validate()?;
+        let enrich = Enrichment::from_config(config.router)?;
         let current = self
             .current
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let mut built = Vec::new();
-        for s in &config.sinks {
+        for s in config.sinks {
             let unchanged = current.iter().any(|c| c == s);
             let sink = if unchanged {
                 None
@@ -255,7 +279,7 @@ impl RouterHandle {
             .map_err(|_| RouterError::Stopped)?;
         let r = rx.await.map_err(|_| RouterError::Stopped)?;
         if r.is_ok() {
-            *self.current.lock().unwrap_or_else(|p| p.into_inner()) = config.sinks.clone();
+            *self.current.lock().unwrap_or_else(|p| p.into_inner()) = config.sinks.to_vec();
         }
         r
     }
@@ -426,22 +450,22 @@ impl State {
 
 /// Builds every sink of `config`, opens their spools (delivering what an earlier run left) and
 /// starts routing.
-pub async fn start(config: &Config, metrics: &Metrics) -> Result<RouterHandle, RouterError> {
-    config
-        .spool
-        .validate()
-        .map_err(|(key, message)| RouterError::Config { key, message })?;
-    let enrich = Enrichment::from_config(&config.router)?;
+pub async fn start(
+    config: RouterSetup<'_>,
+    metrics: &DeliveryMetrics,
+) -> Result<RouterHandle, RouterError> {
+    config.validate_spool()?;
+    let enrich = Enrichment::from_config(config.router)?;
     let spools: SpoolMap = Arc::default();
     let mut state = State {
-        data_dir: config.data_dir.clone(),
+        data_dir: config.data_dir.to_path_buf(),
         spool_cfg: config.spool.clone(),
-        metrics: metrics.delivery.clone(),
+        metrics: metrics.clone(),
         enrich,
         routes: Vec::new(),
         spools: spools.clone(),
     };
-    for s in &config.sinks {
+    for s in config.sinks {
         let sink = build_sink(s).await?;
         let route = state.open_route(s.clone(), sink).await?;
         state.routes.push(route);
@@ -480,7 +504,7 @@ pub async fn start(config: &Config, metrics: &Metrics) -> Result<RouterHandle, R
         tx,
         ctl,
         task,
-        current: Mutex::new(config.sinks.clone()),
+        current: Mutex::new(config.sinks.to_vec()),
         spools,
     })
 }

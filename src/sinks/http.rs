@@ -164,7 +164,7 @@ pub(crate) fn client(
     timeout: Duration,
     tls: Option<&ClientTls>,
 ) -> Result<reqwest::Client, SinkError> {
-    crate::ingest::tls::install_crypto_provider();
+    crate::server::tls::install_crypto_provider();
     let mut b = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))

@@ -200,7 +200,7 @@ impl NatsSink {
             })?;
         }
         if let Some(tls) = &cfg.tls {
-            crate::ingest::tls::install_crypto_provider();
+            crate::server::tls::install_crypto_provider();
             opts = opts.require_tls(true);
             if let Some(ca) = &tls.ca_file {
                 opts = opts.add_root_certificates(ca.clone());

@@ -214,7 +214,7 @@ async fn falco_http_output_is_routed_and_bad_alerts_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut sub = subscriber(&nats.url()).await;
     let mut cfg = nats_config(dir.path(), &nats.url());
-    cfg.detect.mode = kaudit::config::DetectMode::Falco;
+    cfg.detect.mode = kaudit::detect::DetectMode::Falco;
     cfg.falco.forward_url = format!("http://127.0.0.1:{}/k8s-audit", crate::support::free_port());
     let running = kaudit::pipeline::start(cfg).await.unwrap();
     let base = format!("http://{}", running.local_addr());
@@ -283,7 +283,7 @@ async fn falco_http_output_authenticates_with_the_token_in_its_url() {
     std::fs::write(&intake_file, "intake-0123abcd\n").unwrap();
     let mut sub = subscriber(&nats.url()).await;
     let mut cfg = nats_config(dir.path(), &nats.url());
-    cfg.detect.mode = kaudit::config::DetectMode::Falco;
+    cfg.detect.mode = kaudit::detect::DetectMode::Falco;
     cfg.falco.forward_url = format!("http://127.0.0.1:{}/k8s-audit", crate::support::free_port());
     cfg.falco.intake_token_file = Some(intake_file.clone());
     cfg.auth.tokens = vec![kaudit::secret::Secret::new("apiserver-token")];

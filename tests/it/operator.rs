@@ -1513,7 +1513,7 @@ fn falco_authenticates_to_kaudit_with_an_issued_token() {
     let local = dir.path().join("intake");
     std::fs::write(&local, &in_secret.0).unwrap();
     let intake =
-        kaudit::ingest::auth::TokenAuth::from_file(local, "falco.intake_token_file").unwrap();
+        kaudit::server::auth::TokenAuth::from_file(local, "falco.intake_token_file").unwrap();
     assert!(intake.check(Some(basic.as_bytes())), "Falco's credentials");
     assert!(
         !intake.check(Some(b"Basic ZmFsY286d3Jvbmc=")),

@@ -10,12 +10,25 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::watch::mtime;
-
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
 use base64::Engine;
+use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use crate::config::AuthConfig;
+use crate::secret::Secret;
+
+/// Bearer tokens accepted on `/k8s-audit` (and Falco's `http_output` intake).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Tokens given inline (prefer `token_file`).
+    pub tokens: Vec<Secret>,
+    /// A file with one token per line (blank lines and `#` comments ignored); re-read on change.
+    pub token_file: Option<PathBuf>,
+}
 
 /// The set of accepted tokens; empty means authentication is off.
 #[derive(Clone, Default)]
@@ -117,23 +130,40 @@ impl TokenAuth {
             return;
         };
         let this = self.clone();
-        tokio::spawn(async move {
-            let mut last = mtime(&path);
-            loop {
-                tokio::time::sleep(every).await;
-                let now = mtime(&path);
-                if now != last {
-                    last = now;
-                    match this.reload() {
-                        Ok(()) => tracing::info!(path = %path.display(), "token file reloaded"),
-                        Err(e) => {
-                            tracing::error!(error = %e, "token file reload failed; keeping the old tokens")
-                        }
-                    }
+        crate::watch::spawn_on_change(vec![path.clone()], every, None, move || {
+            match this.reload() {
+                Ok(()) => tracing::info!(path = %path.display(), "token file reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "token file reload failed; keeping the old tokens")
                 }
             }
         });
     }
+
+    /// Answers 401 unless the request carries an accepted token: an axum middleware, used as
+    /// `middleware::from_fn_with_state(auth, TokenAuth::require)`.
+    pub async fn require(State(auth): State<TokenAuth>, req: Request, next: Next) -> Response {
+        let presented = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes);
+        if auth.check(presented) {
+            next.run(req).await
+        } else {
+            unauthorized()
+        }
+    }
+}
+
+/// The 401 answer, with the challenge clients expect.
+pub fn unauthorized() -> Response {
+    let mut r = super::error(
+        StatusCode::UNAUTHORIZED,
+        "missing or invalid token (Bearer, or Basic with the token as password)",
+    );
+    r.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    r
 }
 
 /// The token an `Authorization` value presents: the bearer token, or a Basic password.
@@ -152,7 +182,6 @@ fn presented_token(header: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::Secret;
 
     #[test]
     fn tokens_from_inline_and_file() {

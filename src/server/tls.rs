@@ -5,7 +5,7 @@
 //! certificate is served without restarting or dropping the listener. A bad new set is logged
 //! and the old one stays in force.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -14,7 +14,57 @@ use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::TlsConfig;
+use serde::{Deserialize, Serialize};
+
+/// TLS settings of the server. Files are re-read when they change.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// PEM CA bundle; when set, clients must present a certificate it signed (mTLS).
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+    /// How often the files are checked for changes, in seconds.
+    #[serde(default = "default_reload_secs")]
+    pub reload_interval_secs: u64,
+}
+
+fn default_reload_secs() -> u64 {
+    5
+}
+
+impl TlsConfig {
+    /// Checks that the files exist; keys are relative to `tls`.
+    pub fn validate(&self) -> Result<(), crate::invalid::Invalid> {
+        use crate::invalid::Invalid;
+        for (key, path) in [("cert_file", &self.cert_file), ("key_file", &self.key_file)] {
+            if !path.exists() {
+                return Err(Invalid::new(
+                    key,
+                    format!("{} does not exist", path.display()),
+                ));
+            }
+        }
+        if let Some(ca) = &self.client_ca_file
+            && !ca.exists()
+        {
+            return Err(Invalid::new(
+                "client_ca_file",
+                format!("{} does not exist", ca.display()),
+            ));
+        }
+        Ok(())
+    }
+
+    fn files(&self) -> Vec<PathBuf> {
+        let mut v = vec![self.cert_file.clone(), self.key_file.clone()];
+        v.extend(self.client_ca_file.clone());
+        v
+    }
+}
 
 /// A TLS file that could not be used, naming the file.
 #[derive(Debug, thiserror::Error)]
@@ -110,34 +160,15 @@ impl ReloadingTls {
     pub fn spawn_watch(&self, cfg: TlsConfig) {
         let this = self.clone();
         let every = Duration::from_secs(cfg.reload_interval_secs.max(1));
-        tokio::spawn(async move {
-            let stamp = |c: &TlsConfig| {
-                [
-                    Some(c.cert_file.as_path()),
-                    Some(c.key_file.as_path()),
-                    c.client_ca_file.as_deref(),
-                ]
-                .map(|p| p.and_then(crate::watch::mtime))
-            };
-            let mut last = stamp(&cfg);
-            loop {
-                tokio::time::sleep(every).await;
-                let now = stamp(&cfg);
-                if now == last {
-                    continue;
+        crate::watch::spawn_on_change(cfg.files(), every, None, move || match load(&cfg) {
+            Ok(new) => {
+                if let Ok(mut g) = this.current.write() {
+                    *g = new;
                 }
-                last = now;
-                match load(&cfg) {
-                    Ok(new) => {
-                        if let Ok(mut g) = this.current.write() {
-                            *g = new;
-                        }
-                        tracing::info!(cert = %cfg.cert_file.display(), "TLS certificates reloaded");
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "TLS reload failed; keeping the old certificates")
-                    }
-                }
+                tracing::info!(cert = %cfg.cert_file.display(), "TLS certificates reloaded");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "TLS reload failed; keeping the old certificates")
             }
         });
     }
