@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::alert::Priority;
 use crate::delivery::SpoolConfig;
+use crate::delivery::inbox::InboxConfig;
 use crate::detect::DetectConfig;
 use crate::falco::FalcoConfig;
 use crate::ingest::IngestConfig;
@@ -62,8 +63,10 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// Bearer-token authentication of requests.
     pub auth: AuthConfig,
-    /// Request limits and the ingest queue.
+    /// Request limits and back-pressure of the webhook.
     pub ingest: IngestConfig,
+    /// The durable inbox of accepted batches.
+    pub inbox: InboxConfig,
     /// The embedded rules engine.
     pub rules: RulesConfig,
     /// Where detection happens.
@@ -89,6 +92,7 @@ impl Default for Config {
             tls: None,
             auth: AuthConfig::default(),
             ingest: IngestConfig::default(),
+            inbox: InboxConfig::default(),
             rules: RulesConfig::default(),
             detect: DetectConfig::default(),
             falco: Default::default(),
@@ -243,6 +247,7 @@ impl Config {
     /// says where the value is.
     pub fn validate(&self) -> Result<(), Invalid> {
         self.ingest.validate().map_err(|e| e.under("ingest"))?;
+        self.inbox.validate().map_err(|e| e.under("inbox"))?;
         if let Some(tls) = &self.tls {
             tls.validate().map_err(|e| e.under("tls"))?;
         }

@@ -11,13 +11,15 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::alert::Alert;
-use crate::audit::{AuditBatch, AuditEvent};
+use crate::audit::AuditEvent;
 use crate::config::RulesConfig;
-use crate::ingest::queue::BatchReceiver;
+use crate::delivery::Hold;
+use crate::delivery::alerts::AlertSender;
+use crate::delivery::inbox::{InboxBatch, InboxReader, InboxRecord};
 use crate::rules::{LoadError, LoadOptions, LoadReport, Ruleset};
 
 /// The output field that says where an alert was raised: `embedded` (kaudit's engine) or
@@ -60,8 +62,9 @@ pub struct DetectConfig {
 /// Something that takes every accepted batch before it is evaluated (the Falco forwarder's
 /// durable lane). Defined here so that detection need not know who listens.
 pub trait BatchTap: Send + Sync {
-    /// Takes `batch`; an error is logged and does not stop detection.
-    fn take<'a>(&'a self, batch: &'a AuditBatch) -> BoxFuture<'a, Result<(), String>>;
+    /// Takes `batch`, releasing `hold` once it has it durably; an error is logged and does not
+    /// stop detection (the dropped hold brings the batch back later).
+    fn take<'a>(&'a self, batch: &'a InboxRecord, hold: Hold) -> BoxFuture<'a, Result<(), String>>;
 }
 
 /// Labels of the alert counter: priority and origin, both bounded sets.
@@ -166,50 +169,50 @@ impl Detector {
     }
 }
 
-/// Runs the stage until the ingest queue is closed (or `stop` fires) and drained: each batch is
-/// first handed to the Falco forwarder (when there is one), then evaluated.
+/// Runs the stage until the inbox is closed and every batch it had was read: each batch is
+/// first handed to the taps (the Falco forwarder), then its events are evaluated one at a time
+/// and the alerts routed, every one carrying a share of the batch's hold, so the batch leaves
+/// the inbox only once all of them are spooled.
 pub fn spawn(
-    mut rx: BatchReceiver,
-    mut stop: watch::Receiver<bool>,
+    mut reader: InboxReader,
     detector: Detector,
-    taps: Vec<std::sync::Arc<dyn BatchTap>>,
-    alerts: mpsc::Sender<Alert>,
+    taps: Vec<Arc<dyn BatchTap>>,
+    alerts: AlertSender,
     metrics: DetectMetrics,
+    max_event_bytes: usize,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut out = Vec::new();
-        let mut closing = false;
-        loop {
-            let batch = if closing {
-                match rx.recv().await {
-                    Some(b) => b,
-                    None => break,
-                }
-            } else {
-                tokio::select! {
-                    b = rx.recv() => match b { Some(b) => b, None => break },
-                    _ = stop.changed() => {
-                        // No new batches; what is already queued is still handled.
-                        rx.close();
-                        closing = true;
-                        continue;
-                    }
-                }
-            };
+        while let Some(InboxBatch { record, hold }) = reader.next().await {
+            let seq = record.seq;
             for tap in &taps {
-                if let Err(e) = tap.take(&batch).await {
-                    tracing::error!(request_id = batch.id, error = %e, "cannot hand the batch on");
+                if let Err(e) = tap.take(&record, hold.share()).await {
+                    tracing::error!(seq, error = %e, "cannot hand the batch on");
                 }
             }
-            let Some(eval) = detector.get() else { continue };
-            let start = std::time::Instant::now();
-            for ev in batch.events.iter() {
-                eval(ev, &mut out);
+            if let Some(eval) = detector.get() {
+                let start = std::time::Instant::now();
+                let mut evaluated = 0u64;
+                let decoded =
+                    crate::audit::for_each_event(&record.body, max_event_bytes, |i, ev| {
+                        if let Ok(ev) = ev {
+                            evaluated += 1;
+                            let from = out.len();
+                            eval(&ev, &mut out);
+                            for a in &mut out[from..] {
+                                a.uuid = alert_uuid(&ev, seq, i, &a.rule, "embedded");
+                            }
+                        }
+                    });
+                if let Err(e) = decoded {
+                    // Only a payload that was valid JSON when accepted is in the inbox.
+                    tracing::error!(seq, error = %e, "inbox batch no longer decodes");
+                }
+                metrics.events_evaluated.inc_by(evaluated);
+                metrics
+                    .batch_duration
+                    .observe(start.elapsed().as_secs_f64());
             }
-            metrics.events_evaluated.inc_by(batch.events.len() as u64);
-            metrics
-                .batch_duration
-                .observe(start.elapsed().as_secs_f64());
             for alert in out.drain(..) {
                 metrics
                     .alerts
@@ -218,13 +221,36 @@ pub fn spawn(
                         origin: "embedded",
                     })
                     .inc();
-                tracing::debug!(request_id = batch.id, uuid = %alert.uuid, rule = %alert.rule, "alert");
-                if alerts.send(alert).await.is_err() {
-                    tracing::error!("router is gone; dropping alert");
+                tracing::debug!(seq, uuid = %alert.uuid, rule = %alert.rule, "alert");
+                if alerts.send_held(alert, hold.share()).await.is_err() {
+                    tracing::error!(seq, "router is gone; the batch stays in the inbox");
                 }
             }
+            hold.release();
         }
     })
+}
+
+/// Namespace of the uuids kaudit derives for its alerts (UUID v5).
+pub const ALERT_UUID_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x6b61_7564_6974_4a8e_9a1f_3c2d_5e7b_0a41);
+
+/// An alert's uuid, derived from what it is: the event (its `auditID` and `stage`, or, for an
+/// event without an `auditID`, its place in the inbox), the rule and the origin. A replayed or
+/// re-sent batch raises alerts with the same uuids, so consumers de-duplicate them.
+pub fn alert_uuid(ev: &AuditEvent, seq: u64, index: usize, rule: &str, origin: &str) -> uuid::Uuid {
+    let id = ev.audit_id();
+    let name = if id.is_empty() {
+        format!("inbox:{seq}:{index}\0{rule}\0{origin}")
+    } else {
+        let stage = ev
+            .json
+            .get("stage")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("");
+        format!("{id}\0{stage}\0{rule}\0{origin}")
+    };
+    uuid::Uuid::new_v5(&ALERT_UUID_NAMESPACE, name.as_bytes())
 }
 
 /// Load options for the embedded engine: the rules settings and the host name alerts carry.

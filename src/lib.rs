@@ -13,6 +13,7 @@ pub mod config;
 pub mod delivery;
 pub mod detect;
 pub mod falco;
+pub mod follow;
 pub mod health;
 pub mod ingest;
 pub mod invalid;

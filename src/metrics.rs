@@ -20,6 +20,8 @@ pub struct Metrics {
     pub detect: crate::detect::DetectMetrics,
     /// Alerts coming from Falco (tail and `http_output`).
     pub falco_in: crate::falco::tail::FalcoInMetrics,
+    /// The inbox of accepted batches.
+    pub inbox: crate::delivery::inbox::InboxMetrics,
     /// Per-sink delivery: queues, spools, retries, dead letters.
     pub delivery: crate::delivery::DeliveryMetrics,
 }
@@ -33,6 +35,7 @@ impl Metrics {
         let detect = crate::detect::DetectMetrics::register(&mut registry);
         let falco_in =
             crate::falco::tail::FalcoInMetrics::register(&mut registry, detect.alerts.clone());
+        let inbox = crate::delivery::inbox::InboxMetrics::register(&mut registry);
         let delivery = crate::delivery::DeliveryMetrics::register(&mut registry);
         Metrics {
             registry: Arc::new(registry),
@@ -40,6 +43,7 @@ impl Metrics {
             ingest,
             detect,
             falco_in,
+            inbox,
             delivery,
         }
     }

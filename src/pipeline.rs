@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, ConfigError, Overrides};
+use crate::delivery::inbox::Inbox;
 use crate::delivery::{Lane, LanePaths, SinkLabels};
 use crate::detect::{self, BatchTap, Detector};
 use crate::falco;
@@ -37,6 +38,9 @@ pub enum PipelineError {
     /// The Falco forwarder could not be set up.
     #[error(transparent)]
     Forward(#[from] falco::forward::ForwardError),
+    /// The inbox could not be opened.
+    #[error(transparent)]
+    Inbox(#[from] crate::delivery::inbox::InboxError),
     /// The forwarder's spool could not be opened.
     #[error("falco forwarder spool: {0}")]
     Lane(#[from] crate::delivery::LaneError),
@@ -61,6 +65,8 @@ pub struct Running {
     config: Config,
     server: Server,
     stop: watch::Sender<bool>,
+    inbox: Option<Inbox>,
+    inbox_worker: crate::delivery::inbox::Worker,
     detect: JoinHandle<()>,
     falco_tail: Option<JoinHandle<()>>,
     forward: Option<Arc<Lane>>,
@@ -151,22 +157,23 @@ pub async fn start_with(
     } else {
         None
     };
-    let (batch_tx, batch_rx) = ingest::queue::channel(
-        cfg.ingest.queue_capacity,
-        metrics.ingest.queue_depth.clone(),
-    );
-    let detect_probe = health.probe("detect");
-    detect_probe.ready();
+    let opened = Inbox::open(
+        &cfg.data_dir.join("inbox"),
+        &cfg.inbox,
+        metrics.inbox.clone(),
+        Some(health.probe("inbox")),
+    )?;
+    let inbox = opened.inbox;
     let detect = detect::spawn(
-        batch_rx,
-        stop.subscribe(),
+        opened.reader,
         detector.clone(),
         taps,
         router.sender(),
         metrics.detect.clone(),
+        cfg.ingest.max_event_bytes,
     );
 
-    let state = IngestState::new(batch_tx, metrics.ingest.clone(), cfg.ingest.clone());
+    let state = IngestState::new(inbox.clone(), metrics.ingest.clone(), cfg.ingest.clone());
     let read_timeout = cfg.ingest.read_timeout();
     let mut app = ingest::routes(state, auth.clone());
     let mut falco_tail = None;
@@ -245,6 +252,8 @@ pub async fn start_with(
         config: cfg,
         server,
         stop,
+        inbox: Some(inbox),
+        inbox_worker: opened.worker,
         detect,
         falco_tail,
         forward,
@@ -291,29 +300,59 @@ impl Running {
     }
 
     /// Stops accepting requests, then drains what was accepted through detection, the Falco
-    /// forwarder and every sink (what a dead destination cannot take stays spooled on disk).
+    /// forwarder and every sink. Each phase has a budget, and together they stay under
+    /// Kubernetes' default 30 s grace period: what a dead destination cannot take stays spooled,
+    /// and what detection had no time for stays in the inbox, both for the next run.
     pub async fn shutdown(self) {
-        self.serving.not_ready("shutting down");
-        self.server.shutdown(Duration::from_secs(30)).await;
-        let _ = self.stop.send(true);
-        if let Err(e) = self.detect.await {
-            tracing::error!(error = %e, "detect stage failed");
-        }
-        if let Some(t) = self.falco_tail
+        let Running {
+            server,
+            stop,
+            inbox,
+            inbox_worker,
+            mut detect,
+            falco_tail,
+            forward,
+            router,
+            serving,
+            ..
+        } = self;
+        serving.not_ready("shutting down");
+        server.shutdown(SHUTDOWN_REQUESTS).await;
+        let _ = stop.send(true);
+        // No source appends any more: once the inbox is closed, detection ends when it has read
+        // every batch that was accepted.
+        drop(inbox);
+        if let Some(t) = falco_tail
             && let Err(e) = t.await
         {
             tracing::error!(error = %e, "Falco tailer failed");
         }
-        if let Some(lane) = self.forward {
+        match tokio::time::timeout(SHUTDOWN_DETECT, &mut detect).await {
+            Ok(Err(e)) => tracing::error!(error = %e, "detect stage failed"),
+            Ok(Ok(())) => {}
+            Err(_) => {
+                tracing::warn!(
+                    "detection did not finish in {SHUTDOWN_DETECT:?}; the rest stays in the inbox for the next run"
+                );
+                detect.abort();
+            }
+        }
+        if let Some(lane) = forward {
             match Arc::try_unwrap(lane) {
-                Ok(lane) => lane.close(Duration::from_secs(5)).await,
+                Ok(lane) => lane.close(Duration::from_secs(3)).await,
                 Err(_) => tracing::error!("Falco forwarder still in use at shutdown"),
             }
         }
-        self.router.shutdown().await;
+        router.shutdown().await;
+        inbox_worker.join().await;
         tracing::info!("pipeline drained");
     }
 }
+
+/// Budget for requests in flight to finish at shutdown.
+pub const SHUTDOWN_REQUESTS: Duration = Duration::from_secs(5);
+/// Budget for detection to finish the batches it has at shutdown.
+pub const SHUTDOWN_DETECT: Duration = Duration::from_secs(10);
 
 /// What the main loop was woken by.
 enum Wake {

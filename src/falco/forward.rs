@@ -13,8 +13,8 @@ use tokio::task::JoinHandle;
 use futures_util::future::BoxFuture;
 
 use super::FalcoConfig;
-use crate::audit::AuditBatch;
-use crate::delivery::{Lane, SinkError};
+use crate::delivery::inbox::InboxRecord;
+use crate::delivery::{Hold, Lane, SinkError};
 use crate::detect::BatchTap;
 use crate::secret::resolve_secret;
 
@@ -181,7 +181,7 @@ impl crate::delivery::Deliver for ForwardDeliver {
 }
 
 /// The spooled form of a forwarded batch: its content type, a newline, then the body as received.
-pub fn encode(batch: &AuditBatch) -> bytes::Bytes {
+pub fn encode(batch: &InboxRecord) -> bytes::Bytes {
     let mut b = Vec::with_capacity(batch.content_type.len() + 1 + batch.body.len());
     b.extend_from_slice(batch.content_type.as_bytes());
     b.push(b'\n');
@@ -201,10 +201,10 @@ pub fn decode(payload: &bytes::Bytes) -> Option<(String, bytes::Bytes)> {
 pub struct ForwardTap(pub Arc<Lane>);
 
 impl BatchTap for ForwardTap {
-    fn take<'a>(&'a self, batch: &'a AuditBatch) -> BoxFuture<'a, Result<(), String>> {
+    fn take<'a>(&'a self, batch: &'a InboxRecord, hold: Hold) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             self.0
-                .enqueue(encode(batch))
+                .enqueue(encode(batch), Some(hold))
                 .await
                 .map_err(|e| format!("cannot queue the batch for Falco: {e}"))
         })

@@ -8,6 +8,10 @@ pub mod tail;
 
 use std::path::PathBuf;
 
+use crate::delivery::alerts::AlertSender;
+use crate::delivery::hold;
+use crate::secret::Secret;
+use crate::server::{self, auth::TokenAuth};
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -15,11 +19,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
-
-use crate::alert::Alert;
-use crate::secret::Secret;
-use crate::server::{self, auth::TokenAuth};
 use tail::{FalcoInMetrics, ResultLabel};
 
 /// Settings of the managed Falco.
@@ -72,7 +71,7 @@ impl Default for FalcoConfig {
 
 #[derive(Clone)]
 struct IntakeState {
-    alerts: mpsc::Sender<Alert>,
+    alerts: AlertSender,
     metrics: FalcoInMetrics,
     max_body: usize,
     timeout: std::time::Duration,
@@ -83,7 +82,7 @@ struct IntakeState {
 pub fn http_output_routes(
     auth: TokenAuth,
     intake: Option<TokenAuth>,
-    alerts: mpsc::Sender<Alert>,
+    alerts: AlertSender,
     metrics: FalcoInMetrics,
     max_body: usize,
     timeout: std::time::Duration,
@@ -134,12 +133,23 @@ async fn post_alert(State(st): State<IntakeState>, req: Request) -> Response {
             return e.into_response(st.max_body);
         }
     };
-    match alert_in::parse(&body, uuid::Uuid::new_v4()) {
+    // The same body posted twice (Falco or a proxy retrying) is the same alert, with the same id.
+    let id = uuid::Uuid::new_v5(&crate::detect::ALERT_UUID_NAMESPACE, &body);
+    match alert_in::parse(&body, id) {
         Ok(alert) => {
             st.metrics.routed(&st.metrics.http_alerts, &alert);
             tracing::debug!(uuid = %alert.uuid, rule = %alert.rule, "alert from Falco http_output");
-            if st.alerts.send(alert).await.is_err() {
+            // Falco is answered only once the alert is in every matching sink's spool: a 200
+            // means it will be delivered, whatever happens to kaudit next.
+            let (h, done) = hold::awaitable();
+            if st.alerts.send_held(alert, h).await.is_err() {
                 return server::error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+            }
+            if !done.await.unwrap_or(false) {
+                return server::error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the alert could not be spooled for every sink; retry",
+                );
             }
             (
                 StatusCode::OK,

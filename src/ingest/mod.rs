@@ -1,12 +1,12 @@
 //! The audit webhook: `POST /k8s-audit` from kube-apiserver.
 //!
 //! A request is authenticated, its content type and size checked (413 while streaming, never
-//! after buffering a too-large body), decoded, and the batch is put on a bounded queue: 200 at
-//! once, or 429 with `Retry-After` when detection is behind, which the apiserver's webhook
-//! backend retries. Nothing grows without bound. The server itself (TLS, timeouts, auth) is
-//! `server`'s.
+//! after buffering a too-large body), checked, and appended to the inbox: 200 once the batch is
+//! on disk, 429 with `Retry-After` when detection is far behind or request bodies in flight are
+//! at their memory budget, 503 when the disk refuses the write. Nothing grows without bound.
+//! The server itself (TLS, timeouts, auth) is `server`'s.
 
-pub mod queue;
+mod budget;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,16 +21,16 @@ use axum::routing::post;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::audit::{self, AuditBatch, Rejection};
+use crate::audit::{self, Rejection};
+use crate::delivery::inbox::{Inbox, InboxError};
 use crate::invalid::{Invalid, positive};
 use crate::server::{self, auth::TokenAuth};
-use queue::{BatchSender, TrySendError};
+use budget::Budget;
 
 /// Request limits and the queue between ingest and detection.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -38,8 +38,12 @@ use queue::{BatchSender, TrySendError};
 pub struct IngestConfig {
     /// Largest accepted request body; larger ones get 413 (default 12 MiB, the k8saudit plugin's).
     pub max_body_bytes: usize,
-    /// Accepted batches waiting for detection; when full, requests get 429.
+    /// Accepted batches waiting for detection (durably, in the inbox); when this many wait,
+    /// requests get 429.
     pub queue_capacity: usize,
+    /// Bytes of request bodies held in memory at once, across all requests; a request that
+    /// would go over gets 429 before its body is read.
+    pub max_inflight_bytes: usize,
     /// Time allowed to read a request's headers and its body, in seconds.
     pub read_timeout_secs: u64,
     /// Largest single event kept (default 256 KiB, the plugin's `maxEventSize`); larger are dropped.
@@ -50,7 +54,8 @@ impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
             max_body_bytes: 12 * 1024 * 1024,
-            queue_capacity: 256,
+            queue_capacity: 4096,
+            max_inflight_bytes: 128 * 1024 * 1024,
             read_timeout_secs: 30,
             max_event_bytes: 256 * 1024,
         }
@@ -62,6 +67,15 @@ impl IngestConfig {
     pub fn validate(&self) -> Result<(), Invalid> {
         positive("max_body_bytes", self.max_body_bytes as u64)?;
         positive("queue_capacity", self.queue_capacity as u64)?;
+        if self.max_inflight_bytes < self.max_body_bytes {
+            return Err(Invalid::new(
+                "max_inflight_bytes",
+                format!(
+                    "must be at least ingest.max_body_bytes ({}), or no large request could ever be read",
+                    self.max_body_bytes
+                ),
+            ));
+        }
         positive("read_timeout_secs", self.read_timeout_secs)?;
         Ok(())
     }
@@ -90,8 +104,6 @@ pub struct IngestMetrics {
     pub events_rejected: Family<ReasonLabel, Counter>,
     /// Events per accepted batch.
     pub batch_events: Histogram,
-    /// Batches waiting for detection.
-    pub queue_depth: Gauge,
 }
 
 impl IngestMetrics {
@@ -102,7 +114,6 @@ impl IngestMetrics {
             events_accepted: Counter::default(),
             events_rejected: Family::default(),
             batch_events: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
-            queue_depth: Gauge::default(),
         };
         r.register(
             "events_received",
@@ -124,15 +135,10 @@ impl IngestMetrics {
             "Events per accepted batch",
             m.batch_events.clone(),
         );
-        r.register(
-            "ingest_queue_depth",
-            "Batches waiting for detection",
-            m.queue_depth.clone(),
-        );
         for reason in Rejection::ALL
             .map(Rejection::as_str)
             .into_iter()
-            .chain(["queue_full"])
+            .chain(["queue_full", "storage"])
         {
             let _ = m.events_rejected.get_or_create(&ReasonLabel { reason });
         }
@@ -143,18 +149,20 @@ impl IngestMetrics {
 /// Shared state of the webhook handler.
 #[derive(Clone)]
 pub struct IngestState {
-    queue: BatchSender,
+    inbox: Inbox,
     metrics: IngestMetrics,
+    budget: Budget,
     cfg: IngestConfig,
     next_id: Arc<AtomicU64>,
 }
 
 impl IngestState {
-    /// State for a webhook feeding `queue`.
-    pub fn new(queue: BatchSender, metrics: IngestMetrics, cfg: IngestConfig) -> Self {
+    /// State for a webhook appending to `inbox`.
+    pub fn new(inbox: Inbox, metrics: IngestMetrics, cfg: IngestConfig) -> Self {
         IngestState {
-            queue,
+            inbox,
             metrics,
+            budget: Budget::new(cfg.max_inflight_bytes),
             cfg,
             next_id: Arc::new(AtomicU64::new(1)),
         }
@@ -179,15 +187,21 @@ async fn post_audit(State(st): State<IngestState>, req: Request) -> Response {
         );
     }
     let limit = st.cfg.max_body_bytes;
-    let timeout = Duration::from_secs(st.cfg.read_timeout_secs);
-    let body = match server::read_body(&parts.headers, body, limit, timeout).await {
+    // Memory for the body is reserved before a byte is read; when requests in flight already
+    // hold the budget, the client retries instead of kaudit growing.
+    let Some(_budget) = st.budget.reserve(&parts.headers, limit) else {
+        return too_many(
+            "request bodies in flight are at ingest.max_inflight_bytes; retry later".into(),
+        );
+    };
+    let body = match server::read_body(&parts.headers, body, limit, st.cfg.read_timeout()).await {
         Ok(b) => b,
         Err(e) => return e.into_response(limit),
     };
     let max_event = st.cfg.max_event_bytes;
-    let decoded = if body.len() > 256 * 1024 {
+    let checked = if body.len() > 256 * 1024 {
         let b = body.clone();
-        match tokio::task::spawn_blocking(move || audit::decode(&b, max_event)).await {
+        match tokio::task::spawn_blocking(move || audit::validate(&b, max_event)).await {
             Ok(d) => d,
             Err(e) => {
                 return server::error(
@@ -197,9 +211,9 @@ async fn post_audit(State(st): State<IngestState>, req: Request) -> Response {
             }
         }
     } else {
-        audit::decode(&body, max_event)
+        audit::validate(&body, max_event)
     };
-    let decoded = match decoded {
+    let checked = match checked {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(request_id = id, error = %e, "rejected audit payload");
@@ -207,64 +221,101 @@ async fn post_audit(State(st): State<IngestState>, req: Request) -> Response {
         }
     };
     let m = &st.metrics;
-    let total = decoded.events.len() + decoded.rejected.len();
-    m.events_received.inc_by(total as u64);
-    for (index, reason) in &decoded.rejected {
-        m.events_rejected
-            .get_or_create(&ReasonLabel {
-                reason: reason.as_str(),
-            })
-            .inc();
-        tracing::warn!(
-            request_id = id,
-            item = index,
-            reason = reason.as_str(),
-            "dropped audit event"
-        );
+    let accepted = checked.accepted;
+    let rejected = checked.rejected.len();
+    m.events_received.inc_by((accepted + rejected) as u64);
+    if rejected > 0 {
+        log_rejected(id, &checked.rejected, m);
     }
-    let accepted = decoded.events.len();
-    let rejected = decoded.rejected.len();
     if accepted > 0 {
+        if st.inbox.pending() >= st.cfg.queue_capacity as u64 {
+            m.events_rejected
+                .get_or_create(&ReasonLabel {
+                    reason: "queue_full",
+                })
+                .inc_by(accepted as u64);
+            return too_many(format!(
+                "{} batches wait for detection (ingest.queue_capacity); retry later",
+                st.cfg.queue_capacity
+            ));
+        }
         let content_type = parts
             .headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .unwrap_or("application/json")
-            .to_string();
-        let batch = AuditBatch {
-            id,
-            events: Arc::new(decoded.events),
-            body,
-            content_type,
-        };
-        match st.queue.try_send(batch) {
-            Ok(()) => {
+            .unwrap_or("application/json");
+        match st.inbox.append(SOURCE, content_type, body).await {
+            Ok(seq) => {
                 m.events_accepted.inc_by(accepted as u64);
                 m.batch_events.observe(accepted as f64);
+                tracing::debug!(
+                    request_id = id,
+                    seq,
+                    accepted,
+                    rejected,
+                    "audit batch accepted"
+                );
             }
-            Err(TrySendError::Full(_)) => {
+            Err(InboxError::Full { what }) => {
                 m.events_rejected
                     .get_or_create(&ReasonLabel {
                         reason: "queue_full",
                     })
                     .inc_by(accepted as u64);
-                let mut r = server::error(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "ingest queue is full; retry later",
-                );
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                return r;
+                return too_many(format!("inbox full ({what}); retry later"));
             }
-            Err(TrySendError::Closed(_)) => {
-                return server::error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+            Err(e) => {
+                m.events_rejected
+                    .get_or_create(&ReasonLabel { reason: "storage" })
+                    .inc_by(accepted as u64);
+                tracing::error!(request_id = id, error = %e, "batch not accepted");
+                let mut r = server::error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                return r;
             }
         }
     }
-    tracing::debug!(request_id = id, accepted, rejected, "audit batch accepted");
     (
         StatusCode::OK,
         axum::Json(json!({ "accepted": accepted, "rejected": rejected })),
     )
         .into_response()
+}
+
+/// The inbox's name for batches from this webhook.
+pub const SOURCE: &str = "webhook";
+
+/// 429 with `Retry-After: 1`, which kube-apiserver's webhook backend honours.
+fn too_many(message: String) -> Response {
+    let mut r = server::error(StatusCode::TOO_MANY_REQUESTS, message);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
+/// Counts dropped items by reason and logs one line for the request (never one per item: a
+/// hostile payload of millions of bad items must not flood the log).
+fn log_rejected(id: u64, rejected: &[(usize, Rejection)], m: &IngestMetrics) {
+    let mut by_reason: Vec<(&'static str, usize)> = Vec::new();
+    for (_, reason) in rejected {
+        let r = reason.as_str();
+        match by_reason.iter_mut().find(|(k, _)| *k == r) {
+            Some((_, n)) => *n += 1,
+            None => by_reason.push((r, 1)),
+        }
+    }
+    for (reason, n) in &by_reason {
+        m.events_rejected
+            .get_or_create(&ReasonLabel { reason })
+            .inc_by(*n as u64);
+    }
+    let first: Vec<usize> = rejected.iter().take(5).map(|(i, _)| *i).collect();
+    tracing::warn!(
+        request_id = id,
+        dropped = rejected.len(),
+        reasons = ?by_reason,
+        first_items = ?first,
+        "dropped audit events"
+    );
 }

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::alert::Alert;
-use crate::delivery::alerts::{AlertDeliver, DEAD_LETTER_FIELD, encode};
+use crate::delivery::alerts::{AlertDeliver, AlertSender, DEAD_LETTER_FIELD, Routed, encode};
 use crate::delivery::{DeliveryMetrics, Lane, LanePaths, SinkLabels, Spool, SpoolConfig};
 use crate::sinks::{self, Sink, SinkConfig};
 
@@ -217,9 +217,12 @@ enum Ctl {
 
 type SpoolMap = Arc<Mutex<HashMap<String, Arc<Spool>>>>;
 
+/// How long the router waits for a lane's queue before it gives up on a held alert there.
+const LANE_WAIT: Duration = Duration::from_secs(2);
+
 /// A running router: send alerts into it; `reload` changes its sinks; `shutdown` drains it.
 pub struct RouterHandle {
-    tx: mpsc::Sender<Alert>,
+    tx: mpsc::Sender<Routed>,
     ctl: mpsc::Sender<Ctl>,
     task: JoinHandle<()>,
     current: Mutex<Vec<SinkConfig>>,
@@ -228,8 +231,8 @@ pub struct RouterHandle {
 
 impl RouterHandle {
     /// Where detection sends alerts. Waits (pushes back) only while spool writers are behind.
-    pub fn sender(&self) -> mpsc::Sender<Alert> {
-        self.tx.clone()
+    pub fn sender(&self) -> AlertSender {
+        AlertSender::new(self.tx.clone())
     }
 
     /// Alerts waiting in the spool of the sink `name` (`None` for an unknown sink).
@@ -360,16 +363,41 @@ impl State {
         Ok(Route { cfg, filter, lane })
     }
 
-    async fn route(&mut self, mut alert: Alert) {
+    /// Queues the alert on every lane that wants it. With a hold, a lane that cannot take it
+    /// within `LANE_WAIT` (its disk is failing or far behind) is skipped and the hold fails, so
+    /// the producer offers the work again later while the other sinks keep flowing; without a
+    /// hold nothing else would keep the alert, so the router waits.
+    async fn route(&mut self, routed: Routed) {
+        let Routed { mut alert, hold } = routed;
         self.enrich.apply(&mut alert);
         let payload = encode(&alert);
         for r in &self.routes {
             if !r.wants(&alert) {
                 continue;
             }
-            if let Err(e) = r.lane.enqueue(payload.clone()).await {
+            let queued = match &hold {
+                Some(h) => {
+                    match tokio::time::timeout(
+                        LANE_WAIT,
+                        r.lane.enqueue(payload.clone(), Some(h.share())),
+                    )
+                    .await
+                    {
+                        Ok(q) => q,
+                        Err(_) => {
+                            tracing::warn!(sink = %r.cfg.name, uuid = %alert.uuid, "sink's spool writer is stuck; the alert will be routed again later");
+                            continue;
+                        }
+                    }
+                }
+                None => r.lane.enqueue(payload.clone(), None).await,
+            };
+            if let Err(e) = queued {
                 tracing::error!(sink = %r.cfg.name, uuid = %alert.uuid, error = %e, "cannot queue alert");
             }
+        }
+        if let Some(h) = hold {
+            h.release();
         }
     }
 
@@ -470,7 +498,7 @@ pub async fn start(
         let route = state.open_route(s.clone(), sink).await?;
         state.routes.push(route);
     }
-    let (tx, mut rx) = mpsc::channel::<Alert>(config.router.queue_capacity.max(1));
+    let (tx, mut rx) = mpsc::channel::<Routed>(config.router.queue_capacity.max(1));
     let (ctl, mut ctl_rx) = mpsc::channel::<Ctl>(4);
     let task = tokio::spawn(
         async move {

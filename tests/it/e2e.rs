@@ -174,12 +174,12 @@ fn alerts_spooled_for_a_dead_sink_survive_sigkill() {
     let posted = 5;
     rt.block_on(async {
         let c = crate::ingest::client();
-        for _ in 0..posted {
+        for i in 0..posted {
             assert_eq!(
                 post(
                     &c,
                     format!("{base}/k8s-audit"),
-                    example("exec-into-pod.json")
+                    crate::support::unique_events(&example("exec-into-pod.json"), i)
                 )
                 .await,
                 200

@@ -693,13 +693,18 @@ fn sigterm_drains_and_exits_zero_with_alerts_on_stdout() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let c = client();
-        for _ in 0..5 {
+        for i in 0..5 {
             // Noise raises nothing; each exec raises one alert.
             assert_eq!(
                 post(&c, &base, event_list(5)).await.status(),
                 StatusCode::OK
             );
-            assert_eq!(post(&c, &base, exec.clone()).await.status(), StatusCode::OK);
+            assert_eq!(
+                post(&c, &base, crate::support::unique_events(&exec, i))
+                    .await
+                    .status(),
+                StatusCode::OK
+            );
         }
     });
     let pid = child.id().to_string();

@@ -508,3 +508,26 @@ pub async fn refused_alert(cfg: &Config, sink: &str) -> Value {
     assert_eq!(l["alert"]["uuid"], a.uuid.to_string());
     l
 }
+
+/// The audit payload `body` with every event's `auditID` made unique to `n`: the same example
+/// posted as a different request (kaudit derives alert uuids from auditIDs, so a payload posted
+/// twice unchanged is a retry and raises the same alerts again, with the same uuids).
+pub fn unique_events(body: &[u8], n: usize) -> Vec<u8> {
+    fn mark(v: &mut Value, n: usize) {
+        match v {
+            Value::Array(items) => items.iter_mut().for_each(|i| mark(i, n)),
+            Value::Object(o) => {
+                if let Some(Value::Array(items)) = o.get_mut("items") {
+                    items.iter_mut().for_each(|i| mark(i, n));
+                }
+                if let Some(Value::String(id)) = o.get_mut("auditID") {
+                    id.push_str(&format!("-{n}"));
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut v: Value = serde_json::from_slice(body).expect("an audit payload");
+    mark(&mut v, n);
+    serde_json::to_vec(&v).expect("serializable")
+}
