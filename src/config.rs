@@ -280,6 +280,7 @@ impl Config {
             spool: &self.spool,
             sinks: &self.sinks,
             data_dir: &self.data_dir,
+            probe: None,
         }
     }
 

@@ -20,6 +20,7 @@ use crate::config::RulesConfig;
 use crate::delivery::Hold;
 use crate::delivery::alerts::AlertSender;
 use crate::delivery::inbox::{InboxBatch, InboxReader, InboxRecord};
+use crate::health::Probe;
 use crate::rules::{LoadError, LoadOptions, LoadReport, Ruleset};
 
 /// The output field that says where an alert was raised: `embedded` (kaudit's engine) or
@@ -180,10 +181,14 @@ pub fn spawn(
     alerts: AlertSender,
     metrics: DetectMetrics,
     max_event_bytes: usize,
+    probe: Probe,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move {
+    probe.ready();
+    let supervised = probe.clone();
+    tokio::spawn(crate::health::supervise(supervised, async move {
         let mut out = Vec::new();
         while let Some(InboxBatch { record, hold }) = reader.next().await {
+            probe.busy(STALL);
             let seq = record.seq;
             for tap in &taps {
                 if let Err(e) = tap.take(&record, hold.share()).await {
@@ -227,9 +232,14 @@ pub fn spawn(
                 }
             }
             hold.release();
+            probe.ready();
         }
-    })
+    }))
 }
+
+/// How long one batch may take (evaluation plus handing its alerts to the router) before
+/// detection counts as stuck on `/readyz`.
+pub const STALL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Namespace of the uuids kaudit derives for its alerts (UUID v5).
 pub const ALERT_UUID_NAMESPACE: uuid::Uuid =

@@ -8,12 +8,21 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// What a component says about itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum State {
     /// Working.
     Ready,
+    /// In the middle of one piece of work since `since`; stuck (not ready) once that has taken
+    /// longer than `stall`.
+    Busy {
+        /// When the work started.
+        since: Instant,
+        /// How long the work may take before the component counts as stuck.
+        stall: Duration,
+    },
     /// Not (yet, or for now) able to do its job; may recover.
     NotReady(String),
     /// Dead: only a restart helps.
@@ -80,6 +89,12 @@ impl Health {
                 .iter()
                 .filter_map(|(n, s)| match s {
                     State::Ready => None,
+                    State::Busy { since, stall } => {
+                        let took = since.elapsed();
+                        (took > *stall).then(|| {
+                            format!("{n}: stuck on one piece of work for {}s\n", took.as_secs())
+                        })
+                    }
                     State::NotReady(why) | State::Failed(why) => Some(format!("{n}: {why}\n")),
                 })
                 .collect();
@@ -132,6 +147,14 @@ impl Probe {
         self.set(State::Ready);
     }
 
+    /// Starts one piece of work that should take less than `stall`; [`Probe::ready`] ends it.
+    pub fn busy(&self, stall: Duration) {
+        self.set(State::Busy {
+            since: Instant::now(),
+            stall,
+        });
+    }
+
     /// Not able to work for now, and why.
     pub fn not_ready(&self, why: impl Into<String>) {
         self.set(State::NotReady(why.into()));
@@ -145,6 +168,21 @@ impl Probe {
     /// Removes the component (it was stopped on purpose).
     pub fn remove(self) {
         self.health.with(|i| i.probes.remove(&self.name));
+    }
+}
+
+/// Runs a stage's task; if it panics, its probe fails (liveness turns red and Kubernetes
+/// restarts the pod) instead of the stage silently disappearing.
+pub async fn supervise(probe: Probe, task: impl std::future::Future<Output = ()>) {
+    use futures_util::FutureExt;
+    if let Err(panic) = std::panic::AssertUnwindSafe(task).catch_unwind().await {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        tracing::error!(component = %probe.name, panic = %why, "task panicked");
+        probe.failed(format!("task panicked: {why}"));
     }
 }
 
@@ -171,5 +209,23 @@ mod tests {
         assert!(!h.liveness().0);
         b.remove();
         assert!(h.liveness().0 && h.readiness().0);
+        a.busy(Duration::from_secs(60));
+        assert!(h.readiness().0, "busy within its time is ready");
+        a.set(State::Busy {
+            since: Instant::now() - Duration::from_secs(5),
+            stall: Duration::from_secs(1),
+        });
+        let (ok, body) = h.readiness();
+        assert!(!ok && body.contains("a: stuck"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_supervised_task_that_panics_fails_liveness() {
+        let h = Health::new();
+        let p = h.probe("detect");
+        p.ready();
+        supervise(p, async { panic!("boom") }).await;
+        let (live, body) = h.liveness();
+        assert!(!live && body.contains("boom"), "{body}");
     }
 }

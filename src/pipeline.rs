@@ -20,7 +20,7 @@ use crate::falco;
 use crate::health::{Health, Probe};
 use crate::ingest::{self, IngestState};
 use crate::metrics::Metrics;
-use crate::router::{self, RouterHandle};
+use crate::router::{self, RouterHandle, RouterSetup};
 use crate::server::{self, Server, auth::TokenAuth, tls::ReloadingTls};
 
 /// Why the pipeline could not start.
@@ -127,7 +127,14 @@ pub async fn start_with(
     let health = Health::new();
     let uses_falco = cfg.detect.mode.uses_falco();
 
-    let router = router::start(cfg.router_setup(), &metrics.delivery).await?;
+    let router = router::start(
+        RouterSetup {
+            probe: Some(health.probe("router")),
+            ..cfg.router_setup()
+        },
+        &metrics.delivery,
+    )
+    .await?;
     let forwarder = if uses_falco {
         Some(falco::forward::Forwarder::new(&cfg.falco)?)
     } else {
@@ -171,6 +178,7 @@ pub async fn start_with(
         router.sender(),
         metrics.detect.clone(),
         cfg.ingest.max_event_bytes,
+        health.probe("detect"),
     );
 
     let state = IngestState::new(inbox.clone(), metrics.ingest.clone(), cfg.ingest.clone());

@@ -80,11 +80,23 @@ impl Lane {
     ) -> Result<Lane, LaneError> {
         let spool = open_spool_retrying(&paths.spool_dir, cfg.max_bytes).await?;
         let spool = Arc::new(spool);
-        let dead = Arc::new(DeadLetters::new(
-            paths.dead_letter.clone(),
-            name,
-            dead_letter_field,
-        ));
+        let dead = Arc::new(
+            DeadLetters::with_limits(
+                paths.dead_letter.clone(),
+                name,
+                dead_letter_field,
+                super::deadletter::Limits {
+                    max_bytes: cfg.dead_letter_max_bytes,
+                    keep: cfg.dead_letter_keep,
+                },
+            )
+            .counting_discards(
+                metrics
+                    .dead_letters_discarded
+                    .get_or_create(&labels)
+                    .clone(),
+            ),
+        );
         let mut lane = Lane {
             name: name.to_string(),
             labels,
@@ -289,6 +301,7 @@ async fn spooler(
                         evicted,
                         &format!("spool full (spool.max_bytes {max}): dropped, oldest first"),
                     )
+                    .map(drop)
                     .map_err(|e| e.to_string())
                 })
             })

@@ -29,6 +29,8 @@ pub struct DeliveryMetrics {
     pub spooled: Family<SinkLabels, Counter>,
     /// Records written to the dead-letter file (refused for good, undecodable, or dropped at the cap).
     pub dead_lettered: Family<SinkLabels, Counter>,
+    /// Dead letters deleted with the oldest rotation of a full dead-letter file.
+    pub dead_letters_discarded: Family<SinkLabels, Counter>,
     /// Records removed from a full spool (also counted in `dead_lettered`).
     pub dropped_at_cap: Family<SinkLabels, Counter>,
     /// Records in the in-memory queue in front of the spool.
@@ -50,6 +52,7 @@ impl DeliveryMetrics {
             retried: Family::default(),
             spooled: Family::default(),
             dead_lettered: Family::default(),
+            dead_letters_discarded: Family::default(),
             dropped_at_cap: Family::default(),
             queue_depth: Family::default(),
             spool_records: Family::default(),
@@ -73,6 +76,11 @@ impl DeliveryMetrics {
             "sink_spooled",
             "Records written to the durable spool",
             m.spooled.clone(),
+        );
+        r.register(
+            "sink_dead_letters_discarded",
+            "Dead letters deleted with the oldest rotation of a full dead-letter file",
+            m.dead_letters_discarded.clone(),
         );
         r.register(
             "sink_dead_lettered",

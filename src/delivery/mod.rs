@@ -48,6 +48,10 @@ pub struct SpoolConfig {
     pub retry_max_ms: u64,
     /// On shutdown, how long the workers may keep delivering what is spooled, in milliseconds.
     pub shutdown_flush_ms: u64,
+    /// Size at which a sink's dead-letter file is rotated.
+    pub dead_letter_max_bytes: u64,
+    /// Rotated dead-letter files kept per sink; older ones are deleted (and counted).
+    pub dead_letter_keep: usize,
 }
 
 impl Default for SpoolConfig {
@@ -59,6 +63,8 @@ impl Default for SpoolConfig {
             retry_initial_ms: 200,
             retry_max_ms: 60_000,
             shutdown_flush_ms: 3_000,
+            dead_letter_max_bytes: 64 * 1024 * 1024,
+            dead_letter_keep: 3,
         }
     }
 }
@@ -71,6 +77,7 @@ impl SpoolConfig {
         positive("queue_capacity", self.queue_capacity as u64)?;
         positive("write_batch", self.write_batch as u64)?;
         positive("retry_initial_ms", self.retry_initial_ms)?;
+        positive("dead_letter_max_bytes", self.dead_letter_max_bytes)?;
         if self.retry_max_ms < self.retry_initial_ms {
             return Err(Invalid::new(
                 "retry_max_ms",

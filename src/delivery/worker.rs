@@ -180,7 +180,7 @@ impl Worker {
                 let written = tokio::task::spawn_blocking(move || dead.write(&b, &r))
                     .await
                     .map_err(|e| e.to_string())
-                    .and_then(|r| r.map_err(|e| e.to_string()));
+                    .and_then(|r| r.map(drop).map_err(|e| e.to_string()));
                 match written {
                     Ok(()) => {
                         self.metrics

@@ -20,6 +20,7 @@ use tracing::Instrument;
 use crate::alert::Alert;
 use crate::delivery::alerts::{AlertDeliver, AlertSender, DEAD_LETTER_FIELD, Routed, encode};
 use crate::delivery::{DeliveryMetrics, Lane, LanePaths, SinkLabels, Spool, SpoolConfig};
+use crate::health::Probe;
 use crate::sinks::{self, Sink, SinkConfig};
 
 pub mod filter;
@@ -52,7 +53,7 @@ impl Default for RouterConfig {
 
 /// What the router is built from: its own settings, the spool's, the sinks, and the directory
 /// their spools live under.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone)]
 pub struct RouterSetup<'a> {
     /// Enrichment and the router's queue.
     pub router: &'a RouterConfig,
@@ -62,6 +63,8 @@ pub struct RouterSetup<'a> {
     pub sinks: &'a [SinkConfig],
     /// Where spools and dead letters live.
     pub data_dir: &'a Path,
+    /// Reports the router stuck on `/readyz` (and dead on `/healthz`), when given.
+    pub probe: Option<Probe>,
 }
 
 impl RouterSetup<'_> {
@@ -219,6 +222,10 @@ type SpoolMap = Arc<Mutex<HashMap<String, Arc<Spool>>>>;
 
 /// How long the router waits for a lane's queue before it gives up on a held alert there.
 const LANE_WAIT: Duration = Duration::from_secs(2);
+
+/// How long routing one alert may take before the router counts as stuck on `/readyz` (an
+/// alert without a hold waits for a lane's room without limit).
+const STALL: Duration = Duration::from_secs(30);
 
 /// A running router: send alerts into it; `reload` changes its sinks; `shutdown` drains it.
 pub struct RouterHandle {
@@ -500,34 +507,48 @@ pub async fn start(
     }
     let (tx, mut rx) = mpsc::channel::<Routed>(config.router.queue_capacity.max(1));
     let (ctl, mut ctl_rx) = mpsc::channel::<Ctl>(4);
-    let task = tokio::spawn(
-        async move {
-            loop {
-                tokio::select! {
-                    biased;
-                    c = ctl_rx.recv() => match c {
-                        Some(Ctl::Reload { enrich, spool, sinks, reply }) => {
-                            let r = state.reload(enrich, spool, sinks).await;
-                            let _ = reply.send(r);
+    let probe = config.probe.clone();
+    if let Some(p) = &probe {
+        p.ready();
+    }
+    let routing = async move {
+        loop {
+            tokio::select! {
+                biased;
+                c = ctl_rx.recv() => match c {
+                    Some(Ctl::Reload { enrich, spool, sinks, reply }) => {
+                        let r = state.reload(enrich, spool, sinks).await;
+                        let _ = reply.send(r);
+                    }
+                    Some(Ctl::Shutdown) | None => break,
+                },
+                a = rx.recv() => match a {
+                    Some(a) => {
+                        if let Some(p) = &probe {
+                            p.busy(STALL);
                         }
-                        Some(Ctl::Shutdown) | None => break,
-                    },
-                    a = rx.recv() => match a {
-                        Some(a) => state.route(a).await,
-                        None => break,
-                    },
-                }
+                        state.route(a).await;
+                        if let Some(p) = &probe {
+                            p.ready();
+                        }
+                    }
+                    None => break,
+                },
             }
-            // Stop taking alerts; route what was accepted, then drain every lane.
-            rx.close();
-            while let Some(a) = rx.recv().await {
-                state.route(a).await;
-            }
-            state.shutdown().await;
-            tracing::info!("router drained");
         }
-        .instrument(tracing::info_span!("router")),
-    );
+        // Stop taking alerts; route what was accepted, then drain every lane.
+        rx.close();
+        while let Some(a) = rx.recv().await {
+            state.route(a).await;
+        }
+        state.shutdown().await;
+        tracing::info!("router drained");
+    }
+    .instrument(tracing::info_span!("router"));
+    let task = match config.probe {
+        Some(p) => tokio::spawn(crate::health::supervise(p, routing)),
+        None => tokio::spawn(routing),
+    };
     Ok(RouterHandle {
         tx,
         ctl,
