@@ -22,4 +22,5 @@ pub mod router;
 pub mod rules;
 pub mod secret;
 pub mod sinks;
+pub mod transport;
 pub mod watch;

@@ -24,11 +24,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::google::GoogleAuth;
-use super::http::{classify, client, transport_error};
-use super::tls::ClientTls;
 use crate::alert::{Alert, Priority, format_time};
 use crate::delivery::{Sink, SinkError};
 use crate::secret::{Secret, resolve_secret};
+use crate::transport::{self, ClientTls, RetryPolicy, TransportError};
 use futures_util::future::BoxFuture;
 
 /// The integration mode.
@@ -156,7 +155,7 @@ impl GcsccConfig {
             }
         }
         if let Some(t) = &self.tls {
-            t.validate()?;
+            t.validate().map_err(|e| e.under("tls").to_string())?;
         }
         Ok(())
     }
@@ -253,7 +252,7 @@ pub struct GcsccSink {
 impl GcsccSink {
     /// Builds the client and reads the token or the key file.
     pub fn new(cfg: GcsccConfig) -> Result<GcsccSink, SinkError> {
-        let client = client(Duration::from_millis(cfg.timeout_ms), cfg.tls.as_ref())?;
+        let client = transport::client(Duration::from_millis(cfg.timeout_ms), cfg.tls.as_ref())?;
         let perm = |e: String| SinkError::Permanent(e);
         let connector_token = resolve_secret(
             cfg.webhook_auth_token.as_ref(),
@@ -294,11 +293,8 @@ impl GcsccSink {
                 if let Some(t) = &self.connector_token {
                     req = req.header(AUTHORIZATION, t);
                 }
-                let resp = req
-                    .send()
-                    .await
-                    .map_err(|e| transport_error("gcscc connector", e))?;
-                classify("gcscc connector", resp).await
+                RetryPolicy::STANDARD.send("gcscc connector", req).await?;
+                Ok(())
             }
             GcsccMode::Api => {
                 let token = self.token().await?;
@@ -317,7 +313,7 @@ impl GcsccSink {
                     .json(&finding(&self.cfg, a))
                     .send()
                     .await
-                    .map_err(|e| transport_error("gcscc api", e))?;
+                    .map_err(|e| TransportError::request("gcscc api", e))?;
                 match resp.status().as_u16() {
                     // Created by an earlier attempt whose answer was lost.
                     409 => Ok(()),
@@ -327,7 +323,10 @@ impl GcsccSink {
                         }
                         Err(SinkError::retryable("gcscc api: HTTP 401: token refused"))
                     }
-                    _ => classify("gcscc api", resp).await,
+                    _ => {
+                        RetryPolicy::STANDARD.check("gcscc api", resp).await?;
+                        Ok(())
+                    }
                 }
             }
         }

@@ -14,8 +14,8 @@ use reqwest::header::CONTENT_TYPE;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::http::transport_error;
 use crate::delivery::SinkError;
+use crate::transport::TransportError;
 
 /// The OAuth scope asked for: every Google Cloud API the service account may use.
 pub const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
@@ -119,7 +119,10 @@ impl GoogleAuth {
                     .body(body)
             }
         };
-        let resp = req.send().await.map_err(|e| transport_error(&what, e))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| TransportError::request(&what, e))?;
         let status = resp.status();
         if !status.is_success() {
             // A refused grant is usually a passing problem of the token service or a key being

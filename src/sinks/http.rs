@@ -6,7 +6,6 @@
 //! alerts go to the dead-letter file with the status and the start of the response body.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -14,9 +13,9 @@ use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, Hea
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::tls::ClientTls;
 use crate::alert::{Alert, format_time};
 use crate::delivery::{BatchPolicy, Sink, SinkError};
+use crate::transport::{self, ClientTls, RetryPolicy};
 use futures_util::future::BoxFuture;
 
 /// The body format.
@@ -120,7 +119,7 @@ impl HttpConfig {
             return Err("`batch.max_alerts` must be greater than 0".into());
         }
         if let Some(t) = &self.tls {
-            t.validate()?;
+            t.validate().map_err(|e| e.under("tls").to_string())?;
         }
         Ok(())
     }
@@ -159,68 +158,6 @@ fn headers(
     Ok(map)
 }
 
-/// Builds the shared reqwest client of the HTTP-speaking sinks.
-pub(crate) fn client(
-    timeout: Duration,
-    tls: Option<&ClientTls>,
-) -> Result<reqwest::Client, SinkError> {
-    crate::ingest::tls::install_crypto_provider();
-    let mut b = reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(10)))
-        .user_agent(concat!("kaudit/", env!("CARGO_PKG_VERSION")));
-    if let Some(t) = tls {
-        b = t.apply(b).map_err(SinkError::Permanent)?;
-    }
-    b.build()
-        .map_err(|e| SinkError::Permanent(format!("http client: {e}")))
-}
-
-/// Classifies a response: `Ok` on 2xx; retryable on 408, 429 and 5xx (with `Retry-After`);
-/// permanent otherwise.
-pub(crate) async fn classify(what: &str, resp: reqwest::Response) -> Result<(), SinkError> {
-    let status = resp.status();
-    if status.is_success() {
-        return Ok(());
-    }
-    let retry_after = resp
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_retry_after);
-    let body = resp.text().await.unwrap_or_default();
-    let snippet: String = body.chars().take(300).collect();
-    let message = format!("{what}: HTTP {status}: {snippet}");
-    if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {
-        Err(SinkError::Retryable {
-            message,
-            retry_after,
-        })
-    } else {
-        Err(SinkError::Permanent(message))
-    }
-}
-
-/// Classifies a transport error: building errors are permanent, the rest retryable.
-pub(crate) fn transport_error(what: &str, e: reqwest::Error) -> SinkError {
-    if e.is_builder() {
-        SinkError::Permanent(format!("{what}: {e}"))
-    } else {
-        SinkError::retryable(format!("{what}: {e}"))
-    }
-}
-
-/// `Retry-After` as delay-seconds or an HTTP date.
-pub fn parse_retry_after(v: &str) -> Option<Duration> {
-    let v = v.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let t = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    let d = t.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(d.to_std().unwrap_or(Duration::ZERO))
-}
-
 /// Sends alerts to an HTTP receiver.
 pub struct HttpSink {
     cfg: HttpConfig,
@@ -232,7 +169,7 @@ pub struct HttpSink {
 impl HttpSink {
     /// Builds the client (reads header files and TLS files now).
     pub fn new(cfg: HttpConfig) -> Result<HttpSink, SinkError> {
-        let client = client(Duration::from_millis(cfg.timeout_ms), cfg.tls.as_ref())?;
+        let client = transport::client(Duration::from_millis(cfg.timeout_ms), cfg.tls.as_ref())?;
         let method = method(&cfg.method).map_err(SinkError::Permanent)?;
         let headers = headers(&cfg.headers, &cfg.header_files).map_err(SinkError::Permanent)?;
         Ok(HttpSink {
@@ -287,13 +224,6 @@ impl HttpSink {
     }
 }
 
-/// Gzips a body.
-pub(crate) fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    enc.write_all(body)?;
-    enc.finish()
-}
-
 impl Sink for HttpSink {
     fn send<'a>(&'a self, alerts: &'a [Alert]) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
@@ -308,7 +238,8 @@ impl Sink for HttpSink {
             let mut headers = HeaderMap::new();
             headers.insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
             if self.cfg.gzip {
-                body = gzip(&body).map_err(|e| SinkError::retryable(format!("gzip: {e}")))?;
+                body = transport::encode::gzip(&body)
+                    .map_err(|e| SinkError::retryable(format!("gzip: {e}")))?;
                 headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
             }
             // Configured headers replace the defaults of the same name.
@@ -319,12 +250,8 @@ impl Sink for HttpSink {
                 .client
                 .request(self.method.clone(), &self.cfg.url)
                 .headers(headers);
-            let resp = req
-                .body(body)
-                .send()
-                .await
-                .map_err(|e| transport_error("http", e))?;
-            classify("http", resp).await
+            RetryPolicy::STANDARD.send("http", req.body(body)).await?;
+            Ok(())
         })
     }
 
@@ -336,20 +263,5 @@ impl Sink for HttpSink {
             },
             None => BatchPolicy::default(),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_after_forms() {
-        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("soon"), None);
     }
 }

@@ -30,10 +30,10 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
-use super::tls::ClientTls;
 use crate::alert::Alert;
 use crate::delivery::{BatchPolicy, Sink, SinkError};
 use crate::secret::{Secret, resolve_secret};
+use crate::transport::ClientTls;
 use futures_util::future::BoxFuture;
 
 /// Which part of the alert becomes the Kafka message key (and so picks the partition).
@@ -378,7 +378,7 @@ impl KafkaConfig {
             {
                 return Err("`tls` needs security_protocol SSL or SASL_SSL".into());
             }
-            t.validate()?;
+            t.validate().map_err(|e| e.under("tls").to_string())?;
         }
         Ok(())
     }

@@ -16,7 +16,6 @@ pub mod pubsub;
 pub mod sns;
 pub mod stdout;
 pub mod template;
-pub mod tls;
 
 pub use crate::delivery::{Sink, SinkError};
 

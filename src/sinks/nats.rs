@@ -14,10 +14,10 @@ use async_nats::{ConnectOptions, HeaderMap};
 use serde::{Deserialize, Serialize};
 
 use super::template::Template;
-use super::tls::ClientTls;
 use crate::alert::Alert;
 use crate::delivery::{BatchPolicy, Sink, SinkError};
 use crate::secret::{Secret, resolve_secret};
+use crate::transport::ClientTls;
 use futures_util::future::BoxFuture;
 
 /// Settings of a `nats` sink.
@@ -142,7 +142,7 @@ impl NatsConfig {
             }
         }
         if let Some(t) = &self.tls {
-            t.validate()?;
+            t.validate().map_err(|e| e.under("tls").to_string())?;
         }
         Ok(())
     }
@@ -200,7 +200,7 @@ impl NatsSink {
             })?;
         }
         if let Some(tls) = &cfg.tls {
-            crate::ingest::tls::install_crypto_provider();
+            crate::transport::tls::install_crypto_provider();
             opts = opts.require_tls(true);
             if let Some(ca) = &tls.ca_file {
                 opts = opts.add_root_certificates(ca.clone());

@@ -22,11 +22,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::google::GoogleAuth;
-use super::http::{classify, client, transport_error};
 use super::template::Template;
-use super::tls::ClientTls;
 use crate::alert::Alert;
 use crate::delivery::{BatchPolicy, Sink, SinkError};
+use crate::transport::{self, ClientTls, RetryPolicy, TransportError};
 use futures_util::future::BoxFuture;
 
 /// The attributes every message carries; custom `attributes` may not reuse these names.
@@ -126,7 +125,7 @@ impl PubsubConfig {
             ));
         }
         if let Some(t) = &self.tls {
-            t.validate()?;
+            t.validate().map_err(|e| e.under("tls").to_string())?;
         }
         Ok(())
     }
@@ -175,7 +174,7 @@ pub struct PubsubSink {
 impl PubsubSink {
     /// Builds the client and reads the key file.
     pub fn new(cfg: PubsubConfig) -> Result<PubsubSink, SinkError> {
-        let client = client(Duration::from_millis(cfg.timeout_ms), cfg.tls.as_ref())?;
+        let client = transport::client(Duration::from_millis(cfg.timeout_ms), cfg.tls.as_ref())?;
         let emulator = cfg
             .emulator_host
             .clone()
@@ -216,7 +215,10 @@ impl PubsubSink {
         if let Some(auth) = &self.auth {
             req = req.bearer_auth(auth.token(&self.client).await?);
         }
-        let resp = req.send().await.map_err(|e| transport_error("pubsub", e))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| TransportError::request("pubsub", e))?;
         match resp.status().as_u16() {
             401 => {
                 if let Some(auth) = &self.auth {
@@ -232,7 +234,10 @@ impl PubsubSink {
                     text.chars().take(300).collect::<String>()
                 )))
             }
-            _ => classify("pubsub", resp).await,
+            _ => {
+                RetryPolicy::STANDARD.check("pubsub", resp).await?;
+                Ok(())
+            }
         }
     }
 }

@@ -30,11 +30,10 @@ use reqwest::header::CONTENT_TYPE;
 use ring::{digest, hmac};
 use serde::{Deserialize, Serialize};
 
-use super::http::{client, transport_error};
-use super::tls::ClientTls;
 use crate::alert::Alert;
 use crate::delivery::{Sink, SinkError};
 use crate::secret::{Secret, resolve_secret};
+use crate::transport::{self, ClientTls, TransportError};
 use futures_util::future::BoxFuture;
 
 /// SNS's limit of message attributes per message.
@@ -156,7 +155,7 @@ impl SnsConfig {
             }
         }
         if let Some(t) = &self.tls {
-            t.validate()?;
+            t.validate().map_err(|e| e.under("tls").to_string())?;
         }
         Ok(())
     }
@@ -463,8 +462,8 @@ impl SnsSink {
             (Some(h), None) => h.to_string(),
             (None, _) => return Err(perm(format!("endpoint {endpoint:?} has no host"))),
         };
-        let client = client(Duration::from_millis(cfg.timeout_ms), cfg.tls.as_ref())?;
-        let meta_client = super::http::client(Duration::from_secs(2), None)?;
+        let client = transport::client(Duration::from_millis(cfg.timeout_ms), cfg.tls.as_ref())?;
+        let meta_client = transport::client(Duration::from_secs(2), None)?;
         let static_creds = match (
             secret(&cfg.access_key_id, &cfg.access_key_id_file, "access_key_id")?,
             secret(
@@ -707,7 +706,10 @@ impl SnsSink {
         if let Some(t) = &creds.session_token {
             req = req.header("x-amz-security-token", t);
         }
-        let resp = req.send().await.map_err(|e| transport_error("sns", e))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| TransportError::request("sns", e))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(());
