@@ -9,6 +9,7 @@
 
 pub mod alert;
 pub mod audit;
+pub mod aws;
 pub mod config;
 pub mod delivery;
 pub mod detect;
