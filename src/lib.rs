@@ -14,6 +14,7 @@ pub mod config;
 pub mod delivery;
 pub mod detect;
 pub mod falco;
+pub mod gcp;
 pub mod ingest;
 pub mod invalid;
 pub mod metrics;

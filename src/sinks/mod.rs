@@ -8,7 +8,6 @@ use crate::alert::Priority;
 
 pub mod file;
 pub mod gcscc;
-pub mod google;
 pub mod http;
 pub mod kafka;
 pub mod nats;
