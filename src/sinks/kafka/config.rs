@@ -1,40 +1,15 @@
-//! `kafka`: produces each alert to a Kafka topic with librdkafka (crate `rdkafka`, librdkafka
-//! built from source and linked statically against the system's OpenSSL and zlib).
-//!
-//! Message: value = the alert's Falco JSON; key as configured (`none`, `rule`, `namespace` =
-//! `ka.target.namespace`, or `{field: NAME}` for any output field; a missing field gives no
-//! key); headers `uuid`, `rule`, `priority`, `source`.
-//!
-//! Delivery is confirmed by the broker: `acks=all` with the idempotent producer by default, and
-//! a batch counts as sent only when every message's delivery report came back without error.
-//! Unreachable brokers make the reports fail with a timeout after `timeout_ms`: retryable, the
-//! alerts wait in the spool. Topics are never created on the fly
-//! (`allow.auto.create.topics=false`): producing to a topic that does not exist fails with a
-//! permanent error naming the topic, once librdkafka has given up waiting for it to appear
-//! (`topic.metadata.propagation.max.ms`, 30 s by default), and the alerts are dead-lettered.
-//!
-//! Security: `PLAINTEXT`, `SSL`, `SASL_PLAINTEXT`, `SASL_SSL` with `PLAIN`, `SCRAM-SHA-256` or
-//! `SCRAM-SHA-512`; CA and client certificate files. IBM Event Streams: `event_streams:
-//! {credentials_file: ...}` reads the service-credentials JSON as IBM Cloud hands it out and
-//! configures `SASL_SSL`/`PLAIN` from it.
+//! The `kafka` sink's settings, and the librdkafka configuration they make.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
+use super::event_streams::{EventStreams, event_streams_settings};
 use crate::alert::Alert;
-use crate::delivery::{BatchPolicy, Sink, SinkError};
 use crate::secret::{Secret, resolve_secret};
 use crate::transport::ClientTls;
-use futures_util::future::BoxFuture;
 
 /// Which part of the alert becomes the Kafka message key (and so picks the partition).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -219,54 +194,6 @@ pub struct KafkaSasl {
     pub password_file: Option<PathBuf>,
 }
 
-/// IBM Event Streams: where its service credentials are.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EventStreams {
-    /// The service-credentials JSON as IBM Cloud gives it (e.g. the `binding` key of the Secret
-    /// made by a service binding, mounted as a file).
-    pub credentials_file: PathBuf,
-}
-
-/// The fields of Event Streams service credentials that we use (others are ignored).
-#[derive(Clone, Debug, Deserialize)]
-pub struct EventStreamsCredentials {
-    /// Bootstrap brokers, `host:9093`.
-    pub kafka_brokers_sasl: Vec<String>,
-    /// SASL user (`token`).
-    #[serde(default)]
-    pub user: Option<String>,
-    /// SASL password (the API key).
-    #[serde(default)]
-    pub password: Option<String>,
-    /// The API key.
-    #[serde(default)]
-    pub api_key: Option<String>,
-    /// The API key again, as newer credentials spell it.
-    #[serde(default)]
-    pub apikey: Option<String>,
-}
-
-/// SASL_SSL/PLAIN settings from Event Streams credentials: `(brokers, user, password)`.
-pub fn event_streams_settings(json: &str) -> Result<(String, String, String), String> {
-    let c: EventStreamsCredentials = serde_json::from_str(json)
-        .map_err(|e| format!("not Event Streams service credentials: {e}"))?;
-    if c.kafka_brokers_sasl.is_empty() {
-        return Err("`kafka_brokers_sasl` is empty".into());
-    }
-    let password = c
-        .password
-        .or(c.api_key)
-        .or(c.apikey)
-        .filter(|p| !p.is_empty())
-        .ok_or("neither `password` nor `api_key` is set")?;
-    let user = c
-        .user
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "token".into());
-    Ok((c.kafka_brokers_sasl.join(","), user, password))
-}
-
 /// Settings of a `kafka` sink.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -442,208 +369,9 @@ impl KafkaConfig {
     }
 }
 
-/// Produces alerts to a Kafka topic.
-pub struct KafkaSink {
-    config: ClientConfig,
-    producer: Mutex<FutureProducer>,
-    /// Set when messages timed out: the next attempt starts a new producer.
-    stale: AtomicBool,
-    topic: String,
-    key: KafkaKey,
-    timeout: Duration,
-    batch_max: usize,
-}
-
-/// Classifies a failed delivery report.
-pub fn classify(topic: &str, e: &KafkaError) -> SinkError {
-    use RDKafkaErrorCode as C;
-    match e.rdkafka_error_code() {
-        Some(C::UnknownTopic | C::UnknownTopicOrPartition) => SinkError::Permanent(format!(
-            "kafka: topic {topic:?} does not exist (kaudit never creates topics): {e}"
-        )),
-        Some(C::TopicAuthorizationFailed) => SinkError::Permanent(format!(
-            "kafka: not allowed to write to topic {topic:?}: {e}"
-        )),
-        Some(
-            C::MessageSizeTooLarge
-            | C::InvalidMessageSize
-            | C::InvalidMessage
-            | C::InvalidRecord
-            | C::InvalidTopic,
-        ) => SinkError::Permanent(format!("kafka: topic {topic:?}: {e}")),
-        _ => SinkError::retryable(format!("kafka: topic {topic:?}: {e}")),
-    }
-}
-
-impl KafkaSink {
-    /// Creates the producer (it connects in the background; nothing is checked over the
-    /// network here, so an unreachable cluster does not stop kaudit from starting).
-    pub fn new(cfg: KafkaConfig) -> Result<KafkaSink, SinkError> {
-        let config = cfg.client_config().map_err(SinkError::Permanent)?;
-        let producer = config
-            .create::<FutureProducer>()
-            .map_err(|e| SinkError::Permanent(format!("kafka producer: {e}")))?;
-        Ok(KafkaSink {
-            config,
-            producer: Mutex::new(producer),
-            stale: AtomicBool::new(false),
-            topic: cfg.topic,
-            key: cfg.key,
-            timeout: Duration::from_millis(cfg.timeout_ms),
-            batch_max: cfg.batch_max,
-        })
-    }
-
-    fn producer(&self) -> Result<FutureProducer, SinkError> {
-        let mut p = self
-            .producer
-            .lock()
-            .map_err(|_| SinkError::retryable("kafka: producer lock poisoned"))?;
-        // An idempotent producer that hit a fatal error refuses everything, and one whose
-        // messages timed out may be wedged on state the cluster no longer has (a broker that
-        // came back without its data forgot the producer id and sequence numbers): start a
-        // new one. Messages of the old one that still get through are duplicates, which the
-        // uuid header lets consumers drop.
-        let fatal = p.client().fatal_error();
-        let stale = self.stale.swap(false, Ordering::SeqCst);
-        if fatal.is_some() || stale {
-            tracing::info!(?fatal, stale, "recreating the kafka producer");
-            *p = self
-                .config
-                .create::<FutureProducer>()
-                .map_err(|e| SinkError::Permanent(format!("kafka producer: {e}")))?;
-        }
-        Ok(p.clone())
-    }
-
-    async fn produce(&self, alerts: &[Alert]) -> Result<(), SinkError> {
-        let producer = self.producer()?;
-        let mut pending = Vec::with_capacity(alerts.len());
-        for a in alerts {
-            let uuid = a.uuid.to_string();
-            let headers = OwnedHeaders::new_with_capacity(4)
-                .insert(Header {
-                    key: "uuid",
-                    value: Some(uuid.as_str()),
-                })
-                .insert(Header {
-                    key: "rule",
-                    value: Some(a.rule.as_str()),
-                })
-                .insert(Header {
-                    key: "priority",
-                    value: Some(a.priority.as_str()),
-                })
-                .insert(Header {
-                    key: "source",
-                    value: Some(a.source.as_str()),
-                });
-            let body = a.to_json();
-            let key = self.key.of(a);
-            let mut record = FutureRecord::to(&self.topic)
-                .payload(body.as_str())
-                .headers(headers);
-            if let Some(k) = &key {
-                record = record.key(k.as_str());
-            }
-            let fut = producer
-                .send_result(record)
-                .map_err(|(e, _)| classify(&self.topic, &e))?;
-            pending.push(fut);
-        }
-        // librdkafka fails each message after message.timeout.ms; the extra margin only guards
-        // against a report that never comes.
-        let wait = self.timeout + Duration::from_secs(5);
-        let mut first_error = None;
-        for fut in pending {
-            let outcome = match tokio::time::timeout(wait, fut).await {
-                Err(_) => Err({
-                    self.stale.store(true, Ordering::SeqCst);
-                    SinkError::retryable(format!(
-                        "kafka: topic {:?}: no delivery report within {wait:?}",
-                        self.topic
-                    ))
-                }),
-                Ok(Err(_canceled)) => Err(SinkError::retryable(
-                    "kafka: producer dropped the delivery report",
-                )),
-                Ok(Ok(Err((e, _msg)))) => {
-                    if e.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageTimedOut) {
-                        self.stale.store(true, Ordering::SeqCst);
-                    }
-                    Err(classify(&self.topic, &e))
-                }
-                Ok(Ok(Ok(_delivery))) => Ok(()),
-            };
-            // Wait for every report so that no message of a failed batch is still in flight
-            // when the batch is retried; report the first failure.
-            if let Err(e) = outcome
-                && first_error.is_none()
-            {
-                first_error = Some(e);
-            }
-        }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Sink for KafkaSink {
-    fn send<'a>(&'a self, alerts: &'a [Alert]) -> BoxFuture<'a, Result<(), SinkError>> {
-        Box::pin(self.produce(alerts))
-    }
-
-    fn batch_policy(&self) -> BatchPolicy {
-        BatchPolicy {
-            max: self.batch_max,
-            max_wait: Duration::ZERO,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn event_streams_credentials_map_to_sasl_plain() {
-        // The shape of IBM Cloud service credentials (values made up).
-        let full = r#"{
-            "api_key": "AbC-123",
-            "apikey": "AbC-123",
-            "iam_apikey_description": "Auto-generated",
-            "iam_apikey_name": "kaudit",
-            "iam_role_crn": "crn:v1:bluemix:public:iam::::serviceRole:Writer",
-            "iam_serviceid_crn": "crn:v1:bluemix:public:iam-identity::a/1::serviceid:ServiceId-1",
-            "instance_id": "0000-1111",
-            "kafka_admin_url": "https://es.example.cloud",
-            "kafka_brokers_sasl": ["broker-0.es.example.cloud:9093", "broker-1.es.example.cloud:9093"],
-            "kafka_http_url": "https://es.example.cloud",
-            "password": "AbC-123",
-            "user": "token"
-        }"#;
-        assert_eq!(
-            event_streams_settings(full).unwrap(),
-            (
-                "broker-0.es.example.cloud:9093,broker-1.es.example.cloud:9093".to_string(),
-                "token".to_string(),
-                "AbC-123".to_string()
-            )
-        );
-        // Only an API key: user `token`, the key as password.
-        let key_only = r#"{"kafka_brokers_sasl": ["b:9093"], "api_key": "K"}"#;
-        assert_eq!(
-            event_streams_settings(key_only).unwrap(),
-            ("b:9093".to_string(), "token".to_string(), "K".to_string())
-        );
-        let apikey = r#"{"kafka_brokers_sasl": ["b:9093"], "apikey": "K2"}"#;
-        assert_eq!(event_streams_settings(apikey).unwrap().2, "K2");
-        assert!(event_streams_settings(r#"{"kafka_brokers_sasl": ["b:9093"]}"#).is_err());
-        assert!(event_streams_settings(r#"{"kafka_brokers_sasl": [], "api_key": "K"}"#).is_err());
-        assert!(event_streams_settings("not json").is_err());
-    }
 
     #[test]
     fn event_streams_config_sets_sasl_ssl_plain() {
@@ -669,26 +397,6 @@ mod tests {
 
     /// librdkafka was built with what the settings need: TLS, SASL PLAIN and SCRAM, and every
     /// codec (creating a producer fails on an unsupported value).
-    #[test]
-    fn librdkafka_supports_every_protocol_and_codec() {
-        let dir = tempfile::tempdir().unwrap();
-        let ca = dir.path().join("ca.pem");
-        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-        std::fs::write(&ca, cert.cert.pem()).unwrap();
-        for mechanism in ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] {
-            for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
-                let cfg: KafkaConfig = yaml_serde::from_str(&format!(
-                    "brokers: [\"127.0.0.1:1\"]\ntopic: t\ncompression: {codec}\nsecurity_protocol: SASL_SSL\nsasl: {{mechanism: {mechanism}, username: u, password: p}}\ntls: {{ca_file: {}}}\n",
-                    ca.display()
-                ))
-                .unwrap();
-                cfg.validate().unwrap();
-                if let Err(e) = KafkaSink::new(cfg) {
-                    panic!("{mechanism} with {codec}: {e}");
-                }
-            }
-        }
-    }
 
     #[test]
     fn keys_parse() {

@@ -1,0 +1,12 @@
+//! `http`: POSTs alerts to a webhook as Falco JSON or as CloudEvents 1.0 structured events,
+//! optionally batched (JSON array body) and gzipped.
+//!
+//! Classification: connection errors, timeouts, 408, 429 and 5xx are retryable (`Retry-After`
+//! in seconds or as an HTTP date is honoured); any other non-2xx answer is permanent and the
+//! alerts go to the dead-letter file with the status and the start of the response body.
+
+mod config;
+mod sink;
+
+pub use config::{BodyFormat, HttpBatch, HttpConfig};
+pub use sink::HttpSink;
