@@ -371,7 +371,7 @@ impl Config {
             }
         }
         self.spool.validate()?;
-        crate::sinks::validate_all(&self.sinks)?;
+        crate::sinks::validate_all(&self.sinks).map_err(|e| (e.key, e.message))?;
         Ok(())
     }
 

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::alert::Alert;
 use crate::delivery::{BatchPolicy, Sink, SinkError};
+use crate::invalid::Invalid;
 use futures_util::future::BoxFuture;
 
 /// Settings of a `file` sink.
@@ -32,9 +33,9 @@ fn yes() -> bool {
 
 impl FileConfig {
     /// Checks the path.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         if self.path.as_os_str().is_empty() {
-            return Err("`path` must not be empty".into());
+            return Err(Invalid::new("path", "must not be empty"));
         }
         Ok(())
     }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use crate::alert::Priority;
+use crate::invalid::Invalid;
 
 pub mod file;
 pub mod gcscc;
@@ -15,6 +16,7 @@ pub mod pubsub;
 pub mod sns;
 pub mod stdout;
 pub mod template;
+pub mod util;
 
 pub use crate::delivery::{Sink, SinkError};
 
@@ -74,7 +76,7 @@ impl SinkSettings {
     }
 
     /// Checks what types alone cannot (templates, URLs, files, mode-specific keys).
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         match self {
             SinkSettings::Stdout(_) => Ok(()),
             SinkSettings::File(c) => c.validate(),
@@ -202,45 +204,59 @@ impl Serialize for SinkConfig {
     }
 }
 
-/// Checks the sink list as a whole: unique names, and each sink's own rules.
-pub fn validate_all(sinks: &[SinkConfig]) -> Result<(), (String, String)> {
+/// Checks the sink list as a whole: unique names, and each sink's own rules. The key path of the
+/// error starts at `sinks[i]`.
+pub fn validate_all(sinks: &[SinkConfig]) -> Result<(), Invalid> {
     let mut seen = std::collections::HashSet::new();
     for (i, s) in sinks.iter().enumerate() {
-        if !seen.insert(s.name.as_str()) {
-            return Err((
-                format!("sinks[{i}].name"),
-                format!("duplicate sink name {:?}", s.name),
+        s.validate(&mut seen).map_err(|e| e.at("sinks", i))?;
+    }
+    Ok(())
+}
+
+impl SinkConfig {
+    /// Checks one entry; `seen` holds the names of the entries before it.
+    fn validate<'a>(
+        &'a self,
+        seen: &mut std::collections::HashSet<&'a str>,
+    ) -> Result<(), Invalid> {
+        if !seen.insert(self.name.as_str()) {
+            return Err(Invalid::new(
+                "name",
+                format!("duplicate sink name {:?}", self.name),
             ));
         }
-        if !s
+        if !self
             .name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
-            return Err((
-                format!("sinks[{i}].name"),
+            return Err(Invalid::new(
+                "name",
                 format!(
                     "{:?}: use letters, digits, '-' and '_' only (it names files and metrics)",
-                    s.name
+                    self.name
                 ),
             ));
         }
-        if let Some(f) = &s.filter
-            && let Err(e) = crate::router::filter::compile(f)
+        if let Some(f) = &self.filter
+            && let Err(e) = crate::rules::AlertFilter::compile(f)
         {
-            return Err((
-                format!("sinks[{i}].filter"),
-                format!("sink {:?}: invalid filter: {e}", s.name),
+            return Err(Invalid::new(
+                "filter",
+                format!("sink {:?}: invalid filter: {e}", self.name),
             ));
         }
-        if let Err(e) = s.settings.validate() {
-            return Err((
-                format!("sinks[{i}]"),
-                format!("sink {:?} (type {}): {e}", s.name, s.settings.type_name()),
-            ));
-        }
+        self.settings.validate().map_err(|e| Invalid {
+            message: format!(
+                "sink {:?} (type {}): {}",
+                self.name,
+                self.settings.type_name(),
+                e.message
+            ),
+            ..e
+        })
     }
-    Ok(())
 }
 
 /// Connects a sink from its config. Only a config that cannot work fails here (unreadable

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::invalid::{Invalid, existing_file, positive};
 use crate::secret::Secret;
+use crate::sinks::util::{SecretSetting, parse_url};
 use crate::transport::ClientTls;
 
 /// The integration mode.
@@ -60,7 +62,7 @@ pub struct GcsccConfig {
     #[serde(default)]
     pub cluster: Option<String>,
     /// Request timeout, in milliseconds.
-    #[serde(default = "default_timeout_ms")]
+    #[serde(default = "crate::transport::default_timeout_ms")]
     pub timeout_ms: u64,
     /// CA bundle and client certificate for the endpoints.
     #[serde(default)]
@@ -73,39 +75,17 @@ fn default_location() -> String {
 fn default_endpoint() -> String {
     "https://securitycenter.googleapis.com".into()
 }
-fn default_timeout_ms() -> u64 {
-    10_000
-}
 
 impl GcsccConfig {
     /// Checks that the keys of the chosen mode are set.
-    pub fn validate(&self) -> Result<(), String> {
-        let url_ok = |key: &str, u: &str| {
-            reqwest::Url::parse(u)
-                .map(|_| ())
-                .map_err(|e| format!("`{key}` {u:?}: {e}"))
-        };
+    pub fn validate(&self) -> Result<(), Invalid> {
         match self.mode {
             GcsccMode::Connector => {
-                let u = self
-                    .webhook_url
-                    .as_deref()
-                    .ok_or("mode connector needs `webhook_url`")?;
-                url_ok("webhook_url", u)?;
-                if self.webhook_auth_token.is_some() && self.webhook_auth_token_file.is_some() {
-                    return Err(
-                        "set either `webhook_auth_token` or `webhook_auth_token_file`, not both"
-                            .into(),
-                    );
-                }
-                if let Some(p) = &self.webhook_auth_token_file
-                    && !p.exists()
-                {
-                    return Err(format!(
-                        "`webhook_auth_token_file`: {} does not exist",
-                        p.display()
-                    ));
-                }
+                let u = self.webhook_url.as_deref().ok_or_else(|| {
+                    Invalid::new("webhook_url", "mode connector needs `webhook_url`")
+                })?;
+                parse_url("webhook_url", u)?;
+                self.webhook_auth_token().check()?;
             }
             GcsccMode::Api => {
                 for (key, v) in [
@@ -116,24 +96,29 @@ impl GcsccConfig {
                     ("cluster", &self.cluster),
                 ] {
                     if v.as_deref().is_none_or(str::is_empty) {
-                        return Err(format!("mode api needs `{key}`"));
+                        return Err(Invalid::new(key, format!("mode api needs `{key}`")));
                     }
                 }
-                url_ok("endpoint", &self.endpoint)?;
-                url_ok("metadata_url", &self.metadata_url)?;
-                if let Some(p) = &self.credentials_file
-                    && !p.exists()
-                {
-                    return Err(format!(
-                        "`credentials_file`: {} does not exist",
-                        p.display()
-                    ));
+                parse_url("endpoint", &self.endpoint)?;
+                parse_url("metadata_url", &self.metadata_url)?;
+                if let Some(p) = &self.credentials_file {
+                    existing_file("credentials_file", p)?;
                 }
             }
         }
+        positive("timeout_ms", self.timeout_ms)?;
         if let Some(t) = &self.tls {
-            t.validate().map_err(|e| e.under("tls").to_string())?;
+            t.validate().map_err(|e| e.under("tls"))?;
         }
         Ok(())
+    }
+
+    /// The connector's token setting.
+    pub(super) fn webhook_auth_token(&self) -> SecretSetting<'_> {
+        SecretSetting::new(
+            "webhook_auth_token",
+            &self.webhook_auth_token,
+            &self.webhook_auth_token_file,
+        )
     }
 }

@@ -10,7 +10,6 @@ use crate::alert::Alert;
 use crate::delivery::sink::one_by_one;
 use crate::delivery::{Sink, SinkError};
 use crate::gcp::GoogleAuth;
-use crate::secret::resolve_secret;
 use crate::transport::{self, RetryPolicy, Verdict};
 
 /// A finding that already exists (409) was created by an earlier attempt whose answer was lost.
@@ -29,13 +28,7 @@ impl GcsccSink {
     pub fn new(cfg: GcsccConfig) -> Result<GcsccSink, SinkError> {
         let client = transport::client(Duration::from_millis(cfg.timeout_ms), cfg.tls.as_ref())?;
         let perm = |e: String| SinkError::Permanent(e);
-        let connector_token = resolve_secret(
-            cfg.webhook_auth_token.as_ref(),
-            cfg.webhook_auth_token_file.as_deref(),
-            "webhook_auth_token",
-        )
-        .map_err(|e| perm(e.to_string()))?
-        .map(|s| s.expose().to_string());
+        let connector_token = cfg.webhook_auth_token().read()?;
         let auth = match cfg.mode {
             GcsccMode::Connector => None,
             GcsccMode::Api => Some(

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
+use crate::invalid::{Invalid, existing_file, positive};
+use crate::sinks::util::parse_url;
 use crate::transport::ClientTls;
 
 /// The body format.
@@ -47,7 +49,7 @@ pub struct HttpConfig {
     #[serde(default)]
     pub header_files: BTreeMap<String, PathBuf>,
     /// Request timeout, in milliseconds.
-    #[serde(default = "default_timeout_ms")]
+    #[serde(default = "crate::transport::default_timeout_ms")]
     pub timeout_ms: u64,
     /// CA bundle and client certificate (mTLS).
     #[serde(default)]
@@ -72,9 +74,6 @@ pub struct HttpConfig {
 fn default_method() -> String {
     "POST".into()
 }
-fn default_timeout_ms() -> u64 {
-    10_000
-}
 fn default_ce_source() -> String {
     "kaudit".into()
 }
@@ -84,66 +83,66 @@ fn default_ce_type() -> String {
 
 impl HttpConfig {
     /// Checks the URL, method, headers, files and batch.
-    pub fn validate(&self) -> Result<(), String> {
-        let url =
-            reqwest::Url::parse(&self.url).map_err(|e| format!("`url` {:?}: {e}", self.url))?;
+    pub fn validate(&self) -> Result<(), Invalid> {
+        let url = parse_url("url", &self.url)?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("`url` {:?}: use http:// or https://", self.url));
+            return Err(Invalid::new(
+                "url",
+                format!("{:?}: use http:// or https://", self.url),
+            ));
         }
         method(&self.method)?;
         headers(&self.headers, &BTreeMap::new())?;
         for (k, p) in &self.header_files {
-            if !p.exists() {
-                return Err(format!(
-                    "`header_files.{k}`: {} does not exist",
-                    p.display()
-                ));
-            }
+            existing_file(&format!("header_files.{k}"), p)?;
         }
-        if self.timeout_ms == 0 {
-            return Err("`timeout_ms` must be greater than 0".into());
-        }
-        if let Some(b) = &self.batch
-            && b.max_alerts == 0
-        {
-            return Err("`batch.max_alerts` must be greater than 0".into());
+        positive("timeout_ms", self.timeout_ms)?;
+        if let Some(b) = &self.batch {
+            positive("batch.max_alerts", b.max_alerts as u64)?;
         }
         if let Some(t) = &self.tls {
-            t.validate().map_err(|e| e.under("tls").to_string())?;
+            t.validate().map_err(|e| e.under("tls"))?;
         }
         Ok(())
     }
 }
 
-pub(super) fn method(m: &str) -> Result<reqwest::Method, String> {
+/// The request method of `method:`.
+pub(super) fn method(m: &str) -> Result<reqwest::Method, Invalid> {
     match m.to_ascii_uppercase().as_str() {
         "POST" => Ok(reqwest::Method::POST),
         "PUT" => Ok(reqwest::Method::PUT),
         "PATCH" => Ok(reqwest::Method::PATCH),
-        other => Err(format!("`method` {other:?}: use POST, PUT or PATCH")),
+        other => Err(Invalid::new(
+            "method",
+            format!("{other:?}: use POST, PUT or PATCH"),
+        )),
     }
 }
 
+/// The configured headers: `headers` as given, `header_files` read now (marked sensitive).
 pub(super) fn headers(
     inline: &BTreeMap<String, String>,
     files: &BTreeMap<String, PathBuf>,
-) -> Result<HeaderMap, String> {
+) -> Result<HeaderMap, Invalid> {
     let mut map = HeaderMap::new();
-    let mut add = |k: &str, v: &str| -> Result<(), String> {
-        let name =
-            HeaderName::from_bytes(k.as_bytes()).map_err(|e| format!("header {k:?}: {e}"))?;
-        let mut value = HeaderValue::from_str(v).map_err(|e| format!("header {k:?}: {e}"))?;
+    let mut add = |key: String, k: &str, v: &str| -> Result<(), Invalid> {
+        let bad =
+            |e: &dyn std::fmt::Display| Invalid::new(key.clone(), format!("header {k:?}: {e}"));
+        let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| bad(&e))?;
+        let mut value = HeaderValue::from_str(v).map_err(|e| bad(&e))?;
         value.set_sensitive(files.contains_key(k));
         map.insert(name, value);
         Ok(())
     };
     for (k, v) in inline {
-        add(k, v)?;
+        add(format!("headers.{k}"), k, v)?;
     }
     for (k, p) in files {
+        let key = format!("header_files.{k}");
         let v = std::fs::read_to_string(p)
-            .map_err(|e| format!("header_files.{k}: {}: {e}", p.display()))?;
-        add(k, v.trim_end_matches(['\r', '\n']))?;
+            .map_err(|e| Invalid::new(key.clone(), format!("{}: {e}", p.display())))?;
+        add(key, k, v.trim_end_matches(['\r', '\n']))?;
     }
     Ok(map)
 }

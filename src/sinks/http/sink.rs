@@ -26,8 +26,9 @@ impl HttpSink {
     /// Builds the client (reads header files and TLS files now).
     pub fn new(cfg: HttpConfig) -> Result<HttpSink, SinkError> {
         let client = transport::client(Duration::from_millis(cfg.timeout_ms), cfg.tls.as_ref())?;
-        let method = method(&cfg.method).map_err(SinkError::Permanent)?;
-        let headers = headers(&cfg.headers, &cfg.header_files).map_err(SinkError::Permanent)?;
+        let method = method(&cfg.method).map_err(|e| SinkError::Permanent(e.to_string()))?;
+        let headers = headers(&cfg.headers, &cfg.header_files)
+            .map_err(|e| SinkError::Permanent(e.to_string()))?;
         Ok(HttpSink {
             cfg,
             client,

@@ -8,7 +8,10 @@ use serde_json::Value;
 
 use super::event_streams::{EventStreams, event_streams_settings};
 use crate::alert::Alert;
-use crate::secret::{Secret, resolve_secret};
+use crate::delivery::SinkError;
+use crate::invalid::{Invalid, existing_file, positive};
+use crate::secret::Secret;
+use crate::sinks::util::SecretSetting;
 use crate::transport::ClientTls;
 
 /// Which part of the alert becomes the Kafka message key (and so picks the partition).
@@ -194,6 +197,13 @@ pub struct KafkaSasl {
     pub password_file: Option<PathBuf>,
 }
 
+impl KafkaSasl {
+    /// The password setting.
+    fn password(&self) -> SecretSetting<'_> {
+        SecretSetting::new("password", &self.password, &self.password_file)
+    }
+}
+
 /// Settings of a `kafka` sink.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -249,53 +259,52 @@ fn default_batch_max() -> usize {
 
 impl KafkaConfig {
     /// Checks that the connection settings fit together and that files exist.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         if self.topic.is_empty() {
-            return Err("`topic` must not be empty".into());
+            return Err(Invalid::new("topic", "must not be empty"));
         }
-        if self.timeout_ms == 0 || self.batch_max == 0 {
-            return Err("`timeout_ms` and `batch_max` must be greater than 0".into());
-        }
+        positive("timeout_ms", self.timeout_ms)?;
+        positive("batch_max", self.batch_max as u64)?;
         if let Some(es) = &self.event_streams {
             if !self.brokers.is_empty()
                 || self.sasl.is_some()
                 || self.security_protocol != SecurityProtocol::Plaintext
             {
-                return Err(
-                    "`event_streams` sets brokers, security_protocol and sasl itself; remove them"
-                        .into(),
-                );
-            }
-            if !es.credentials_file.exists() {
-                return Err(format!(
-                    "`event_streams.credentials_file`: {} does not exist",
-                    es.credentials_file.display()
+                return Err(Invalid::new(
+                    "event_streams",
+                    "sets brokers, security_protocol and sasl itself; remove them",
                 ));
             }
+            existing_file("event_streams.credentials_file", &es.credentials_file)?;
         } else {
             if self.brokers.is_empty() {
-                return Err("`brokers` must list at least one host:port".into());
+                return Err(Invalid::new("brokers", "must list at least one host:port"));
             }
             match (&self.sasl, self.security_protocol.sasl()) {
                 (Some(_), false) => {
-                    return Err("`sasl` needs security_protocol SASL_SSL or SASL_PLAINTEXT".into());
+                    return Err(Invalid::new(
+                        "sasl",
+                        "needs security_protocol SASL_SSL or SASL_PLAINTEXT",
+                    ));
                 }
-                (None, true) => return Err("SASL_* security_protocol needs `sasl`".into()),
+                (None, true) => {
+                    return Err(Invalid::new(
+                        "security_protocol",
+                        "SASL_* security_protocol needs `sasl`",
+                    ));
+                }
                 _ => {}
             }
         }
         if let Some(s) = &self.sasl {
-            if s.password.is_some() == s.password_file.is_some() {
-                return Err("`sasl`: set exactly one of `password` and `password_file`".into());
-            }
-            if let Some(p) = &s.password_file
-                && !p.exists()
-            {
-                return Err(format!(
-                    "`sasl.password_file`: {} does not exist",
-                    p.display()
+            let password = s.password();
+            if !password.is_set() {
+                return Err(Invalid::new(
+                    "sasl",
+                    "set exactly one of `password` and `password_file`",
                 ));
             }
+            password.check().map_err(|e| e.under("sasl"))?;
         }
         if let Some(t) = &self.tls {
             if matches!(
@@ -303,15 +312,18 @@ impl KafkaConfig {
                 SecurityProtocol::Plaintext | SecurityProtocol::SaslPlaintext
             ) && self.event_streams.is_none()
             {
-                return Err("`tls` needs security_protocol SSL or SASL_SSL".into());
+                return Err(Invalid::new(
+                    "tls",
+                    "needs security_protocol SSL or SASL_SSL",
+                ));
             }
-            t.validate().map_err(|e| e.under("tls").to_string())?;
+            t.validate().map_err(|e| e.under("tls"))?;
         }
         Ok(())
     }
 
     /// The librdkafka producer configuration.
-    pub fn client_config(&self) -> Result<ClientConfig, String> {
+    pub fn client_config(&self) -> Result<ClientConfig, SinkError> {
         let mut c = ClientConfig::new();
         c.set("client.id", &self.client_id)
             .set("compression.codec", self.compression.as_str())
@@ -324,18 +336,15 @@ impl KafkaConfig {
             Acks::None => c.set("acks", "0").set("enable.idempotence", "false"),
         };
         if let Some(es) = &self.event_streams {
-            let text = std::fs::read_to_string(&es.credentials_file).map_err(|e| {
-                format!(
+            let unusable = |e: &dyn std::fmt::Display| {
+                SinkError::Permanent(format!(
                     "event_streams.credentials_file {}: {e}",
                     es.credentials_file.display()
-                )
-            })?;
-            let (brokers, user, password) = event_streams_settings(&text).map_err(|e| {
-                format!(
-                    "event_streams.credentials_file {}: {e}",
-                    es.credentials_file.display()
-                )
-            })?;
+                ))
+            };
+            let text = std::fs::read_to_string(&es.credentials_file).map_err(|e| unusable(&e))?;
+            let (brokers, user, password) =
+                event_streams_settings(&text).map_err(|e| unusable(&e))?;
             c.set("bootstrap.servers", brokers)
                 .set("security.protocol", "sasl_ssl")
                 .set("sasl.mechanisms", "PLAIN")
@@ -345,11 +354,7 @@ impl KafkaConfig {
             c.set("bootstrap.servers", self.brokers.join(","))
                 .set("security.protocol", self.security_protocol.as_str());
             if let Some(s) = &self.sasl {
-                let password =
-                    resolve_secret(s.password.as_ref(), s.password_file.as_deref(), "password")
-                        .map_err(|e| format!("sasl: {e}"))?
-                        .map(|p| p.expose().to_string())
-                        .unwrap_or_default();
+                let password = s.password().read()?.unwrap_or_default();
                 c.set("sasl.mechanisms", s.mechanism.as_str())
                     .set("sasl.username", &s.username)
                     .set("sasl.password", password);
@@ -416,7 +421,7 @@ mod tests {
         let v = |y: &str| {
             yaml_serde::from_str::<KafkaConfig>(y)
                 .map_err(|e| e.to_string())
-                .and_then(|c| c.validate())
+                .and_then(|c| c.validate().map_err(|e| e.to_string()))
         };
         assert!(v("brokers: [a:9092]\ntopic: t\n").is_ok());
         assert!(v("topic: t\n").is_err());

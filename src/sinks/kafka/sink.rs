@@ -51,7 +51,7 @@ impl KafkaSink {
     /// Creates the producer (it connects in the background; nothing is checked over the
     /// network here, so an unreachable cluster does not stop kaudit from starting).
     pub fn new(cfg: KafkaConfig) -> Result<KafkaSink, SinkError> {
-        let config = cfg.client_config().map_err(SinkError::Permanent)?;
+        let config = cfg.client_config()?;
         let producer = config
             .create::<FutureProducer>()
             .map_err(|e| SinkError::Permanent(format!("kafka producer: {e}")))?;

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::invalid::{Invalid, existing_file, positive};
 use crate::sinks::template::Template;
+use crate::sinks::util::parse_url;
 use crate::transport::ClientTls;
 
 /// The attributes every message carries; custom `attributes` may not reuse these names.
@@ -46,7 +48,7 @@ pub struct PubsubConfig {
     #[serde(default = "default_batch_max")]
     pub batch_max: usize,
     /// Request timeout, in milliseconds.
-    #[serde(default = "default_timeout_ms")]
+    #[serde(default = "crate::transport::default_timeout_ms")]
     pub timeout_ms: u64,
     /// CA bundle and client certificate for the endpoints.
     #[serde(default)]
@@ -59,53 +61,47 @@ fn default_endpoint() -> String {
 fn default_batch_max() -> usize {
     100
 }
-fn default_timeout_ms() -> u64 {
-    10_000
-}
 
 impl PubsubConfig {
     /// Checks names, the template, URLs and files.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.project.is_empty() || self.topic.is_empty() {
-            return Err("`project` and `topic` must not be empty".into());
-        }
-        if self.topic.contains('/') || self.project.contains('/') {
-            return Err("`project` and `topic` are ids, not paths (no `/`)".into());
+    pub fn validate(&self) -> Result<(), Invalid> {
+        for (key, id) in [("project", &self.project), ("topic", &self.topic)] {
+            if id.is_empty() {
+                return Err(Invalid::new(key, "must not be empty"));
+            }
+            if id.contains('/') {
+                return Err(Invalid::new(key, "is an id, not a path (no `/`)"));
+            }
         }
         if let Some(t) = &self.ordering_key {
-            Template::parse(t).map_err(|e| format!("`ordering_key`: {e}"))?;
+            Template::parse(t).map_err(|e| Invalid::new("ordering_key", e))?;
         }
         for k in self.attributes.keys() {
+            let key = format!("attributes.{k}");
             if STANDARD_ATTRIBUTES.contains(&k.as_str()) {
-                return Err(format!(
-                    "`attributes.{k}`: set by kaudit on every message; choose another name"
+                return Err(Invalid::new(
+                    key,
+                    "set by kaudit on every message; choose another name",
                 ));
             }
             if k.is_empty() || k.starts_with("goog") {
-                return Err(format!(
-                    "`attributes`: {k:?} is not a valid attribute name (empty or `goog` prefix)"
+                return Err(Invalid::new(
+                    key,
+                    format!("{k:?} is not a valid attribute name (empty or `goog` prefix)"),
                 ));
             }
         }
-        if self.batch_max == 0 || self.batch_max > 1000 || self.timeout_ms == 0 {
-            return Err("`batch_max` must be 1..=1000 and `timeout_ms` greater than 0".into());
+        if !(1..=1000).contains(&self.batch_max) {
+            return Err(Invalid::new("batch_max", "must be 1..=1000"));
         }
-        for (key, u) in [
-            ("endpoint", &self.endpoint),
-            ("metadata_url", &self.metadata_url),
-        ] {
-            reqwest::Url::parse(u).map_err(|e| format!("`{key}` {u:?}: {e}"))?;
-        }
-        if let Some(p) = &self.credentials_file
-            && !p.exists()
-        {
-            return Err(format!(
-                "`credentials_file`: {} does not exist",
-                p.display()
-            ));
+        positive("timeout_ms", self.timeout_ms)?;
+        parse_url("endpoint", &self.endpoint)?;
+        parse_url("metadata_url", &self.metadata_url)?;
+        if let Some(p) = &self.credentials_file {
+            existing_file("credentials_file", p)?;
         }
         if let Some(t) = &self.tls {
-            t.validate().map_err(|e| e.under("tls").to_string())?;
+            t.validate().map_err(|e| e.under("tls"))?;
         }
         Ok(())
     }
@@ -117,7 +113,7 @@ mod tests {
 
     fn cfg(yaml: &str) -> Result<PubsubConfig, String> {
         let c: PubsubConfig = yaml_serde::from_str(yaml).map_err(|e| e.to_string())?;
-        c.validate().map(|_| c)
+        c.validate().map(|_| c).map_err(|e| e.to_string())
     }
 
     #[test]

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::invalid::{Invalid, positive};
 use crate::secret::Secret;
+use crate::sinks::util::{SecretSetting, parse_url};
 use crate::transport::ClientTls;
 
 /// Settings of an `sns` sink.
@@ -43,15 +45,11 @@ pub struct SnsConfig {
     #[serde(default)]
     pub raw_json: bool,
     /// Request timeout, in milliseconds.
-    #[serde(default = "default_timeout_ms")]
+    #[serde(default = "crate::transport::default_timeout_ms")]
     pub timeout_ms: u64,
     /// CA bundle and client certificate for the endpoint.
     #[serde(default)]
     pub tls: Option<ClientTls>,
-}
-
-fn default_timeout_ms() -> u64 {
-    10_000
 }
 
 /// The region part of a topic ARN.
@@ -69,63 +67,67 @@ pub(super) fn arn_region(arn: &str) -> Option<&str> {
 
 impl SnsConfig {
     /// Checks the ARN, the region, the endpoint and the static credentials.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         let region = arn_region(&self.topic_arn).ok_or_else(|| {
-            format!(
-                "`topic_arn` {:?} is not an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)",
-                self.topic_arn
+            Invalid::new(
+                "topic_arn",
+                format!(
+                    "{:?} is not an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)",
+                    self.topic_arn
+                ),
             )
         })?;
         if self.region.as_deref().is_some_and(|r| r != region) && self.endpoint.is_none() {
-            return Err(format!(
-                "`region` differs from the topic's region {region:?}; drop `region`"
+            return Err(Invalid::new(
+                "region",
+                format!("differs from the topic's region {region:?}; drop `region`"),
             ));
         }
         if let Some(e) = &self.endpoint {
-            reqwest::Url::parse(e).map_err(|err| format!("`endpoint` {e:?}: {err}"))?;
+            parse_url("endpoint", e)?;
         }
-        if self.timeout_ms == 0 {
-            return Err("`timeout_ms` must be greater than 0".into());
+        positive("timeout_ms", self.timeout_ms)?;
+        let [id, secret, token] = self.secrets();
+        if id.is_set() != secret.is_set() {
+            return Err(Invalid::new(
+                "",
+                "set both `access_key_id` and `secret_access_key` (or their `_file` forms), or neither",
+            ));
         }
-        let id = self.access_key_id.is_some() || self.access_key_id_file.is_some();
-        let secret = self.secret_access_key.is_some() || self.secret_access_key_file.is_some();
-        if id != secret {
-            return Err("set both `access_key_id` and `secret_access_key` (or their `_file` forms), or neither".into());
-        }
-        let token = self.session_token.is_some() || self.session_token_file.is_some();
-        if token && !id {
-            return Err("`session_token` needs `access_key_id` and `secret_access_key`".into());
-        }
-        for (key, inline, file) in [
-            (
-                "access_key_id",
-                self.access_key_id.is_some(),
-                &self.access_key_id_file,
-            ),
-            (
-                "secret_access_key",
-                self.secret_access_key.is_some(),
-                &self.secret_access_key_file,
-            ),
-            (
+        if token.is_set() && !id.is_set() {
+            return Err(Invalid::new(
                 "session_token",
-                self.session_token.is_some(),
-                &self.session_token_file,
-            ),
-        ] {
-            if inline && file.is_some() {
-                return Err(format!("set either `{key}` or `{key}_file`, not both"));
-            }
-            if let Some(p) = file
-                && !p.exists()
-            {
-                return Err(format!("`{key}_file`: {} does not exist", p.display()));
-            }
+                "needs `access_key_id` and `secret_access_key`",
+            ));
+        }
+        for s in [id, secret, token] {
+            s.check()?;
         }
         if let Some(t) = &self.tls {
-            t.validate().map_err(|e| e.under("tls").to_string())?;
+            t.validate().map_err(|e| e.under("tls"))?;
         }
         Ok(())
+    }
+
+    /// The static credential settings: access key id, secret access key, session token.
+    pub(super) fn secrets(&self) -> [SecretSetting<'_>; 3] {
+        [
+            SecretSetting::new(
+                "access_key_id",
+                &self.access_key_id,
+                &self.access_key_id_file,
+            ),
+            SecretSetting::new(
+                "secret_access_key",
+                &self.secret_access_key,
+                &self.secret_access_key_file,
+            ),
+            SecretSetting::new(
+                "session_token",
+                &self.session_token,
+                &self.session_token_file,
+            ),
+        ]
     }
 }
 

@@ -1,7 +1,6 @@
 //! Publishing: one signed `Publish` request per alert, and the classification of SNS's answer.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -13,7 +12,6 @@ use crate::aws::sigv4::{SignInput, authorization};
 use crate::aws::{Credentials, CredentialsProvider, xml_text};
 use crate::delivery::sink::one_by_one;
 use crate::delivery::{Sink, SinkError};
-use crate::secret::{Secret, resolve_secret};
 use crate::transport::encode::sha256_hex;
 use crate::transport::{self, RetryPolicy, TransportError, Verdict};
 
@@ -44,16 +42,6 @@ pub struct SnsSink {
     credentials: CredentialsProvider,
 }
 
-fn secret(
-    inline: &Option<Secret>,
-    file: &Option<PathBuf>,
-    key: &str,
-) -> Result<Option<String>, SinkError> {
-    resolve_secret(inline.as_ref(), file.as_deref(), key)
-        .map(|s| s.map(|s| s.expose().trim().to_string()))
-        .map_err(|e| SinkError::Permanent(e.to_string()))
-}
-
 impl SnsSink {
     /// Builds the client and reads static credentials.
     pub fn new(cfg: SnsConfig) -> Result<SnsSink, SinkError> {
@@ -77,22 +65,15 @@ impl SnsSink {
             (None, _) => return Err(perm(format!("endpoint {endpoint:?} has no host"))),
         };
         let client = transport::client(Duration::from_millis(cfg.timeout_ms), cfg.tls.as_ref())?;
-        let static_creds = match (
-            secret(&cfg.access_key_id, &cfg.access_key_id_file, "access_key_id")?,
-            secret(
-                &cfg.secret_access_key,
-                &cfg.secret_access_key_file,
-                "secret_access_key",
-            )?,
-        ) {
+        // AWS keys never hold whitespace: a stray space or newline in a file is dropped.
+        let [id, secret, token] = cfg
+            .secrets()
+            .map(|s| s.read().map(|v| v.map(|v| v.trim().to_string())));
+        let static_creds = match (id?, secret?) {
             (Some(id), Some(key)) => Some(Credentials {
                 access_key_id: id,
                 secret_access_key: key,
-                session_token: secret(
-                    &cfg.session_token,
-                    &cfg.session_token_file,
-                    "session_token",
-                )?,
+                session_token: token?,
                 expires: None,
             }),
             _ => None,
