@@ -19,6 +19,7 @@ use crate::alert::Alert;
 use crate::delivery::{BatchPolicy, Sink, SinkError};
 use crate::invalid::{Invalid, existing_file, positive};
 use crate::secret::Secret;
+use crate::sinks::registry::SinkType;
 use crate::transport::ClientTls;
 use futures_util::future::BoxFuture;
 
@@ -276,5 +277,21 @@ impl Sink for NatsSink {
             max: self.batch_max,
             max_wait: Duration::ZERO,
         }
+    }
+}
+
+/// The `nats` sink type.
+pub struct Nats;
+
+impl SinkType for Nats {
+    const NAME: &'static str = "nats";
+    type Config = NatsConfig;
+
+    fn validate(config: &NatsConfig) -> Result<(), Invalid> {
+        config.validate()
+    }
+
+    async fn build(config: &NatsConfig) -> Result<Box<dyn Sink>, SinkError> {
+        Ok(Box::new(NatsSink::connect(config.clone()).await?))
     }
 }

@@ -23,3 +23,23 @@ mod sink;
 pub use config::{GcsccConfig, GcsccMode};
 pub use finding::{finding, resource_name, severity};
 pub use sink::GcsccSink;
+
+use crate::delivery::{Sink, SinkError};
+use crate::invalid::Invalid;
+use crate::sinks::registry::SinkType;
+
+/// The `gcscc` sink type.
+pub struct Gcscc;
+
+impl SinkType for Gcscc {
+    const NAME: &'static str = "gcscc";
+    type Config = GcsccConfig;
+
+    fn validate(config: &GcsccConfig) -> Result<(), Invalid> {
+        config.validate()
+    }
+
+    async fn build(config: &GcsccConfig) -> Result<Box<dyn Sink>, SinkError> {
+        Ok(Box::new(GcsccSink::new(config.clone())?))
+    }
+}

@@ -10,3 +10,23 @@ mod sink;
 
 pub use config::{BodyFormat, HttpBatch, HttpConfig};
 pub use sink::HttpSink;
+
+use crate::delivery::{Sink, SinkError};
+use crate::invalid::Invalid;
+use crate::sinks::registry::SinkType;
+
+/// The `http` sink type.
+pub struct Http;
+
+impl SinkType for Http {
+    const NAME: &'static str = "http";
+    type Config = HttpConfig;
+
+    fn validate(config: &HttpConfig) -> Result<(), Invalid> {
+        config.validate()
+    }
+
+    async fn build(config: &HttpConfig) -> Result<Box<dyn Sink>, SinkError> {
+        Ok(Box::new(HttpSink::new(config.clone())?))
+    }
+}

@@ -29,3 +29,23 @@ pub use event_streams::{
     EventStreams, EventStreamsCredentials, EventStreamsError, event_streams_settings,
 };
 pub use sink::{KafkaSink, classify};
+
+use crate::delivery::{Sink, SinkError};
+use crate::invalid::Invalid;
+use crate::sinks::registry::SinkType;
+
+/// The `kafka` sink type.
+pub struct Kafka;
+
+impl SinkType for Kafka {
+    const NAME: &'static str = "kafka";
+    type Config = KafkaConfig;
+
+    fn validate(config: &KafkaConfig) -> Result<(), Invalid> {
+        config.validate()
+    }
+
+    async fn build(config: &KafkaConfig) -> Result<Box<dyn Sink>, SinkError> {
+        Ok(Box::new(KafkaSink::new(config.clone())?))
+    }
+}

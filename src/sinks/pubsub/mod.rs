@@ -19,3 +19,23 @@ mod sink;
 pub use config::{PubsubConfig, STANDARD_ATTRIBUTES};
 pub use message::publish_body;
 pub use sink::PubsubSink;
+
+use crate::delivery::{Sink, SinkError};
+use crate::invalid::Invalid;
+use crate::sinks::registry::SinkType;
+
+/// The `pubsub` sink type.
+pub struct Pubsub;
+
+impl SinkType for Pubsub {
+    const NAME: &'static str = "pubsub";
+    type Config = PubsubConfig;
+
+    fn validate(config: &PubsubConfig) -> Result<(), Invalid> {
+        config.validate()
+    }
+
+    async fn build(config: &PubsubConfig) -> Result<Box<dyn Sink>, SinkError> {
+        Ok(Box::new(PubsubSink::new(config.clone())?))
+    }
+}

@@ -15,3 +15,23 @@ pub use crate::aws::sigv4::uri_encode;
 pub use config::SnsConfig;
 pub use message::{MAX_ATTRIBUTES, attribute_name, attributes, publish_form};
 pub use sink::SnsSink;
+
+use crate::delivery::{Sink, SinkError};
+use crate::invalid::Invalid;
+use crate::sinks::registry::SinkType;
+
+/// The `sns` sink type.
+pub struct Sns;
+
+impl SinkType for Sns {
+    const NAME: &'static str = "sns";
+    type Config = SnsConfig;
+
+    fn validate(config: &SnsConfig) -> Result<(), Invalid> {
+        config.validate()
+    }
+
+    async fn build(config: &SnsConfig) -> Result<Box<dyn Sink>, SinkError> {
+        Ok(Box::new(SnsSink::new(config.clone())?))
+    }
+}
