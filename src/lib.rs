@@ -2,7 +2,7 @@
 //!
 //! The pipeline, one module per stage:
 //! `ingest` (HTTP webhook) → `detect` (rules engine) → `router` (filters, enrichment, fan-out)
-//! → `delivery` (per-sink queue, spool, retries) → `sinks` (one file per destination).
+//! → `delivery` (per-sink queue, spool, retries) → `sinks` (one module per destination).
 //! `pipeline` wires the stages together; `main.rs` only parses the command line.
 
 #![warn(missing_docs)]
