@@ -1,5 +1,5 @@
 //! Plumbing for every outbound connection, below delivery and the sinks: the one HTTP client
-//! builder ([`client`]), the client TLS settings and the process-wide rustls crypto provider
+//! builder ([`mod@client`]), the client TLS settings and the process-wide rustls crypto provider
 //! ([`tls`]), the classification of HTTP answers and transport failures as a small policy with
 //! per-caller overrides ([`retry`]), and the byte encodings the wire needs ([`encode`]).
 //!
