@@ -14,7 +14,7 @@ use reqwest::header::CONTENT_TYPE;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::transport::{RetryPolicy, TransportError, Verdict};
+use crate::transport::{RetryPolicy, TransportError};
 
 /// A token service refusing a grant is usually passing (a key being rotated): retry rather than
 /// give up on data that did nothing wrong.
@@ -172,14 +172,15 @@ impl GoogleAuth {
         req: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, TransportError> {
         let token = self.token(client).await?;
-        let policy = policy.on_with(401, Verdict::Retry, "token refused");
-        let result = policy.send(what, req.bearer_auth(token)).await;
-        if let Err(e) = &result
-            && e.status == Some(401)
-        {
-            self.invalidate().await;
+        match policy.send(what, req.bearer_auth(token)).await {
+            Err(mut e) if e.status == Some(401) => {
+                self.invalidate().await;
+                e.retry = true;
+                e.message.push_str(" (token refused; a new one is fetched)");
+                Err(e)
+            }
+            result => result,
         }
-        result
     }
 }
 
