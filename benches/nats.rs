@@ -277,7 +277,7 @@ async fn through_webhook(url: &str, n: usize, per_sec: Option<u64>, name: &str) 
     });
 
     // A few concurrent posters, like the apiserver's webhook backend under load.
-    kaudit::server::tls::install_crypto_provider();
+    kaudit::transport::tls::install_crypto_provider();
     let http = reqwest::Client::new();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let bodies = Arc::new(bodies);

@@ -268,8 +268,7 @@ impl Config {
             exists(&format!("rules.files[{i}]"), f)?;
         }
         self.spool.validate().map_err(|e| e.under("spool"))?;
-        crate::sinks::validate_all(&self.sinks)
-            .map_err(|(key, message)| Invalid::new(key, message))?;
+        crate::sinks::validate_all(&self.sinks)?;
         Ok(())
     }
 

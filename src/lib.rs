@@ -2,18 +2,20 @@
 //!
 //! The pipeline, one module per stage:
 //! `ingest` (HTTP webhook) → `detect` (rules engine) → `router` (filters, enrichment, fan-out)
-//! → `delivery` (per-sink queue, spool, retries) → `sinks` (one file per destination).
+//! → `delivery` (per-sink queue, spool, retries) → `sinks` (one module per destination).
 //! `pipeline` wires the stages together; `main.rs` only parses the command line.
 
 #![warn(missing_docs)]
 
 pub mod alert;
 pub mod audit;
+pub mod aws;
 pub mod config;
 pub mod delivery;
 pub mod detect;
 pub mod falco;
 pub mod follow;
+pub mod gcp;
 pub mod health;
 pub mod ingest;
 pub mod invalid;
@@ -25,4 +27,5 @@ pub mod rules;
 pub mod secret;
 pub mod server;
 pub mod sinks;
+pub mod transport;
 pub mod watch;

@@ -112,7 +112,7 @@ pub async fn start_with(
     detector: Detector,
     metrics: Metrics,
 ) -> Result<Running, PipelineError> {
-    server::tls::install_crypto_provider();
+    crate::transport::tls::install_crypto_provider();
     let tls = match &cfg.tls {
         Some(t) => {
             let r = ReloadingTls::new(t)?;

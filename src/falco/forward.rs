@@ -42,7 +42,7 @@ pub struct Forwarder {
 impl Forwarder {
     /// Builds the client from `falco.*` settings.
     pub fn new(cfg: &FalcoConfig) -> Result<Forwarder, ForwardError> {
-        crate::server::tls::install_crypto_provider();
+        crate::transport::tls::install_crypto_provider();
         let url: reqwest::Url = cfg.forward_url.parse().map_err(|e| ForwardError::Config {
             key: "forward_url",
             message: format!("{:?}: {e}", cfg.forward_url),
@@ -60,18 +60,13 @@ impl Forwarder {
         let tls = cfg
             .forward_ca_file
             .as_ref()
-            .map(|ca| crate::sinks::tls::ClientTls {
-                ca_file: Some(ca.clone()),
-                cert_file: None,
-                key_file: None,
-            });
+            .map(|ca| crate::transport::ClientTls::ca(ca.clone()));
         let timeout = Duration::from_secs(cfg.forward_timeout_secs.max(1));
-        let client = crate::sinks::http::client(timeout, tls.as_ref()).map_err(|e| {
-            ForwardError::Config {
+        let client =
+            crate::transport::client(timeout, tls.as_ref()).map_err(|e| ForwardError::Config {
                 key: "forward_ca_file",
                 message: e.to_string(),
-            }
-        })?;
+            })?;
         Ok(Forwarder { client, url, token })
     }
 
@@ -87,11 +82,10 @@ impl Forwarder {
             req = req.bearer_auth(t);
         }
         let what = format!("falco {}", self.url);
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| crate::sinks::http::transport_error(&what, e))?;
-        crate::sinks::http::classify(&what, resp).await
+        crate::transport::RetryPolicy::STANDARD
+            .send(&what, req)
+            .await?;
+        Ok(())
     }
 }
 

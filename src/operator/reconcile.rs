@@ -205,10 +205,7 @@ fn sha256_hex(parts: &[&[u8]]) -> String {
     hex(ctx.finish().as_ref())
 }
 
-/// Lower-case hex of `bytes` (hashes, issued tokens).
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub(crate) use crate::transport::encode::hex;
 
 /// A status condition.
 pub fn condition(

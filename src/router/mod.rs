@@ -79,8 +79,10 @@ impl RouterSetup<'_> {
     }
 
     fn validate(&self) -> Result<(), RouterError> {
-        sinks::validate_all(self.sinks)
-            .map_err(|(key, message)| RouterError::Config { key, message })?;
+        sinks::validate_all(self.sinks).map_err(|e| RouterError::Config {
+            key: e.key,
+            message: e.message,
+        })?;
         self.validate_spool()
     }
 }

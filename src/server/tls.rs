@@ -82,10 +82,7 @@ pub enum TlsError {
     Config(String),
 }
 
-/// Makes sure a process-wide rustls crypto provider is installed (ring).
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+use crate::transport::tls::install_crypto_provider;
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let err = |message: String| TlsError::File {

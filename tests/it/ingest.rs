@@ -57,7 +57,7 @@ async fn start_with(cfg: Config, d: Detector) -> (Running, String) {
 }
 
 pub fn client() -> reqwest::Client {
-    kaudit::server::tls::install_crypto_provider();
+    kaudit::transport::tls::install_crypto_provider();
     reqwest::Client::new()
 }
 
@@ -508,7 +508,7 @@ impl Pki {
     }
 
     fn client(&self, identity: Option<&str>) -> reqwest::Client {
-        kaudit::server::tls::install_crypto_provider();
+        kaudit::transport::tls::install_crypto_provider();
         let ca =
             reqwest::Certificate::from_pem(&std::fs::read(self.path("ca.pem")).unwrap()).unwrap();
         let mut b = reqwest::Client::builder()

@@ -415,7 +415,7 @@ pub fn metric(text: &str, name: &str, sink: &str) -> f64 {
 
 /// The process-wide rustls provider kaudit uses (ring).
 pub fn install_crypto_provider() {
-    kaudit::server::tls::install_crypto_provider();
+    kaudit::transport::tls::install_crypto_provider();
 }
 
 /// Writes a CA, a server certificate for 127.0.0.1 and a client certificate; returns paths
