@@ -3,11 +3,11 @@
 //! - `KauditDeployment` (a `Controller`): the main one. It is also triggered by every change of a
 //!   `FalcoRule`, `FalcoRulesFile`, `AlertSink` or `ClusterAlertSink` (they all feed every
 //!   deployment) and of the objects it owns. Each run lists its inputs, renders with
-//!   [`reconcile::desired`](super::reconcile::desired), applies the objects with the fixed field
+//!   [`render::desired`](super::render::desired), applies the objects with the fixed field
 //!   manager, prunes what the spec no longer wants, and writes the deployment's own status.
 //! - The input statuses ([`run_input_statuses`]): after any change of a rule, rules file, sink
 //!   or deployment, every input's status is computed once for all deployments
-//!   ([`reconcile::input_outcomes`]) and written where it changed, so that two deployments never
+//!   ([`render::input_outcomes`]) and written where it changed, so that two deployments never
 //!   fight over a status and a rule shows whether it is valid before any deployment exists.
 //! - `AlertSink` and `ClusterAlertSink` (a `Controller` each): the finalizer
 //!   `kaudit.io/credentials`, on sinks with `secretRefs` only. Their credentials are copied from
@@ -47,8 +47,11 @@ use serde_json::json;
 use super::crd::{
     AlertSink, ClusterAlertSink, FalcoRule, FalcoRulesFile, KauditDeployment, RuleStatus,
 };
+use super::inputs::Inputs;
 use super::leader::LeaseLock;
-use super::reconcile::{self, FIELD_MANAGER, Inputs, ItemKind, Object, Outcome, RenderError};
+use super::render::{
+    self, FIELD_MANAGER, ItemKind, Object, Outcome, RenderError, carry_transition_times, truncate,
+};
 
 /// The finalizer of sinks (see the module docs).
 pub const SINK_FINALIZER: &str = "kaudit.io/credentials";
@@ -302,8 +305,8 @@ pub fn ready_condition(
         .map(|(k, have, want)| format!("{k} {have}/{want} available"))
         .collect();
     if waiting.is_empty() {
-        reconcile::condition(
-            reconcile::cond::READY,
+        render::condition(
+            render::cond::READY,
             true,
             "Available",
             "applied; every workload available",
@@ -311,8 +314,8 @@ pub fn ready_condition(
             now,
         )
     } else {
-        reconcile::condition(
-            reconcile::cond::READY,
+        render::condition(
+            render::cond::READY,
             false,
             "Progressing",
             &format!("applied; waiting for {}", waiting.join(", ")),
@@ -357,18 +360,6 @@ async fn prune(client: &Client, ns: &str, key: &str, owner_uid: &str) -> Result<
     }
 }
 
-/// Keeps a condition's `lastTransitionTime` when its status did not change.
-pub fn carry_transition_times(old: &[Condition], new: &mut [Condition]) {
-    for c in new.iter_mut() {
-        if let Some(o) = old
-            .iter()
-            .find(|o| o.type_ == c.type_ && o.status == c.status)
-        {
-            c.last_transition_time = o.last_transition_time.clone();
-        }
-    }
-}
-
 fn now() -> Time {
     Time(Timestamp::now())
 }
@@ -395,7 +386,7 @@ async fn write_item_status<K>(
 where
     K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned,
 {
-    let mut status = reconcile::item_status(outcome, deployed, &now());
+    let mut status = render::item_status(outcome, deployed, &now());
     if let Some(old) = old {
         carry_transition_times(&old.conditions, &mut status.conditions);
         if *old == status {
@@ -441,17 +432,6 @@ where
         ctx.recorder.publish(&ev, &obj.object_ref(&())).await?;
     }
     Ok(())
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 async fn write_statuses(
@@ -519,24 +499,22 @@ pub async fn reconcile_deployment(
     let ns = kd.namespace().unwrap_or_default();
     let uid = kd.uid().unwrap_or_default();
     let mut inputs = gather(&ctx.client).await?;
-    if reconcile::needs_intake_token(&kd) {
+    if render::needs_intake_token(&kd) {
         let token = intake_token(&ctx.client, &ns, &kd.name_any()).await?;
         inputs
             .intake_tokens
             .insert((ns.clone(), kd.name_any()), token);
     }
     let api = Api::<KauditDeployment>::namespaced(ctx.client.clone(), &ns);
-    let desired = match reconcile::desired(&kd, &inputs, &now()) {
+    let desired = match render::desired(&kd, &inputs, &now()) {
         Ok(d) => d,
         Err(e) => {
             // A spec that cannot render (e.g. a podTemplate patch that breaks the pod): say so.
             let mut status = kd.status.clone().unwrap_or_default();
             let msg = truncate(&e.to_string(), 1000);
-            status
-                .conditions
-                .retain(|c| c.type_ != reconcile::cond::READY);
-            status.conditions.push(reconcile::condition(
-                reconcile::cond::READY,
+            status.conditions.retain(|c| c.type_ != render::cond::READY);
+            status.conditions.push(render::condition(
+                render::cond::READY,
                 false,
                 "RenderFailed",
                 &msg,
@@ -567,7 +545,7 @@ pub async fn reconcile_deployment(
             if let Some(c) = status
                 .conditions
                 .iter_mut()
-                .find(|c| c.type_ == reconcile::cond::READY)
+                .find(|c| c.type_ == render::cond::READY)
             {
                 c.status = "False".into();
                 c.reason = "ApplyFailed".into();
@@ -593,7 +571,7 @@ pub async fn reconcile_deployment(
     let mut status = desired.status.clone();
     let ready = ready_condition(&workloads, kd.meta().generation, &now());
     for c in status.conditions.iter_mut() {
-        if c.type_ == reconcile::cond::READY {
+        if c.type_ == render::cond::READY {
             *c = ready.clone();
         }
     }
@@ -645,7 +623,7 @@ async fn intake_token(client: &Client, ns: &str, name: &str) -> Result<String, E
         .await?;
     let existing = secret
         .and_then(|s| s.data)
-        .and_then(|mut d| d.remove(reconcile::INTAKE_TOKEN_KEY))
+        .and_then(|mut d| d.remove(render::INTAKE_TOKEN_KEY))
         .and_then(|v| String::from_utf8(v.0).ok())
         .filter(|t| is_issued_token(t));
     if let Some(t) = existing {
@@ -655,11 +633,11 @@ async fn intake_token(client: &Client, ns: &str, name: &str) -> Result<String, E
     ring::rand::SystemRandom::new()
         .fill(&mut bytes)
         .map_err(|_| Error::Random)?;
-    Ok(reconcile::hex(&bytes))
+    Ok(render::plan::hex(&bytes))
 }
 
 /// Writes the status of every rule, rules file and sink: validated once for all deployments
-/// ([`reconcile::input_outcomes`]), written where it changed, with an Event when an input turns
+/// ([`render::input_outcomes`]), written where it changed, with an Event when an input turns
 /// valid or invalid.
 pub async fn reconcile_inputs(ctx: &Context) -> Result<(), Error> {
     ctx.metrics
@@ -673,7 +651,7 @@ pub async fn reconcile_inputs(ctx: &Context) -> Result<(), Error> {
             .await?
             .items,
     );
-    let (outcomes, deployed) = reconcile::input_outcomes(&deployments, &inputs)?;
+    let (outcomes, deployed) = render::input_outcomes(&deployments, &inputs)?;
     let invalid = outcomes
         .iter()
         .filter(|o| o.kind == ItemKind::FalcoRule && o.error.is_some())

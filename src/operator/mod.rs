@@ -9,6 +9,7 @@
 
 pub mod controller;
 pub mod crd;
+pub mod inputs;
 pub mod leader;
-pub mod reconcile;
+pub mod render;
 pub mod tenancy;

@@ -18,7 +18,8 @@ use kaudit::operator::crd::{
     FalcoRulesFile, FalcoRulesFileSpec, KauditDeployment, KauditDeploymentSpec, RuleException,
     SinkSpec,
 };
-use kaudit::operator::reconcile::{self, Desired, Inputs, ItemKind, Object};
+use kaudit::operator::inputs::Inputs;
+use kaudit::operator::render::{self, Desired, ItemKind, Object};
 use kaudit::rules::{AlertFilter, LoadOptions, Ruleset};
 use kube::api::ObjectMeta;
 use serde_json::{Value, json};
@@ -182,7 +183,7 @@ fn own_events() -> Vec<AuditEvent> {
 }
 
 fn render(kd: &KauditDeployment, inputs: &Inputs) -> Desired {
-    reconcile::desired(kd, inputs, &t0()).unwrap()
+    render::desired(kd, inputs, &t0()).unwrap()
 }
 
 /// The engine as the rendered kaudit config sets it up (files, rule matching).
@@ -206,7 +207,7 @@ fn alerts(rs: &Ruleset, evs: &[AuditEvent]) -> Vec<Alert> {
     out
 }
 
-fn outcome<'a>(d: &'a Desired, kind: ItemKind, name: &str) -> &'a reconcile::Outcome {
+fn outcome<'a>(d: &'a Desired, kind: ItemKind, name: &str) -> &'a render::Outcome {
     d.outcomes
         .iter()
         .find(|o| o.kind == kind && o.name == name)
@@ -550,7 +551,7 @@ fn an_invalid_rule_never_breaks_the_others() {
     );
     assert_eq!(got.len(), 2, "{got:?}");
     // Status of an invalid item says so in RulesValid and Ready.
-    let st = reconcile::item_status(outcome(&d, ItemKind::FalcoRule, "bad-field"), true, &t0());
+    let st = render::item_status(outcome(&d, ItemKind::FalcoRule, "bad-field"), true, &t0());
     assert!(st.conditions.iter().all(|c| c.status == "False"));
     assert_eq!(st.observed_generation, Some(1));
 }
@@ -881,7 +882,7 @@ fn falco_rules_hash(d: &Desired) -> String {
         .unwrap()
         .annotations
         .as_ref()
-        .unwrap()[reconcile::RULES_HASH_ANNOTATION]
+        .unwrap()[render::RULES_HASH_ANNOTATION]
         .clone()
 }
 
@@ -1042,7 +1043,7 @@ fn desired_state_golden() {
         ..Default::default()
     };
     let d = render(&k, &inputs);
-    let mut out = reconcile::objects_yaml(&d.objects).unwrap();
+    let mut out = render::objects_yaml(&d.objects).unwrap();
     out.push_str("--- # kaudit.yaml, as in Secret/kaudit-config\n");
     out.push_str(&d.kaudit_config);
     out.push_str("--- # prune\n");
@@ -1305,7 +1306,7 @@ fn operator_examples_render() {
     }
     assert!(!kds.is_empty());
     for k in &kds {
-        if reconcile::needs_intake_token(k) {
+        if render::needs_intake_token(k) {
             inputs.intake_tokens.insert(
                 (
                     k.metadata.namespace.clone().unwrap_or_default(),
@@ -1431,9 +1432,9 @@ fn config_map<'a>(d: &'a Desired, name: &str) -> &'a ConfigMap {
 fn falco_authenticates_to_kaudit_with_an_issued_token() {
     use base64::Engine;
     let k = kd(json!({"detect": "both", "service": {"tokenSecret": "kaudit-tokens"}}));
-    assert!(reconcile::needs_intake_token(&k));
+    assert!(render::needs_intake_token(&k));
     let key = ("kaudit-system".to_string(), "kaudit".to_string());
-    let err = reconcile::desired(&k, &Inputs::default(), &t0()).unwrap_err();
+    let err = render::desired(&k, &Inputs::default(), &t0()).unwrap_err();
     assert!(err.to_string().contains("intake token"), "{err}");
     let inputs = Inputs {
         intake_tokens: BTreeMap::from([(key.clone(), GOLDEN_TOKEN.to_string())]),
@@ -1451,7 +1452,7 @@ fn falco_authenticates_to_kaudit_with_an_issued_token() {
     let env = falco_pod.containers[0].env.clone().unwrap();
     let var = env
         .iter()
-        .find(|e| e.name == reconcile::INTAKE_TOKEN_ENV)
+        .find(|e| e.name == render::INTAKE_TOKEN_ENV)
         .unwrap();
     let sel = var
         .value_from
@@ -1470,7 +1471,7 @@ fn falco_authenticates_to_kaudit_with_an_issued_token() {
     assert!(!falco_yaml.contains(GOLDEN_TOKEN));
     let falco: Value = yaml_serde::from_str(falco_yaml).unwrap();
     let url = falco["http_output"]["url"].as_str().unwrap();
-    let expanded = url.replace(&format!("${{{}}}", reconcile::INTAKE_TOKEN_ENV), &value);
+    let expanded = url.replace(&format!("${{{}}}", render::INTAKE_TOKEN_ENV), &value);
     assert_ne!(expanded, url, "the URL names the variable: {url}");
     let parsed = reqwest::Url::parse(&expanded).unwrap();
     assert_eq!(parsed.host_str(), Some("kaudit.kaudit-system.svc"));
@@ -1507,7 +1508,7 @@ fn falco_authenticates_to_kaudit_with_an_issued_token() {
         "Falco's token is not an apiserver token"
     );
     let file = cfg.falco.intake_token_file.clone().unwrap();
-    assert_eq!(file.parent(), Some(Path::new(reconcile::CONFIG_DIR)));
+    assert_eq!(file.parent(), Some(Path::new(render::CONFIG_DIR)));
     let in_secret = &secret.data.as_ref().unwrap()[file.file_name().unwrap().to_str().unwrap()];
     let dir = tempfile::tempdir().unwrap();
     let local = dir.path().join("intake");
@@ -1534,7 +1535,7 @@ fn falco_authenticates_to_kaudit_with_an_issued_token() {
 
     // Without tokenSecret kaudit checks no token: no credentials anywhere.
     let open = kd(json!({"detect": "both"}));
-    assert!(!reconcile::needs_intake_token(&open));
+    assert!(!render::needs_intake_token(&open));
     let d = render(&open, &Inputs::default());
     let falco: Value =
         yaml_serde::from_str(&config_map(&d, "kaudit-falco").data.as_ref().unwrap()["falco.yaml"])
@@ -1551,7 +1552,7 @@ fn falco_authenticates_to_kaudit_with_an_issued_token() {
             .data
             .as_ref()
             .unwrap()
-            .contains_key(reconcile::INTAKE_TOKEN_KEY)
+            .contains_key(render::INTAKE_TOKEN_KEY)
     );
 }
 
@@ -1587,7 +1588,7 @@ fn falco_gets_its_plugins_from_an_init_container() {
     };
     let written = vol_of(&init[0], "/plugins").unwrap();
     assert_eq!(
-        vol_of(&pod.containers[0], reconcile::FALCO_PLUGINS_DIR),
+        vol_of(&pod.containers[0], render::FALCO_PLUGINS_DIR),
         Some(written),
         "Falco reads the plugins falcoctl wrote"
     );
@@ -1632,12 +1633,12 @@ fn input_statuses_agree_across_deployments() {
     let with_defaults = kd(json!({}));
     let mut strict = kd(json!({"defaultRules": false}));
     strict.metadata = meta(Some("other"), "strict");
-    let find = |outs: &[reconcile::Outcome], name: &str| {
+    let find = |outs: &[render::Outcome], name: &str| {
         outs.iter().find(|o| o.name == name).cloned().unwrap()
     };
 
     let (outs, deployed) =
-        reconcile::input_outcomes(&[with_defaults.clone(), strict.clone()], &inputs).unwrap();
+        render::input_outcomes(&[with_defaults.clone(), strict.clone()], &inputs).unwrap();
     assert!(deployed);
     assert!(find(&outs, "plain").error.is_none());
     assert!(find(&outs, "all").error.is_none());
@@ -1653,18 +1654,18 @@ fn input_statuses_agree_across_deployments() {
         "{e}"
     );
     // The same answer in any order of deployments.
-    let (again, _) = reconcile::input_outcomes(&[strict, with_defaults.clone()], &inputs).unwrap();
+    let (again, _) = render::input_outcomes(&[strict, with_defaults.clone()], &inputs).unwrap();
     assert_eq!(outs, again);
 
-    let (outs, _) = reconcile::input_outcomes(&[with_defaults], &inputs).unwrap();
+    let (outs, _) = render::input_outcomes(&[with_defaults], &inputs).unwrap();
     assert!(find(&outs, "uses-default-macro").error.is_none());
-    let st = reconcile::item_status(&find(&outs, "plain"), true, &t0());
+    let st = render::item_status(&find(&outs, "plain"), true, &t0());
     assert!(st.conditions.iter().all(|c| c.status == "True"), "{st:?}");
 
     // No deployment: validated as the default deployment would load it, but not Ready.
-    let (outs, deployed) = reconcile::input_outcomes(&[], &inputs).unwrap();
+    let (outs, deployed) = render::input_outcomes(&[], &inputs).unwrap();
     assert!(!deployed);
-    let st = reconcile::item_status(&find(&outs, "uses-default-macro"), deployed, &t0());
+    let st = render::item_status(&find(&outs, "uses-default-macro"), deployed, &t0());
     let cond = |t: &str| st.conditions.iter().find(|c| c.type_ == t).unwrap().clone();
     assert_eq!(cond("RulesValid").status, "True");
     assert_eq!(cond("Ready").status, "False");

@@ -8,8 +8,9 @@ use std::time::Duration;
 use http::{Request, Response};
 use kaudit::operator::controller::{self, Context, SINK_FINALIZER};
 use kaudit::operator::crd::{ClusterAlertSink, KauditDeployment};
+use kaudit::operator::inputs::Inputs;
 use kaudit::operator::leader::LeaseLock;
-use kaudit::operator::reconcile::{self, FIELD_MANAGER, Inputs};
+use kaudit::operator::render::{self, FIELD_MANAGER};
 use kube::Client;
 use kube::client::Body;
 use serde_json::{Value, json};
@@ -118,7 +119,7 @@ fn rules_json(with_status: bool) -> Vec<Value> {
                 ],
                 ..Default::default()
             };
-            let d = reconcile::desired(
+            let d = render::desired(
                 &the_kd(),
                 &inputs,
                 &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
@@ -131,7 +132,7 @@ fn rules_json(with_status: bool) -> Vec<Value> {
                 .iter()
                 .find(|o| Some(o.name.as_str()) == r.metadata.name.as_deref())
                 .unwrap();
-            r.status = Some(reconcile::item_status(
+            r.status = Some(render::item_status(
                 o,
                 true,
                 &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
@@ -367,7 +368,7 @@ async fn steady_state_writes_no_status_and_no_events() {
     let t = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
         k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
     );
-    let mut status = reconcile::desired(&kd, &inputs, &t).unwrap().status;
+    let mut status = render::desired(&kd, &inputs, &t).unwrap().status;
     // The kaudit Deployment is available (the apply response below says so).
     let ready = controller::ready_condition(&[("Deployment/kaudit".into(), 1, 1)], Some(1), &t);
     for c in status.conditions.iter_mut().filter(|c| c.type_ == "Ready") {
@@ -842,9 +843,7 @@ async fn falco_intake_token_is_issued_once_and_kept() {
     };
     let token_of = |secret: &Value| {
         use base64::Engine;
-        let b64 = secret["data"][reconcile::INTAKE_TOKEN_KEY]
-            .as_str()
-            .unwrap();
+        let b64 = secret["data"][render::INTAKE_TOKEN_KEY].as_str().unwrap();
         String::from_utf8(
             base64::engine::general_purpose::STANDARD
                 .decode(b64)
@@ -874,7 +873,7 @@ async fn falco_intake_token_is_issued_once_and_kept() {
         .unwrap();
     assert_eq!(
         falco.body["spec"]["template"]["spec"]["containers"][0]["env"][0]["valueFrom"]["secretKeyRef"],
-        json!({"name": "kaudit-config", "key": reconcile::INTAKE_TOKEN_KEY})
+        json!({"name": "kaudit-config", "key": render::INTAKE_TOKEN_KEY})
     );
 
     // The next reconcile finds it in the Secret and keeps it.
@@ -895,7 +894,7 @@ async fn falco_intake_token_is_issued_once_and_kept() {
     let mut tampered = secret.clone();
     {
         use base64::Engine;
-        tampered["data"][reconcile::INTAKE_TOKEN_KEY] =
+        tampered["data"][render::INTAKE_TOKEN_KEY] =
             json!(base64::engine::general_purpose::STANDARD.encode("x@evil.example/#"));
     }
     let (ctx, h) = mock_ctx();

@@ -1,0 +1,256 @@
+//! Sink entries of kaudit's config from `AlertSink` and `ClusterAlertSink`: the spec's settings
+//! checked (no inline credentials, no file settings), a tenant's filter scoped to its namespace,
+//! and each `secretRef` turned into a credential file of the config Secret.
+
+use std::collections::BTreeMap;
+
+use kube::ResourceExt;
+use serde_json::{Map, Value, json};
+
+use crate::operator::crd::{AlertSink, ClusterAlertSink, SinkSpec};
+use crate::operator::inputs::Inputs;
+use crate::operator::tenancy;
+
+use super::outcome::{ItemKind, Outcome};
+use super::plan::{CONFIG_DIR, DATA_DIR, key_safe, sha256_hex};
+
+/// Setting keys that hold credentials inline, refused in sink settings.
+const INLINE_SECRET_WORDS: &[&str] = &["password", "token", "secret", "nkey_seed", "api_key"];
+/// Header names whose values are credentials.
+const SECRET_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "x-api-key",
+    "cookie",
+];
+
+fn check_settings(v: &Map<String, Value>, path: &str) -> Result<(), String> {
+    for (k, val) in v {
+        let p = if path.is_empty() {
+            k.clone()
+        } else {
+            format!("{path}.{k}")
+        };
+        let lk = k.to_ascii_lowercase();
+        if path.is_empty() && ["name", "type", "min_priority", "filter"].contains(&lk.as_str()) {
+            return Err(format!("settings.{p}: set it in the spec, not in settings"));
+        }
+        if lk.ends_with("_file") || lk.ends_with("_files") {
+            return Err(format!(
+                "settings.{p}: file settings come from secretRefs only"
+            ));
+        }
+        if INLINE_SECRET_WORDS.iter().any(|w| lk.contains(w)) {
+            return Err(format!(
+                "settings.{p}: credentials must come from a Secret (secretRefs), never inline"
+            ));
+        }
+        if path.ends_with("headers") && SECRET_HEADERS.contains(&lk.as_str()) {
+            return Err(format!(
+                "settings.{p}: credential headers must come from a Secret (secretRefs with setting header_files.{k})"
+            ));
+        }
+        if let Value::Object(m) = val {
+            check_settings(m, &p)?;
+        }
+    }
+    Ok(())
+}
+
+fn set_path(root: &mut Map<String, Value>, path: &[&str], v: Value) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut cur = root;
+    for p in parents {
+        let entry = cur
+            .entry((*p).to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !entry.is_object() {
+            *entry = Value::Object(Map::new());
+        }
+        let Value::Object(m) = entry else { return };
+        cur = m;
+    }
+    cur.insert((*last).to_string(), v);
+}
+
+/// A rendered sink: its config entry and the credential files it needs.
+struct RenderedSink {
+    entry: Map<String, Value>,
+    files: Vec<(String, Vec<u8>)>,
+}
+
+/// The config name of a namespaced sink: `ns_<ns>_<name>` (dots become `__`; Kubernetes names
+/// contain no `_`, so no two resources share a name).
+pub fn sink_name(ns: Option<&str>, name: &str) -> String {
+    let n = name.replace('.', "__");
+    match ns {
+        Some(ns) => format!("ns_{ns}_{n}"),
+        None => format!("cluster_{n}"),
+    }
+}
+
+fn render_sink(
+    ns: Option<&str>,
+    name: &str,
+    spec: &SinkSpec,
+    secrets: &BTreeMap<(String, String), BTreeMap<String, Vec<u8>>>,
+) -> Result<RenderedSink, String> {
+    let sname = sink_name(ns, name);
+    check_settings(&spec.settings, "")?;
+    let mut entry = spec.settings.clone();
+    entry.insert("name".into(), Value::String(sname.clone()));
+    entry.insert("type".into(), Value::String(spec.type_.clone()));
+    if let Some(p) = &spec.min_priority {
+        entry.insert("min_priority".into(), Value::String(p.clone()));
+    }
+    let filter = match ns {
+        Some(ns) => {
+            Some(tenancy::scoped_filter(ns, spec.filter.as_deref()).map_err(|e| e.to_string())?)
+        }
+        None => match spec
+            .filter
+            .as_deref()
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+        {
+            Some(f) => {
+                crate::rules::AlertFilter::compile(f).map_err(|e| e.to_string())?;
+                Some(f.to_string())
+            }
+            None => None,
+        },
+    };
+    if let Some(f) = filter {
+        entry.insert("filter".into(), Value::String(f));
+    }
+    // A tenant's file sink writes under kaudit's data directory, in a file named for it.
+    if let (Some(ns), "file") = (ns, spec.type_.as_str()) {
+        let file = entry
+            .get("path")
+            .and_then(Value::as_str)
+            .unwrap_or("alerts.json")
+            .to_string();
+        if file.contains('/') || file.starts_with('.') || file.is_empty() {
+            return Err("settings.path: a namespaced file sink takes a bare file name".into());
+        }
+        entry.insert(
+            "path".into(),
+            Value::String(format!("{DATA_DIR}/alerts_{ns}_{}", key_safe(&file))),
+        );
+    }
+    let mut files = Vec::new();
+    for r in &spec.secret_refs {
+        let segs: Vec<&str> = r.setting.split('.').collect();
+        let seg_ok = segs.iter().all(|s| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        });
+        let file_setting = segs.last().is_some_and(|l| l.ends_with("_file"))
+            || (segs.len() >= 2 && segs[segs.len() - 2] == "header_files");
+        if !seg_ok || !file_setting {
+            return Err(format!(
+                "secretRefs: setting {:?} must be a `*_file` setting or `header_files.<Header>`",
+                r.setting
+            ));
+        }
+        let sns = match (ns, &r.namespace) {
+            (Some(own), None) => own.to_string(),
+            (Some(own), Some(other)) if other == own => own.to_string(),
+            (Some(own), Some(other)) => {
+                return Err(format!(
+                    "secretRefs: a sink in namespace {own} cannot read Secrets of namespace {other}"
+                ));
+            }
+            (None, Some(n)) => n.clone(),
+            (None, None) => {
+                return Err(format!(
+                    "secretRefs: {:?} needs a namespace (cluster sink)",
+                    r.setting
+                ));
+            }
+        };
+        let value = secrets
+            .get(&(sns.clone(), r.name.clone()))
+            .ok_or_else(|| format!("secretRefs: Secret {sns}/{} not found", r.name))?
+            .get(&r.key)
+            .ok_or_else(|| format!("secretRefs: Secret {sns}/{} has no key {:?}", r.name, r.key))?;
+        // The content hash is part of the file name: a rotated credential changes the setting,
+        // which makes kaudit rebuild the sink on its config reload.
+        let h = sha256_hex(&[value]);
+        let key = format!("cred.{sname}.{}.{}", key_safe(&r.setting), &h[..12]);
+        set_path(
+            &mut entry,
+            &segs,
+            Value::String(format!("{CONFIG_DIR}/{key}")),
+        );
+        files.push((key, value.clone()));
+    }
+    // Type-check against kaudit's own sink config.
+    serde_json::from_value::<crate::sinks::SinkConfig>(Value::Object(entry.clone()))
+        .map_err(|e| e.to_string())?;
+    Ok(RenderedSink { entry, files })
+}
+
+/// Every sink of kaudit's config and the credential files they need.
+pub struct Sinks {
+    /// The config entries: cluster sinks first (by name), then namespaced ones; `stdout` alone
+    /// when there is none.
+    pub entries: Vec<Value>,
+    /// Credential files of the config Secret: key → content.
+    pub files: BTreeMap<String, Vec<u8>>,
+}
+
+/// Every sink's config entry and credential files; each sink's outcome is pushed to `outcomes`.
+pub fn render_all(inputs: &Inputs, outcomes: &mut Vec<Outcome>) -> Sinks {
+    let mut entries = Vec::new();
+    let mut cred_files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut cluster: Vec<&ClusterAlertSink> = inputs.cluster_sinks.iter().collect();
+    cluster.sort_by_key(|s| s.name_any());
+    let mut tenant: Vec<&AlertSink> = inputs.sinks.iter().collect();
+    tenant.sort_by_key(|s| (s.namespace().unwrap_or_default(), s.name_any()));
+    let all = cluster
+        .into_iter()
+        .map(|s| {
+            (
+                ItemKind::ClusterAlertSink,
+                None,
+                s.name_any(),
+                s.metadata.generation,
+                &s.spec.sink,
+            )
+        })
+        .chain(tenant.into_iter().map(|s| {
+            (
+                ItemKind::AlertSink,
+                s.namespace(),
+                s.name_any(),
+                s.metadata.generation,
+                &s.spec.sink,
+            )
+        }));
+    for (kind, ns, name, generation, spec) in all {
+        let r = render_sink(ns.as_deref(), &name, spec, &inputs.secrets);
+        outcomes.push(Outcome {
+            kind,
+            rendered_name: r.as_ref().ok().map(|_| sink_name(ns.as_deref(), &name)),
+            error: r.as_ref().err().cloned(),
+            namespace: ns,
+            name,
+            generation,
+        });
+        if let Ok(r) = r {
+            entries.push(Value::Object(r.entry));
+            cred_files.extend(r.files);
+        }
+    }
+    if entries.is_empty() {
+        entries.push(json!({"name": "stdout", "type": "stdout"}));
+    }
+    Sinks {
+        entries,
+        files: cred_files,
+    }
+}
