@@ -1,12 +1,14 @@
 //! The managed Falco's config: `falco.yaml` in a ConfigMap, and the hash that rolls Falco when
 //! its rules, config or token change.
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
 use serde_json::json;
 
 use super::object::{Object, Objects};
 use super::plan::{
-    FALCO_HEALTH_PORT, FALCO_PLUGIN_PORT, INTAKE_TOKEN_ENV, Plan, RenderError, sha256_hex, typed,
-    yaml,
+    FALCO_HEALTH_PORT, FALCO_PLUGIN_PORT, INTAKE_TOKEN_ENV, Plan, RenderError, sha256_hex, yaml,
 };
 
 /// Falco's `falco.yaml`: the k8saudit plugin on 8765, the webserver on 8766, the rendered rules
@@ -90,13 +92,10 @@ pub fn config_map(
         .chain(plan.intake_token.as_deref().map(str::as_bytes))
         .collect();
     let hash = sha256_hex(&parts);
-    out.add(Object::ConfigMap(typed(
-        "Falco ConfigMap",
-        json!({
-            "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": plan.meta(&cm_name, "falco"),
-            "data": {"falco.yaml": falco_yaml},
-        }),
-    )?));
+    out.add(Object::ConfigMap(ConfigMap {
+        metadata: plan.meta(&cm_name, "falco"),
+        data: Some(BTreeMap::from([("falco.yaml".into(), falco_yaml)])),
+        ..ConfigMap::default()
+    }));
     Ok(Some(hash))
 }

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
 use serde_json::{Value, json};
 
 use crate::operator::crd::DetectModeSpec;
@@ -10,7 +11,7 @@ use crate::operator::crd::DetectModeSpec;
 use super::object::Object;
 use super::plan::{
     CONFIG_DIR, DATA_DIR, FALCO_HEALTH_PORT, FALCO_PLUGIN_PORT, INTAKE_TOKEN_KEY, KAUDIT_PORT,
-    Plan, RenderError, typed, yaml,
+    Plan, RenderError, yaml,
 };
 
 /// kaudit's config for `plan`: the rules at `rule_paths`, the sink `entries`.
@@ -72,24 +73,17 @@ pub fn render(
 /// The Secret holding kaudit's config, the sinks' credential `files` and Falco's intake token:
 /// one Secret, so that the kubelet swaps them together (one atomic volume update) and a config
 /// reload sees matching files.
-pub fn secret(
-    plan: &Plan,
-    config: &str,
-    files: BTreeMap<String, Vec<u8>>,
-) -> Result<Object, RenderError> {
+pub fn secret(plan: &Plan, config: &str, files: BTreeMap<String, Vec<u8>>) -> Object {
     let mut data: BTreeMap<String, ByteString> =
         files.into_iter().map(|(k, v)| (k, ByteString(v))).collect();
     data.insert("kaudit.yaml".into(), ByteString(config.as_bytes().to_vec()));
     if let Some(t) = &plan.intake_token {
         data.insert(INTAKE_TOKEN_KEY.into(), ByteString(t.clone().into_bytes()));
     }
-    Ok(Object::Secret(typed(
-        "config Secret",
-        json!({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": plan.meta(&plan.config_secret(), "kaudit"),
-            "type": "Opaque",
-            "data": data,
-        }),
-    )?))
+    Object::Secret(Secret {
+        metadata: plan.meta(&plan.config_secret(), "kaudit"),
+        type_: Some("Opaque".into()),
+        data: Some(data),
+        ..Secret::default()
+    })
 }

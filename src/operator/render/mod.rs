@@ -76,16 +76,16 @@ pub fn desired(kd: &KauditDeployment, inputs: &Inputs, now: &Time) -> Result<Des
     let kaudit_config = kaudit_config::render(&plan, &rule_paths, &sinks.entries)?;
 
     let mut out = object::Objects::default();
-    service::accounts(&plan, &mut out)?;
-    out.add(rules::config_map(&plan, &rules_files)?);
-    out.add(kaudit_config::secret(&plan, &kaudit_config, sinks.files)?);
+    service::accounts(&plan, &mut out);
+    out.add(rules::config_map(&plan, &rules_files));
+    out.add(kaudit_config::secret(&plan, &kaudit_config, sinks.files));
     let falco_hash = falco::config_map(&plan, &rules_files, &rule_paths, &mut out)?;
     out.add(workloads::kaudit(&plan)?);
-    out.add(service::kaudit(&plan)?);
+    out.add(service::kaudit(&plan));
     match falco_hash {
         Some(hash) => {
-            workloads::falco(&plan, &hash, &mut out)?;
-            out.add(service::falco(&plan)?);
+            workloads::falco(&plan, &hash, &mut out);
+            out.add(service::falco(&plan));
         }
         None => {
             for kind in ["Deployment", "DaemonSet", "Service"] {

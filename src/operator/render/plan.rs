@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::operator::crd::{DetectModeSpec, KauditDeployment};
 use crate::operator::inputs::Inputs;
@@ -152,13 +152,14 @@ impl<'a> Plan<'a> {
     }
 
     /// The metadata of an owned object.
-    pub fn meta(&self, name: &str, component: &str) -> Value {
-        json!({
-            "name": name,
-            "namespace": self.ns,
-            "labels": self.labels(component),
-            "ownerReferences": [self.owner],
-        })
+    pub fn meta(&self, name: &str, component: &str) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(self.ns.clone()),
+            labels: Some(self.labels(component)),
+            owner_references: Some(vec![self.owner.clone()]),
+            ..ObjectMeta::default()
+        }
     }
 }
 
@@ -203,15 +204,5 @@ pub fn typed<T: serde::de::DeserializeOwned>(what: &str, v: Value) -> Result<T, 
     serde_json::from_value(v).map_err(|source| RenderError::Object {
         what: what.into(),
         source,
-    })
-}
-
-/// The securityContext of every container: the `restricted` Pod Security Standard.
-pub fn restricted_container_security() -> Value {
-    json!({
-        "allowPrivilegeEscalation": false,
-        "readOnlyRootFilesystem": true,
-        "runAsNonRoot": true,
-        "capabilities": {"drop": ["ALL"]},
     })
 }

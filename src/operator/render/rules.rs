@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 use serde_json::{Value, json};
 
@@ -13,7 +14,7 @@ use crate::rules::{LoadOptions, Ruleset};
 
 use super::object::Object;
 use super::outcome::{ItemKind, Outcome};
-use super::plan::{Plan, RenderError, key_safe, typed, yaml};
+use super::plan::{Plan, RenderError, key_safe, yaml};
 
 /// Renders one tenant rule into a rules-file item, or says why it cannot be.
 pub fn render_rule(ns: &str, name: &str, spec: &FalcoRuleSpec) -> Result<Value, String> {
@@ -178,14 +179,10 @@ pub fn paths(files: &[(String, String)]) -> Vec<String> {
 }
 
 /// The ConfigMap holding the rules files (mounted by kaudit and Falco).
-pub fn config_map(plan: &Plan, files: &[(String, String)]) -> Result<Object, RenderError> {
-    let data: BTreeMap<String, String> = files.iter().cloned().collect();
-    Ok(Object::ConfigMap(typed(
-        "rules ConfigMap",
-        json!({
-            "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": plan.meta(&plan.rules_config_map(), "kaudit"),
-            "data": data,
-        }),
-    )?))
+pub fn config_map(plan: &Plan, files: &[(String, String)]) -> Object {
+    Object::ConfigMap(ConfigMap {
+        metadata: plan.meta(&plan.rules_config_map(), "kaudit"),
+        data: Some(files.iter().cloned().collect()),
+        ..ConfigMap::default()
+    })
 }
