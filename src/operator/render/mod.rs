@@ -73,7 +73,8 @@ pub fn desired(kd: &KauditDeployment, inputs: &Inputs, now: &Time) -> Result<Des
     let rules_files = rules::files(kd.spec.default_rules, inputs, &mut outcomes)?;
     let rule_paths = rules::paths(&rules_files);
     let sinks = sinks::render_all(inputs, &mut outcomes);
-    let kaudit_config = kaudit_config::render(&plan, &rule_paths, &sinks.entries)?;
+    let sink_count = sinks.entries.len();
+    let kaudit_config = kaudit_config::render(&plan, &rule_paths, sinks.entries)?;
 
     let mut out = object::Objects::default();
     service::accounts(&plan, &mut out);
@@ -94,7 +95,7 @@ pub fn desired(kd: &KauditDeployment, inputs: &Inputs, now: &Time) -> Result<Des
         }
     }
 
-    let status = status::deployment(&outcomes, sinks.entries.len(), plan.generation, now);
+    let status = status::deployment(&outcomes, sink_count, plan.generation, now);
     Ok(Desired {
         objects: out.apply,
         prune: out.prune,

@@ -52,6 +52,12 @@ pub enum RenderError {
     /// controller issues it before rendering).
     #[error("KauditDeployment {0} needs a Falco intake token")]
     NoIntakeToken(String),
+    /// The rendered kaudit config does not read back as the typed one (a defect).
+    #[error("rendering kaudit config: {message}")]
+    Config {
+        /// What differs.
+        message: String,
+    },
     /// YAML serialisation failed.
     #[error("serialising {what}: {message}")]
     Yaml {

@@ -5,11 +5,12 @@
 use std::collections::BTreeMap;
 
 use kube::ResourceExt;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::operator::crd::{AlertSink, ClusterAlertSink, SinkSpec};
 use crate::operator::inputs::Inputs;
 use crate::operator::tenancy;
+use crate::sinks::SinkConfig;
 
 use super::outcome::{ItemKind, Outcome};
 use super::plan::{CONFIG_DIR, DATA_DIR, key_safe, sha256_hex};
@@ -75,9 +76,17 @@ fn set_path(root: &mut Map<String, Value>, path: &[&str], v: Value) {
     cur.insert((*last).to_string(), v);
 }
 
+/// A sink of the config: typed, and as written (see [`render`]).
+pub struct SinkEntry {
+    /// kaudit's typed sink config.
+    pub config: SinkConfig,
+    /// The checked entry: the spec's settings with the operator's additions.
+    pub entry: Map<String, Value>,
+}
+
 /// A rendered sink: its config entry and the credential files it needs.
 struct RenderedSink {
-    entry: Map<String, Value>,
+    sink: SinkEntry,
     files: Vec<(String, Vec<u8>)>,
 }
 
@@ -188,17 +197,32 @@ fn render_sink(
         );
         files.push((key, value.clone()));
     }
-    // Type-check against kaudit's own sink config.
-    serde_json::from_value::<crate::sinks::SinkConfig>(Value::Object(entry.clone()))
+    // kaudit's own sink config: the type check.
+    let config = serde_json::from_value::<SinkConfig>(Value::Object(entry.clone()))
         .map_err(|e| e.to_string())?;
-    Ok(RenderedSink { entry, files })
+    Ok(RenderedSink {
+        sink: SinkEntry { config, entry },
+        files,
+    })
+}
+
+/// The sink of a deployment that has none: alerts go to stdout.
+fn stdout() -> SinkEntry {
+    let config = SinkConfig::stdout("stdout");
+    let mut entry = Map::new();
+    entry.insert("name".into(), Value::String(config.name.clone()));
+    entry.insert(
+        "type".into(),
+        Value::String(config.settings.type_name().into()),
+    );
+    SinkEntry { config, entry }
 }
 
 /// Every sink of kaudit's config and the credential files they need.
 pub struct Sinks {
-    /// The config entries: cluster sinks first (by name), then namespaced ones; `stdout` alone
-    /// when there is none.
-    pub entries: Vec<Value>,
+    /// The sinks: cluster sinks first (by name), then namespaced ones; `stdout` alone when
+    /// there is none.
+    pub entries: Vec<SinkEntry>,
     /// Credential files of the config Secret: key → content.
     pub files: BTreeMap<String, Vec<u8>>,
 }
@@ -242,12 +266,12 @@ pub fn render_all(inputs: &Inputs, outcomes: &mut Vec<Outcome>) -> Sinks {
             generation,
         });
         if let Ok(r) = r {
-            entries.push(Value::Object(r.entry));
+            entries.push(r.sink);
             cred_files.extend(r.files);
         }
     }
     if entries.is_empty() {
-        entries.push(json!({"name": "stdout", "type": "stdout"}));
+        entries.push(stdout());
     }
     Sinks {
         entries,
