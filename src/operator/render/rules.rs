@@ -9,17 +9,47 @@ use serde_json::{Value, json};
 
 use crate::operator::crd::{FalcoRule, FalcoRuleSpec, FalcoRulesFile};
 use crate::operator::inputs::Inputs;
-use crate::operator::tenancy;
-use crate::rules::{LoadOptions, Ruleset};
+use crate::operator::tenancy::{self, TenancyError};
+use crate::rules::{LoadError, LoadOptions, Ruleset};
 
 use super::object::Object;
 use super::outcome::{ItemKind, Outcome};
 use super::plan::{Plan, RenderError, key_safe, yaml};
 
+/// Why a rule or a rules file was left out (its status says so).
+#[derive(Debug, thiserror::Error)]
+pub enum RuleRefusal {
+    /// A tenant rule breaks a tenancy rule (or does not parse on its own).
+    #[error(transparent)]
+    Tenancy(#[from] TenancyError),
+    /// The rules engine refused it on top of the cluster files.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// Each tenant rule loads alone, but not all of them together.
+    #[error("the combined rules do not load: {0}")]
+    Combined(LoadError),
+    /// A rules file names neither or both of its sources.
+    #[error("set exactly one of `rules` and `configMapRef`")]
+    Source,
+    /// A rules file's ConfigMap (or its key) is missing.
+    #[error("ConfigMap {namespace}/{name} has no key {key:?}")]
+    NoKey {
+        /// The ConfigMap's namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// The key.
+        key: String,
+    },
+    /// The rule could not be written as YAML (a defect).
+    #[error(transparent)]
+    Render(#[from] RenderError),
+}
+
 /// Renders one tenant rule into a rules-file item, or says why it cannot be.
-pub fn render_rule(ns: &str, name: &str, spec: &FalcoRuleSpec) -> Result<Value, String> {
-    let priority = tenancy::check_rule_fields(spec).map_err(|e| e.to_string())?;
-    let condition = tenancy::scoped_condition(ns, spec).map_err(|e| e.to_string())?;
+pub fn render_rule(ns: &str, name: &str, spec: &FalcoRuleSpec) -> Result<Value, RuleRefusal> {
+    let priority = tenancy::check_rule_fields(spec)?;
+    let condition = tenancy::scoped_condition(ns, spec)?;
     Ok(json!({
         "rule": tenancy::scoped_rule_name(ns, name, &spec.rule),
         "desc": if spec.desc.is_empty() { spec.rule.clone() } else { spec.desc.clone() },
@@ -32,10 +62,8 @@ pub fn render_rule(ns: &str, name: &str, spec: &FalcoRuleSpec) -> Result<Value, 
     }))
 }
 
-fn load_check(sources: &[(String, String)]) -> Result<(), String> {
-    Ruleset::load_sources(sources, &LoadOptions::default())
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+fn load_check(sources: &[(String, String)]) -> Result<(), LoadError> {
+    Ruleset::load_sources(sources, &LoadOptions::default()).map(|_| ())
 }
 
 /// Rule files and their outcomes: cluster files first (by order, then name), then one file per
@@ -64,25 +92,24 @@ pub fn files(
                 .get(&(r.namespace.clone(), r.name.clone()))
                 .and_then(|d| d.get(&r.key))
                 .cloned()
-                .ok_or_else(|| {
-                    format!(
-                        "ConfigMap {}/{} has no key {:?}",
-                        r.namespace, r.name, r.key
-                    )
+                .ok_or_else(|| RuleRefusal::NoKey {
+                    namespace: r.namespace.clone(),
+                    name: r.name.clone(),
+                    key: r.key.clone(),
                 }),
-            _ => Err("set exactly one of `rules` and `configMapRef`".to_string()),
+            _ => Err(RuleRefusal::Source),
         };
         let checked = text.and_then(|t| {
             let mut trial = files.clone();
             trial.push((key.clone(), t.clone()));
-            load_check(&trial).map(|()| t)
+            load_check(&trial).map(|()| t).map_err(RuleRefusal::from)
         });
         let (rendered_name, error) = match checked {
             Ok(t) => {
                 files.push((key.clone(), t));
                 (Some(key), None)
             }
-            Err(e) => (None, Some(e)),
+            Err(e) => (None, Some(e.to_string())),
         };
         outcomes.push(Outcome {
             kind: ItemKind::FalcoRulesFile,
@@ -97,7 +124,7 @@ pub fn files(
     let mut rules: Vec<&FalcoRule> = inputs.rules.iter().collect();
     rules.sort_by_key(|r| (r.namespace().unwrap_or_default(), r.name_any()));
     // Render every rule (tenancy checks) first.
-    let rendered: Vec<(&FalcoRule, String, String, Result<Value, String>)> = rules
+    let rendered: Vec<(&FalcoRule, String, String, Result<Value, RuleRefusal>)> = rules
         .into_iter()
         .map(|r| {
             let ns = r.namespace().unwrap_or_default();
@@ -126,10 +153,11 @@ pub fn files(
             if all_load {
                 return Ok(item);
             }
-            let text = yaml("rule", &vec![item.clone()]).map_err(|e| e.to_string())?;
+            let text = yaml("rule", &vec![item.clone()])?;
             let mut trial = base.clone();
             trial.push((format!("{ns}/{name}"), text));
-            load_check(&trial).map(|()| item)
+            load_check(&trial)?;
+            Ok(item)
         });
         let (rendered_name, error) = match result {
             Ok(item) => {
@@ -139,7 +167,7 @@ pub fn files(
                     None,
                 )
             }
-            Err(e) => (None, Some(e)),
+            Err(e) => (None, Some(e.to_string())),
         };
         outcomes.push(Outcome {
             kind: ItemKind::FalcoRule,
@@ -161,7 +189,7 @@ pub fn files(
     if let Err(e) = load_check(&files) {
         for o in outcomes.iter_mut() {
             if o.kind == ItemKind::FalcoRule && o.error.is_none() {
-                o.error = Some(format!("the combined rules do not load: {e}"));
+                o.error = Some(RuleRefusal::Combined(e.clone()).to_string());
                 o.rendered_name = None;
             }
         }

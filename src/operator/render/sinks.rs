@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use kube::ResourceExt;
 use serde_json::{Map, Value};
 
+use crate::invalid::Invalid;
 use crate::operator::crd::{AlertSink, ClusterAlertSink, SinkSpec};
 use crate::operator::inputs::Inputs;
-use crate::operator::tenancy;
+use crate::operator::tenancy::{self, TenancyError};
 use crate::sinks::SinkConfig;
 
 use super::outcome::{ItemKind, Outcome};
@@ -25,7 +26,58 @@ const SECRET_HEADERS: &[&str] = &[
     "cookie",
 ];
 
-fn check_settings(v: &Map<String, Value>, path: &str) -> Result<(), String> {
+/// Why a sink was left out (its status says so).
+#[derive(Debug, thiserror::Error)]
+pub enum SinkRefusal {
+    /// A setting the spec must not carry (a credential, a file, a spec field); the key is
+    /// relative to `settings`.
+    #[error("settings.{}: {}", .0.key, .0.message)]
+    Settings(Invalid),
+    /// A namespaced sink's filter cannot be scoped to its namespace.
+    #[error(transparent)]
+    Tenancy(#[from] TenancyError),
+    /// A cluster sink's filter does not compile.
+    #[error("{0}")]
+    Filter(String),
+    /// A `secretRef` fills a setting that is not a file setting.
+    #[error("secretRefs: setting {0:?} must be a `*_file` setting or `header_files.<Header>`")]
+    RefSetting(String),
+    /// A namespaced sink refers to a Secret of another namespace.
+    #[error("secretRefs: a sink in namespace {own} cannot read Secrets of namespace {other}")]
+    RefNamespace {
+        /// The sink's namespace.
+        own: String,
+        /// The Secret's.
+        other: String,
+    },
+    /// A cluster sink's `secretRef` names no namespace.
+    #[error("secretRefs: {0:?} needs a namespace (cluster sink)")]
+    RefNeedsNamespace(String),
+    /// The referenced Secret does not exist.
+    #[error("secretRefs: Secret {namespace}/{name} not found")]
+    NoSecret {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
+    /// The referenced Secret lacks the key.
+    #[error("secretRefs: Secret {namespace}/{name} has no key {key:?}")]
+    NoKey {
+        /// The Secret's namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// The key.
+        key: String,
+    },
+    /// kaudit's sink config refuses the entry (unknown type, unknown or mistyped setting).
+    #[error(transparent)]
+    Config(serde_json::Error),
+}
+
+/// Refuses settings the spec must not carry; `path` is where `v` sits in `settings`.
+fn check_settings(v: &Map<String, Value>, path: &str) -> Result<(), Invalid> {
     for (k, val) in v {
         let p = if path.is_empty() {
             k.clone()
@@ -34,21 +86,23 @@ fn check_settings(v: &Map<String, Value>, path: &str) -> Result<(), String> {
         };
         let lk = k.to_ascii_lowercase();
         if path.is_empty() && ["name", "type", "min_priority", "filter"].contains(&lk.as_str()) {
-            return Err(format!("settings.{p}: set it in the spec, not in settings"));
+            return Err(Invalid::new(p, "set it in the spec, not in settings"));
         }
         if lk.ends_with("_file") || lk.ends_with("_files") {
-            return Err(format!(
-                "settings.{p}: file settings come from secretRefs only"
-            ));
+            return Err(Invalid::new(p, "file settings come from secretRefs only"));
         }
         if INLINE_SECRET_WORDS.iter().any(|w| lk.contains(w)) {
-            return Err(format!(
-                "settings.{p}: credentials must come from a Secret (secretRefs), never inline"
+            return Err(Invalid::new(
+                p,
+                "credentials must come from a Secret (secretRefs), never inline",
             ));
         }
         if path.ends_with("headers") && SECRET_HEADERS.contains(&lk.as_str()) {
-            return Err(format!(
-                "settings.{p}: credential headers must come from a Secret (secretRefs with setting header_files.{k})"
+            return Err(Invalid::new(
+                p,
+                format!(
+                    "credential headers must come from a Secret (secretRefs with setting header_files.{k})"
+                ),
             ));
         }
         if let Value::Object(m) = val {
@@ -105,9 +159,9 @@ fn render_sink(
     name: &str,
     spec: &SinkSpec,
     secrets: &BTreeMap<(String, String), BTreeMap<String, Vec<u8>>>,
-) -> Result<RenderedSink, String> {
+) -> Result<RenderedSink, SinkRefusal> {
     let sname = sink_name(ns, name);
-    check_settings(&spec.settings, "")?;
+    check_settings(&spec.settings, "").map_err(SinkRefusal::Settings)?;
     let mut entry = spec.settings.clone();
     entry.insert("name".into(), Value::String(sname.clone()));
     entry.insert("type".into(), Value::String(spec.type_.clone()));
@@ -115,9 +169,7 @@ fn render_sink(
         entry.insert("min_priority".into(), Value::String(p.clone()));
     }
     let filter = match ns {
-        Some(ns) => {
-            Some(tenancy::scoped_filter(ns, spec.filter.as_deref()).map_err(|e| e.to_string())?)
-        }
+        Some(ns) => Some(tenancy::scoped_filter(ns, spec.filter.as_deref())?),
         None => match spec
             .filter
             .as_deref()
@@ -125,7 +177,8 @@ fn render_sink(
             .filter(|f| !f.is_empty())
         {
             Some(f) => {
-                crate::rules::AlertFilter::compile(f).map_err(|e| e.to_string())?;
+                crate::rules::AlertFilter::compile(f)
+                    .map_err(|e| SinkRefusal::Filter(e.to_string()))?;
                 Some(f.to_string())
             }
             None => None,
@@ -142,7 +195,10 @@ fn render_sink(
             .unwrap_or("alerts.json")
             .to_string();
         if file.contains('/') || file.starts_with('.') || file.is_empty() {
-            return Err("settings.path: a namespaced file sink takes a bare file name".into());
+            return Err(SinkRefusal::Settings(Invalid::new(
+                "path",
+                "a namespaced file sink takes a bare file name",
+            )));
         }
         entry.insert(
             "path".into(),
@@ -160,32 +216,32 @@ fn render_sink(
         let file_setting = segs.last().is_some_and(|l| l.ends_with("_file"))
             || (segs.len() >= 2 && segs[segs.len() - 2] == "header_files");
         if !seg_ok || !file_setting {
-            return Err(format!(
-                "secretRefs: setting {:?} must be a `*_file` setting or `header_files.<Header>`",
-                r.setting
-            ));
+            return Err(SinkRefusal::RefSetting(r.setting.clone()));
         }
         let sns = match (ns, &r.namespace) {
             (Some(own), None) => own.to_string(),
             (Some(own), Some(other)) if other == own => own.to_string(),
             (Some(own), Some(other)) => {
-                return Err(format!(
-                    "secretRefs: a sink in namespace {own} cannot read Secrets of namespace {other}"
-                ));
+                return Err(SinkRefusal::RefNamespace {
+                    own: own.into(),
+                    other: other.clone(),
+                });
             }
             (None, Some(n)) => n.clone(),
-            (None, None) => {
-                return Err(format!(
-                    "secretRefs: {:?} needs a namespace (cluster sink)",
-                    r.setting
-                ));
-            }
+            (None, None) => return Err(SinkRefusal::RefNeedsNamespace(r.setting.clone())),
         };
         let value = secrets
             .get(&(sns.clone(), r.name.clone()))
-            .ok_or_else(|| format!("secretRefs: Secret {sns}/{} not found", r.name))?
+            .ok_or_else(|| SinkRefusal::NoSecret {
+                namespace: sns.clone(),
+                name: r.name.clone(),
+            })?
             .get(&r.key)
-            .ok_or_else(|| format!("secretRefs: Secret {sns}/{} has no key {:?}", r.name, r.key))?;
+            .ok_or_else(|| SinkRefusal::NoKey {
+                namespace: sns.clone(),
+                name: r.name.clone(),
+                key: r.key.clone(),
+            })?;
         // The content hash is part of the file name: a rotated credential changes the setting,
         // which makes kaudit rebuild the sink on its config reload.
         let h = sha256_hex(&[value]);
@@ -199,7 +255,7 @@ fn render_sink(
     }
     // kaudit's own sink config: the type check.
     let config = serde_json::from_value::<SinkConfig>(Value::Object(entry.clone()))
-        .map_err(|e| e.to_string())?;
+        .map_err(SinkRefusal::Config)?;
     Ok(RenderedSink {
         sink: SinkEntry { config, entry },
         files,
@@ -260,7 +316,7 @@ pub fn render_all(inputs: &Inputs, outcomes: &mut Vec<Outcome>) -> Sinks {
         outcomes.push(Outcome {
             kind,
             rendered_name: r.as_ref().ok().map(|_| sink_name(ns.as_deref(), &name)),
-            error: r.as_ref().err().cloned(),
+            error: r.as_ref().err().map(ToString::to_string),
             namespace: ns,
             name,
             generation,
