@@ -6,11 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
-use kaudit::operator::controller::{self, Context, SINK_FINALIZER};
+use kaudit::operator::Error;
+use kaudit::operator::context::Context;
 use kaudit::operator::crd::{ClusterAlertSink, KauditDeployment};
+use kaudit::operator::deployment::{ready_condition, reconcile_deployment};
+use kaudit::operator::finalizer::{SINK_FINALIZER, reconcile_sink};
 use kaudit::operator::inputs::Inputs;
 use kaudit::operator::leader::LeaseLock;
 use kaudit::operator::render::{self, FIELD_MANAGER};
+use kaudit::operator::statuses::reconcile_inputs;
 use kube::Client;
 use kube::client::Body;
 use serde_json::{Value, json};
@@ -149,7 +153,7 @@ const KD: &str = "/apis/kaudit.io/v1alpha1/namespaces/kaudit-system/kauditdeploy
 
 /// The first reconcile of a deployment: lists inputs, applies every object with our field
 /// manager, prunes an owned DaemonSet (the rest 404), then writes its own status with an Event
-/// (the inputs' statuses are [`controller::reconcile_inputs`]'s).
+/// (the inputs' statuses are [`reconcile_inputs`]'s).
 async fn first_run_script(mut h: ApiHandle, owned_daemonset: bool) -> Vec<Call> {
     let mut calls = Vec::new();
     calls.push(
@@ -254,10 +258,10 @@ async fn first_run_script(mut h: ApiHandle, owned_daemonset: bool) -> Vec<Call> 
 async fn run_reconcile(
     ctx: Arc<Context>,
     kd: KauditDeployment,
-) -> Result<kube::runtime::controller::Action, controller::Error> {
+) -> Result<kube::runtime::controller::Action, Error> {
     tokio::time::timeout(
         Duration::from_secs(20),
-        controller::reconcile_deployment(Arc::new(kd), ctx),
+        reconcile_deployment(Arc::new(kd), ctx),
     )
     .await
     .expect("reconcile hung: an unexpected call was left unanswered")
@@ -370,7 +374,7 @@ async fn steady_state_writes_no_status_and_no_events() {
     );
     let mut status = render::desired(&kd, &inputs, &t).unwrap().status;
     // The kaudit Deployment is available (the apply response below says so).
-    let ready = controller::ready_condition(&[("Deployment/kaudit".into(), 1, 1)], Some(1), &t);
+    let ready = ready_condition(&[("Deployment/kaudit".into(), 1, 1)], Some(1), &t);
     for c in status.conditions.iter_mut().filter(|c| c.type_ == "Ready") {
         *c = ready.clone();
     }
@@ -511,12 +515,12 @@ fn csink(deleting: bool, finalizer: bool, credentials: bool) -> ClusterAlertSink
 async fn run_sink(
     ctx: Arc<Context>,
     sink: ClusterAlertSink,
-) -> Result<kube::runtime::controller::Action, controller::Error> {
+) -> Result<kube::runtime::controller::Action, Error> {
     let api = kube::Api::<ClusterAlertSink>::all(ctx.client.clone());
     let creds = !sink.spec.sink.secret_refs.is_empty();
     tokio::time::timeout(
         Duration::from_secs(20),
-        controller::reconcile_sink(Arc::new(sink), ctx, api, creds),
+        reconcile_sink(Arc::new(sink), ctx, api, creds),
     )
     .await
     .expect("reconcile hung: an unexpected call was left unanswered")
@@ -677,8 +681,8 @@ async fn expect_rule_statuses(h: &mut ApiHandle) -> Vec<Call> {
     calls
 }
 
-async fn run_inputs(ctx: &Context) -> Result<(), controller::Error> {
-    tokio::time::timeout(Duration::from_secs(20), controller::reconcile_inputs(ctx))
+async fn run_inputs(ctx: &Context) -> Result<(), Error> {
+    tokio::time::timeout(Duration::from_secs(20), reconcile_inputs(ctx))
         .await
         .expect("status pass hung: an unexpected call was left unanswered")
 }
