@@ -1,13 +1,16 @@
 //! What every reconciliation shares: the client, the Event recorder, the metrics.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
+use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 
-use super::metrics::Metrics;
+use super::error::Error;
+use super::metrics::{KindLabel, Metrics};
 use super::render::FIELD_MANAGER;
 
 /// What every reconciliation shares.
@@ -38,4 +41,14 @@ impl Context {
 /// The time conditions are stamped with.
 pub(crate) fn now() -> Time {
     Time(Timestamp::now())
+}
+
+/// What a controller does after a failed reconcile: log it, count it, retry in 30 s.
+pub(crate) fn error_policy<K>(_obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(error = %err, "reconcile failed");
+    ctx.metrics
+        .failures
+        .get_or_create(&KindLabel { kind: "any" })
+        .inc();
+    Action::requeue(Duration::from_secs(30))
 }

@@ -16,7 +16,7 @@ use super::apply::{apply_object, patch_status, prune};
 use super::context::{Context, now};
 use super::crd::KauditDeployment;
 use super::error::Error;
-use super::kinds::gather;
+use super::gather::gather;
 use super::metrics::KindLabel;
 use super::render::{self, carry_transition_times, truncate};
 

@@ -4,24 +4,42 @@
 //! sink waits until every deployment was re-rendered without it, i.e. until its credentials are
 //! gone. Sinks without credentials copy nothing and have no finalizer.
 
-use std::fmt::Debug;
 use std::sync::Arc;
 
+use futures_util::StreamExt;
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::controller::Action;
+use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
-use kube::{Resource, ResourceExt};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use kube::runtime::watcher;
 use serde_json::json;
 
-use super::context::Context;
+use super::context::{Context, error_policy};
 use super::deployment::reconcile_all;
 use super::error::Error;
+use super::inputs::InputKind;
 use super::metrics::KindLabel;
 
 /// The finalizer of sinks (see the module docs).
 pub const SINK_FINALIZER: &str = "kaudit.io/credentials";
+
+/// Runs the finalizer controller of kind `K` until shutdown.
+pub(crate) async fn controller<K: InputKind>(ctx: Arc<Context>) {
+    let client = ctx.client.clone();
+    Controller::new(Api::<K>::all(client.clone()), watcher::Config::default())
+        .shutdown_on_signal()
+        .run(
+            move |s: Arc<K>, ctx: Arc<Context>| {
+                let api = K::api(client.clone(), s.namespace().as_deref());
+                let credentials = s.holds_credentials();
+                reconcile_sink(s, ctx, api, credentials)
+            },
+            error_policy,
+            ctx,
+        )
+        .for_each(|_| async {})
+        .await;
+}
 
 /// The sink controllers' reconcile. A sink with credentials (`holds_credentials`: it has
 /// `secretRefs`) keeps the finalizer; on its deletion every deployment is re-rendered without
@@ -34,23 +52,13 @@ pub async fn reconcile_sink<K>(
     holds_credentials: bool,
 ) -> Result<Action, Error>
 where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + Debug
-        + Serialize
-        + DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
+    K: InputKind,
 {
-    let kind = if sink.meta().namespace.is_some() {
-        "alertsink"
-    } else {
-        "clusteralertsink"
-    };
     ctx.metrics
         .reconciliations
-        .get_or_create(&KindLabel { kind })
+        .get_or_create(&KindLabel {
+            kind: K::KIND.label,
+        })
         .inc();
     let finalizers = sink.finalizers();
     if !holds_credentials && sink.meta().deletion_timestamp.is_none() {

@@ -10,7 +10,7 @@
 //! | [`inputs`] | what the deployments read: every input resource, and what they reference |
 //! | [`render`] | resources in, desired objects and statuses out (no I/O) |
 //! | [`tenancy`] | scoping a namespace's rules and sinks to that namespace |
-//! | [`kinds`] | reading the inputs |
+//! | [`gather`] | reading the inputs |
 //! | [`deployment`] | the `KauditDeployment` controller: render, apply, prune, status |
 //! | [`statuses`] | the status of every rule, rules file and sink, written once for all deployments |
 //! | [`finalizer`] | the finalizer of sinks holding credentials |
@@ -26,9 +26,9 @@ pub mod crd;
 pub mod deployment;
 pub mod error;
 pub mod finalizer;
+pub mod gather;
 pub mod health;
 pub mod inputs;
-pub mod kinds;
 pub mod leader;
 pub mod metrics;
 pub mod render;

@@ -6,31 +6,59 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::Service;
+use kube::Client;
 use kube::api::Api;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Controller;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Client, ResourceExt};
 
-use super::context::Context;
-use super::crd::{AlertSink, ClusterAlertSink, FalcoRule, FalcoRulesFile, KauditDeployment};
+use super::context::{Context, error_policy};
+use super::crd::KauditDeployment;
 use super::deployment::reconcile_deployment;
-use super::error::Error;
-use super::finalizer::reconcile_sink;
+use super::finalizer;
 use super::health::serve_health;
+use super::inputs::{InputKind, KindVisitor, for_each_kind};
 use super::leader::LeaseLock;
-use super::metrics::KindLabel;
 use super::statuses::run_input_statuses;
 
-fn error_policy<K>(_obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(error = %err, "reconcile failed");
-    ctx.metrics
-        .failures
-        .get_or_create(&KindLabel { kind: "any" })
-        .inc();
-    Action::requeue(Duration::from_secs(30))
+/// Lists every KauditDeployment the controller knows.
+type AllDeployments = Arc<dyn Fn() -> Vec<ObjectRef<KauditDeployment>> + Send + Sync>;
+
+/// Adds a watch of a kind to the deployment controller.
+type AddWatch = Box<dyn FnOnce(Controller<KauditDeployment>) -> Controller<KauditDeployment>>;
+
+/// A watch of every input kind for the deployment controller.
+struct Triggers {
+    client: Client,
+    all: AllDeployments,
+    watches: Vec<AddWatch>,
+}
+
+impl KindVisitor for Triggers {
+    fn visit<K: InputKind>(&mut self) {
+        let (api, all) = (Api::<K>::all(self.client.clone()), self.all.clone());
+        self.watches.push(Box::new(move |c| {
+            c.watches(api, watcher::Config::default(), move |_| all())
+        }));
+    }
+}
+
+/// The credentials finalizer's controller of every kind that may hold credentials.
+struct Finalizers {
+    ctx: Arc<Context>,
+    controllers: Vec<BoxFuture<'static, ()>>,
+}
+
+impl KindVisitor for Finalizers {
+    fn visit<K: InputKind>(&mut self) {
+        if K::MAY_HOLD_CREDENTIALS {
+            self.controllers
+                .push(Box::pin(finalizer::controller::<K>(self.ctx.clone())));
+        }
+    }
 }
 
 /// Settings of `kaudit operator`.
@@ -70,43 +98,33 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
     tracing::info!("leading");
     let lost = lock.hold();
 
-    let wc = watcher::Config::default();
     let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=kaudit-operator");
-    let kd_api = Api::<KauditDeployment>::all(client.clone());
-    let main = Controller::new(kd_api, wc.clone());
+    let main = Controller::new(
+        Api::<KauditDeployment>::all(client.clone()),
+        watcher::Config::default(),
+    );
     let store = main.store();
-    let all = move || {
-        store
-            .state()
-            .iter()
-            .map(|kd| ObjectRef::from_obj(kd.as_ref()))
-            .collect::<Vec<_>>()
-    };
-    let (a1, a2, a3, a4) = (all.clone(), all.clone(), all.clone(), all);
     let main = main
         .owns(Api::<Deployment>::all(client.clone()), owned.clone())
         .owns(Api::<DaemonSet>::all(client.clone()), owned.clone())
-        .owns(Api::<Service>::all(client.clone()), owned.clone())
-        .watches(
-            Api::<FalcoRule>::all(client.clone()),
-            wc.clone(),
-            move |_| a1(),
-        )
-        .watches(
-            Api::<FalcoRulesFile>::all(client.clone()),
-            wc.clone(),
-            move |_| a2(),
-        )
-        .watches(
-            Api::<AlertSink>::all(client.clone()),
-            wc.clone(),
-            move |_| a3(),
-        )
-        .watches(
-            Api::<ClusterAlertSink>::all(client.clone()),
-            wc.clone(),
-            move |_| a4(),
-        )
+        .owns(Api::<Service>::all(client.clone()), owned);
+    // Every input feeds every deployment: a change of any reconciles them all.
+    let mut triggers = Triggers {
+        client: client.clone(),
+        watches: Vec::new(),
+        all: Arc::new(move || {
+            store
+                .state()
+                .iter()
+                .map(|kd| ObjectRef::from_obj(kd.as_ref()))
+                .collect()
+        }),
+    };
+    for_each_kind(&mut triggers);
+    let main = triggers
+        .watches
+        .into_iter()
+        .fold(main, |c, add| add(c))
         .shutdown_on_signal()
         .run(reconcile_deployment, error_policy, ctx.clone())
         .for_each(|r| async move {
@@ -114,44 +132,17 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
                 tracing::debug!(error = %e, "kauditdeployment");
             }
         });
-    let ns_client = client.clone();
-    let sinks = Controller::new(Api::<AlertSink>::all(client.clone()), wc.clone())
-        .shutdown_on_signal()
-        .run(
-            move |s: Arc<AlertSink>, ctx: Arc<Context>| {
-                let api = Api::<AlertSink>::namespaced(
-                    ns_client.clone(),
-                    &s.namespace().unwrap_or_default(),
-                );
-                let creds = !s.spec.sink.secret_refs.is_empty();
-                reconcile_sink(s, ctx, api, creds)
-            },
-            error_policy,
-            ctx.clone(),
-        )
-        .for_each(|_| async {});
-    let cs_client = client.clone();
-    let cluster_sinks = Controller::new(Api::<ClusterAlertSink>::all(client.clone()), wc)
-        .shutdown_on_signal()
-        .run(
-            move |s: Arc<ClusterAlertSink>, ctx: Arc<Context>| {
-                let creds = !s.spec.sink.secret_refs.is_empty();
-                reconcile_sink(
-                    s,
-                    ctx,
-                    Api::<ClusterAlertSink>::all(cs_client.clone()),
-                    creds,
-                )
-            },
-            error_policy,
-            ctx.clone(),
-        )
-        .for_each(|_| async {});
+    let mut finalizers = Finalizers {
+        ctx: ctx.clone(),
+        controllers: Vec::new(),
+    };
+    for_each_kind(&mut finalizers);
+    let finalizers = futures_util::future::join_all(finalizers.controllers);
     let statuses = run_input_statuses(ctx.clone());
     let controllers = async {
         // The status loop never ends; the controllers end on SIGTERM/SIGINT.
         tokio::select! {
-            _ = futures_util::future::join3(main, sinks, cluster_sinks) => {}
+            _ = futures_util::future::join(main, finalizers) => {}
             () = statuses => {}
         }
     };

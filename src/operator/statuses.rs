@@ -8,35 +8,38 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
 use kube::api::{Api, ListParams};
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::watcher;
-use kube::{Resource, ResourceExt};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::apply::patch_status;
 use super::context::{Context, now};
-use super::crd::{
-    AlertSink, ClusterAlertSink, FalcoRule, FalcoRulesFile, KauditDeployment, RuleStatus,
-};
+use super::crd::KauditDeployment;
 use super::error::Error;
-use super::inputs::Inputs;
-use super::kinds::{gather, live};
+use super::gather::{gather, live};
+use super::inputs::{InputKind, Inputs, KindVisitor, for_each_kind};
 use super::metrics::KindLabel;
 use super::render::{self, ItemKind, Outcome, carry_transition_times, truncate};
 
-/// Writes an input's status when it changed, with an Event when it turned valid or invalid.
-async fn write_item_status<K>(
+/// Writes the status of the object `outcome` is about when it changed, with an Event when it
+/// turned valid or invalid.
+async fn write_status<K: InputKind>(
     ctx: &Context,
-    api: Api<K>,
-    obj: &K,
-    old: Option<&RuleStatus>,
+    inputs: &Inputs,
     outcome: &Outcome,
     deployed: bool,
-) -> Result<(), Error>
-where
-    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned,
-{
+) -> Result<(), Error> {
+    let Some(obj) = K::of(inputs)
+        .iter()
+        .find(|r| r.name_any() == outcome.name && r.namespace() == outcome.namespace)
+    else {
+        return Ok(());
+    };
+    let old = obj.status();
     let mut status = render::item_status(outcome, deployed, &now());
     if let Some(old) = old {
         carry_transition_times(&old.conditions, &mut status.conditions);
@@ -49,17 +52,14 @@ where
     if status.rendered_name.is_none() {
         body["renderedName"] = serde_json::Value::Null;
     }
+    let api = K::api(ctx.client.clone(), outcome.namespace.as_deref());
     patch_status(&api, &obj.name_any(), &body).await?;
     let was_valid = old
         .and_then(|o| o.conditions.first())
         .map(|c| c.status == "True");
     let is_valid = outcome.error.is_none();
     if was_valid != Some(is_valid) {
-        let what = match outcome.kind {
-            ItemKind::FalcoRule => "Rule",
-            ItemKind::FalcoRulesFile => "RulesFile",
-            ItemKind::AlertSink | ItemKind::ClusterAlertSink => "Sink",
-        };
+        let what = K::KIND.event_noun;
         let ev = if is_valid {
             Event {
                 type_: EventType::Normal,
@@ -85,51 +85,73 @@ where
     Ok(())
 }
 
+/// The status write of one outcome, by its kind.
+struct StatusWrite<'a> {
+    ctx: &'a Context,
+    inputs: &'a Inputs,
+    outcome: &'a Outcome,
+    deployed: bool,
+    write: Option<BoxFuture<'a, Result<(), Error>>>,
+}
+
+impl KindVisitor for StatusWrite<'_> {
+    fn visit<K: InputKind>(&mut self) {
+        if self.outcome.kind == K::KIND {
+            self.write = Some(Box::pin(write_status::<K>(
+                self.ctx,
+                self.inputs,
+                self.outcome,
+                self.deployed,
+            )));
+        }
+    }
+}
+
+/// Writes the statuses of `outcomes` that changed, in order.
 async fn write_statuses(
     ctx: &Context,
     inputs: &Inputs,
     outcomes: &[Outcome],
     deployed: bool,
 ) -> Result<(), Error> {
-    let c = &ctx.client;
-    for o in outcomes {
-        let ns = o.namespace.clone().unwrap_or_default();
-        match o.kind {
-            ItemKind::FalcoRule => {
-                if let Some(r) = inputs
-                    .rules
-                    .iter()
-                    .find(|r| r.name_any() == o.name && r.namespace().unwrap_or_default() == ns)
-                {
-                    let api = Api::<FalcoRule>::namespaced(c.clone(), &ns);
-                    write_item_status(ctx, api, r, r.status.as_ref(), o, deployed).await?;
-                }
-            }
-            ItemKind::FalcoRulesFile => {
-                if let Some(r) = inputs.rules_files.iter().find(|r| r.name_any() == o.name) {
-                    let api = Api::<FalcoRulesFile>::all(c.clone());
-                    write_item_status(ctx, api, r, r.status.as_ref(), o, deployed).await?;
-                }
-            }
-            ItemKind::AlertSink => {
-                if let Some(r) = inputs
-                    .sinks
-                    .iter()
-                    .find(|r| r.name_any() == o.name && r.namespace().unwrap_or_default() == ns)
-                {
-                    let api = Api::<AlertSink>::namespaced(c.clone(), &ns);
-                    write_item_status(ctx, api, r, r.status.as_ref(), o, deployed).await?;
-                }
-            }
-            ItemKind::ClusterAlertSink => {
-                if let Some(r) = inputs.cluster_sinks.iter().find(|r| r.name_any() == o.name) {
-                    let api = Api::<ClusterAlertSink>::all(c.clone());
-                    write_item_status(ctx, api, r, r.status.as_ref(), o, deployed).await?;
-                }
-            }
+    for outcome in outcomes {
+        let mut w = StatusWrite {
+            ctx,
+            inputs,
+            outcome,
+            deployed,
+            write: None,
+        };
+        for_each_kind(&mut w);
+        if let Some(write) = w.write {
+            write.await?;
         }
     }
     Ok(())
+}
+
+/// A stream that yields on every change of an object of `api`'s kind.
+fn changes<K>(api: Api<K>) -> BoxStream<'static, ()>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + 'static,
+{
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .map(|_| ())
+        .boxed()
+}
+
+/// The changes of every input kind.
+struct Changes {
+    client: Client,
+    streams: Vec<BoxStream<'static, ()>>,
+}
+
+impl KindVisitor for Changes {
+    fn visit<K: InputKind>(&mut self) {
+        self.streams
+            .push(changes(Api::<K>::all(self.client.clone())));
+    }
 }
 
 /// Writes the status of every rule, rules file and sink: validated once for all deployments
@@ -166,25 +188,17 @@ const INPUT_RESYNC: Duration = Duration::from_secs(300);
 /// rules file, sink or deployment (a burst of changes is taken together), every five minutes,
 /// and 30 s after a failure. Never returns.
 pub async fn run_input_statuses(ctx: Arc<Context>) {
-    use futures_util::stream::BoxStream;
-    use kube::runtime::WatchStreamExt;
-    fn changes<K>(api: Api<K>) -> BoxStream<'static, ()>
-    where
-        K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + 'static,
-    {
-        watcher(api, watcher::Config::default())
-            .default_backoff()
-            .map(|_| ())
-            .boxed()
-    }
-    let c = &ctx.client;
-    let mut changed = futures_util::stream::select_all([
-        changes(Api::<FalcoRule>::all(c.clone())),
-        changes(Api::<FalcoRulesFile>::all(c.clone())),
-        changes(Api::<AlertSink>::all(c.clone())),
-        changes(Api::<ClusterAlertSink>::all(c.clone())),
-        changes(Api::<KauditDeployment>::all(c.clone())),
-    ]);
+    let mut inputs = Changes {
+        client: ctx.client.clone(),
+        streams: Vec::new(),
+    };
+    for_each_kind(&mut inputs);
+    let mut changed =
+        futures_util::stream::select_all(inputs.streams.into_iter().chain([changes(Api::<
+            KauditDeployment,
+        >::all(
+            ctx.client.clone(),
+        ))]));
     let mut wait = INPUT_RESYNC;
     loop {
         if let Ok(None) = tokio::time::timeout(wait, changed.next()).await {

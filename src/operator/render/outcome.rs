@@ -3,29 +3,8 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::operator::crd::RuleStatus;
-
-/// Condition types.
-pub mod cond {
-    /// Everything rendered and applied.
-    pub const READY: &str = "Ready";
-    /// The rules validate (with the engine's error text when not).
-    pub const RULES_VALID: &str = "RulesValid";
-    /// A sink's spec is usable.
-    pub const VALID: &str = "Valid";
-}
-
-/// Which kind an outcome is about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum ItemKind {
-    /// A FalcoRule.
-    FalcoRule,
-    /// A FalcoRulesFile.
-    FalcoRulesFile,
-    /// An AlertSink.
-    AlertSink,
-    /// A ClusterAlertSink.
-    ClusterAlertSink,
-}
+pub use crate::operator::crd::cond;
+pub use crate::operator::inputs::ItemKind;
 
 /// What became of one input resource.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,10 +45,7 @@ pub fn condition(
 /// The status an input gets from its outcome. `deployed`: some KauditDeployment exists to load
 /// it; a valid input is `Ready` only then.
 pub fn item_status(o: &Outcome, deployed: bool, now: &Time) -> RuleStatus {
-    let type_ = match o.kind {
-        ItemKind::FalcoRule | ItemKind::FalcoRulesFile => cond::RULES_VALID,
-        ItemKind::AlertSink | ItemKind::ClusterAlertSink => cond::VALID,
-    };
+    let type_ = o.kind.valid_condition;
     let (ok, reason, msg) = match &o.error {
         None => (true, "Accepted", "accepted".to_string()),
         Some(e) => (false, "Invalid", e.clone()),

@@ -9,11 +9,11 @@ use serde_json::{Map, Value};
 
 use crate::invalid::Invalid;
 use crate::operator::crd::{AlertSink, ClusterAlertSink, SinkSpec};
-use crate::operator::inputs::Inputs;
+use crate::operator::inputs::{Inputs, SinkInput};
 use crate::operator::tenancy::{self, TenancyError};
 use crate::sinks::SinkConfig;
 
-use super::outcome::{ItemKind, Outcome};
+use super::outcome::Outcome;
 use super::plan::{CONFIG_DIR, DATA_DIR, key_safe, sha256_hex};
 
 /// Setting keys that hold credentials inline, refused in sink settings.
@@ -283,49 +283,41 @@ pub struct Sinks {
     pub files: BTreeMap<String, Vec<u8>>,
 }
 
-/// Every sink's config entry and credential files; each sink's outcome is pushed to `outcomes`.
-pub fn render_all(inputs: &Inputs, outcomes: &mut Vec<Outcome>) -> Sinks {
-    let mut entries = Vec::new();
-    let mut cred_files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    let mut cluster: Vec<&ClusterAlertSink> = inputs.cluster_sinks.iter().collect();
-    cluster.sort_by_key(|s| s.name_any());
-    let mut tenant: Vec<&AlertSink> = inputs.sinks.iter().collect();
-    tenant.sort_by_key(|s| (s.namespace().unwrap_or_default(), s.name_any()));
-    let all = cluster
-        .into_iter()
-        .map(|s| {
-            (
-                ItemKind::ClusterAlertSink,
-                None,
-                s.name_any(),
-                s.metadata.generation,
-                &s.spec.sink,
-            )
-        })
-        .chain(tenant.into_iter().map(|s| {
-            (
-                ItemKind::AlertSink,
-                s.namespace(),
-                s.name_any(),
-                s.metadata.generation,
-                &s.spec.sink,
-            )
-        }));
-    for (kind, ns, name, generation, spec) in all {
-        let r = render_sink(ns.as_deref(), &name, spec, &inputs.secrets);
+/// The sinks of kind `K` in config order (namespace, then name): each one's outcome is pushed
+/// to `outcomes`, the accepted ones to `entries` and `files`.
+fn render_kind<K: SinkInput>(
+    inputs: &Inputs,
+    outcomes: &mut Vec<Outcome>,
+    entries: &mut Vec<SinkEntry>,
+    files: &mut BTreeMap<String, Vec<u8>>,
+) {
+    let mut sinks: Vec<&K> = K::of(inputs).iter().collect();
+    sinks.sort_by_key(|s| (s.namespace(), s.name_any()));
+    for s in sinks {
+        let (ns, name) = (s.namespace(), s.name_any());
+        let r = render_sink(ns.as_deref(), &name, s.sink(), &inputs.secrets);
         outcomes.push(Outcome {
-            kind,
+            kind: K::KIND,
             rendered_name: r.as_ref().ok().map(|_| sink_name(ns.as_deref(), &name)),
             error: r.as_ref().err().map(ToString::to_string),
             namespace: ns,
             name,
-            generation,
+            generation: s.meta().generation,
         });
         if let Ok(r) = r {
             entries.push(r.sink);
-            cred_files.extend(r.files);
+            files.extend(r.files);
         }
     }
+}
+
+/// Every sink's config entry and credential files, cluster sinks first; each sink's outcome is
+/// pushed to `outcomes`.
+pub fn render_all(inputs: &Inputs, outcomes: &mut Vec<Outcome>) -> Sinks {
+    let mut entries = Vec::new();
+    let mut cred_files = BTreeMap::new();
+    render_kind::<ClusterAlertSink>(inputs, outcomes, &mut entries, &mut cred_files);
+    render_kind::<AlertSink>(inputs, outcomes, &mut entries, &mut cred_files);
     if entries.is_empty() {
         entries.push(stdout());
     }

@@ -23,9 +23,7 @@ pub fn deployment(
 ) -> KauditDeploymentStatus {
     let bad_rules: Vec<&Outcome> = outcomes
         .iter()
-        .filter(|o| {
-            matches!(o.kind, ItemKind::FalcoRule | ItemKind::FalcoRulesFile) && o.error.is_some()
-        })
+        .filter(|o| o.kind.valid_condition == cond::RULES_VALID && o.error.is_some())
         .collect();
     let good_rules = outcomes
         .iter()
