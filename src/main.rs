@@ -117,7 +117,10 @@ fn main() -> ExitCode {
                 .enable_all()
                 .build()
                 .map_err(anyhow::Error::from)
-                .and_then(|rt| rt.block_on(kaudit::operator::run(opts)));
+                .and_then(|rt| {
+                    rt.block_on(kaudit::operator::run(opts))
+                        .map_err(anyhow::Error::from)
+                });
             match run {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -10,7 +10,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 
 use super::error::Error;
-use super::metrics::{KindLabel, Metrics};
+use super::metrics::Metrics;
 use super::render::FIELD_MANAGER;
 
 /// What every reconciliation shares.
@@ -43,12 +43,10 @@ pub(crate) fn now() -> Time {
     Time(Timestamp::now())
 }
 
-/// What a controller does after a failed reconcile: log it, count it, retry in 30 s.
-pub(crate) fn error_policy<K>(_obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(error = %err, "reconcile failed");
-    ctx.metrics
-        .failures
-        .get_or_create(&KindLabel { kind: "any" })
-        .inc();
+/// What the controller of `kind` does after a failed reconcile: log it, count it by kind of
+/// failure, retry in 30 s.
+pub(crate) fn requeue_after_failure(kind: &'static str, err: &Error, ctx: &Context) -> Action {
+    tracing::warn!(error = %err, kind, "reconcile failed");
+    ctx.metrics.failed(kind, err);
     Action::requeue(Duration::from_secs(30))
 }

@@ -20,6 +20,9 @@ use super::gather::gather;
 use super::metrics::KindLabel;
 use super::render::{self, carry_transition_times, truncate};
 
+/// The `kind` label of the deployment controller's metrics.
+pub const DEPLOYMENTS: &str = "kauditdeployment";
+
 /// The `Ready` condition from the workloads' availability: `(Kind/name, available, wanted)`.
 pub fn ready_condition(
     workloads: &[(String, i32, i32)],
@@ -59,9 +62,7 @@ pub async fn reconcile_deployment(
 ) -> Result<Action, Error> {
     ctx.metrics
         .reconciliations
-        .get_or_create(&KindLabel {
-            kind: "kauditdeployment",
-        })
+        .get_or_create(&KindLabel { kind: DEPLOYMENTS })
         .inc();
     if kd.meta().deletion_timestamp.is_some() {
         // Owner references let the garbage collector remove every child.

@@ -14,7 +14,7 @@ use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::watcher;
 use serde_json::json;
 
-use super::context::{Context, error_policy};
+use super::context::{Context, requeue_after_failure};
 use super::deployment::reconcile_all;
 use super::error::Error;
 use super::inputs::InputKind;
@@ -34,7 +34,7 @@ pub(crate) async fn controller<K: InputKind>(ctx: Arc<Context>) {
                 let credentials = s.holds_credentials();
                 reconcile_sink(s, ctx, api, credentials)
             },
-            error_policy,
+            |_, err, ctx| requeue_after_failure(K::KIND.label, err, &ctx),
             ctx,
         )
         .for_each(|_| async {})
@@ -94,5 +94,5 @@ where
         }
     })
     .await
-    .map_err(|e| Error::Finalizer(e.to_string()))
+    .map_err(|e| Error::Finalizer(Box::new(e)))
 }

@@ -15,9 +15,10 @@ use kube::runtime::controller::Controller;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 
-use super::context::{Context, error_policy};
+use super::context::{Context, requeue_after_failure};
 use super::crd::KauditDeployment;
-use super::deployment::reconcile_deployment;
+use super::deployment::{DEPLOYMENTS, reconcile_deployment};
+use super::error::Error;
 use super::finalizer;
 use super::health::serve_health;
 use super::inputs::{InputKind, KindVisitor, for_each_kind};
@@ -76,7 +77,7 @@ pub struct OperatorOptions {
 
 /// Runs `kaudit operator`: health and metrics server, leader election, then the controllers
 /// until the lease is lost (an error, so that the pod restarts and campaigns again).
-pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
+pub async fn run(opts: OperatorOptions) -> Result<(), Error> {
     let client = Client::try_default().await?;
     let ctx = Arc::new(Context::new(client.clone(), Some(opts.identity.clone())));
     let metrics = ctx.metrics.clone();
@@ -92,7 +93,10 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
     tracing::info!(identity = %opts.identity, "waiting for leadership");
     tokio::select! {
         () = lock.acquire() => {}
-        _ = &mut health => anyhow::bail!("health server stopped"),
+        r = &mut health => return Err(match r {
+            Ok(Err(e)) => Error::Health(e),
+            _ => Error::HealthStopped,
+        }),
     }
     metrics.leader.set(1);
     tracing::info!("leading");
@@ -126,7 +130,11 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
         .into_iter()
         .fold(main, |c, add| add(c))
         .shutdown_on_signal()
-        .run(reconcile_deployment, error_policy, ctx.clone())
+        .run(
+            reconcile_deployment,
+            |_, err, ctx| requeue_after_failure(DEPLOYMENTS, err, &ctx),
+            ctx.clone(),
+        )
         .for_each(|r| async move {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "kauditdeployment");
@@ -157,7 +165,7 @@ pub async fn run(opts: OperatorOptions) -> anyhow::Result<()> {
         }
         () = lost => {
             metrics.leader.set(0);
-            anyhow::bail!("lost the leader lease")
+            Err(Error::LostLease)
         }
     }
 }

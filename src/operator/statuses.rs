@@ -160,7 +160,7 @@ impl KindVisitor for Changes {
 pub async fn reconcile_inputs(ctx: &Context) -> Result<(), Error> {
     ctx.metrics
         .reconciliations
-        .get_or_create(&KindLabel { kind: "inputs" })
+        .get_or_create(&KindLabel { kind: INPUTS })
         .inc();
     let inputs = gather(&ctx.client).await?;
     let deployments = live(
@@ -179,6 +179,9 @@ pub async fn reconcile_inputs(ctx: &Context) -> Result<(), Error> {
         .set(i64::try_from(invalid).unwrap_or(i64::MAX));
     write_statuses(ctx, &inputs, &outcomes, deployed).await
 }
+
+/// The `kind` label of the status pass's metrics.
+const INPUTS: &str = "inputs";
 
 /// How often the input statuses are recomputed without a change: referenced Secrets and
 /// ConfigMaps are not watched.
@@ -217,10 +220,7 @@ pub async fn run_input_statuses(ctx: Arc<Context>) {
             Ok(()) => INPUT_RESYNC,
             Err(e) => {
                 tracing::warn!(error = %e, "writing rule and sink statuses failed");
-                ctx.metrics
-                    .failures
-                    .get_or_create(&KindLabel { kind: "inputs" })
-                    .inc();
+                ctx.metrics.failed(INPUTS, &e);
                 Duration::from_secs(30)
             }
         };

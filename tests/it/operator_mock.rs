@@ -9,7 +9,7 @@ use http::{Request, Response};
 use kaudit::operator::Error;
 use kaudit::operator::context::Context;
 use kaudit::operator::crd::{ClusterAlertSink, KauditDeployment};
-use kaudit::operator::deployment::{ready_condition, reconcile_deployment};
+use kaudit::operator::deployment::{DEPLOYMENTS, ready_condition, reconcile_deployment};
 use kaudit::operator::finalizer::{SINK_FINALIZER, reconcile_sink};
 use kaudit::operator::inputs::Inputs;
 use kaudit::operator::leader::LeaseLock;
@@ -487,6 +487,56 @@ async fn apply_failure_is_reported() {
     );
     assert_eq!(ev.body["reason"], "ApplyFailed");
     assert_eq!(ev.body["type"], "Warning");
+}
+
+/// A reconcile failure is counted by controller and kind of failure, a bounded label: an
+/// apiserver refusal is `apiserver`, never its message.
+#[tokio::test]
+async fn failures_are_counted_by_kind_of_failure() {
+    let (ctx, mut h) = mock_ctx();
+    let script = tokio::spawn(async move {
+        for k in [
+            "falcorules",
+            "falcorulesfiles",
+            "alertsinks",
+            "clusteralertsinks",
+        ] {
+            expect(
+                &mut h,
+                "GET",
+                &format!("/apis/kaudit.io/v1alpha1/{k}"),
+                200,
+                |_| list("X", vec![]),
+            )
+            .await;
+        }
+        expect(&mut h, "PATCH", "/api/v1/namespaces/kaudit-system/serviceaccounts/kaudit", 403,
+            |_| json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": "Forbidden", "code": 403, "message": "forbidden"})).await;
+        expect(&mut h, "PATCH", &format!("{KD}/status"), 200, |_| {
+            serde_json::to_value(the_kd()).unwrap()
+        })
+        .await;
+        expect(
+            &mut h,
+            "POST",
+            "/apis/events.k8s.io/v1/namespaces/kaudit-system/events",
+            201,
+            echo,
+        )
+        .await;
+    });
+    let err = run_reconcile(ctx.clone(), the_kd()).await.unwrap_err();
+    script.await.unwrap();
+    assert_eq!(err.metric_label(), "apiserver");
+    ctx.metrics.failed(DEPLOYMENTS, &err);
+    let m = ctx.metrics.encode();
+    assert!(
+        m.contains(
+            "kaudit_operator_reconcile_failures_total{kind=\"kauditdeployment\",error=\"apiserver\"} 1"
+        ),
+        "{m}"
+    );
+    assert!(!m.contains("forbidden"), "{m}");
 }
 
 fn csink(deleting: bool, finalizer: bool, credentials: bool) -> ClusterAlertSink {
