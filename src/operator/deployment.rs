@@ -14,11 +14,11 @@ use kube::{Client, Resource, ResourceExt};
 
 use super::apply::{apply_object, patch_status, prune};
 use super::context::{Context, now};
-use super::crd::KauditDeployment;
+use super::crd::{KauditDeployment, KauditDeploymentStatus};
 use super::error::Error;
 use super::gather::gather;
 use super::metrics::KindLabel;
-use super::render::{self, carry_transition_times, truncate};
+use super::render::{self, Desired, carry_transition_times, truncate};
 
 /// The `kind` label of the deployment controller's metrics.
 pub const DEPLOYMENTS: &str = "kauditdeployment";
@@ -69,7 +69,6 @@ pub async fn reconcile_deployment(
         return Ok(Action::await_change());
     }
     let ns = kd.namespace().unwrap_or_default();
-    let uid = kd.uid().unwrap_or_default();
     let mut inputs = gather(&ctx.client).await?;
     if render::needs_intake_token(&kd) {
         let token = intake_token(&ctx.client, &ns, &kd.name_any()).await?;
@@ -77,7 +76,6 @@ pub async fn reconcile_deployment(
             .intake_tokens
             .insert((ns.clone(), kd.name_any()), token);
     }
-    let api = Api::<KauditDeployment>::namespaced(ctx.client.clone(), &ns);
     let desired = match render::desired(&kd, &inputs, &now()) {
         Ok(d) => d,
         Err(e) => {
@@ -94,90 +92,126 @@ pub async fn reconcile_deployment(
                 &now(),
             ));
             status.observed_generation = kd.meta().generation;
-            let _ = patch_status(&api, &kd.name_any(), &status).await;
-            let ev = Event {
-                type_: EventType::Warning,
-                reason: "RenderFailed".into(),
-                note: Some(msg),
-                action: "Render".into(),
-                secondary: None,
-            };
-            let _ = ctx.recorder.publish(&ev, &kd.object_ref(&())).await;
+            report_failure(&ctx, &kd, &status, "RenderFailed", "Render", msg).await;
             return Err(e.into());
         }
     };
-    let mut workloads = Vec::new();
-    for o in &desired.objects {
-        let applied = apply_object(&ctx.client, &ns, o).await;
-        if let Ok(Some((have, want))) = applied {
-            workloads.push((o.key(), have, want));
-        }
-        if let Err(e) = applied {
-            let mut status = desired.status.clone();
-            if let Some(c) = status
-                .conditions
-                .iter_mut()
-                .find(|c| c.type_ == render::cond::READY)
-            {
-                c.status = "False".into();
-                c.reason = "ApplyFailed".into();
-                c.message = truncate(&format!("{}: {e}", o.key()), 1000);
-            }
-            // Best effort: the error itself is what the controller retries on.
-            let _ = patch_status(&api, &kd.name_any(), &status).await;
-            let ev = Event {
-                type_: EventType::Warning,
-                reason: "ApplyFailed".into(),
-                note: Some(truncate(&format!("{}: {e}", o.key()), 1000)),
-                action: "Apply".into(),
-                secondary: None,
-            };
-            let _ = ctx.recorder.publish(&ev, &kd.object_ref(&())).await;
-            return Err(e);
-        }
-    }
+    let workloads = apply_all(&ctx, &kd, &desired).await?;
+    let uid = kd.uid().unwrap_or_default();
     for key in &desired.prune {
         prune(&ctx.client, &ns, key, &uid).await?;
     }
-
-    let mut status = desired.status.clone();
+    let mut status = desired.status;
     let ready = ready_condition(&workloads, kd.meta().generation, &now());
     for c in status.conditions.iter_mut() {
         if c.type_ == render::cond::READY {
             *c = ready.clone();
         }
     }
-    let old = kd.status.clone();
-    if let Some(old) = &old {
-        carry_transition_times(&old.conditions, &mut status.conditions);
-    }
-    if old.as_ref() != Some(&status) {
-        patch_status(&api, &kd.name_any(), &status).await?;
-        let rules_ok = status.invalid_rules == 0;
-        let ev = Event {
-            type_: if rules_ok {
-                EventType::Normal
-            } else {
-                EventType::Warning
-            },
-            reason: if rules_ok {
-                "Reconciled"
-            } else {
-                "RulesInvalid"
-            }
-            .into(),
-            note: Some(format!(
-                "{} rules, {} invalid, {} sinks",
-                status.rules, status.invalid_rules, status.sinks
-            )),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        ctx.recorder.publish(&ev, &kd.object_ref(&())).await?;
-    }
+    write_status(&ctx, &kd, status).await?;
     // Referenced Secrets and ConfigMaps, and the rendered ones, are not watched (the operator
     // may only `get` them): look again now and then for rotations and drift.
     Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// Applies every desired object in order; returns each workload's `(Kind/name, available,
+/// wanted)` pods. The first failure is reported on the deployment and returned.
+async fn apply_all(
+    ctx: &Context,
+    kd: &KauditDeployment,
+    desired: &Desired,
+) -> Result<Vec<(String, i32, i32)>, Error> {
+    let ns = kd.namespace().unwrap_or_default();
+    let mut workloads = Vec::new();
+    for o in &desired.objects {
+        match apply_object(&ctx.client, &ns, o).await {
+            Ok(Some((have, want))) => workloads.push((o.key(), have, want)),
+            Ok(None) => {}
+            Err(e) => {
+                let msg = truncate(&format!("{}: {e}", o.key()), 1000);
+                let mut status = desired.status.clone();
+                if let Some(c) = status
+                    .conditions
+                    .iter_mut()
+                    .find(|c| c.type_ == render::cond::READY)
+                {
+                    c.status = "False".into();
+                    c.reason = "ApplyFailed".into();
+                    c.message = msg.clone();
+                }
+                report_failure(ctx, kd, &status, "ApplyFailed", "Apply", msg).await;
+                return Err(e);
+            }
+        }
+    }
+    Ok(workloads)
+}
+
+/// Reports a failure on the deployment: `status` written and a Warning Event published, both
+/// best effort (the error itself is what the controller retries on).
+async fn report_failure(
+    ctx: &Context,
+    kd: &KauditDeployment,
+    status: &KauditDeploymentStatus,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let api = Api::<KauditDeployment>::namespaced(
+        ctx.client.clone(),
+        &kd.namespace().unwrap_or_default(),
+    );
+    let _ = patch_status(&api, &kd.name_any(), status).await;
+    let ev = Event {
+        type_: EventType::Warning,
+        reason: reason.into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    };
+    let _ = ctx.recorder.publish(&ev, &kd.object_ref(&())).await;
+}
+
+/// Writes the deployment's `status` when it changed, with an Event saying how its rules fared.
+async fn write_status(
+    ctx: &Context,
+    kd: &KauditDeployment,
+    mut status: KauditDeploymentStatus,
+) -> Result<(), Error> {
+    let old = kd.status.as_ref();
+    if let Some(old) = old {
+        carry_transition_times(&old.conditions, &mut status.conditions);
+    }
+    if old == Some(&status) {
+        return Ok(());
+    }
+    let api = Api::<KauditDeployment>::namespaced(
+        ctx.client.clone(),
+        &kd.namespace().unwrap_or_default(),
+    );
+    patch_status(&api, &kd.name_any(), &status).await?;
+    let rules_ok = status.invalid_rules == 0;
+    let ev = Event {
+        type_: if rules_ok {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        },
+        reason: if rules_ok {
+            "Reconciled"
+        } else {
+            "RulesInvalid"
+        }
+        .into(),
+        note: Some(format!(
+            "{} rules, {} invalid, {} sinks",
+            status.rules, status.invalid_rules, status.sinks
+        )),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    ctx.recorder.publish(&ev, &kd.object_ref(&())).await?;
+    Ok(())
 }
 
 /// True for a token this operator issued (hex, long): anything else in the Secret is replaced,
