@@ -1,8 +1,10 @@
-//! The sink finalizer `kaudit.io/credentials`, on sinks with `secretRefs` only. Their
-//! credentials are copied from Secrets (of another namespace than the deployment's) into the
-//! deployment's config Secret; owner references cannot express that link, so deleting such a
-//! sink waits until every deployment was re-rendered without it, i.e. until its credentials are
-//! gone. Sinks without credentials copy nothing and have no finalizer.
+//! The credentials finalizer `kaudit.io/credentials`, on inputs that hold credentials only
+//! (sinks with `secretRefs`; [`InputKind::holds_credentials`]). Their credentials are copied from
+//! Secrets (of another namespace than the deployment's) into the deployment's config Secret;
+//! owner references cannot express that link, so deleting such a sink waits until every
+//! deployment was re-rendered without it, i.e. until its credentials are gone. Sinks without
+//! credentials copy nothing and have no finalizer. One controller runs per kind that may hold
+//! credentials ([`InputKind::MAY_HOLD_CREDENTIALS`]).
 
 use std::sync::Arc;
 

@@ -11,7 +11,8 @@ use super::error::Error;
 /// Which controller a metric is about (a bounded label).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
-    /// `kauditdeployment`, `inputs`, `alertsink` or `clusteralertsink`.
+    /// `kauditdeployment` (the deployment controller), `inputs` (the status pass) or an input
+    /// kind's label (its finalizer controller: `alertsink`, `clusteralertsink`).
     pub kind: &'static str,
 }
 

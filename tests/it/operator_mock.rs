@@ -431,42 +431,57 @@ async fn steady_state_writes_no_status_and_no_events() {
     r.expect("a call beyond the script was made (status patch or event on an unchanged state?)");
 }
 
+/// A reconcile whose first apply the apiserver refuses with `code`: the input lists, the refused
+/// apply, then the deployment's status patch and its Event, returned.
+async fn refused_apply_script(
+    mut h: ApiHandle,
+    code: u16,
+    reason: &'static str,
+    message: &'static str,
+) -> (Call, Call) {
+    for k in [
+        "falcorules",
+        "falcorulesfiles",
+        "alertsinks",
+        "clusteralertsinks",
+    ] {
+        expect(
+            &mut h,
+            "GET",
+            &format!("/apis/kaudit.io/v1alpha1/{k}"),
+            200,
+            |_| list("X", vec![]),
+        )
+        .await;
+    }
+    expect(
+        &mut h,
+        "PATCH",
+        "/api/v1/namespaces/kaudit-system/serviceaccounts/kaudit",
+        code,
+        |_| json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": reason, "code": code, "message": message}),
+    )
+    .await;
+    let st = expect(&mut h, "PATCH", &format!("{KD}/status"), 200, |_| {
+        serde_json::to_value(the_kd()).unwrap()
+    })
+    .await;
+    let ev = expect(
+        &mut h,
+        "POST",
+        "/apis/events.k8s.io/v1/namespaces/kaudit-system/events",
+        201,
+        echo,
+    )
+    .await;
+    (st, ev)
+}
+
 /// A failed apply sets Ready=False with the error, publishes a Warning and returns the error.
 #[tokio::test]
 async fn apply_failure_is_reported() {
-    let (ctx, mut h) = mock_ctx();
-    let script = tokio::spawn(async move {
-        for k in [
-            "falcorules",
-            "falcorulesfiles",
-            "alertsinks",
-            "clusteralertsinks",
-        ] {
-            expect(
-                &mut h,
-                "GET",
-                &format!("/apis/kaudit.io/v1alpha1/{k}"),
-                200,
-                |_| list("X", vec![]),
-            )
-            .await;
-        }
-        expect(&mut h, "PATCH", "/api/v1/namespaces/kaudit-system/serviceaccounts/kaudit", 422,
-            |_| json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": "Invalid", "code": 422, "message": "denied by policy"})).await;
-        let st = expect(&mut h, "PATCH", &format!("{KD}/status"), 200, |_| {
-            serde_json::to_value(the_kd()).unwrap()
-        })
-        .await;
-        let ev = expect(
-            &mut h,
-            "POST",
-            "/apis/events.k8s.io/v1/namespaces/kaudit-system/events",
-            201,
-            echo,
-        )
-        .await;
-        (st, ev)
-    });
+    let (ctx, h) = mock_ctx();
+    let script = tokio::spawn(refused_apply_script(h, 422, "Invalid", "denied by policy"));
     let r = run_reconcile(ctx, the_kd()).await;
     let (st, ev) = script.await.unwrap();
     assert!(r.is_err());
@@ -493,38 +508,8 @@ async fn apply_failure_is_reported() {
 /// apiserver refusal is `apiserver`, never its message.
 #[tokio::test]
 async fn failures_are_counted_by_kind_of_failure() {
-    let (ctx, mut h) = mock_ctx();
-    let script = tokio::spawn(async move {
-        for k in [
-            "falcorules",
-            "falcorulesfiles",
-            "alertsinks",
-            "clusteralertsinks",
-        ] {
-            expect(
-                &mut h,
-                "GET",
-                &format!("/apis/kaudit.io/v1alpha1/{k}"),
-                200,
-                |_| list("X", vec![]),
-            )
-            .await;
-        }
-        expect(&mut h, "PATCH", "/api/v1/namespaces/kaudit-system/serviceaccounts/kaudit", 403,
-            |_| json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": "Forbidden", "code": 403, "message": "forbidden"})).await;
-        expect(&mut h, "PATCH", &format!("{KD}/status"), 200, |_| {
-            serde_json::to_value(the_kd()).unwrap()
-        })
-        .await;
-        expect(
-            &mut h,
-            "POST",
-            "/apis/events.k8s.io/v1/namespaces/kaudit-system/events",
-            201,
-            echo,
-        )
-        .await;
-    });
+    let (ctx, h) = mock_ctx();
+    let script = tokio::spawn(refused_apply_script(h, 403, "Forbidden", "forbidden"));
     let err = run_reconcile(ctx.clone(), the_kd()).await.unwrap_err();
     script.await.unwrap();
     assert_eq!(err.metric_label(), "apiserver");
