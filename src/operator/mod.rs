@@ -18,7 +18,7 @@
 //! | [`leader`] | leader election on a `coordination.k8s.io` Lease |
 //! | [`health`], [`metrics`] | `/healthz` and `/metrics` |
 //! | [`context`], [`error`] | what every reconciliation shares; the one error type |
-//! | [`run`] | `kaudit operator`: everything above, wired |
+//! | [`run`](mod@run) | `kaudit operator`: everything above, wired |
 
 pub mod apply;
 pub mod context;

@@ -130,7 +130,8 @@ fn set_path(root: &mut Map<String, Value>, path: &[&str], v: Value) {
     cur.insert((*last).to_string(), v);
 }
 
-/// A sink of the config: typed, and as written (see [`render`]).
+/// A sink of the config: typed, and as written (see
+/// [`kaudit_config::render`](super::kaudit_config::render)).
 pub struct SinkEntry {
     /// kaudit's typed sink config.
     pub config: SinkConfig,
