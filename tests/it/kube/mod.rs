@@ -9,6 +9,7 @@
 //! subject needs a running pod say so in their names and assert what the apiserver does.
 
 mod cluster;
+mod helm;
 mod hook;
 mod install;
 mod operator;
