@@ -8,6 +8,7 @@
 //! but never run, and `pods/exec` is refused by the apiserver for want of a node. Tests whose
 //! subject needs a running pod say so in their names and assert what the apiserver does.
 
+mod backpressure;
 mod cluster;
 mod helm;
 mod hook;
