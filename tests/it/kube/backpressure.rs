@@ -82,6 +82,7 @@ async fn backpressure_tiny_queues_answer_429_and_the_apiserver_retries_until_eve
                 ],
             )),
             controller_manager: false,
+            ..Default::default()
         },
     )
     .await;
@@ -224,6 +225,7 @@ async fn backpressure_apiserver_retries_a_refused_batch_with_backoff_honours_ret
         Options {
             audit: Some(audit(&hook, &["--audit-webhook-batch-max-size=1"])),
             controller_manager: false,
+            ..Default::default()
         },
     )
     .await;

@@ -183,6 +183,8 @@ pub struct Options {
     /// Start kube-controller-manager too (deployments, replica sets, garbage collection,
     /// namespaces, service accounts, role aggregation).
     pub controller_manager: bool,
+    /// More kube-apiserver flags.
+    pub apiserver_args: Vec<String>,
 }
 
 /// etcd, kube-apiserver and optionally kube-controller-manager, killed on drop.
@@ -225,7 +227,7 @@ impl Cluster {
             .client("admin", "kaudit-admin", Some("system:masters"));
         c.write_kubeconfig(&c.admin, "kaudit-admin", &cert_user(&admin));
         let etcd = c.start_etcd().await;
-        c.start_apiserver(etcd, opts.audit.as_ref()).await;
+        c.start_apiserver(etcd, &opts).await;
         if opts.controller_manager {
             c.start_controller_manager().await;
         }
@@ -274,7 +276,7 @@ impl Cluster {
         }
     }
 
-    async fn start_apiserver(&mut self, etcd: u16, audit: Option<&Audit>) {
+    async fn start_apiserver(&mut self, etcd: u16, opts: &Options) {
         let serving = self.pki.server(
             "apiserver",
             &[
@@ -310,7 +312,8 @@ impl Cluster {
             .arg("--allow-privileged=true")
             .arg("--profiling=false")
             .arg(format!("--cert-dir={}", self.dir().join("certs").display()));
-        if let Some(a) = audit {
+        cmd.args(&opts.apiserver_args);
+        if let Some(a) = &opts.audit {
             cmd.arg(format!("--audit-policy-file={}", a.policy.display()))
                 .arg(format!(
                     "--audit-webhook-config-file={}",

@@ -91,10 +91,15 @@ fn apply_examples(c: &Cluster) {
 async fn operator_under_its_own_service_account_reconciles_the_examples_and_hands_over_its_lease() {
     let Some(bins) = bins() else { return };
     let _one = exclusive().await;
+    // OwnerReferencesPermissionEnforcement, as hardened clusters run it: the operator must be
+    // allowed to delete what it sets owner references on.
     let c = Cluster::start(
         bins,
         Options {
             controller_manager: true,
+            apiserver_args: vec![
+                "--enable-admission-plugins=OwnerReferencesPermissionEnforcement".into(),
+            ],
             ..Default::default()
         },
     )

@@ -79,6 +79,7 @@ async fn tenancy_real_rbac_refuses_other_namespaces_and_team_b_events_never_reac
         Options {
             audit: Some(audit(&hook, &[])),
             controller_manager: true,
+            ..Default::default()
         },
     )
     .await;

@@ -159,6 +159,7 @@ async fn run(t: Transport) -> Option<Seen> {
         Options {
             audit: Some(audit(&hook, &[])),
             controller_manager: false,
+            ..Default::default()
         },
     )
     .await;
