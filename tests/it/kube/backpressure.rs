@@ -22,7 +22,7 @@ use kube::Api;
 use kube::api::{ObjectMeta, PostParams};
 
 use super::cluster::{Cluster, Options, bins, exclusive};
-use super::hook::{Wiring, audit, render_kubeconfig};
+use super::hook::{audit, http_lab};
 use super::ops::{alerts_in, eventually, serve};
 use crate::support::{Recorder, Req, free_port, metric_line};
 
@@ -62,14 +62,7 @@ async fn backpressure_tiny_queues_answer_429_and_the_apiserver_retries_until_eve
     let _one = exclusive().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let port = free_port();
-    let hook = render_kubeconfig(
-        "http-lab.kubeconfig",
-        &Wiring {
-            port,
-            ..Default::default()
-        },
-        dir.path(),
-    );
+    let hook = http_lab(port, dir.path());
     // Many small batches posted at once, so that they meet a full queue.
     let c = Cluster::start(
         bins,
@@ -211,14 +204,7 @@ async fn backpressure_apiserver_retries_a_refused_batch_with_backoff_honours_ret
         }
     }))
     .await;
-    let hook = render_kubeconfig(
-        "http-lab.kubeconfig",
-        &Wiring {
-            port: rec.addr.port(),
-            ..Default::default()
-        },
-        dir.path(),
-    );
+    let hook = http_lab(rec.addr.port(), dir.path());
     // One event per POST, so that a refused batch holds just the probe.
     let c = Cluster::start(
         bins,

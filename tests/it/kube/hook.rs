@@ -68,6 +68,15 @@ pub fn render_kubeconfig(file: &str, w: &Wiring, dir: &Path) -> PathBuf {
     out
 }
 
+/// `http-lab.kubeconfig` rendered into `dir` for kaudit on `port`.
+pub fn http_lab(port: u16, dir: &Path) -> PathBuf {
+    let w = Wiring {
+        port,
+        ..Default::default()
+    };
+    render_kubeconfig("http-lab.kubeconfig", &w, dir)
+}
+
 /// The `--audit-*` flags of webhook-config/README.md's flag block, with the policy of
 /// audit-policy/ and `kubeconfig`. `--audit-webhook-batch-max-wait` is 1s instead of the
 /// README's 5s so that tests do not wait; `extra` flags are added (a flag given there replaces

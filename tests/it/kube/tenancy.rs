@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::cluster::{Cluster, Options, bins, exclusive, root};
-use super::hook::{Wiring, audit, render_kubeconfig};
+use super::hook::{audit, http_lab};
 use super::install::install;
 use super::ops::{
     Operator, alerts_in, eventually, get_json, materialize, operator_kubeconfig, serve,
@@ -66,14 +66,7 @@ async fn tenancy_real_rbac_refuses_other_namespaces_and_team_b_events_never_reac
     let _one = exclusive().await;
     let files = tempfile::tempdir().expect("temp dir");
     let port = free_port();
-    let hook = render_kubeconfig(
-        "http-lab.kubeconfig",
-        &Wiring {
-            port,
-            ..Default::default()
-        },
-        files.path(),
-    );
+    let hook = http_lab(port, files.path());
     let c = Cluster::start(
         bins,
         Options {
