@@ -363,6 +363,7 @@ async fn operator_under_its_own_service_account_reconciles_the_examples_and_hand
         st.is_some_and(|s| s.success()),
         "op-1 did not exit cleanly: {st:?}"
     );
+    let handover = std::time::Instant::now();
     eventually("op-2 to take over", Duration::from_secs(60), || async {
         match lease_holder(&c) {
             Some(h) if h == "op-2" => Ok(()),
@@ -370,6 +371,15 @@ async fn operator_under_its_own_service_account_reconciles_the_examples_and_hand
         }
     })
     .await;
+    eventually("op-2 to lead", Duration::from_secs(30), || async {
+        let l = op2.leader().await;
+        if l == 1.0 { Ok(()) } else { Err(l.to_string()) }
+    })
+    .await;
+    eprintln!(
+        "MEASURED lease hand-over after op-1's SIGTERM: {:.1}s",
+        handover.elapsed().as_secs_f64()
+    );
 
     // Deleting a rule removes it from the rendered rules (op-2 reconciles now).
     c.kubectl_ok(
