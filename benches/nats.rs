@@ -192,7 +192,7 @@ async fn through_kaudit(url: &str, alerts: &[Alert], per_sec: Option<u64>, name:
     std::fs::write(&file, yaml).expect("write config");
     let cfg =
         Config::load_with_env(Some(&file), &Overrides::default(), Vec::new()).expect("config");
-    let router = kaudit::router::start(&cfg, &Metrics::new())
+    let router = kaudit::router::start(cfg.router_setup(), &Metrics::new().delivery)
         .await
         .expect("router");
     // Let the sink connect before the clock starts.
@@ -277,7 +277,7 @@ async fn through_webhook(url: &str, n: usize, per_sec: Option<u64>, name: &str) 
     });
 
     // A few concurrent posters, like the apiserver's webhook backend under load.
-    kaudit::ingest::tls::install_crypto_provider();
+    kaudit::transport::tls::install_crypto_provider();
     let http = reqwest::Client::new();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let bodies = Arc::new(bodies);

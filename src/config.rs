@@ -8,7 +8,15 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::secret::Secret;
+use crate::delivery::SpoolConfig;
+use crate::delivery::inbox::InboxConfig;
+use crate::detect::DetectConfig;
+use crate::falco::FalcoConfig;
+use crate::ingest::IngestConfig;
+use crate::invalid::Invalid;
+use crate::router::{RouterConfig, RouterSetup};
+use crate::server::auth::AuthConfig;
+use crate::server::tls::TlsConfig;
 use crate::sinks::SinkConfig;
 
 /// The rules engine owns its section of the config (`rules:`).
@@ -57,18 +65,20 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// Bearer-token authentication of requests.
     pub auth: AuthConfig,
-    /// Request limits and the ingest queue.
+    /// Request limits and back-pressure of the webhook.
     pub ingest: IngestConfig,
+    /// The durable inbox of accepted batches.
+    pub inbox: InboxConfig,
     /// The embedded rules engine.
     pub rules: RulesConfig,
     /// Where detection happens.
     pub detect: DetectConfig,
     /// The managed Falco (used by detect modes `falco` and `both`).
-    pub falco: crate::falco::FalcoConfig,
+    pub falco: FalcoConfig,
     /// Enrichment applied to every alert before it reaches any sink.
-    pub router: crate::router::RouterConfig,
+    pub router: RouterConfig,
     /// The durable per-sink spool.
-    pub spool: crate::delivery::SpoolConfig,
+    pub spool: SpoolConfig,
     /// Alert destinations; the default is one `stdout` sink.
     pub sinks: Vec<SinkConfig>,
     /// Logging.
@@ -84,6 +94,7 @@ impl Default for Config {
             tls: None,
             auth: AuthConfig::default(),
             ingest: IngestConfig::default(),
+            inbox: InboxConfig::default(),
             rules: RulesConfig::default(),
             detect: DetectConfig::default(),
             falco: Default::default(),
@@ -93,82 +104,6 @@ impl Default for Config {
             log: LogConfig::default(),
         }
     }
-}
-
-/// TLS settings of the webhook server. Files are re-read when they change.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// PEM certificate chain.
-    pub cert_file: PathBuf,
-    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
-    pub key_file: PathBuf,
-    /// PEM CA bundle; when set, clients must present a certificate it signed (mTLS).
-    #[serde(default)]
-    pub client_ca_file: Option<PathBuf>,
-    /// How often the files are checked for changes, in seconds.
-    #[serde(default = "default_reload_secs")]
-    pub reload_interval_secs: u64,
-}
-
-fn default_reload_secs() -> u64 {
-    5
-}
-
-/// Bearer tokens accepted on `/k8s-audit` (and Falco's `http_output` intake).
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthConfig {
-    /// Tokens given inline (prefer `token_file`).
-    pub tokens: Vec<Secret>,
-    /// A file with one token per line (blank lines and `#` comments ignored); re-read on change.
-    pub token_file: Option<PathBuf>,
-}
-
-/// Request limits and the queue between ingest and detection.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct IngestConfig {
-    /// Largest accepted request body; larger ones get 413 (default 12 MiB, the k8saudit plugin's).
-    pub max_body_bytes: usize,
-    /// Accepted batches waiting for detection; when full, requests get 429.
-    pub queue_capacity: usize,
-    /// Time allowed to read a request's headers and its body, in seconds.
-    pub read_timeout_secs: u64,
-    /// Largest single event kept (default 256 KiB, the plugin's `maxEventSize`); larger are dropped.
-    pub max_event_bytes: usize,
-}
-
-impl Default for IngestConfig {
-    fn default() -> Self {
-        IngestConfig {
-            max_body_bytes: 12 * 1024 * 1024,
-            queue_capacity: 256,
-            read_timeout_secs: 30,
-            max_event_bytes: 256 * 1024,
-        }
-    }
-}
-
-/// Where detection runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DetectMode {
-    /// kaudit's own rules engine (the default).
-    #[default]
-    Embedded,
-    /// Forward to a managed Falco and route its alerts only.
-    Falco,
-    /// Both.
-    Both,
-}
-
-/// Detection settings.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DetectConfig {
-    /// `embedded`, `falco` or `both`.
-    pub mode: DetectMode,
 }
 
 /// Log format.
@@ -266,79 +201,52 @@ impl Config {
                 message: inner,
             }
         })?;
-        cfg.validate().map_err(|(key, message)| ConfigError::Key {
+        cfg.validate().map_err(|e| ConfigError::Key {
             file: origin,
-            key,
-            message,
+            key: e.key,
+            message: e.message,
         })?;
         Ok(cfg)
     }
 
-    /// Checks what types alone cannot; returns the key path and what is wrong.
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        if self.ingest.max_body_bytes == 0 {
-            return Err((
-                "ingest.max_body_bytes".into(),
-                "must be greater than 0".into(),
-            ));
-        }
-        if self.ingest.queue_capacity == 0 {
-            return Err((
-                "ingest.queue_capacity".into(),
-                "must be greater than 0".into(),
-            ));
-        }
-        if self.ingest.read_timeout_secs == 0 {
-            return Err((
-                "ingest.read_timeout_secs".into(),
-                "must be greater than 0".into(),
-            ));
-        }
+    /// Checks what types alone cannot: each stage validates its own part, and the key path
+    /// says where the value is.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        self.ingest.validate().map_err(|e| e.under("ingest"))?;
+        self.inbox.validate().map_err(|e| e.under("inbox"))?;
         if let Some(tls) = &self.tls {
-            for (key, path) in [
-                ("tls.cert_file", &tls.cert_file),
-                ("tls.key_file", &tls.key_file),
-            ] {
-                if !path.exists() {
-                    return Err((key.into(), format!("{} does not exist", path.display())));
-                }
-            }
-            if let Some(ca) = &tls.client_ca_file
-                && !ca.exists()
-            {
-                return Err((
-                    "tls.client_ca_file".into(),
-                    format!("{} does not exist", ca.display()),
-                ));
-            }
+            tls.validate().map_err(|e| e.under("tls"))?;
         }
-        if let Some(f) = &self.auth.token_file
-            && !f.exists()
-        {
-            return Err((
-                "auth.token_file".into(),
-                format!("{} does not exist", f.display()),
-            ));
+        let exists = |key: &str, f: &Path| {
+            if f.exists() {
+                Ok(())
+            } else {
+                Err(Invalid::new(key, format!("{} does not exist", f.display())))
+            }
+        };
+        if let Some(f) = &self.auth.token_file {
+            exists("auth.token_file", f)?;
         }
-        if let Some(f) = &self.falco.intake_token_file
-            && !f.exists()
-        {
-            return Err((
-                "falco.intake_token_file".into(),
-                format!("{} does not exist", f.display()),
-            ));
+        if let Some(f) = &self.falco.intake_token_file {
+            exists("falco.intake_token_file", f)?;
         }
         for (i, f) in self.rules.files.iter().enumerate() {
-            if !f.exists() {
-                return Err((
-                    format!("rules.files[{i}]"),
-                    format!("{} does not exist", f.display()),
-                ));
-            }
+            exists(&format!("rules.files[{i}]"), f)?;
         }
-        self.spool.validate()?;
+        self.spool.validate().map_err(|e| e.under("spool"))?;
         crate::sinks::validate_all(&self.sinks)?;
         Ok(())
+    }
+
+    /// What the router needs: enrichment, spool settings, the sinks and where spools live.
+    pub fn router_setup(&self) -> RouterSetup<'_> {
+        RouterSetup {
+            router: &self.router,
+            spool: &self.spool,
+            sinks: &self.sinks,
+            data_dir: &self.data_dir,
+            probe: None,
+        }
     }
 
     /// The effective config as YAML with every secret shown as `<redacted>`.

@@ -1,21 +1,72 @@
-//! The detect stage: takes accepted audit batches off the ingest queue, evaluates every event,
-//! and sends the alerts to the router. The evaluator can be swapped while running (rules reload).
+//! The detect stage: takes accepted audit batches off the ingest queue, hands each to the
+//! [`BatchTap`]s (the Falco forwarder), evaluates every event, and sends the alerts to the
+//! router. The evaluator can be swapped while running (rules reload).
 
 use std::sync::{Arc, RwLock};
 
+use futures_util::future::BoxFuture;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use tokio::sync::{mpsc, watch};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::alert::Alert;
-use crate::audit::{AuditBatch, AuditEvent};
-use crate::config::{Config, RulesConfig};
-use crate::metrics::Metrics;
+use crate::audit::AuditEvent;
+use crate::config::RulesConfig;
+use crate::delivery::Hold;
+use crate::delivery::alerts::AlertSender;
+use crate::delivery::inbox::{InboxBatch, InboxReader, InboxRecord};
+use crate::health::Probe;
 use crate::rules::{LoadError, LoadOptions, LoadReport, Ruleset};
+
+/// The output field that says where an alert was raised: `embedded` (kaudit's engine) or
+/// `falco`.
+pub const ORIGIN_FIELD: &str = "kaudit.origin";
+
+/// Where detection runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DetectMode {
+    /// kaudit's own rules engine (the default).
+    #[default]
+    Embedded,
+    /// Forward to a managed Falco and route its alerts only.
+    Falco,
+    /// Both.
+    Both,
+}
+
+impl DetectMode {
+    /// True when kaudit's own engine evaluates events.
+    pub fn embedded(self) -> bool {
+        self != DetectMode::Falco
+    }
+
+    /// True when a managed Falco is involved.
+    pub fn uses_falco(self) -> bool {
+        self != DetectMode::Embedded
+    }
+}
+
+/// Detection settings.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectConfig {
+    /// `embedded`, `falco` or `both`.
+    pub mode: DetectMode,
+}
+
+/// Something that takes every accepted batch before it is evaluated (the Falco forwarder's
+/// durable lane). Defined here so that detection need not know who listens.
+pub trait BatchTap: Send + Sync {
+    /// Takes `batch`, releasing `hold` once it has it durably; an error is logged and does not
+    /// stop detection (the dropped hold brings the batch back later).
+    fn take<'a>(&'a self, batch: &'a InboxRecord, hold: Hold) -> BoxFuture<'a, Result<(), String>>;
+}
 
 /// Labels of the alert counter: priority and origin, both bounded sets.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -119,98 +170,105 @@ impl Detector {
     }
 }
 
-/// Where a batch goes besides the embedded engine: the Falco forwarder's durable lane.
-pub type ForwardLane = Arc<crate::delivery::Lane>;
-
-/// The spooled form of a forwarded batch: its content type, a newline, then the body as received.
-pub fn encode_forward(batch: &AuditBatch) -> bytes::Bytes {
-    let mut b = Vec::with_capacity(batch.content_type.len() + 1 + batch.body.len());
-    b.extend_from_slice(batch.content_type.as_bytes());
-    b.push(b'\n');
-    b.extend_from_slice(&batch.body);
-    bytes::Bytes::from(b)
-}
-
-/// Reads back [`encode_forward`]: `(content type, body)`.
-pub fn decode_forward(payload: &bytes::Bytes) -> Option<(String, bytes::Bytes)> {
-    let nl = payload.iter().position(|b| *b == b'\n')?;
-    let ct = std::str::from_utf8(&payload[..nl]).ok()?.to_string();
-    Some((ct, payload.slice(nl + 1..)))
-}
-
-/// Runs the stage until the ingest queue is closed (or `stop` fires) and drained: each batch is
-/// first handed to the Falco forwarder (when there is one), then evaluated.
+/// Runs the stage until the inbox is closed and every batch it had was read: each batch is
+/// first handed to the taps (the Falco forwarder), then its events are evaluated one at a time
+/// and the alerts routed, every one carrying a share of the batch's hold, so the batch leaves
+/// the inbox only once all of them are spooled.
 pub fn spawn(
-    mut rx: mpsc::Receiver<AuditBatch>,
-    mut stop: watch::Receiver<bool>,
+    mut reader: InboxReader,
     detector: Detector,
-    forward: Option<ForwardLane>,
-    alerts: mpsc::Sender<Alert>,
-    metrics: Metrics,
+    taps: Vec<Arc<dyn BatchTap>>,
+    alerts: AlertSender,
+    metrics: DetectMetrics,
+    max_event_bytes: usize,
+    probe: Probe,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move {
+    probe.ready();
+    let supervised = probe.clone();
+    tokio::spawn(crate::health::supervise(supervised, async move {
         let mut out = Vec::new();
-        let mut closing = false;
-        loop {
-            let batch = if closing {
-                match rx.recv().await {
-                    Some(b) => b,
-                    None => break,
+        while let Some(InboxBatch { record, hold }) = reader.next().await {
+            probe.busy(STALL);
+            let seq = record.seq;
+            for tap in &taps {
+                if let Err(e) = tap.take(&record, hold.share()).await {
+                    tracing::error!(seq, error = %e, "cannot hand the batch on");
                 }
-            } else {
-                tokio::select! {
-                    b = rx.recv() => match b { Some(b) => b, None => break },
-                    _ = stop.changed() => {
-                        // No new batches; what is already queued is still handled.
-                        rx.close();
-                        closing = true;
-                        continue;
-                    }
+            }
+            if let Some(eval) = detector.get() {
+                let start = std::time::Instant::now();
+                let mut evaluated = 0u64;
+                let decoded =
+                    crate::audit::for_each_event(&record.body, max_event_bytes, |i, ev| {
+                        if let Ok(ev) = ev {
+                            evaluated += 1;
+                            let from = out.len();
+                            eval(&ev, &mut out);
+                            for a in &mut out[from..] {
+                                a.uuid = alert_uuid(&ev, seq, i, &a.rule, "embedded");
+                            }
+                        }
+                    });
+                if let Err(e) = decoded {
+                    // Only a payload that was valid JSON when accepted is in the inbox.
+                    tracing::error!(seq, error = %e, "inbox batch no longer decodes");
                 }
-            };
-            metrics.ingest.queue_depth.dec();
-            if let Some(lane) = &forward
-                && let Err(e) = lane.enqueue(encode_forward(&batch)).await
-            {
-                tracing::error!(request_id = batch.id, error = %e, "cannot queue the batch for Falco");
+                metrics.events_evaluated.inc_by(evaluated);
+                metrics
+                    .batch_duration
+                    .observe(start.elapsed().as_secs_f64());
             }
-            let Some(eval) = detector.get() else { continue };
-            let start = std::time::Instant::now();
-            for ev in batch.events.iter() {
-                eval(ev, &mut out);
-            }
-            metrics
-                .detect
-                .events_evaluated
-                .inc_by(batch.events.len() as u64);
-            metrics
-                .detect
-                .batch_duration
-                .observe(start.elapsed().as_secs_f64());
             for alert in out.drain(..) {
                 metrics
-                    .detect
                     .alerts
                     .get_or_create(&AlertLabels {
                         priority: alert.priority.as_lower(),
                         origin: "embedded",
                     })
                     .inc();
-                tracing::debug!(request_id = batch.id, uuid = %alert.uuid, rule = %alert.rule, "alert");
-                if alerts.send(alert).await.is_err() {
-                    tracing::error!("router is gone; dropping alert");
+                tracing::debug!(seq, uuid = %alert.uuid, rule = %alert.rule, "alert");
+                if alerts.send_held(alert, hold.share()).await.is_err() {
+                    tracing::error!(seq, "router is gone; the batch stays in the inbox");
                 }
             }
+            hold.release();
+            probe.ready();
         }
-    })
+    }))
 }
 
-/// Load options for the embedded engine from the config.
-pub fn rules_options(cfg: &Config) -> LoadOptions {
+/// How long one batch may take (evaluation plus handing its alerts to the router) before
+/// detection counts as stuck on `/readyz`.
+pub const STALL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Namespace of the uuids kaudit derives for its alerts (UUID v5).
+pub const ALERT_UUID_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x6b61_7564_6974_4a8e_9a1f_3c2d_5e7b_0a41);
+
+/// An alert's uuid, derived from what it is: the event (its `auditID` and `stage`, or, for an
+/// event without an `auditID`, its place in the inbox), the rule and the origin. A replayed or
+/// re-sent batch raises alerts with the same uuids, so consumers de-duplicate them.
+pub fn alert_uuid(ev: &AuditEvent, seq: u64, index: usize, rule: &str, origin: &str) -> uuid::Uuid {
+    let id = ev.audit_id();
+    let name = if id.is_empty() {
+        format!("inbox:{seq}:{index}\0{rule}\0{origin}")
+    } else {
+        let stage = ev
+            .json
+            .get("stage")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("");
+        format!("{id}\0{stage}\0{rule}\0{origin}")
+    };
+    uuid::Uuid::new_v5(&ALERT_UUID_NAMESPACE, name.as_bytes())
+}
+
+/// Load options for the embedded engine: the rules settings and the host name alerts carry.
+pub fn rules_options(rules: &RulesConfig, hostname: String) -> LoadOptions {
     LoadOptions {
-        rule_matching: cfg.rules.rule_matching,
-        min_priority: cfg.rules.min_priority,
-        hostname: cfg.effective_hostname(),
+        rule_matching: rules.rule_matching,
+        min_priority: rules.min_priority,
+        hostname,
     }
 }
 
@@ -233,7 +291,7 @@ pub fn evaluator(rs: Arc<Ruleset>) -> Arc<EvaluateFn> {
         rs.evaluate(ev, out);
         for a in &mut out[from..] {
             a.output_fields.insert(
-                crate::falco::alert_in::ORIGIN_FIELD.into(),
+                ORIGIN_FIELD.into(),
                 serde_json::Value::String("embedded".into()),
             );
         }
@@ -241,8 +299,8 @@ pub fn evaluator(rs: Arc<Ruleset>) -> Arc<EvaluateFn> {
 }
 
 /// Puts `rs` in force and records it in the metrics.
-pub fn install(detector: &Detector, rs: Ruleset, report: &LoadReport, metrics: &Metrics) {
-    metrics.detect.rules_active.set(report.rules_active as i64);
+pub fn install(detector: &Detector, rs: Ruleset, report: &LoadReport, metrics: &DetectMetrics) {
+    metrics.rules_active.set(report.rules_active as i64);
     detector.set(evaluator(Arc::new(rs)));
 }
 
@@ -252,31 +310,13 @@ pub fn spawn_rules_watch(
     rules: RulesConfig,
     opts: LoadOptions,
     detector: Detector,
-    metrics: Metrics,
-    mut stop: watch::Receiver<bool>,
+    metrics: DetectMetrics,
+    stop: watch::Receiver<bool>,
 ) -> Option<JoinHandle<()>> {
-    if rules.files.is_empty() {
-        return None;
-    }
     let every = std::time::Duration::from_secs(rules.reload_interval_secs.max(1));
-    Some(tokio::spawn(async move {
-        let stamp = |files: &[std::path::PathBuf]| -> Vec<_> {
-            files.iter().map(|f| crate::watch::mtime(f)).collect()
-        };
-        let mut last = stamp(&rules.files);
-        loop {
-            tokio::select! {
-                _ = stop.changed() => return,
-                _ = tokio::time::sleep(every) => {}
-            }
-            let now = stamp(&rules.files);
-            if now == last {
-                continue;
-            }
-            last = now;
-            reload_rules(&rules, &opts, &detector, &metrics);
-        }
-    }))
+    crate::watch::spawn_on_change(rules.files.clone(), every, Some(stop), move || {
+        reload_rules(&rules, &opts, &detector, &metrics);
+    })
 }
 
 /// Loads the rules again and puts them in force, or keeps the old ones and says why.
@@ -284,7 +324,7 @@ pub fn reload_rules(
     rules: &RulesConfig,
     opts: &LoadOptions,
     detector: &Detector,
-    metrics: &Metrics,
+    metrics: &DetectMetrics,
 ) -> bool {
     match load_rules(rules, opts) {
         Ok((rs, report)) => {
@@ -295,7 +335,6 @@ pub fn reload_rules(
             );
             install(detector, rs, &report, metrics);
             metrics
-                .detect
                 .rules_reloads
                 .get_or_create(&ReloadLabel { result: "ok" })
                 .inc();
@@ -304,7 +343,6 @@ pub fn reload_rules(
         Err(e) => {
             tracing::error!("rules reload failed; the previous rules stay in force:\n{e}");
             metrics
-                .detect
                 .rules_reloads
                 .get_or_create(&ReloadLabel { result: "failed" })
                 .inc();

@@ -59,6 +59,18 @@ pub fn positive(key: &str, value: u64) -> Result<(), Invalid> {
     }
 }
 
+/// Fails at `key` when `path` does not exist; the common check of a configured file.
+pub fn existing_file(key: &str, path: &std::path::Path) -> Result<(), Invalid> {
+    if path.exists() {
+        Ok(())
+    } else {
+        Err(Invalid::new(
+            key,
+            format!("{} does not exist", path.display()),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +85,7 @@ mod tests {
         assert_eq!(Invalid::new("", "bad").under("spool").key, "spool");
         assert_eq!(positive("x", 0).unwrap_err().key, "x");
         assert!(positive("x", 1).is_ok());
+        let e = existing_file("f", std::path::Path::new("/nonexistent/x")).unwrap_err();
+        assert_eq!(e.to_string(), "key `f`: /nonexistent/x does not exist");
     }
 }

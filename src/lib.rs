@@ -2,7 +2,7 @@
 //!
 //! The pipeline, one module per stage:
 //! `ingest` (HTTP webhook) → `detect` (rules engine) → `router` (filters, enrichment, fan-out)
-//! → `delivery` (per-sink queue, spool, retries) → `sinks` (one file per destination).
+//! → `delivery` (per-sink queue, spool, retries) → `sinks` (one module per destination).
 //! `pipeline` wires the stages together; `main.rs` only parses the command line.
 
 #![warn(missing_docs)]
@@ -11,11 +11,15 @@
 // layer; their paths stay `kaudit::audit`, `kaudit::alert`, `kaudit::rules`.
 pub use kaudit_engine::{alert, audit, rules};
 
+pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod detect;
 pub mod falco;
+pub mod follow;
+pub mod gcp;
+pub mod health;
 pub mod ingest;
 pub mod invalid;
 pub mod metrics;
@@ -23,5 +27,7 @@ pub mod operator;
 pub mod pipeline;
 pub mod router;
 pub mod secret;
+pub mod server;
 pub mod sinks;
+pub mod transport;
 pub mod watch;

@@ -107,7 +107,7 @@ fn main() -> ExitCode {
                     .map(|h| h.to_string_lossy().into_owned())
                     .unwrap_or_else(|_| "kaudit-operator".into())
             });
-            let opts = kaudit::operator::controller::OperatorOptions {
+            let opts = kaudit::operator::OperatorOptions {
                 listen,
                 lease_namespace,
                 lease_name,
@@ -117,7 +117,10 @@ fn main() -> ExitCode {
                 .enable_all()
                 .build()
                 .map_err(anyhow::Error::from)
-                .and_then(|rt| rt.block_on(kaudit::operator::controller::run(opts)));
+                .and_then(|rt| {
+                    rt.block_on(kaudit::operator::run(opts))
+                        .map_err(anyhow::Error::from)
+                });
             match run {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

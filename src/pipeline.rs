@@ -3,37 +3,44 @@
 //! exit. Also reloads the config on SIGHUP or when the file changes.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use axum::middleware;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, ConfigError, DetectMode, Overrides};
+use crate::config::{Config, ConfigError, Overrides};
+use crate::delivery::inbox::Inbox;
 use crate::delivery::{Lane, LanePaths, SinkLabels};
-use crate::detect::{self, Detector};
+use crate::detect::{self, BatchTap, Detector};
 use crate::falco;
-use crate::ingest::{self, IngestState, Server, auth::TokenAuth, tls::ReloadingTls};
+use crate::health::{Health, Probe};
+use crate::ingest::{self, IngestState};
 use crate::metrics::Metrics;
-use crate::router::{self, RouterHandle};
+use crate::router::{self, RouterHandle, RouterSetup};
+use crate::server::{self, Server, auth::TokenAuth, tls::ReloadingTls};
 
 /// Why the pipeline could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     /// TLS files unusable.
     #[error(transparent)]
-    Tls(#[from] ingest::tls::TlsError),
+    Tls(#[from] server::tls::TlsError),
     /// Token file unreadable.
     #[error(transparent)]
-    Auth(#[from] ingest::auth::TokenFileError),
+    Auth(#[from] server::auth::TokenFileError),
     /// A sink could not be built.
     #[error(transparent)]
     Router(#[from] router::RouterError),
     /// The Falco forwarder could not be set up.
     #[error(transparent)]
     Forward(#[from] falco::forward::ForwardError),
+    /// The inbox could not be opened.
+    #[error(transparent)]
+    Inbox(#[from] crate::delivery::inbox::InboxError),
     /// The forwarder's spool could not be opened.
     #[error("falco forwarder spool: {0}")]
     Lane(#[from] crate::delivery::LaneError),
@@ -58,11 +65,15 @@ pub struct Running {
     config: Config,
     server: Server,
     stop: watch::Sender<bool>,
+    inbox: Option<Inbox>,
+    inbox_worker: crate::delivery::inbox::Worker,
     detect: JoinHandle<()>,
     falco_tail: Option<JoinHandle<()>>,
     forward: Option<Arc<Lane>>,
     router: RouterHandle,
-    ready: Arc<AtomicBool>,
+    serving: Probe,
+    /// Liveness and readiness of every stage.
+    pub health: Health,
     /// The metric families, for tests and embedding.
     pub metrics: Metrics,
     /// The evaluator in force, swappable.
@@ -73,22 +84,22 @@ pub struct Running {
 pub async fn start(cfg: Config) -> Result<Running, PipelineError> {
     let metrics = Metrics::new();
     let detector = Detector::none();
-    let opts = detect::rules_options(&cfg);
-    if cfg.detect.mode != DetectMode::Falco {
+    let opts = detect::rules_options(&cfg.rules, cfg.effective_hostname());
+    if cfg.detect.mode.embedded() {
         let (rs, report) = detect::load_rules(&cfg.rules, &opts)?;
         for w in &report.warnings {
             tracing::warn!("rules: {w}");
         }
         tracing::info!(active = report.rules_active, "rules loaded");
-        detect::install(&detector, rs, &report, &metrics);
+        detect::install(&detector, rs, &report, &metrics.detect);
     }
     let running = start_with(cfg, detector, metrics).await?;
-    if running.config.detect.mode != DetectMode::Falco {
+    if running.config.detect.mode.embedded() {
         detect::spawn_rules_watch(
             running.config.rules.clone(),
             opts,
             running.detector.clone(),
-            running.metrics.clone(),
+            running.metrics.detect.clone(),
             running.stop.subscribe(),
         );
     }
@@ -101,7 +112,7 @@ pub async fn start_with(
     detector: Detector,
     metrics: Metrics,
 ) -> Result<Running, PipelineError> {
-    crate::ingest::tls::install_crypto_provider();
+    crate::transport::tls::install_crypto_provider();
     let tls = match &cfg.tls {
         Some(t) => {
             let r = ReloadingTls::new(t)?;
@@ -113,14 +124,23 @@ pub async fn start_with(
     let auth = TokenAuth::from_config(&cfg.auth)?;
     auth.spawn_watch(Duration::from_secs(5));
     let (stop, _) = watch::channel(false);
-    let uses_falco = cfg.detect.mode != DetectMode::Embedded;
+    let health = Health::new();
+    let uses_falco = cfg.detect.mode.uses_falco();
 
-    let router = router::start(&cfg, &metrics).await?;
+    let router = router::start(
+        RouterSetup {
+            probe: Some(health.probe("router")),
+            ..cfg.router_setup()
+        },
+        &metrics.delivery,
+    )
+    .await?;
     let forwarder = if uses_falco {
         Some(falco::forward::Forwarder::new(&cfg.falco)?)
     } else {
         None
     };
+    let mut taps: Vec<Arc<dyn BatchTap>> = Vec::new();
     let forward = if let Some(forwarder) = forwarder.clone() {
         let labels = SinkLabels {
             sink: falco::forward::LANE.into(),
@@ -138,34 +158,32 @@ pub async fn start_with(
         .await?;
         lane.start_worker(Arc::new(falco::forward::ForwardDeliver::new(forwarder)))
             .await;
-        Some(Arc::new(lane))
+        let lane = Arc::new(lane);
+        taps.push(Arc::new(falco::forward::ForwardTap(lane.clone())));
+        Some(lane)
     } else {
         None
     };
-    let (batch_tx, batch_rx) = mpsc::channel(cfg.ingest.queue_capacity);
+    let opened = Inbox::open(
+        &cfg.data_dir.join("inbox"),
+        &cfg.inbox,
+        metrics.inbox.clone(),
+        Some(health.probe("inbox")),
+    )?;
+    let inbox = opened.inbox;
     let detect = detect::spawn(
-        batch_rx,
-        stop.subscribe(),
+        opened.reader,
         detector.clone(),
-        forward.clone(),
+        taps,
         router.sender(),
-        metrics.clone(),
+        metrics.detect.clone(),
+        cfg.ingest.max_event_bytes,
+        health.probe("detect"),
     );
 
-    let ready = Arc::new(AtomicBool::new(false));
-    let mut state = IngestState::new(
-        batch_tx,
-        auth,
-        metrics.clone(),
-        cfg.ingest.clone(),
-        ready.clone(),
-    );
-    let falco_health = falco::forward::FalcoHealth::default();
-    if uses_falco && cfg.falco.healthz_url.is_some() {
-        state = state.with_falco_health(falco_health.clone());
-    }
-    let read_timeout = Duration::from_secs(cfg.ingest.read_timeout_secs);
-    let mut extra = axum::Router::new();
+    let state = IngestState::new(inbox.clone(), metrics.ingest.clone(), cfg.ingest.clone());
+    let read_timeout = cfg.ingest.read_timeout();
+    let mut app = ingest::routes(state, auth.clone());
     let mut falco_tail = None;
     if uses_falco {
         if cfg.falco.http_output {
@@ -177,21 +195,24 @@ pub async fn start_with(
                 }
                 None => None,
             };
-            extra = falco::http_output_routes(
-                &state,
+            app = app.merge(falco::http_output_routes(
+                auth.clone(),
                 intake,
                 router.sender(),
                 metrics.falco_in.clone(),
                 cfg.ingest.max_body_bytes,
                 read_timeout,
-            );
+            ));
         }
         if let (Some(url), Some(fw)) = (&cfg.falco.healthz_url, &forwarder) {
+            let falco_health = falco::forward::FalcoHealth::default();
+            let shown = falco_health.clone();
+            health.info("falco", move || shown.as_str().to_string());
             falco::forward::spawn_health(
                 fw,
                 url.clone(),
                 Duration::from_millis(cfg.falco.healthz_interval_ms.max(100)),
-                falco_health.clone(),
+                falco_health,
                 metrics.falco_in.falco_up.clone(),
                 stop.subscribe(),
             );
@@ -210,14 +231,24 @@ pub async fn start_with(
             ));
         }
     }
-    let app = ingest::app(state, extra);
-    let server = ingest::serve(cfg.listen, app, tls, read_timeout)
+    let encoder = metrics.clone();
+    let app = app
+        .merge(server::ops_routes(
+            health.clone(),
+            Arc::new(move || encoder.encode()),
+        ))
+        .layer(middleware::from_fn_with_state(
+            metrics.http.clone(),
+            server::observe,
+        ));
+    let serving = health.probe("server");
+    let server = server::serve(cfg.listen, app, tls, read_timeout)
         .await
         .map_err(|source| PipelineError::Bind {
             addr: cfg.listen,
             source,
         })?;
-    ready.store(true, Ordering::Relaxed);
+    serving.ready();
     tracing::info!(
         listen = %server.local_addr(),
         tls = cfg.tls.is_some(),
@@ -229,11 +260,14 @@ pub async fn start_with(
         config: cfg,
         server,
         stop,
+        inbox: Some(inbox),
+        inbox_worker: opened.worker,
         detect,
         falco_tail,
         forward,
         router,
-        ready,
+        serving,
+        health,
         metrics,
         detector,
     })
@@ -263,10 +297,10 @@ impl Running {
                 "listen, tls, auth, ingest and detect.mode changes take effect after a restart"
             );
         }
-        self.router.reload(&new).await?;
-        if new.detect.mode != DetectMode::Falco && new.rules != self.config.rules {
-            let opts = detect::rules_options(&new);
-            detect::reload_rules(&new.rules, &opts, &self.detector, &self.metrics);
+        self.router.reload(new.router_setup()).await?;
+        if new.detect.mode.embedded() && new.rules != self.config.rules {
+            let opts = detect::rules_options(&new.rules, new.effective_hostname());
+            detect::reload_rules(&new.rules, &opts, &self.detector, &self.metrics.detect);
         }
         tracing::info!(sinks = new.sinks.len(), "config reloaded");
         self.config = new;
@@ -274,29 +308,59 @@ impl Running {
     }
 
     /// Stops accepting requests, then drains what was accepted through detection, the Falco
-    /// forwarder and every sink (what a dead destination cannot take stays spooled on disk).
+    /// forwarder and every sink. Each phase has a budget, and together they stay under
+    /// Kubernetes' default 30 s grace period: what a dead destination cannot take stays spooled,
+    /// and what detection had no time for stays in the inbox, both for the next run.
     pub async fn shutdown(self) {
-        self.ready.store(false, Ordering::Relaxed);
-        self.server.shutdown(Duration::from_secs(30)).await;
-        let _ = self.stop.send(true);
-        if let Err(e) = self.detect.await {
-            tracing::error!(error = %e, "detect stage failed");
-        }
-        if let Some(t) = self.falco_tail
+        let Running {
+            server,
+            stop,
+            inbox,
+            inbox_worker,
+            mut detect,
+            falco_tail,
+            forward,
+            router,
+            serving,
+            ..
+        } = self;
+        serving.not_ready("shutting down");
+        server.shutdown(SHUTDOWN_REQUESTS).await;
+        let _ = stop.send(true);
+        // No source appends any more: once the inbox is closed, detection ends when it has read
+        // every batch that was accepted.
+        drop(inbox);
+        if let Some(t) = falco_tail
             && let Err(e) = t.await
         {
             tracing::error!(error = %e, "Falco tailer failed");
         }
-        if let Some(lane) = self.forward {
+        match tokio::time::timeout(SHUTDOWN_DETECT, &mut detect).await {
+            Ok(Err(e)) => tracing::error!(error = %e, "detect stage failed"),
+            Ok(Ok(())) => {}
+            Err(_) => {
+                tracing::warn!(
+                    "detection did not finish in {SHUTDOWN_DETECT:?}; the rest stays in the inbox for the next run"
+                );
+                detect.abort();
+            }
+        }
+        if let Some(lane) = forward {
             match Arc::try_unwrap(lane) {
-                Ok(lane) => lane.close(Duration::from_secs(5)).await,
+                Ok(lane) => lane.close(Duration::from_secs(3)).await,
                 Err(_) => tracing::error!("Falco forwarder still in use at shutdown"),
             }
         }
-        self.router.shutdown().await;
+        router.shutdown().await;
+        inbox_worker.join().await;
         tracing::info!("pipeline drained");
     }
 }
+
+/// Budget for requests in flight to finish at shutdown.
+pub const SHUTDOWN_REQUESTS: Duration = Duration::from_secs(5);
+/// Budget for detection to finish the batches it has at shutdown.
+pub const SHUTDOWN_DETECT: Duration = Duration::from_secs(10);
 
 /// What the main loop was woken by.
 enum Wake {
@@ -304,14 +368,62 @@ enum Wake {
     Reload(&'static str),
 }
 
+/// The process's signals, caught once for its whole life: a signal that arrives while a reload
+/// is running waits in its stream instead of being lost.
+struct Signals {
+    term: Option<Signal>,
+    hup: Option<Signal>,
+}
+
+impl Signals {
+    fn catch() -> Signals {
+        let catch = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot catch {name}");
+                None
+            }
+        };
+        Signals {
+            term: catch(SignalKind::terminate(), "SIGTERM"),
+            hup: catch(SignalKind::hangup(), "SIGHUP"),
+        }
+    }
+
+    /// Waits for SIGTERM/SIGINT, SIGHUP, or a change of the config file.
+    async fn next(&mut self, config: &mut Option<crate::watch::Stamp>) -> Wake {
+        async fn maybe(s: &mut Option<Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        loop {
+            tokio::select! {
+                _ = maybe(&mut self.term) => { tracing::info!("SIGTERM: draining"); return Wake::Stop }
+                _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: draining"); return Wake::Stop }
+                _ = maybe(&mut self.hup) => return Wake::Reload("SIGHUP"),
+                _ = tokio::time::sleep(Duration::from_secs(2)), if config.is_some() => {
+                    if config.as_mut().is_some_and(|c| c.changed()) {
+                        return Wake::Reload("file changed");
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Runs `kaudit serve`: loads the config, starts, reloads on SIGHUP or a change of the config
 /// file, drains and returns on SIGTERM/SIGINT.
 pub async fn run(path: Option<PathBuf>, overrides: Overrides) -> Result<(), PipelineError> {
+    let mut signals = Signals::catch();
     let cfg = Config::load(path.as_deref(), &overrides)?;
     let mut running = start(cfg).await?;
-    let mut last = path.as_deref().and_then(crate::watch::mtime);
+    let mut stamp = path.clone().map(|p| crate::watch::Stamp::new(vec![p]));
     loop {
-        match next_wake(path.as_deref(), &mut last).await {
+        match signals.next(&mut stamp).await {
             Wake::Stop => break,
             Wake::Reload(why) => match Config::load(path.as_deref(), &overrides) {
                 Ok(new) => {
@@ -328,38 +440,4 @@ pub async fn run(path: Option<PathBuf>, overrides: Overrides) -> Result<(), Pipe
     }
     running.shutdown().await;
     Ok(())
-}
-
-async fn next_wake(path: Option<&Path>, last: &mut Option<std::time::SystemTime>) -> Wake {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut hup)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::hangup()),
-        ) else {
-            let _ = tokio::signal::ctrl_c().await;
-            return Wake::Stop;
-        };
-        loop {
-            tokio::select! {
-                _ = term.recv() => { tracing::info!("SIGTERM: draining"); return Wake::Stop }
-                _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: draining"); return Wake::Stop }
-                _ = hup.recv() => return Wake::Reload("SIGHUP"),
-                _ = tokio::time::sleep(Duration::from_secs(2)) => {
-                    let now = path.and_then(crate::watch::mtime);
-                    if now != *last {
-                        *last = now;
-                        return Wake::Reload("file changed");
-                    }
-                }
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = (path, last);
-        let _ = tokio::signal::ctrl_c().await;
-        Wake::Stop
-    }
 }

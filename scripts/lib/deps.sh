@@ -74,3 +74,20 @@ ensure_test_servers() {
   ensure_moto
   ensure_pubsub_emulator
 }
+
+# The kube test harness (tests/it/kube): kube-apiserver, kube-controller-manager, kubectl, etcd
+# and helm, built with Go from their modules (tests/kube/) into .tools/kube/bin. Go must be
+# there (the module proxy is the only download); the first build takes a long while (README),
+# afterwards it returns at once, and after a fresh clone Go's caches make it a matter of linking.
+ensure_kube() {
+  if ! command -v go >/dev/null; then
+    local msg="go not found: the kube tests need Go (1.26) to build kube-apiserver and friends"
+    if [ "${CI:-}" = true ]; then
+      echo "$msg" >&2
+      exit 1
+    fi
+    log "$msg; the kube tests will be skipped"
+    return
+  fi
+  tests/kube/build.sh
+}

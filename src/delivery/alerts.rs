@@ -5,9 +5,55 @@ use bytes::Bytes;
 use tracing::Instrument;
 
 use futures_util::future::BoxFuture;
+use tokio::sync::mpsc;
 
-use super::{BatchPolicy, Deliver, Record, Sink, SinkError};
+use super::{BatchPolicy, Deliver, Hold, Record, Sink, SinkError};
 use crate::alert::Alert;
+
+/// An alert on its way to the router, with the hold of the work that raised it (released once
+/// the alert is in every matching sink's spool).
+#[derive(Debug)]
+pub struct Routed {
+    /// The alert.
+    pub alert: Alert,
+    /// The producer's hold, if it tracks durability.
+    pub hold: Option<Hold>,
+}
+
+/// The router has stopped; the alert was not taken.
+#[derive(Debug, thiserror::Error)]
+#[error("the router has stopped")]
+pub struct RouterGone;
+
+/// Where producers (detection, the Falco intake and tailer) send alerts to be routed.
+#[derive(Clone, Debug)]
+pub struct AlertSender(mpsc::Sender<Routed>);
+
+impl AlertSender {
+    /// Wraps the router's input channel.
+    pub fn new(tx: mpsc::Sender<Routed>) -> AlertSender {
+        AlertSender(tx)
+    }
+
+    /// Routes an alert nobody waits on.
+    pub async fn send(&self, alert: Alert) -> Result<(), RouterGone> {
+        self.route(Routed { alert, hold: None }).await
+    }
+
+    /// Routes an alert carrying a share of `hold`.
+    pub async fn send_held(&self, alert: Alert, hold: Hold) -> Result<(), RouterGone> {
+        self.route(Routed {
+            alert,
+            hold: Some(hold),
+        })
+        .await
+    }
+
+    /// Routes `r`, waiting while the router is behind.
+    pub async fn route(&self, r: Routed) -> Result<(), RouterGone> {
+        self.0.send(r).await.map_err(|_| RouterGone)
+    }
+}
 
 /// Key under which a dead-lettered alert is written.
 pub const DEAD_LETTER_FIELD: &str = "alert";

@@ -2,12 +2,14 @@
 //! whether a failure is worth retrying. Defined here, below `sinks`, so that every sink depends on
 //! delivery and never the other way round.
 
+use std::future::Future;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
 use super::BatchPolicy;
 use crate::alert::Alert;
+use crate::transport::TransportError;
 
 /// Why a delivery failed, and whether trying again can help.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -33,6 +35,32 @@ impl SinkError {
             retry_after: None,
         }
     }
+}
+
+impl From<TransportError> for SinkError {
+    fn from(e: TransportError) -> Self {
+        if e.retry {
+            SinkError::Retryable {
+                message: e.message,
+                retry_after: e.retry_after,
+            }
+        } else {
+            SinkError::Permanent(e.message)
+        }
+    }
+}
+
+/// Sends `alerts` one at a time with `send`, in order, stopping at the first failure: the shape
+/// of `Sink::send` for a destination that takes one alert per request.
+pub async fn one_by_one<'a, F, Fut>(alerts: &'a [Alert], mut send: F) -> Result<(), SinkError>
+where
+    F: FnMut(&'a Alert) -> Fut,
+    Fut: Future<Output = Result<(), SinkError>>,
+{
+    for a in alerts {
+        send(a).await?;
+    }
+    Ok(())
 }
 
 /// A connected destination. `send` delivers a batch (often of one) or says why it could not.

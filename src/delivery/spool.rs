@@ -5,8 +5,8 @@
 //! The spool knows nothing of alerts: the forwarder of raw audit batches can use it as is.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock, RwLockReadGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -77,7 +77,12 @@ pub struct AppendOutcome {
 /// A durable FIFO of byte records, bounded by a byte cap. Thread-safe; methods block on disk
 /// I/O, so call them from `spawn_blocking` in async code.
 pub struct Spool {
-    db: Database,
+    /// `None` only while a failed database is being reopened.
+    db: RwLock<Option<Database>>,
+    /// Set by any storage error: the next operation reopens the database first. redb refuses
+    /// every later write after an I/O error ("previous I/O error"), so a full or failing disk
+    /// would otherwise wedge the spool for good even once the disk has room again.
+    broken: AtomicBool,
     path: PathBuf,
     max_bytes: AtomicU64,
     next_seq: Mutex<u64>,
@@ -106,26 +111,10 @@ impl Spool {
             source: Box::new(e),
         };
         let db = Database::create(&path).map_err(|e| db_err(e.into()))?;
-        // Make sure the table exists, then count what a previous run left.
-        let (next, bytes, len) = (|| -> Result<(u64, u64, u64), redb::Error> {
-            let w = db.begin_write()?;
-            {
-                w.open_table(RECORDS)?;
-            }
-            w.commit()?;
-            let r = db.begin_read()?;
-            let t = r.open_table(RECORDS)?;
-            let mut bytes = 0u64;
-            for item in t.iter()? {
-                let (_, v) = item?;
-                bytes += v.value().len() as u64;
-            }
-            let next = t.last()?.map(|(k, _)| k.value() + 1).unwrap_or(0);
-            Ok((next, bytes, t.len()?))
-        })()
-        .map_err(db_err)?;
+        let (next, bytes, len) = count(&db).map_err(db_err)?;
         Ok(Spool {
-            db,
+            db: RwLock::new(Some(db)),
+            broken: AtomicBool::new(false),
             path,
             max_bytes: AtomicU64::new(max_bytes),
             next_seq: Mutex::new(next),
@@ -134,7 +123,42 @@ impl Spool {
         })
     }
 
+    /// The database, reopened first if an earlier operation failed.
+    fn db(&self) -> Result<RwLockReadGuard<'_, Option<Database>>, SpoolError> {
+        if self.broken.load(Ordering::Acquire) {
+            self.reopen()?;
+        }
+        let g = self.db.read().unwrap_or_else(|p| p.into_inner());
+        if g.is_none() {
+            return Err(SpoolError::Db {
+                path: self.path.display().to_string(),
+                source: Box::new(redb::Error::DatabaseAlreadyOpen),
+            });
+        }
+        Ok(g)
+    }
+
+    /// Drops the failed database and opens the file again (redb recovers it to its last
+    /// committed state), then recounts what it holds.
+    fn reopen(&self) -> Result<(), SpoolError> {
+        let mut g = self.db.write().unwrap_or_else(|p| p.into_inner());
+        if !self.broken.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        *g = None;
+        let db = Database::create(&self.path).map_err(|e| self.err(e))?;
+        let (next, bytes, len) = count(&db).map_err(|e| self.err(e))?;
+        *self.next_seq.lock().unwrap_or_else(|p| p.into_inner()) = next;
+        self.bytes.store(bytes, Ordering::Relaxed);
+        self.len.store(len, Ordering::Relaxed);
+        *g = Some(db);
+        self.broken.store(false, Ordering::Release);
+        tracing::info!(spool = %self.path.display(), records = len, "spool reopened after a storage error");
+        Ok(())
+    }
+
     fn err(&self, e: impl Into<redb::Error>) -> SpoolError {
+        self.broken.store(true, Ordering::Release);
         SpoolError::Db {
             path: self.path.display().to_string(),
             source: Box::new(e.into()),
@@ -193,7 +217,11 @@ impl Spool {
         let mut evicted = Vec::new();
         let mut evicted_bytes = 0u64;
         let mut evicted_stored = 0u64;
-        let w = self.db.begin_write().map_err(|e| self.err(e))?;
+        let guard = self.db()?;
+        let Some(db) = guard.as_ref() else {
+            return Err(self.err(redb::Error::DatabaseAlreadyOpen));
+        };
+        let w = db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut t = w.open_table(RECORDS).map_err(|e| self.err(e))?;
             // Evict the oldest stored records while over the cap.
@@ -253,7 +281,11 @@ impl Spool {
 
     /// Up to `max` of the oldest records, oldest first, without removing them.
     pub fn peek(&self, max: usize) -> Result<Vec<Record>, SpoolError> {
-        let r = self.db.begin_read().map_err(|e| self.err(e))?;
+        let guard = self.db()?;
+        let Some(db) = guard.as_ref() else {
+            return Err(self.err(redb::Error::DatabaseAlreadyOpen));
+        };
+        let r = db.begin_read().map_err(|e| self.err(e))?;
         let t = r.open_table(RECORDS).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for item in t.iter().map_err(|e| self.err(e))?.take(max) {
@@ -266,7 +298,11 @@ impl Spool {
     /// Removes the records with these sequence numbers (confirmed or dead-lettered), in one
     /// transaction. Unknown numbers are ignored.
     pub fn remove(&self, seqs: &[u64]) -> Result<(), SpoolError> {
-        let w = self.db.begin_write().map_err(|e| self.err(e))?;
+        let guard = self.db()?;
+        let Some(db) = guard.as_ref() else {
+            return Err(self.err(redb::Error::DatabaseAlreadyOpen));
+        };
+        let w = db.begin_write().map_err(|e| self.err(e))?;
         let mut freed = 0u64;
         let mut count = 0u64;
         {
@@ -283,6 +319,24 @@ impl Spool {
         self.len.fetch_sub(count, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// Makes sure the table exists, then counts what it holds: `(next seq, bytes, records)`.
+fn count(db: &Database) -> Result<(u64, u64, u64), redb::Error> {
+    let w = db.begin_write()?;
+    {
+        w.open_table(RECORDS)?;
+    }
+    w.commit()?;
+    let r = db.begin_read()?;
+    let t = r.open_table(RECORDS)?;
+    let mut bytes = 0u64;
+    for item in t.iter()? {
+        let (_, v) = item?;
+        bytes += v.value().len() as u64;
+    }
+    let next = t.last()?.map(|(k, _)| k.value() + 1).unwrap_or(0);
+    Ok((next, bytes, t.len()?))
 }
 
 fn decode(seq: u64, v: &[u8]) -> Record {

@@ -5,9 +5,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::alert::{Alert, Priority};
-
-/// Output field that says where an alert came from: `falco` or `embedded`.
-pub const ORIGIN_FIELD: &str = "kaudit.origin";
+pub use crate::detect::ORIGIN_FIELD;
 
 /// Why a Falco alert was refused; the text names the missing or bad key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

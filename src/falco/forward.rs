@@ -10,8 +10,12 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use futures_util::future::BoxFuture;
+
 use super::FalcoConfig;
-use crate::delivery::SinkError;
+use crate::delivery::inbox::InboxRecord;
+use crate::delivery::{Hold, Lane, SinkError};
+use crate::detect::BatchTap;
 use crate::secret::resolve_secret;
 
 /// A forwarder that could not be set up, naming the key at fault.
@@ -38,7 +42,7 @@ pub struct Forwarder {
 impl Forwarder {
     /// Builds the client from `falco.*` settings.
     pub fn new(cfg: &FalcoConfig) -> Result<Forwarder, ForwardError> {
-        crate::ingest::tls::install_crypto_provider();
+        crate::transport::tls::install_crypto_provider();
         let url: reqwest::Url = cfg.forward_url.parse().map_err(|e| ForwardError::Config {
             key: "forward_url",
             message: format!("{:?}: {e}", cfg.forward_url),
@@ -56,18 +60,13 @@ impl Forwarder {
         let tls = cfg
             .forward_ca_file
             .as_ref()
-            .map(|ca| crate::sinks::tls::ClientTls {
-                ca_file: Some(ca.clone()),
-                cert_file: None,
-                key_file: None,
-            });
+            .map(|ca| crate::transport::ClientTls::ca(ca.clone()));
         let timeout = Duration::from_secs(cfg.forward_timeout_secs.max(1));
-        let client = crate::sinks::http::client(timeout, tls.as_ref()).map_err(|e| {
-            ForwardError::Config {
+        let client =
+            crate::transport::client(timeout, tls.as_ref()).map_err(|e| ForwardError::Config {
                 key: "forward_ca_file",
                 message: e.to_string(),
-            }
-        })?;
+            })?;
         Ok(Forwarder { client, url, token })
     }
 
@@ -83,11 +82,10 @@ impl Forwarder {
             req = req.bearer_auth(t);
         }
         let what = format!("falco {}", self.url);
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| crate::sinks::http::transport_error(&what, e))?;
-        crate::sinks::http::classify(&what, resp).await
+        crate::transport::RetryPolicy::STANDARD
+            .send(&what, req)
+            .await?;
+        Ok(())
     }
 }
 
@@ -160,10 +158,10 @@ impl crate::delivery::Deliver for ForwardDeliver {
     fn deliver<'a>(
         &'a self,
         records: &'a [crate::delivery::Record],
-    ) -> futures_util::future::BoxFuture<'a, Result<(), SinkError>> {
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
             for r in records {
-                let (ct, body) = crate::detect::decode_forward(&r.payload).ok_or_else(|| {
+                let (ct, body) = decode(&r.payload).ok_or_else(|| {
                     SinkError::Permanent(format!(
                         "spooled record {} is not a forwarded batch",
                         r.seq
@@ -172,6 +170,37 @@ impl crate::delivery::Deliver for ForwardDeliver {
                 self.forwarder.post(&ct, body).await?;
             }
             Ok(())
+        })
+    }
+}
+
+/// The spooled form of a forwarded batch: its content type, a newline, then the body as received.
+pub fn encode(batch: &InboxRecord) -> bytes::Bytes {
+    let mut b = Vec::with_capacity(batch.content_type.len() + 1 + batch.body.len());
+    b.extend_from_slice(batch.content_type.as_bytes());
+    b.push(b'\n');
+    b.extend_from_slice(&batch.body);
+    bytes::Bytes::from(b)
+}
+
+/// Reads back [`encode`]: `(content type, body)`.
+pub fn decode(payload: &bytes::Bytes) -> Option<(String, bytes::Bytes)> {
+    let nl = payload.iter().position(|b| *b == b'\n')?;
+    let ct = std::str::from_utf8(&payload[..nl]).ok()?.to_string();
+    Some((ct, payload.slice(nl + 1..)))
+}
+
+/// The forwarder's durable lane as a tap on detection: every accepted batch is spooled for Falco
+/// before it is evaluated.
+pub struct ForwardTap(pub Arc<Lane>);
+
+impl BatchTap for ForwardTap {
+    fn take<'a>(&'a self, batch: &'a InboxRecord, hold: Hold) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.0
+                .enqueue(encode(batch), Some(hold))
+                .await
+                .map_err(|e| format!("cannot queue the batch for Falco: {e}"))
         })
     }
 }

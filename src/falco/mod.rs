@@ -8,19 +8,17 @@ pub mod tail;
 
 use std::path::PathBuf;
 
+use crate::delivery::alerts::AlertSender;
+use crate::delivery::hold;
+use crate::secret::Secret;
+use crate::server::{self, auth::TokenAuth};
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
-
-use crate::alert::Alert;
-use crate::ingest::auth::TokenAuth;
-use crate::ingest::{self, IngestState};
-use crate::secret::Secret;
 use tail::{FalcoInMetrics, ResultLabel};
 
 /// Settings of the managed Falco.
@@ -73,18 +71,18 @@ impl Default for FalcoConfig {
 
 #[derive(Clone)]
 struct IntakeState {
-    alerts: mpsc::Sender<Alert>,
+    alerts: AlertSender,
     metrics: FalcoInMetrics,
     max_body: usize,
     timeout: std::time::Duration,
 }
 
-/// The `POST /` route for Falco's `http_output`, behind `/k8s-audit`'s auth, which also
+/// The `POST /` route for Falco's `http_output`, behind `/k8s-audit`'s `auth`, which also
 /// accepts the tokens of `intake` (see [`FalcoConfig::intake_token_file`]).
 pub fn http_output_routes(
-    ingest: &IngestState,
+    auth: TokenAuth,
     intake: Option<TokenAuth>,
-    alerts: mpsc::Sender<Alert>,
+    alerts: AlertSender,
     metrics: FalcoInMetrics,
     max_body: usize,
     timeout: std::time::Duration,
@@ -95,7 +93,6 @@ pub fn http_output_routes(
         max_body,
         timeout,
     };
-    let auth = ingest.clone();
     Router::new()
         .route("/", post(post_alert))
         .with_state(st)
@@ -105,11 +102,11 @@ pub fn http_output_routes(
                 let presented = req
                     .headers()
                     .get(header::AUTHORIZATION)
-                    .map(|v| v.as_bytes());
+                    .map(HeaderValue::as_bytes);
                 if intake.is_some_and(|i| i.check(presented)) {
                     return next.run(req).await;
                 }
-                ingest::require_token(State(auth), req, next).await
+                TokenAuth::require(State(auth), req, next).await
             }
         }))
 }
@@ -122,26 +119,37 @@ async fn post_alert(State(st): State<IntakeState>, req: Request) -> Response {
             .get_or_create(&ResultLabel { result: "invalid" })
             .inc();
     };
-    if !ingest::is_json(&parts.headers) {
+    if !server::is_json(&parts.headers) {
         invalid(&st);
-        return ingest::error(
+        return server::error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "Content-Type must be application/json",
         );
     }
-    let body = match ingest::read_body(&parts.headers, body, st.max_body, st.timeout).await {
+    let body = match server::read_body(&parts.headers, body, st.max_body, st.timeout).await {
         Ok(b) => b,
         Err(e) => {
             invalid(&st);
             return e.into_response(st.max_body);
         }
     };
-    match alert_in::parse(&body, uuid::Uuid::new_v4()) {
+    // The same body posted twice (Falco or a proxy retrying) is the same alert, with the same id.
+    let id = uuid::Uuid::new_v5(&crate::detect::ALERT_UUID_NAMESPACE, &body);
+    match alert_in::parse(&body, id) {
         Ok(alert) => {
             st.metrics.routed(&st.metrics.http_alerts, &alert);
             tracing::debug!(uuid = %alert.uuid, rule = %alert.rule, "alert from Falco http_output");
-            if st.alerts.send(alert).await.is_err() {
-                return ingest::error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+            // Falco is answered only once the alert is in every matching sink's spool: a 200
+            // means it will be delivered, whatever happens to kaudit next.
+            let (h, done) = hold::awaitable();
+            if st.alerts.send_held(alert, h).await.is_err() {
+                return server::error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+            }
+            if !done.await.unwrap_or(false) {
+                return server::error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the alert could not be spooled for every sink; retry",
+                );
             }
             (
                 StatusCode::OK,
@@ -153,7 +161,7 @@ async fn post_alert(State(st): State<IntakeState>, req: Request) -> Response {
         Err(e) => {
             invalid(&st);
             tracing::warn!(error = %e, bytes = body.len(), "invalid alert on http_output");
-            ingest::error(StatusCode::BAD_REQUEST, format!("invalid Falco alert: {e}"))
+            server::error(StatusCode::BAD_REQUEST, format!("invalid Falco alert: {e}"))
         }
     }
 }

@@ -21,6 +21,16 @@ pub const GROUP: &str = "kaudit.io";
 /// The API version of every kind here.
 pub const VERSION: &str = "v1alpha1";
 
+/// Condition types of the statuses.
+pub mod cond {
+    /// Everything rendered and applied.
+    pub const READY: &str = "Ready";
+    /// The rules validate (with the engine's error text when not).
+    pub const RULES_VALID: &str = "RulesValid";
+    /// A sink's spec is usable.
+    pub const VALID: &str = "Valid";
+}
+
 fn yes() -> bool {
     true
 }

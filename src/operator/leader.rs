@@ -139,6 +139,37 @@ impl LeaseLock {
 }
 
 impl LeaseLock {
+    /// Campaigns until this replica holds the lease: tries every two seconds, logging failures.
+    pub async fn acquire(&self) {
+        loop {
+            match self.try_acquire_or_renew().await {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "leader election"),
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+
+    /// Renews the lease (three times per lease duration) and returns once it is lost: someone
+    /// else holds it, or no renewal succeeded for a whole lease duration.
+    pub async fn hold(&self) {
+        let mut last_ok = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(self.duration / 3).await;
+            match self.try_acquire_or_renew().await {
+                Ok(true) => last_ok = tokio::time::Instant::now(),
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "renewing the lease");
+                    if last_ok.elapsed() >= self.duration {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
     /// Gives the lease up if we hold it (on graceful shutdown), so that another replica takes
     /// over at once instead of waiting for it to expire. True when it was released.
     pub async fn release(&self) -> Result<bool, kube::Error> {

@@ -7,7 +7,7 @@
 //! to `spool.max_bytes`), so it holds up neither the other sinks nor ingest.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,10 +18,9 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::alert::Alert;
-use crate::config::Config;
-use crate::delivery::alerts::{AlertDeliver, DEAD_LETTER_FIELD, encode};
+use crate::delivery::alerts::{AlertDeliver, AlertSender, DEAD_LETTER_FIELD, Routed, encode};
 use crate::delivery::{DeliveryMetrics, Lane, LanePaths, SinkLabels, Spool, SpoolConfig};
-use crate::metrics::Metrics;
+use crate::health::Probe;
 use crate::rules::AlertFilter;
 use crate::sinks::{self, Sink, SinkConfig};
 
@@ -48,6 +47,42 @@ impl Default for RouterConfig {
             custom_tags: Vec::new(),
             queue_capacity: 4096,
         }
+    }
+}
+
+/// What the router is built from: its own settings, the spool's, the sinks, and the directory
+/// their spools live under.
+#[derive(Clone)]
+pub struct RouterSetup<'a> {
+    /// Enrichment and the router's queue.
+    pub router: &'a RouterConfig,
+    /// The per-sink spool settings.
+    pub spool: &'a SpoolConfig,
+    /// The sinks.
+    pub sinks: &'a [SinkConfig],
+    /// Where spools and dead letters live.
+    pub data_dir: &'a Path,
+    /// Reports the router stuck on `/readyz` (and dead on `/healthz`), when given.
+    pub probe: Option<Probe>,
+}
+
+impl RouterSetup<'_> {
+    fn validate_spool(&self) -> Result<(), RouterError> {
+        self.spool
+            .validate()
+            .map_err(|e| e.under("spool"))
+            .map_err(|e| RouterError::Config {
+                key: e.key,
+                message: e.message,
+            })
+    }
+
+    fn validate(&self) -> Result<(), RouterError> {
+        sinks::validate_all(self.sinks).map_err(|e| RouterError::Config {
+            key: e.key,
+            message: e.message,
+        })?;
+        self.validate_spool()
     }
 }
 
@@ -186,9 +221,16 @@ enum Ctl {
 
 type SpoolMap = Arc<Mutex<HashMap<String, Arc<Spool>>>>;
 
+/// How long the router waits for a lane's queue before it gives up on a held alert there.
+const LANE_WAIT: Duration = Duration::from_secs(2);
+
+/// How long routing one alert may take before the router counts as stuck on `/readyz` (an
+/// alert without a hold waits for a lane's room without limit).
+const STALL: Duration = Duration::from_secs(30);
+
 /// A running router: send alerts into it; `reload` changes its sinks; `shutdown` drains it.
 pub struct RouterHandle {
-    tx: mpsc::Sender<Alert>,
+    tx: mpsc::Sender<Routed>,
     ctl: mpsc::Sender<Ctl>,
     task: JoinHandle<()>,
     current: Mutex<Vec<SinkConfig>>,
@@ -197,8 +239,8 @@ pub struct RouterHandle {
 
 impl RouterHandle {
     /// Where detection sends alerts. Waits (pushes back) only while spool writers are behind.
-    pub fn sender(&self) -> mpsc::Sender<Alert> {
-        self.tx.clone()
+    pub fn sender(&self) -> AlertSender {
+        AlertSender::new(self.tx.clone())
     }
 
     /// Alerts waiting in the spool of the sink `name` (`None` for an unknown sink).
@@ -215,22 +257,16 @@ impl RouterHandle {
     /// `<data_dir>/spool/<name>` and is delivered when a sink of that name comes back. New
     /// `spool.*` settings apply to added and changed sinks, and `max_bytes` to all.
     /// On error (a sink cannot be built) nothing has changed.
-    pub async fn reload(&self, config: &Config) -> Result<(), RouterError> {
-        config
-            .validate()
-            .map_err(|(key, message)| RouterError::Config { key, message })?;
-        config
-            .spool
-            .validate()
-            .map_err(|(key, message)| RouterError::Config { key, message })?;
-        let enrich = Enrichment::from_config(&config.router)?;
+    pub async fn reload(&self, config: RouterSetup<'_>) -> Result<(), RouterError> {
+        config.validate()?;
+        let enrich = Enrichment::from_config(config.router)?;
         let current = self
             .current
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let mut built = Vec::new();
-        for s in &config.sinks {
+        for s in config.sinks {
             let unchanged = current.iter().any(|c| c == s);
             let sink = if unchanged {
                 None
@@ -254,7 +290,7 @@ impl RouterHandle {
             .map_err(|_| RouterError::Stopped)?;
         let r = rx.await.map_err(|_| RouterError::Stopped)?;
         if r.is_ok() {
-            *self.current.lock().unwrap_or_else(|p| p.into_inner()) = config.sinks.clone();
+            *self.current.lock().unwrap_or_else(|p| p.into_inner()) = config.sinks.to_vec();
         }
         r
     }
@@ -335,16 +371,41 @@ impl State {
         Ok(Route { cfg, filter, lane })
     }
 
-    async fn route(&mut self, mut alert: Alert) {
+    /// Queues the alert on every lane that wants it. With a hold, a lane that cannot take it
+    /// within `LANE_WAIT` (its disk is failing or far behind) is skipped and the hold fails, so
+    /// the producer offers the work again later while the other sinks keep flowing; without a
+    /// hold nothing else would keep the alert, so the router waits.
+    async fn route(&mut self, routed: Routed) {
+        let Routed { mut alert, hold } = routed;
         self.enrich.apply(&mut alert);
         let payload = encode(&alert);
         for r in &self.routes {
             if !r.wants(&alert) {
                 continue;
             }
-            if let Err(e) = r.lane.enqueue(payload.clone()).await {
+            let queued = match &hold {
+                Some(h) => {
+                    match tokio::time::timeout(
+                        LANE_WAIT,
+                        r.lane.enqueue(payload.clone(), Some(h.share())),
+                    )
+                    .await
+                    {
+                        Ok(q) => q,
+                        Err(_) => {
+                            tracing::warn!(sink = %r.cfg.name, uuid = %alert.uuid, "sink's spool writer is stuck; the alert will be routed again later");
+                            continue;
+                        }
+                    }
+                }
+                None => r.lane.enqueue(payload.clone(), None).await,
+            };
+            if let Err(e) = queued {
                 tracing::error!(sink = %r.cfg.name, uuid = %alert.uuid, error = %e, "cannot queue alert");
             }
+        }
+        if let Some(h) = hold {
+            h.release();
         }
     }
 
@@ -425,61 +486,75 @@ impl State {
 
 /// Builds every sink of `config`, opens their spools (delivering what an earlier run left) and
 /// starts routing.
-pub async fn start(config: &Config, metrics: &Metrics) -> Result<RouterHandle, RouterError> {
-    config
-        .spool
-        .validate()
-        .map_err(|(key, message)| RouterError::Config { key, message })?;
-    let enrich = Enrichment::from_config(&config.router)?;
+pub async fn start(
+    config: RouterSetup<'_>,
+    metrics: &DeliveryMetrics,
+) -> Result<RouterHandle, RouterError> {
+    config.validate_spool()?;
+    let enrich = Enrichment::from_config(config.router)?;
     let spools: SpoolMap = Arc::default();
     let mut state = State {
-        data_dir: config.data_dir.clone(),
+        data_dir: config.data_dir.to_path_buf(),
         spool_cfg: config.spool.clone(),
-        metrics: metrics.delivery.clone(),
+        metrics: metrics.clone(),
         enrich,
         routes: Vec::new(),
         spools: spools.clone(),
     };
-    for s in &config.sinks {
+    for s in config.sinks {
         let sink = build_sink(s).await?;
         let route = state.open_route(s.clone(), sink).await?;
         state.routes.push(route);
     }
-    let (tx, mut rx) = mpsc::channel::<Alert>(config.router.queue_capacity.max(1));
+    let (tx, mut rx) = mpsc::channel::<Routed>(config.router.queue_capacity.max(1));
     let (ctl, mut ctl_rx) = mpsc::channel::<Ctl>(4);
-    let task = tokio::spawn(
-        async move {
-            loop {
-                tokio::select! {
-                    biased;
-                    c = ctl_rx.recv() => match c {
-                        Some(Ctl::Reload { enrich, spool, sinks, reply }) => {
-                            let r = state.reload(enrich, spool, sinks).await;
-                            let _ = reply.send(r);
+    let probe = config.probe.clone();
+    if let Some(p) = &probe {
+        p.ready();
+    }
+    let routing = async move {
+        loop {
+            tokio::select! {
+                biased;
+                c = ctl_rx.recv() => match c {
+                    Some(Ctl::Reload { enrich, spool, sinks, reply }) => {
+                        let r = state.reload(enrich, spool, sinks).await;
+                        let _ = reply.send(r);
+                    }
+                    Some(Ctl::Shutdown) | None => break,
+                },
+                a = rx.recv() => match a {
+                    Some(a) => {
+                        if let Some(p) = &probe {
+                            p.busy(STALL);
                         }
-                        Some(Ctl::Shutdown) | None => break,
-                    },
-                    a = rx.recv() => match a {
-                        Some(a) => state.route(a).await,
-                        None => break,
-                    },
-                }
+                        state.route(a).await;
+                        if let Some(p) = &probe {
+                            p.ready();
+                        }
+                    }
+                    None => break,
+                },
             }
-            // Stop taking alerts; route what was accepted, then drain every lane.
-            rx.close();
-            while let Some(a) = rx.recv().await {
-                state.route(a).await;
-            }
-            state.shutdown().await;
-            tracing::info!("router drained");
         }
-        .instrument(tracing::info_span!("router")),
-    );
+        // Stop taking alerts; route what was accepted, then drain every lane.
+        rx.close();
+        while let Some(a) = rx.recv().await {
+            state.route(a).await;
+        }
+        state.shutdown().await;
+        tracing::info!("router drained");
+    }
+    .instrument(tracing::info_span!("router"));
+    let task = match config.probe {
+        Some(p) => tokio::spawn(crate::health::supervise(p, routing)),
+        None => tokio::spawn(routing),
+    };
     Ok(RouterHandle {
         tx,
         ctl,
         task,
-        current: Mutex::new(config.sinks.clone()),
+        current: Mutex::new(config.sinks.to_vec()),
         spools,
     })
 }

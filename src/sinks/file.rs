@@ -4,7 +4,7 @@
 //! inode, or none) it is reopened, so `logrotate` with `create` works; with `copytruncate` the
 //! append-mode handle keeps writing at the new end. Each batch is fsynced before it is confirmed.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::alert::Alert;
 use crate::delivery::{BatchPolicy, Sink, SinkError};
+use crate::invalid::Invalid;
+use crate::sinks::registry::SinkType;
 use futures_util::future::BoxFuture;
 
 /// Settings of a `file` sink.
@@ -32,16 +34,16 @@ fn yes() -> bool {
 
 impl FileConfig {
     /// Checks the path.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         if self.path.as_os_str().is_empty() {
-            return Err("`path` must not be empty".into());
+            return Err(Invalid::new("path", "must not be empty"));
         }
         Ok(())
     }
 }
 
 struct Open {
-    file: File,
+    file: std::fs::File,
     ino: u64,
 }
 
@@ -134,6 +136,22 @@ impl Sink for FileSink {
             max: 256,
             max_wait: std::time::Duration::ZERO,
         }
+    }
+}
+
+/// The `file` sink type.
+pub struct File;
+
+impl SinkType for File {
+    const NAME: &'static str = "file";
+    type Config = FileConfig;
+
+    fn validate(config: &FileConfig) -> Result<(), Invalid> {
+        config.validate()
+    }
+
+    async fn build(config: &FileConfig) -> Result<Box<dyn Sink>, SinkError> {
+        Ok(Box::new(FileSink::new(config.clone())))
     }
 }
 

@@ -1,24 +1,32 @@
-//! Alert sinks: one file per destination type. A sink only knows how to talk to its system and
-//! how to classify a failure; queues, retries, spooling and dead letters are `delivery`'s.
+//! Alert sinks: one module per destination type. A sink only knows how to talk to its system and
+//! how to classify a failure; queues, retries, spooling and dead letters are `delivery`'s, and the
+//! HTTP client, TLS and cloud auth are plumbing below (`transport`, `aws`, `gcp`).
+//!
+//! Adding a sink: write `sinks/<name>/` (settings with `validate()`, a [`Sink`], and a unit struct
+//! implementing [`SinkType`]), declare the module below and add its line to the table.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use crate::alert::Priority;
+use crate::invalid::Invalid;
 
 pub mod file;
 pub mod gcscc;
-pub mod google;
 pub mod http;
 pub mod kafka;
 pub mod nats;
 pub mod pubsub;
+pub mod registry;
 pub mod sns;
 pub mod stdout;
 pub mod template;
-pub mod tls;
+pub mod util;
+
+use registry::sink_types;
 
 pub use crate::delivery::{Sink, SinkError};
+pub use registry::SinkType;
 
 /// One entry of the `sinks:` list: the routing settings every sink has, plus its type's own.
 #[derive(Clone, Debug, PartialEq)]
@@ -33,89 +41,28 @@ pub struct SinkConfig {
     pub settings: SinkSettings,
 }
 
-/// The settings of each sink type, selected by `type:`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum SinkSettings {
-    /// `type: stdout`.
-    Stdout(stdout::StdoutConfig),
-    /// `type: file`.
-    File(file::FileConfig),
-    /// `type: nats`.
-    Nats(nats::NatsConfig),
-    /// `type: http`.
-    Http(http::HttpConfig),
-    /// `type: gcscc`.
-    Gcscc(gcscc::GcsccConfig),
-    /// `type: kafka`.
-    Kafka(kafka::KafkaConfig),
-    /// `type: sns`.
-    Sns(sns::SnsConfig),
-    /// `type: pubsub`.
-    Pubsub(pubsub::PubsubConfig),
+// The table of sink types: one line each, `Variant => module::Type` (see `registry`).
+sink_types! {
+    Stdout => stdout::Stdout,
+    File => file::File,
+    Nats => nats::Nats,
+    Http => http::Http,
+    Gcscc => gcscc::Gcscc,
+    Kafka => kafka::Kafka,
+    Sns => sns::Sns,
+    Pubsub => pubsub::Pubsub,
 }
 
-/// Every sink `type:` name.
-pub const TYPES: &[&str] = &[
-    "stdout", "file", "nats", "http", "gcscc", "kafka", "sns", "pubsub",
-];
-
-impl SinkSettings {
-    /// The `type:` name.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            SinkSettings::Stdout(_) => "stdout",
-            SinkSettings::File(_) => "file",
-            SinkSettings::Nats(_) => "nats",
-            SinkSettings::Http(_) => "http",
-            SinkSettings::Gcscc(_) => "gcscc",
-            SinkSettings::Kafka(_) => "kafka",
-            SinkSettings::Sns(_) => "sns",
-            SinkSettings::Pubsub(_) => "pubsub",
+/// Deserializes a type's settings, naming the key at fault.
+fn typed<T: for<'de> Deserialize<'de>>(v: Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            e.into_inner().to_string()
+        } else {
+            format!("key `{path}`: {}", e.into_inner())
         }
-    }
-
-    /// Checks what types alone cannot (templates, URLs, files, mode-specific keys).
-    pub fn validate(&self) -> Result<(), String> {
-        match self {
-            SinkSettings::Stdout(_) => Ok(()),
-            SinkSettings::File(c) => c.validate(),
-            SinkSettings::Nats(c) => c.validate(),
-            SinkSettings::Http(c) => c.validate(),
-            SinkSettings::Gcscc(c) => c.validate(),
-            SinkSettings::Kafka(c) => c.validate(),
-            SinkSettings::Sns(c) => c.validate(),
-            SinkSettings::Pubsub(c) => c.validate(),
-        }
-    }
-
-    /// Parses a type's own settings (everything but name/type/min_priority/filter).
-    fn parse(type_name: &str, rest: Value) -> Result<SinkSettings, String> {
-        fn typed<T: for<'de> Deserialize<'de>>(v: Value) -> Result<T, String> {
-            serde_path_to_error::deserialize(v).map_err(|e| {
-                let path = e.path().to_string();
-                if path == "." {
-                    e.into_inner().to_string()
-                } else {
-                    format!("key `{path}`: {}", e.into_inner())
-                }
-            })
-        }
-        match type_name {
-            "stdout" => typed(rest).map(SinkSettings::Stdout),
-            "file" => typed(rest).map(SinkSettings::File),
-            "nats" => typed(rest).map(SinkSettings::Nats),
-            "http" => typed(rest).map(SinkSettings::Http),
-            "gcscc" => typed(rest).map(SinkSettings::Gcscc),
-            "kafka" => typed(rest).map(SinkSettings::Kafka),
-            "sns" => typed(rest).map(SinkSettings::Sns),
-            "pubsub" => typed(rest).map(SinkSettings::Pubsub),
-            other => Err(format!(
-                "unknown sink type {other:?}; known types: {}",
-                TYPES.join(", ")
-            )),
-        }
-    }
+    })
 }
 
 impl SinkConfig {
@@ -204,60 +151,65 @@ impl Serialize for SinkConfig {
     }
 }
 
-/// Checks the sink list as a whole: unique names, and each sink's own rules.
-pub fn validate_all(sinks: &[SinkConfig]) -> Result<(), (String, String)> {
+/// Checks the sink list as a whole: unique names, and each sink's own rules. The key path of the
+/// error starts at `sinks[i]`.
+pub fn validate_all(sinks: &[SinkConfig]) -> Result<(), Invalid> {
     let mut seen = std::collections::HashSet::new();
     for (i, s) in sinks.iter().enumerate() {
-        if !seen.insert(s.name.as_str()) {
-            return Err((
-                format!("sinks[{i}].name"),
-                format!("duplicate sink name {:?}", s.name),
+        s.validate(&mut seen).map_err(|e| e.at("sinks", i))?;
+    }
+    Ok(())
+}
+
+impl SinkConfig {
+    /// Checks one entry; `seen` holds the names of the entries before it.
+    fn validate<'a>(
+        &'a self,
+        seen: &mut std::collections::HashSet<&'a str>,
+    ) -> Result<(), Invalid> {
+        if !seen.insert(self.name.as_str()) {
+            return Err(Invalid::new(
+                "name",
+                format!("duplicate sink name {:?}", self.name),
             ));
         }
-        if !s
+        if !self
             .name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
-            return Err((
-                format!("sinks[{i}].name"),
+            return Err(Invalid::new(
+                "name",
                 format!(
                     "{:?}: use letters, digits, '-' and '_' only (it names files and metrics)",
-                    s.name
+                    self.name
                 ),
             ));
         }
-        if let Some(f) = &s.filter
+        if let Some(f) = &self.filter
             && let Err(e) = crate::rules::AlertFilter::compile(f)
         {
-            return Err((
-                format!("sinks[{i}].filter"),
-                format!("sink {:?}: invalid filter: {e}", s.name),
+            return Err(Invalid::new(
+                "filter",
+                format!("sink {:?}: invalid filter: {e}", self.name),
             ));
         }
-        if let Err(e) = s.settings.validate() {
-            return Err((
-                format!("sinks[{i}]"),
-                format!("sink {:?} (type {}): {e}", s.name, s.settings.type_name()),
-            ));
-        }
+        self.settings.validate().map_err(|e| Invalid {
+            message: format!(
+                "sink {:?} (type {}): {}",
+                self.name,
+                self.settings.type_name(),
+                e.message
+            ),
+            ..e
+        })
     }
-    Ok(())
 }
 
 /// Connects a sink from its config. Only a config that cannot work fails here (unreadable
 /// secret files, bad certificates); an unreachable destination does not: delivery retries.
 pub async fn build(cfg: &SinkConfig) -> Result<Box<dyn Sink>, SinkError> {
-    match &cfg.settings {
-        SinkSettings::Stdout(c) => Ok(Box::new(stdout::StdoutSink::new(c.clone()))),
-        SinkSettings::File(c) => Ok(Box::new(file::FileSink::new(c.clone()))),
-        SinkSettings::Nats(c) => Ok(Box::new(nats::NatsSink::connect(c.clone()).await?)),
-        SinkSettings::Http(c) => Ok(Box::new(http::HttpSink::new(c.clone())?)),
-        SinkSettings::Gcscc(c) => Ok(Box::new(gcscc::GcsccSink::new(c.clone())?)),
-        SinkSettings::Kafka(c) => Ok(Box::new(kafka::KafkaSink::new(c.clone())?)),
-        SinkSettings::Sns(c) => Ok(Box::new(sns::SnsSink::new(c.clone())?)),
-        SinkSettings::Pubsub(c) => Ok(Box::new(pubsub::PubsubSink::new(c.clone())?)),
-    }
+    cfg.settings.build().await
 }
 
 #[cfg(test)]

@@ -14,10 +14,13 @@ use async_nats::{ConnectOptions, HeaderMap};
 use serde::{Deserialize, Serialize};
 
 use super::template::Template;
-use super::tls::ClientTls;
+use super::util::SecretSetting;
 use crate::alert::Alert;
 use crate::delivery::{BatchPolicy, Sink, SinkError};
-use crate::secret::{Secret, resolve_secret};
+use crate::invalid::{Invalid, existing_file, positive};
+use crate::secret::Secret;
+use crate::sinks::registry::SinkType;
+use crate::transport::ClientTls;
 use futures_util::future::BoxFuture;
 
 /// Settings of a `nats` sink.
@@ -90,61 +93,48 @@ fn default_client_name() -> String {
 
 impl NatsConfig {
     /// Checks the template, the servers and that exactly one way to authenticate is chosen.
-    pub fn validate(&self) -> Result<(), String> {
-        Template::parse(&self.subject).map_err(|e| format!("`subject`: {e}"))?;
+    pub fn validate(&self) -> Result<(), Invalid> {
+        Template::parse(&self.subject).map_err(|e| Invalid::new("subject", e))?;
         if self.servers.is_empty() {
-            return Err("`servers` must list at least one URL".into());
+            return Err(Invalid::new("servers", "must list at least one URL"));
         }
-        if self.timeout_ms == 0 || self.batch_max == 0 {
-            return Err("`timeout_ms` and `batch_max` must be greater than 0".into());
-        }
+        positive("timeout_ms", self.timeout_ms)?;
+        positive("batch_max", self.batch_max as u64)?;
+        let [password, token, nkey_seed] = self.secrets();
         let methods = [
             self.user.is_some(),
-            self.token.is_some() || self.token_file.is_some(),
-            self.nkey_seed.is_some() || self.nkey_seed_file.is_some(),
+            token.is_set(),
+            nkey_seed.is_set(),
             self.creds_file.is_some(),
         ];
         if methods.iter().filter(|m| **m).count() > 1 {
-            return Err(
-                "choose one authentication: user/password, token, nkey_seed or creds_file".into(),
-            );
+            return Err(Invalid::new(
+                "",
+                "choose one authentication: user/password, token, nkey_seed or creds_file",
+            ));
         }
-        if (self.password.is_some() || self.password_file.is_some()) && self.user.is_none() {
-            return Err("`password` needs `user`".into());
+        if password.is_set() && self.user.is_none() {
+            return Err(Invalid::new("password", "needs `user`"));
         }
-        for (key, f) in [
-            ("password_file", &self.password_file),
-            ("token_file", &self.token_file),
-            ("nkey_seed_file", &self.nkey_seed_file),
-            ("creds_file", &self.creds_file),
-        ] {
-            if let Some(p) = f
-                && !p.exists()
-            {
-                return Err(format!("`{key}`: {} does not exist", p.display()));
-            }
+        for s in [password, token, nkey_seed] {
+            s.check()?;
         }
-        for (key, inline, file) in [
-            (
-                "password",
-                self.password.is_some(),
-                self.password_file.is_some(),
-            ),
-            ("token", self.token.is_some(), self.token_file.is_some()),
-            (
-                "nkey_seed",
-                self.nkey_seed.is_some(),
-                self.nkey_seed_file.is_some(),
-            ),
-        ] {
-            if inline && file {
-                return Err(format!("set either `{key}` or `{key}_file`, not both"));
-            }
+        if let Some(p) = &self.creds_file {
+            existing_file("creds_file", p)?;
         }
         if let Some(t) = &self.tls {
-            t.validate()?;
+            t.validate().map_err(|e| e.under("tls"))?;
         }
         Ok(())
+    }
+
+    /// The secret settings: password, token, NKey seed.
+    fn secrets(&self) -> [SecretSetting<'_>; 3] {
+        [
+            SecretSetting::new("password", &self.password, &self.password_file),
+            SecretSetting::new("token", &self.token, &self.token_file),
+            SecretSetting::new("nkey_seed", &self.nkey_seed, &self.nkey_seed_file),
+        ]
     }
 }
 
@@ -155,16 +145,6 @@ pub struct NatsSink {
     subject: Template,
     timeout: Duration,
     batch_max: usize,
-}
-
-fn secret(
-    inline: &Option<Secret>,
-    file: &Option<PathBuf>,
-    key: &str,
-) -> Result<Option<String>, SinkError> {
-    resolve_secret(inline.as_ref(), file.as_deref(), key)
-        .map(|s| s.map(|s| s.expose().to_string()))
-        .map_err(|e| SinkError::Permanent(e.to_string()))
 }
 
 impl NatsSink {
@@ -184,14 +164,15 @@ impl NatsSink {
             .event_callback(|ev| async move {
                 tracing::info!(event = %ev, "nats connection event");
             });
+        let [password, token, nkey_seed] = cfg.secrets();
         if let Some(user) = &cfg.user {
-            let pass = secret(&cfg.password, &cfg.password_file, "password")?.unwrap_or_default();
+            let pass = password.read()?.unwrap_or_default();
             opts = opts.user_and_password(user.clone(), pass);
         }
-        if let Some(token) = secret(&cfg.token, &cfg.token_file, "token")? {
+        if let Some(token) = token.read()? {
             opts = opts.token(token);
         }
-        if let Some(seed) = secret(&cfg.nkey_seed, &cfg.nkey_seed_file, "nkey_seed")? {
+        if let Some(seed) = nkey_seed.read()? {
             opts = opts.nkey(seed);
         }
         if let Some(creds) = &cfg.creds_file {
@@ -200,7 +181,7 @@ impl NatsSink {
             })?;
         }
         if let Some(tls) = &cfg.tls {
-            crate::ingest::tls::install_crypto_provider();
+            crate::transport::tls::install_crypto_provider();
             opts = opts.require_tls(true);
             if let Some(ca) = &tls.ca_file {
                 opts = opts.add_root_certificates(ca.clone());
@@ -296,5 +277,21 @@ impl Sink for NatsSink {
             max: self.batch_max,
             max_wait: Duration::ZERO,
         }
+    }
+}
+
+/// The `nats` sink type.
+pub struct Nats;
+
+impl SinkType for Nats {
+    const NAME: &'static str = "nats";
+    type Config = NatsConfig;
+
+    fn validate(config: &NatsConfig) -> Result<(), Invalid> {
+        config.validate()
+    }
+
+    async fn build(config: &NatsConfig) -> Result<Box<dyn Sink>, SinkError> {
+        Ok(Box::new(NatsSink::connect(config.clone()).await?))
     }
 }

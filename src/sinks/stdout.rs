@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::alert::Alert;
 use crate::delivery::{BatchPolicy, Sink, SinkError};
+use crate::sinks::registry::SinkType;
 use futures_util::future::BoxFuture;
 
 /// Settings of a `stdout` sink (none yet; kept as a struct so that keys are checked).
@@ -45,5 +46,17 @@ impl Sink for StdoutSink {
             max: 256,
             max_wait: std::time::Duration::ZERO,
         }
+    }
+}
+
+/// The `stdout` sink type.
+pub struct Stdout;
+
+impl SinkType for Stdout {
+    const NAME: &'static str = "stdout";
+    type Config = StdoutConfig;
+
+    async fn build(config: &StdoutConfig) -> Result<Box<dyn Sink>, SinkError> {
+        Ok(Box::new(StdoutSink::new(config.clone())))
     }
 }

@@ -354,7 +354,7 @@ impl Moto {
         cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
         let mut proc = Proc::spawn(&mut cmd, dir.path().join("moto.log"));
         wait_port(&mut proc, "moto_server", port).await;
-        kaudit::ingest::tls::install_crypto_provider();
+        kaudit::transport::tls::install_crypto_provider();
         let http = reqwest::Client::new();
         let m = Moto {
             port,
@@ -519,7 +519,7 @@ impl PubsubEmulator {
             .env("JAVA", "/usr/bin/java");
         let mut proc = Proc::spawn(&mut cmd, dir.path().join("emulator.log"));
         wait_port(&mut proc, "the Pub/Sub emulator", port).await;
-        kaudit::ingest::tls::install_crypto_provider();
+        kaudit::transport::tls::install_crypto_provider();
         let e = PubsubEmulator {
             port,
             _dir: dir,

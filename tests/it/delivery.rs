@@ -29,7 +29,9 @@ async fn crash_child() {
         std::path::Path::new(data_dir),
         &format!("  - name: crashy\n    type: http\n    url: {url}\n"),
     );
-    let r = router::start(&cfg, &Metrics::new()).await.expect("router");
+    let r = router::start(cfg.router_setup(), &Metrics::new().delivery)
+        .await
+        .expect("router");
     for i in 0..N {
         let a = alert(&format!("crash {i}"), Priority::Critical);
         println!("UUID {}", a.uuid);
@@ -91,7 +93,9 @@ async fn spooled_alerts_survive_sigkill() {
         dir.path(),
         &format!("  - name: crashy\n    type: http\n    url: {url}\n"),
     );
-    let r = router::start(&cfg, &Metrics::new()).await.unwrap();
+    let r = router::start(cfg.router_setup(), &Metrics::new().delivery)
+        .await
+        .unwrap();
     wait_until("every spooled alert delivered", || {
         server.uuids().into_iter().collect::<HashSet<_>>().len() >= N
     })
@@ -116,7 +120,9 @@ async fn the_spool_cap_dead_letters_and_counts() {
     );
     cfg.spool.max_bytes = 2048;
     let metrics = Metrics::new();
-    let r = router::start(&cfg, &metrics).await.unwrap();
+    let r = router::start(cfg.router_setup(), &metrics.delivery)
+        .await
+        .unwrap();
     let alerts: Vec<_> = (0..20)
         .map(|i| alert(&format!("cap {i}"), Priority::Warning))
         .collect();

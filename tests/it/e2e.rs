@@ -174,12 +174,12 @@ fn alerts_spooled_for_a_dead_sink_survive_sigkill() {
     let posted = 5;
     rt.block_on(async {
         let c = crate::ingest::client();
-        for _ in 0..posted {
+        for i in 0..posted {
             assert_eq!(
                 post(
                     &c,
                     format!("{base}/k8s-audit"),
-                    example("exec-into-pod.json")
+                    crate::support::unique_events(&example("exec-into-pod.json"), i)
                 )
                 .await,
                 200
@@ -214,7 +214,7 @@ async fn falco_http_output_is_routed_and_bad_alerts_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut sub = subscriber(&nats.url()).await;
     let mut cfg = nats_config(dir.path(), &nats.url());
-    cfg.detect.mode = kaudit::config::DetectMode::Falco;
+    cfg.detect.mode = kaudit::detect::DetectMode::Falco;
     cfg.falco.forward_url = format!("http://127.0.0.1:{}/k8s-audit", crate::support::free_port());
     let running = kaudit::pipeline::start(cfg).await.unwrap();
     let base = format!("http://{}", running.local_addr());
@@ -283,7 +283,7 @@ async fn falco_http_output_authenticates_with_the_token_in_its_url() {
     std::fs::write(&intake_file, "intake-0123abcd\n").unwrap();
     let mut sub = subscriber(&nats.url()).await;
     let mut cfg = nats_config(dir.path(), &nats.url());
-    cfg.detect.mode = kaudit::config::DetectMode::Falco;
+    cfg.detect.mode = kaudit::detect::DetectMode::Falco;
     cfg.falco.forward_url = format!("http://127.0.0.1:{}/k8s-audit", crate::support::free_port());
     cfg.falco.intake_token_file = Some(intake_file.clone());
     cfg.auth.tokens = vec![kaudit::secret::Secret::new("apiserver-token")];

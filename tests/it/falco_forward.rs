@@ -10,7 +10,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post as route_post;
-use kaudit::config::{Config, DetectMode};
+use kaudit::config::Config;
+use kaudit::detect::DetectMode;
 use kaudit::metrics::Metrics;
 use tokio::net::TcpListener;
 

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kaudit::alert::Alert;
+use kaudit::delivery::alerts::{AlertSender, Routed};
 use kaudit::falco::tail::{self, FalcoInMetrics, TailSettings};
 use tokio::sync::{mpsc, watch};
 
@@ -26,7 +27,7 @@ fn append(path: &Path, text: &str) {
 }
 
 struct Tail {
-    rx: mpsc::Receiver<Alert>,
+    rx: mpsc::Receiver<Routed>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     metrics: FalcoInMetrics,
@@ -42,13 +43,21 @@ fn start(path: &Path, checkpoint: &Path) -> Tail {
         checkpoint: checkpoint.to_path_buf(),
         poll: Duration::from_millis(20),
     };
-    let task = tail::spawn(settings, tx, metrics.clone(), stop_rx);
+    let task = tail::spawn(settings, AlertSender::new(tx), metrics.clone(), stop_rx);
     Tail {
         rx,
         stop,
         task,
         metrics,
     }
+}
+
+/// Plays the router: takes the alert and says it is spooled.
+fn spooled(r: Routed) -> Alert {
+    if let Some(h) = r.hold {
+        h.release();
+    }
+    r.alert
 }
 
 impl Tail {
@@ -59,6 +68,7 @@ impl Tail {
             let a = tokio::time::timeout(Duration::from_secs(10), self.rx.recv())
                 .await
                 .unwrap_or_else(|_| panic!("only {} of {n} alerts arrived: {got:?}", got.len()))
+                .map(spooled)
                 .unwrap();
             got.push(a.rule.trim_start_matches('R').parse().unwrap());
         }
@@ -69,11 +79,11 @@ impl Tail {
     async fn quiet(&mut self) {
         tokio::time::sleep(Duration::from_millis(200)).await;
         if let Ok(a) = self.rx.try_recv() {
-            panic!("unexpected extra alert {}", a.rule);
+            panic!("unexpected extra alert {}", a.alert.rule);
         }
     }
 
-    async fn stop(self) -> mpsc::Receiver<Alert> {
+    async fn stop(self) -> mpsc::Receiver<Routed> {
         let _ = self.stop.send(true);
         self.task.await.unwrap();
         self.rx
@@ -196,6 +206,7 @@ async fn a_reread_line_keeps_its_uuid() {
     let first = tokio::time::timeout(Duration::from_secs(10), t.rx.recv())
         .await
         .unwrap()
+        .map(spooled)
         .unwrap();
     t.stop().await;
     // Lose the checkpoint (as a crash before it was written would): the line is read again.
@@ -204,8 +215,39 @@ async fn a_reread_line_keeps_its_uuid() {
     let again = tokio::time::timeout(Duration::from_secs(10), t.rx.recv())
         .await
         .unwrap()
+        .map(spooled)
         .unwrap();
     assert_eq!(first.uuid, again.uuid);
     assert_eq!(first.output_fields["kaudit.origin"], "falco");
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn copytruncate_gives_new_lines_new_uuids() {
+    let (_d, out, cp) = paths();
+    let mut t = start(&out, &cp);
+    append(&out, &line(1));
+    let first = tokio::time::timeout(Duration::from_secs(10), t.rx.recv())
+        .await
+        .unwrap()
+        .map(spooled)
+        .unwrap();
+    // Truncated in place: the next line starts at offset 0 again, in the same inode.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&out)
+        .unwrap();
+    append(&out, &line(2));
+    let second = tokio::time::timeout(Duration::from_secs(10), t.rx.recv())
+        .await
+        .unwrap()
+        .map(spooled)
+        .unwrap();
+    assert_eq!(second.rule, "R2");
+    assert_ne!(
+        first.uuid, second.uuid,
+        "a new line at a reused offset must not reuse the old line's uuid"
+    );
     t.stop().await;
 }

@@ -28,7 +28,9 @@ async fn connector_gets_the_alert_with_the_raw_token() {
             token.display()
         ),
     );
-    let r = router::start(&cfg, &Metrics::new()).await.unwrap();
+    let r = router::start(cfg.router_setup(), &Metrics::new().delivery)
+        .await
+        .unwrap();
     let a = alert("Exec Into Pod", Priority::Notice);
     r.sender().send(a.clone()).await.unwrap();
     wait_until("the connector request", || server.count() >= 1).await;
@@ -158,7 +160,9 @@ async fn api_mode_with_a_service_account_key() {
             &format!("    credentials_file: {}\n", key_file.display()),
         ),
     );
-    let r = router::start(&cfg, &Metrics::new()).await.unwrap();
+    let r = router::start(cfg.router_setup(), &Metrics::new().delivery)
+        .await
+        .unwrap();
     let alerts = [
         alert("Create Privileged Pod", Priority::Error),
         alert("Delete Secret", Priority::Error),
@@ -207,7 +211,9 @@ async fn api_mode_with_the_metadata_server_and_an_existing_finding() {
         ),
     );
     let metrics = Metrics::new();
-    let r = router::start(&cfg, &metrics).await.unwrap();
+    let r = router::start(cfg.router_setup(), &metrics.delivery)
+        .await
+        .unwrap();
     let a = alert("Create Privileged Pod", Priority::Error);
     r.sender().send(a.clone()).await.unwrap();
     wait_until("the retry", || scc.count() >= 2).await;

@@ -32,7 +32,9 @@ async fn server_errors_are_retried_until_delivered() {
         ),
     );
     let metrics = Metrics::new();
-    let r = router::start(&cfg, &metrics).await.unwrap();
+    let r = router::start(cfg.router_setup(), &metrics.delivery)
+        .await
+        .unwrap();
     let a = alert("Retry Me", Priority::Warning);
     r.sender().send(a.clone()).await.unwrap();
     wait_until("delivery after three 500s", || server.count() >= 4).await;
@@ -87,7 +89,9 @@ async fn client_errors_are_not_retried_and_are_dead_lettered() {
         ),
     );
     let metrics = Metrics::new();
-    let r = router::start(&cfg, &metrics).await.unwrap();
+    let r = router::start(cfg.router_setup(), &metrics.delivery)
+        .await
+        .unwrap();
     let a = alert("Refused", Priority::Error);
     r.sender().send(a.clone()).await.unwrap();
     let dl = dir.path().join("dead-letter/strict.jsonl");
@@ -133,7 +137,9 @@ async fn retry_after_is_honoured() {
             server.url("/")
         ),
     );
-    let r = router::start(&cfg, &Metrics::new()).await.unwrap();
+    let r = router::start(cfg.router_setup(), &Metrics::new().delivery)
+        .await
+        .unwrap();
     r.sender()
         .send(alert("Slow Down", Priority::Notice))
         .await
@@ -159,7 +165,9 @@ async fn batches_are_gzipped_cloudevents() {
             server.url("/ce")
         ),
     );
-    let r = router::start(&cfg, &Metrics::new()).await.unwrap();
+    let r = router::start(cfg.router_setup(), &Metrics::new().delivery)
+        .await
+        .unwrap();
     let alerts: Vec<_> = (0..5)
         .map(|i| alert(&format!("Rule {i}"), Priority::Critical))
         .collect();
@@ -206,7 +214,9 @@ async fn single_cloudevent_with_headers_from_config_and_files() {
             server.url("/two"),
         ),
     );
-    let r = router::start(&cfg, &Metrics::new()).await.unwrap();
+    let r = router::start(cfg.router_setup(), &Metrics::new().delivery)
+        .await
+        .unwrap();
     let a = alert("One", Priority::Alert);
     r.sender().send(a.clone()).await.unwrap();
     wait_until("the events", || server.count() >= 2).await;
@@ -240,7 +250,7 @@ async fn single_cloudevent_with_headers_from_config_and_files() {
 async fn https_with_a_private_ca_and_a_client_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let [ca, srv, srv_key, cli, cli_key] = crate::support::write_pki(dir.path());
-    let tls = kaudit::config::TlsConfig {
+    let tls = kaudit::server::tls::TlsConfig {
         cert_file: srv,
         key_file: srv_key,
         client_ca_file: Some(ca.clone()),
@@ -259,7 +269,9 @@ async fn https_with_a_private_ca_and_a_client_certificate() {
             s(&ca)
         ),
     );
-    let r = router::start(&no_cert, &metrics).await.unwrap();
+    let r = router::start(no_cert.router_setup(), &metrics.delivery)
+        .await
+        .unwrap();
     r.sender()
         .send(alert("No Cert", Priority::Error))
         .await
@@ -286,7 +298,9 @@ async fn https_with_a_private_ca_and_a_client_certificate() {
             s(&cli_key)
         ),
     );
-    let r = router::start(&with_cert, &Metrics::new()).await.unwrap();
+    let r = router::start(with_cert.router_setup(), &Metrics::new().delivery)
+        .await
+        .unwrap();
     let a = alert("With Cert", Priority::Error);
     r.sender().send(a.clone()).await.unwrap();
     wait_until("delivery over mTLS", || server.count() >= 1).await;

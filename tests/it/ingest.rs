@@ -5,11 +5,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kaudit::config::{Config, TlsConfig};
+use kaudit::config::Config;
 use kaudit::detect::Detector;
 use kaudit::metrics::Metrics;
 use kaudit::pipeline::{self, Running};
 use kaudit::secret::Secret;
+use kaudit::server::tls::TlsConfig;
 use reqwest::StatusCode;
 
 const EVENT: &str = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"11111111-2222-3333-4444-555555555555","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/default/pods","verb":"list","user":{"username":"alice","groups":["system:authenticated"]},"objectRef":{"resource":"pods","namespace":"default","apiVersion":"v1"},"responseStatus":{"code":200},"requestReceivedTimestamp":"2026-11-22T10:00:00.000000Z","stageTimestamp":"2026-11-22T10:00:00.001000Z"}"#;
@@ -56,7 +57,7 @@ async fn start_with(cfg: Config, d: Detector) -> (Running, String) {
 }
 
 pub fn client() -> reqwest::Client {
-    kaudit::ingest::tls::install_crypto_provider();
+    kaudit::transport::tls::install_crypto_provider();
     reqwest::Client::new()
 }
 
@@ -507,7 +508,7 @@ impl Pki {
     }
 
     fn client(&self, identity: Option<&str>) -> reqwest::Client {
-        kaudit::ingest::tls::install_crypto_provider();
+        kaudit::transport::tls::install_crypto_provider();
         let ca =
             reqwest::Certificate::from_pem(&std::fs::read(self.path("ca.pem")).unwrap()).unwrap();
         let mut b = reqwest::Client::builder()
@@ -692,13 +693,18 @@ fn sigterm_drains_and_exits_zero_with_alerts_on_stdout() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let c = client();
-        for _ in 0..5 {
+        for i in 0..5 {
             // Noise raises nothing; each exec raises one alert.
             assert_eq!(
                 post(&c, &base, event_list(5)).await.status(),
                 StatusCode::OK
             );
-            assert_eq!(post(&c, &base, exec.clone()).await.status(), StatusCode::OK);
+            assert_eq!(
+                post(&c, &base, crate::support::unique_events(&exec, i))
+                    .await
+                    .status(),
+                StatusCode::OK
+            );
         }
     });
     let pid = child.id().to_string();

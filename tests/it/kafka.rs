@@ -32,7 +32,9 @@ async fn keys_headers_and_bodies() {
             b = broker.bootstrap()
         ),
     );
-    let r = router::start(&cfg, &Metrics::new()).await.unwrap();
+    let r = router::start(cfg.router_setup(), &Metrics::new().delivery)
+        .await
+        .unwrap();
     let alerts = vec![
         with_target("Attach/Exec Pod", "web-1"),
         with_target("Create Privileged Pod", "db-0"),
@@ -85,7 +87,9 @@ async fn broker_killed_mid_stream_loses_nothing() {
         ),
     );
     let metrics = Metrics::new();
-    let r = router::start(&cfg, &metrics).await.unwrap();
+    let r = router::start(cfg.router_setup(), &metrics.delivery)
+        .await
+        .unwrap();
     let mut sent = HashSet::new();
     for i in 0..20 {
         let a = alert(&format!("Before {i}"), Priority::Notice);
@@ -199,7 +203,9 @@ async fn mock_cluster_refusals_are_classified() {
             "  - name: kafka\n    type: kafka\n    brokers: [\"{bootstrap}\"]\n    topic: falco\n    key: rule\n  - name: denied\n    type: kafka\n    brokers: [\"{bootstrap}\"]\n    topic: denied\n",
         ),
     );
-    let r = router::start(&cfg, &Metrics::new()).await.unwrap();
+    let r = router::start(cfg.router_setup(), &Metrics::new().delivery)
+        .await
+        .unwrap();
     let a = alert("Retried", Priority::Critical);
     r.sender().send(a.clone()).await.unwrap();
     let got = consume_until(&consumer(&bootstrap, "falco"), "the retried alert", |m| {

@@ -10,6 +10,7 @@ mod gcscc;
 mod http_sink;
 mod ingest;
 mod kafka;
+mod kube;
 mod nats;
 mod operator;
 mod operator_mock;

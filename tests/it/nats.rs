@@ -76,7 +76,9 @@ async fn core_subjects_and_bodies() {
             url = server.url()
         ),
     );
-    let r = router::start(&cfg, &Metrics::new()).await.unwrap();
+    let r = router::start(cfg.router_setup(), &Metrics::new().delivery)
+        .await
+        .unwrap();
     let alerts: Vec<Alert> = vec![
         alert("Attach/Exec Pod", Priority::Notice),
         alert("Create Privileged Pod (K8s)", Priority::Critical),
@@ -142,7 +144,9 @@ async fn jetstream_acks_and_stream_contents() {
         ),
     );
     let metrics = Metrics::new();
-    let r = router::start(&cfg, &metrics).await.unwrap();
+    let r = router::start(cfg.router_setup(), &metrics.delivery)
+        .await
+        .unwrap();
     let alerts: Vec<Alert> = (0..10)
         .map(|i| alert(&format!("Rule {i}"), Priority::Warning))
         .collect();
@@ -181,7 +185,9 @@ async fn server_killed_mid_stream_loses_nothing() {
             server.url()
         ),
     );
-    let r = router::start(&cfg, &Metrics::new()).await.unwrap();
+    let r = router::start(cfg.router_setup(), &Metrics::new().delivery)
+        .await
+        .unwrap();
     let alerts: Vec<Alert> = (0..60)
         .map(|i| alert(&format!("Rule {i}"), Priority::Error))
         .collect();
@@ -275,7 +281,9 @@ async fn mutual_tls_and_token_from_a_file() {
             s(&cli_key)
         ),
     );
-    let r = router::start(&cfg, &Metrics::new()).await.unwrap();
+    let r = router::start(cfg.router_setup(), &Metrics::new().delivery)
+        .await
+        .unwrap();
     let a = alert("Secure Rule", Priority::Critical);
     r.sender().send(a.clone()).await.unwrap();
     let m = tokio::time::timeout(PATIENCE, sub.next())

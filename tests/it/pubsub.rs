@@ -24,7 +24,9 @@ async fn data_attributes_and_ordering_keys() {
             emu.host()
         ),
     );
-    let r = router::start(&cfg, &Metrics::new()).await.unwrap();
+    let r = router::start(cfg.router_setup(), &Metrics::new().delivery)
+        .await
+        .unwrap();
     let alerts = [
         alert("Attach/Exec Pod", Priority::Notice),
         alert("Create Privileged Pod", Priority::Critical),

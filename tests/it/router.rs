@@ -58,7 +58,9 @@ sinks:
         priv = out("privileged").display(),
         perr = out("perr").display(),
     ));
-    let r = router::start(&cfg, &Metrics::new()).await.unwrap();
+    let r = router::start(cfg.router_setup(), &Metrics::new().delivery)
+        .await
+        .unwrap();
     let a_warn_priv = alert("Create Privileged Pod", Priority::Warning);
     let b_crit = alert("Delete Namespace", Priority::Critical);
     let c_debug = alert("Debug Thing", Priority::Debug);
@@ -119,7 +121,9 @@ async fn a_slow_sink_does_not_delay_another() {
             fast.url("/")
         ),
     );
-    let r = router::start(&cfg, &Metrics::new()).await.unwrap();
+    let r = router::start(cfg.router_setup(), &Metrics::new().delivery)
+        .await
+        .unwrap();
     let alerts: Vec<_> = (0..20)
         .map(|i| alert(&format!("R{i}"), Priority::Warning))
         .collect();
@@ -151,7 +155,9 @@ async fn reload_adds_changes_and_removes_sinks_keeping_spools() {
         dir.path(),
         &format!("  - name: a\n    type: http\n    url: {dead_url}\n"),
     );
-    let r = router::start(&cfg1, &Metrics::new()).await.unwrap();
+    let r = router::start(cfg1.router_setup(), &Metrics::new().delivery)
+        .await
+        .unwrap();
     let first: Vec<_> = (0..5)
         .map(|i| alert(&format!("first {i}"), Priority::Error))
         .collect();
@@ -168,7 +174,7 @@ async fn reload_adds_changes_and_removes_sinks_keeping_spools() {
             file.display()
         ),
     );
-    r.reload(&cfg2).await.unwrap();
+    r.reload(cfg2.router_setup()).await.unwrap();
     assert_eq!(r.spooled("a"), None);
     assert!(dir.path().join("spool/a/spool.redb").exists());
     let second = alert("second", Priority::Error);
@@ -186,7 +192,7 @@ async fn reload_adds_changes_and_removes_sinks_keeping_spools() {
             file.display()
         ),
     );
-    r.reload(&cfg3).await.unwrap();
+    r.reload(cfg3.router_setup()).await.unwrap();
     let third = alert("third", Priority::Error);
     r.sender().send(third.clone()).await.unwrap();
     wait_until("a to deliver 6", || server.count() >= 6).await;
@@ -216,10 +222,12 @@ async fn an_invalid_reload_changes_nothing() {
             file.display()
         ),
     );
-    let r = router::start(&cfg, &Metrics::new()).await.unwrap();
+    let r = router::start(cfg.router_setup(), &Metrics::new().delivery)
+        .await
+        .unwrap();
     let mut bad = cfg.clone();
     bad.spool.retry_initial_ms = 0;
-    assert!(r.reload(&bad).await.is_err());
+    assert!(r.reload(bad.router_setup()).await.is_err());
     let a = alert("still routed", Priority::Error);
     r.sender().send(a.clone()).await.unwrap();
     r.shutdown().await;

@@ -45,7 +45,9 @@ async fn output_with_falcosidekick_attributes() {
             creds(dir.path())
         ),
     );
-    let r = router::start(&cfg, &Metrics::new()).await.unwrap();
+    let r = router::start(cfg.router_setup(), &Metrics::new().delivery)
+        .await
+        .unwrap();
     let mut a = alert("Attach/Exec Pod", Priority::Notice);
     a.tags = vec!["k8s".into(), "mitre_execution".into()];
     a.output_fields
@@ -88,7 +90,9 @@ async fn raw_json_sends_the_alert() {
             creds(dir.path())
         ),
     );
-    let r = router::start(&cfg, &Metrics::new()).await.unwrap();
+    let r = router::start(cfg.router_setup(), &Metrics::new().delivery)
+        .await
+        .unwrap();
     let alerts = [
         alert("Create Privileged Pod", Priority::Critical),
         alert("Delete Namespace", Priority::Warning),

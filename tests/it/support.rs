@@ -265,12 +265,12 @@ impl Recorder {
     /// Starts an HTTPS recorder on an ephemeral port with kaudit's own TLS server (`tls`).
     pub async fn start_tls(
         respond: Responder,
-        tls: &kaudit::config::TlsConfig,
-    ) -> (Recorder, kaudit::ingest::Server) {
+        tls: &kaudit::server::tls::TlsConfig,
+    ) -> (Recorder, kaudit::server::Server) {
         let reqs: Arc<Mutex<Vec<Req>>> = Arc::default();
         let app = Self::app(reqs.clone(), respond);
-        let tls = kaudit::ingest::tls::ReloadingTls::new(tls).expect("server TLS");
-        let server = kaudit::ingest::serve(
+        let tls = kaudit::server::tls::ReloadingTls::new(tls).expect("server TLS");
+        let server = kaudit::server::serve(
             "127.0.0.1:0".parse().expect("addr"),
             app,
             Some(tls),
@@ -415,7 +415,7 @@ pub fn metric(text: &str, name: &str, sink: &str) -> f64 {
 
 /// The process-wide rustls provider kaudit uses (ring).
 pub fn install_crypto_provider() {
-    kaudit::ingest::tls::install_crypto_provider();
+    kaudit::transport::tls::install_crypto_provider();
 }
 
 /// Writes a CA, a server certificate for 127.0.0.1 and a client certificate; returns paths
@@ -493,9 +493,12 @@ pub fn metric_line(text: &str, line_prefix: &str) -> f64 {
 /// Routes one alert through `cfg` to the sink called `sink`, which must refuse it for good;
 /// waits for its dead letter and returns that record after checking it is this alert's.
 pub async fn refused_alert(cfg: &Config, sink: &str) -> Value {
-    let r = kaudit::router::start(cfg, &kaudit::metrics::Metrics::new())
-        .await
-        .expect("router starts");
+    let r = kaudit::router::start(
+        cfg.router_setup(),
+        &kaudit::metrics::Metrics::new().delivery,
+    )
+    .await
+    .expect("router starts");
     let a = alert("Lost", Priority::Error);
     r.sender().send(a.clone()).await.expect("router accepts");
     let dl = cfg.data_dir.join(format!("dead-letter/{sink}.jsonl"));
@@ -504,4 +507,27 @@ pub async fn refused_alert(cfg: &Config, sink: &str) -> Value {
     let l = json_lines(&dl).remove(0);
     assert_eq!(l["alert"]["uuid"], a.uuid.to_string());
     l
+}
+
+/// The audit payload `body` with every event's `auditID` made unique to `n`: the same example
+/// posted as a different request (kaudit derives alert uuids from auditIDs, so a payload posted
+/// twice unchanged is a retry and raises the same alerts again, with the same uuids).
+pub fn unique_events(body: &[u8], n: usize) -> Vec<u8> {
+    fn mark(v: &mut Value, n: usize) {
+        match v {
+            Value::Array(items) => items.iter_mut().for_each(|i| mark(i, n)),
+            Value::Object(o) => {
+                if let Some(Value::Array(items)) = o.get_mut("items") {
+                    items.iter_mut().for_each(|i| mark(i, n));
+                }
+                if let Some(Value::String(id)) = o.get_mut("auditID") {
+                    id.push_str(&format!("-{n}"));
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut v: Value = serde_json::from_slice(body).expect("an audit payload");
+    mark(&mut v, n);
+    serde_json::to_vec(&v).expect("serializable")
 }

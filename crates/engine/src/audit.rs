@@ -126,11 +126,107 @@ struct Probe<'a> {
 
 /// Decodes a payload. Items larger than `max_event_bytes` are dropped, not parsed.
 pub fn decode(body: &[u8], max_event_bytes: usize) -> Result<Decoded, DecodeError> {
-    let raw: &RawValue = serde_json::from_slice(body).map_err(malformed)?;
     let mut out = Decoded::default();
-    let mut index = 0usize;
-    decode_value(raw, max_event_bytes, 0, &mut index, &mut out)?;
+    for_each_event(body, max_event_bytes, |i, item| match item {
+        Ok(ev) => out.events.push(ev),
+        Err(r) => out.rejected.push((i, r)),
+    })?;
     Ok(out)
+}
+
+/// Decodes a payload one event at a time: `visit` gets each item's index and its event (or why
+/// it was dropped), and the event is dropped before the next is parsed, so memory holds one
+/// event's JSON, not the whole payload's.
+pub fn for_each_event(
+    body: &[u8],
+    max_event_bytes: usize,
+    mut visit: impl FnMut(usize, Result<AuditEvent, Rejection>),
+) -> Result<(), DecodeError> {
+    for_each_item(body, max_event_bytes, |i, raw| {
+        visit(
+            i,
+            raw.and_then(|raw| {
+                serde_json::from_str::<Value>(raw.get())
+                    .map_err(|_| Rejection::Malformed)
+                    .and_then(AuditEvent::from_json)
+            }),
+        )
+    })
+}
+
+/// What [`validate`] found in a payload.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Validated {
+    /// Items that are events.
+    pub accepted: usize,
+    /// Items dropped, with their position among all items and the reason.
+    pub rejected: Vec<(usize, Rejection)>,
+}
+
+/// Checks a payload exactly as [`decode`] would take it (the same events accepted, the same
+/// rejected with the same reasons) without building any event's JSON: what ingest needs before
+/// it answers, at a fraction of the memory.
+pub fn validate(body: &[u8], max_event_bytes: usize) -> Result<Validated, DecodeError> {
+    let mut out = Validated::default();
+    for_each_item(body, max_event_bytes, |i, raw| {
+        match raw.and_then(check_event) {
+            Ok(()) => out.accepted += 1,
+            Err(r) => out.rejected.push((i, r)),
+        }
+    })?;
+    Ok(out)
+}
+
+/// The checks of [`AuditEvent::from_json`] on the raw text of one item.
+fn check_event(raw: &RawValue) -> Result<(), Rejection> {
+    #[derive(Deserialize)]
+    struct Stamp<'a> {
+        // Present-but-null must stay distinguishable from absent, as `Value::get` sees it.
+        #[serde(
+            default,
+            borrow,
+            rename = "stageTimestamp",
+            deserialize_with = "present"
+        )]
+        ts: Option<&'a RawValue>,
+    }
+    fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+        <&RawValue>::deserialize(d).map(Some)
+    }
+    if !raw.get().starts_with('{') {
+        return Err(Rejection::NotAnObject);
+    }
+    let Ok(stamp) = serde_json::from_str::<Stamp>(raw.get()) else {
+        // Rare shapes (a duplicated key): decide exactly as `decode` does.
+        let v = serde_json::from_str::<Value>(raw.get()).map_err(|_| Rejection::Malformed)?;
+        return AuditEvent::from_json(v).map(drop);
+    };
+    let ts = stamp.ts.ok_or(Rejection::MissingStageTimestamp)?;
+    let ts: std::borrow::Cow<'_, str> =
+        serde_json::from_str(ts.get()).map_err(|_| Rejection::BadStageTimestamp)?;
+    DateTime::parse_from_rfc3339(&ts).map_err(|_| Rejection::BadStageTimestamp)?;
+    Ok(())
+}
+
+/// Walks a payload's items (an `EventList`'s, an `Event`, arrays of them): `visit` gets each
+/// item's index and raw text, or [`Rejection::TooLarge`].
+fn for_each_item(
+    body: &[u8],
+    max_event_bytes: usize,
+    mut visit: impl FnMut(usize, Result<&RawValue, Rejection>),
+) -> Result<(), DecodeError> {
+    let raw: &RawValue = serde_json::from_slice(body).map_err(malformed)?;
+    let mut index = 0usize;
+    let mut add = |item: &RawValue| {
+        let i = index;
+        index += 1;
+        if item.get().len() > max_event_bytes {
+            visit(i, Err(Rejection::TooLarge));
+        } else {
+            visit(i, Ok(item));
+        }
+    };
+    decode_value(raw, 0, &mut add)
 }
 
 const MAX_NESTING: usize = 32;
@@ -145,10 +241,8 @@ fn malformed(e: serde_json::Error) -> DecodeError {
 
 fn decode_value(
     raw: &RawValue,
-    max_event_bytes: usize,
     depth: usize,
-    index: &mut usize,
-    out: &mut Decoded,
+    add: &mut dyn FnMut(&RawValue),
 ) -> Result<(), DecodeError> {
     if depth > MAX_NESTING {
         return Err(DecodeError::NotAuditEvent(format!(
@@ -160,7 +254,7 @@ fn decode_value(
         Some(b'[') => {
             let items: Vec<&RawValue> = serde_json::from_str(text).map_err(malformed)?;
             for item in items {
-                decode_value(item, max_event_bytes, depth + 1, index, out)?;
+                decode_value(item, depth + 1, add)?;
             }
             Ok(())
         }
@@ -176,12 +270,12 @@ fn decode_value(
             match probe.kind.as_ref() {
                 Some(Value::String(k)) if k == "EventList" => {
                     for item in probe.items.unwrap_or_default() {
-                        add_item(item, max_event_bytes, index, out);
+                        add(item);
                     }
                     Ok(())
                 }
                 Some(Value::String(k)) if k == "Event" => {
-                    add_item(raw, max_event_bytes, index, out);
+                    add(raw);
                     Ok(())
                 }
                 Some(other) => Err(DecodeError::NotAuditEvent(format!(
@@ -196,22 +290,6 @@ fn decode_value(
             "expected an object or an array, got {}",
             truncate(text, 40)
         ))),
-    }
-}
-
-fn add_item(raw: &RawValue, max_event_bytes: usize, index: &mut usize, out: &mut Decoded) {
-    let i = *index;
-    *index += 1;
-    if raw.get().len() > max_event_bytes {
-        out.rejected.push((i, Rejection::TooLarge));
-        return;
-    }
-    let parsed = serde_json::from_str::<Value>(raw.get())
-        .map_err(|_| Rejection::Malformed)
-        .and_then(AuditEvent::from_json);
-    match parsed {
-        Ok(ev) => out.events.push(ev),
-        Err(r) => out.rejected.push((i, r)),
     }
 }
 
@@ -285,6 +363,24 @@ mod tests {
                 (4, Rejection::BadStageTimestamp)
             ]
         );
+    }
+
+    #[test]
+    fn validate_agrees_with_decode() {
+        let big = EV.replace("\"get\"", &format!("\"{}\"", "x".repeat(500)));
+        let list = format!(
+            r#"[{{"kind":"EventList","items":[{EV},3,{{"kind":"Event"}},{big},{{"stageTimestamp":"yesterday"}},{{"stageTimestamp":5}},{{"stageTimestamp":null}},{{"stageTimestamp":"2026-01-01T00:00:00Z"}},{{"stageTimestamp":1,"stageTimestamp":"2026-01-01T00:00:00Z"}}]}},[{EV}]]"#
+        );
+        let d = decode(list.as_bytes(), 300).unwrap();
+        let v = validate(list.as_bytes(), 300).unwrap();
+        assert_eq!(v.accepted, d.events.len());
+        assert_eq!(v.rejected, d.rejected);
+        for bad in [r#"{"kind":0}"#, "42", "{\"kind\":"] {
+            assert_eq!(
+                validate(bad.as_bytes(), 300).unwrap_err(),
+                decode(bad.as_bytes(), 300).unwrap_err()
+            );
+        }
     }
 
     #[test]

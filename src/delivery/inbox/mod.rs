@@ -1,0 +1,897 @@
+//! The inbox: a write-ahead log of accepted audit batches, so that "accepted" means "on disk".
+//!
+//! Every source (the webhook, the audit-log file, the cloud sources) appends a batch and answers
+//! its client (a 200, an ack, a checkpoint) only once the append has returned: by then the batch
+//! is fsynced. Appends are group-committed: one writer thread takes every batch waiting, writes
+//! them with one `write` and one `fdatasync`, so many concurrent requests share one disk flush.
+//!
+//! Detection reads batches back in order ([`InboxReader`]). Each comes with a [`Hold`]: it is done
+//! when every alert it raised (and, with Falco, the batch itself) is in its destination's spool.
+//! Done batches count towards a watermark; segment files wholly below it are deleted. A batch
+//! whose alerts could not all be spooled is offered again after a backoff. On start the inbox
+//! replays every batch after the persisted watermark, so a crash anywhere between "accepted" and
+//! "spooled" loses nothing; what is replayed keeps its alert uuids (they are derived from the
+//! events), so consumers de-duplicate.
+//!
+//! On disk: `<data_dir>/inbox/<first seq>.seg` (records, see [`record`]) and `done` (the
+//! watermark). A write or sync error fails that group's appends (the client gets 503, never a
+//! 200), closes the segment, and the next append starts a new one, so a full or failing disk
+//! heals as soon as it has room again.
+
+pub mod record;
+pub mod watermark;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use super::{Backoff, Hold};
+use crate::health::Probe;
+use crate::invalid::{Invalid, positive};
+pub use record::InboxRecord;
+use watermark::Watermark;
+
+/// Settings of the inbox.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InboxConfig {
+    /// Most bytes of batches on disk not yet fully handled; past it sources are told to retry
+    /// later (the webhook answers 429).
+    pub max_bytes: u64,
+    /// Size at which a segment file is closed and the next one started.
+    pub segment_bytes: u64,
+    /// First delay before a batch whose alerts could not all be spooled is offered again, in
+    /// milliseconds (doubling).
+    pub retry_initial_ms: u64,
+    /// Longest such delay, in milliseconds.
+    pub retry_max_ms: u64,
+}
+
+impl Default for InboxConfig {
+    fn default() -> Self {
+        InboxConfig {
+            max_bytes: 2 * 1024 * 1024 * 1024,
+            segment_bytes: 64 * 1024 * 1024,
+            retry_initial_ms: 500,
+            retry_max_ms: 60_000,
+        }
+    }
+}
+
+impl InboxConfig {
+    /// Checks what types alone cannot; keys are relative to `inbox`.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        positive("max_bytes", self.max_bytes)?;
+        positive("segment_bytes", self.segment_bytes)?;
+        positive("retry_initial_ms", self.retry_initial_ms)?;
+        if self.retry_max_ms < self.retry_initial_ms {
+            return Err(Invalid::new(
+                "retry_max_ms",
+                "must be at least inbox.retry_initial_ms",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Why a batch was not taken.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InboxError {
+    /// Over `inbox.max_bytes`: retry later.
+    #[error("inbox full ({what}): retry later")]
+    Full {
+        /// Which limit: bytes or batches, with the numbers.
+        what: String,
+    },
+    /// The disk refused the write (full, failing, read-only): nothing was accepted.
+    #[error("inbox {dir}: cannot write: {message}")]
+    Storage {
+        /// The inbox directory.
+        dir: String,
+        /// What the OS said.
+        message: String,
+    },
+    /// The inbox is closing.
+    #[error("inbox is closed")]
+    Closed,
+}
+
+/// Metric families of the inbox.
+#[derive(Clone)]
+pub struct InboxMetrics {
+    /// Batches appended (fsynced).
+    pub appended: Counter,
+    /// Bytes appended.
+    pub appended_bytes: Counter,
+    /// Batches refused, by the writer (storage errors) or for room.
+    pub refused: prometheus_client::metrics::family::Family<ReasonLabel, Counter>,
+    /// Batches handled to the end (every alert spooled).
+    pub done: Counter,
+    /// Batches offered again after some alert could not be spooled.
+    pub retried: Counter,
+    /// Batches replayed at start (accepted by an earlier run, not finished).
+    pub replayed: Counter,
+    /// Batches accepted and not yet handled.
+    pub pending: Gauge,
+    /// Bytes of segment files on disk.
+    pub disk_bytes: Gauge,
+    /// Time of one group commit (write + fdatasync), in seconds.
+    pub commit_seconds: Histogram,
+    /// Batches per group commit.
+    pub group_batches: Histogram,
+}
+
+/// Label of refused appends.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// `full` or `storage`.
+    pub reason: &'static str,
+}
+
+impl InboxMetrics {
+    /// Creates and registers the families.
+    pub fn register(r: &mut Registry) -> Self {
+        let m = InboxMetrics {
+            appended: Counter::default(),
+            appended_bytes: Counter::default(),
+            refused: Default::default(),
+            done: Counter::default(),
+            retried: Counter::default(),
+            replayed: Counter::default(),
+            pending: Gauge::default(),
+            disk_bytes: Gauge::default(),
+            commit_seconds: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
+            group_batches: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+        };
+        r.register(
+            "inbox_appended",
+            "Batches written to the inbox",
+            m.appended.clone(),
+        );
+        r.register(
+            "inbox_appended_bytes",
+            "Bytes written to the inbox",
+            m.appended_bytes.clone(),
+        );
+        r.register(
+            "inbox_refused",
+            "Batches the inbox refused, by reason",
+            m.refused.clone(),
+        );
+        r.register("inbox_done", "Batches fully handled", m.done.clone());
+        r.register(
+            "inbox_retried",
+            "Batches offered again because an alert could not be spooled",
+            m.retried.clone(),
+        );
+        r.register(
+            "inbox_replayed",
+            "Batches replayed at start",
+            m.replayed.clone(),
+        );
+        r.register(
+            "inbox_pending_batches",
+            "Batches accepted and not yet handled",
+            m.pending.clone(),
+        );
+        r.register(
+            "inbox_disk_bytes",
+            "Bytes of inbox segment files",
+            m.disk_bytes.clone(),
+        );
+        r.register(
+            "inbox_commit_duration_seconds",
+            "Time of one group commit (write + fdatasync)",
+            m.commit_seconds.clone(),
+        );
+        r.register(
+            "inbox_group_batches",
+            "Batches per group commit",
+            m.group_batches.clone(),
+        );
+        for reason in ["full", "storage"] {
+            let _ = m.refused.get_or_create(&ReasonLabel { reason });
+        }
+        m
+    }
+}
+
+/// Where one record is: enough to read it back.
+#[derive(Clone, Debug)]
+struct Entry {
+    seq: u64,
+    path: Arc<PathBuf>,
+    offset: u64,
+    len: usize,
+    attempt: u32,
+}
+
+/// One segment file as the inbox tracks it.
+#[derive(Debug)]
+struct Segment {
+    path: PathBuf,
+    /// The last seq written to it (its first seq - 1 while empty).
+    last_seq: u64,
+    /// Bytes on disk.
+    bytes: u64,
+    /// Still being written.
+    active: bool,
+}
+
+#[derive(Debug)]
+struct State {
+    watermark: Watermark,
+    segments: BTreeMap<u64, Segment>,
+    /// Seqs appended and not done.
+    pending: u64,
+    persisted: u64,
+}
+
+struct Shared {
+    dir: PathBuf,
+    cfg: InboxConfig,
+    state: Mutex<State>,
+    disk_bytes: AtomicU64,
+    janitor: Notify,
+    retry_tx: mpsc::UnboundedSender<Entry>,
+    metrics: InboxMetrics,
+    faulted: AtomicBool,
+    probe: Option<Probe>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn complete(&self, seq: u64) {
+        let moved = {
+            let mut st = self.lock();
+            if st.watermark.is_done(seq) {
+                return;
+            }
+            st.pending = st.pending.saturating_sub(1);
+            self.metrics.pending.set(st.pending as i64);
+            st.watermark.complete(seq)
+        };
+        self.metrics.done.inc();
+        if moved {
+            self.janitor.notify_one();
+        }
+    }
+
+    fn set_faulted(&self, faulted: bool, why: &str) {
+        let was = self.faulted.swap(faulted, Ordering::AcqRel);
+        if was != faulted
+            && let Some(p) = &self.probe
+        {
+            if faulted {
+                p.not_ready(format!("cannot write: {why}"));
+            } else {
+                p.ready();
+            }
+        }
+    }
+
+    fn storage_error(&self, message: impl std::fmt::Display) -> InboxError {
+        InboxError::Storage {
+            dir: self.dir.display().to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    /// Deletes segment files wholly done and persists the watermark.
+    fn sweep(&self) {
+        let (to_delete, mark) = {
+            let mut st = self.lock();
+            let mark = st.watermark.done_through();
+            let gone: Vec<u64> = st
+                .segments
+                .iter()
+                .filter(|(_, s)| !s.active && s.last_seq <= mark)
+                .map(|(k, _)| *k)
+                .collect();
+            let mut paths = Vec::new();
+            for k in gone {
+                if let Some(s) = st.segments.remove(&k) {
+                    self.disk_bytes.fetch_sub(s.bytes, Ordering::AcqRel);
+                    paths.push(s.path);
+                }
+            }
+            let persist = (st.persisted != mark).then_some(mark);
+            if persist.is_some() {
+                st.persisted = mark;
+            }
+            (paths, persist)
+        };
+        // The watermark first: a segment is only deleted once no restart would want it.
+        if let Some(mark) = mark
+            && let Err(e) = write_watermark(&self.dir, mark)
+        {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "cannot persist the inbox watermark");
+        }
+        for p in to_delete {
+            if let Err(e) = std::fs::remove_file(&p)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(file = %p.display(), error = %e, "cannot delete a done inbox segment");
+            }
+        }
+        self.metrics
+            .disk_bytes
+            .set(self.disk_bytes.load(Ordering::Acquire) as i64);
+    }
+}
+
+const WATERMARK_FILE: &str = "done";
+
+fn read_watermark(dir: &Path) -> u64 {
+    std::fs::read_to_string(dir.join(WATERMARK_FILE))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn write_watermark(dir: &Path, mark: u64) -> std::io::Result<()> {
+    let tmp = dir.join("done.tmp");
+    std::fs::write(&tmp, format!("{mark}\n"))?;
+    std::fs::rename(tmp, dir.join(WATERMARK_FILE))
+}
+
+fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
+    dir.join(format!("{first_seq:020}.seg"))
+}
+
+/// One batch to append, and where to say how it went.
+struct Append {
+    source: String,
+    content_type: String,
+    body: Bytes,
+    received_ms: u64,
+    reply: oneshot::Sender<Result<u64, InboxError>>,
+}
+
+/// The appending side: cheap to clone, shared by every source.
+#[derive(Clone)]
+pub struct Inbox {
+    tx: mpsc::UnboundedSender<Append>,
+    shared: Arc<Shared>,
+}
+
+/// The reading side, for detection: batches in order, then those offered again.
+pub struct InboxReader {
+    rx: mpsc::UnboundedReceiver<Entry>,
+    retry_rx: mpsc::UnboundedReceiver<Entry>,
+    shared: Arc<Shared>,
+}
+
+/// A batch read back from the inbox, with the hold that marks it done.
+#[derive(Debug)]
+pub struct InboxBatch {
+    /// The batch as it was accepted.
+    pub record: InboxRecord,
+    /// Share it with everything the batch produces; when every share is released the batch is
+    /// done, and if one is dropped unreleased the batch is offered again later.
+    pub hold: Hold,
+}
+
+/// A running inbox: the appending side, the reading side, and the writer thread.
+pub struct Opened {
+    /// The appending side.
+    pub inbox: Inbox,
+    /// The reading side.
+    pub reader: InboxReader,
+    /// The writer thread and the janitor; await [`Worker::join`] after [`Inbox::close`].
+    pub worker: Worker,
+}
+
+/// The inbox's background work.
+pub struct Worker {
+    writer: Option<std::thread::JoinHandle<()>>,
+    janitor: tokio::task::JoinHandle<()>,
+    shared: Arc<Shared>,
+}
+
+impl Worker {
+    /// Waits for the writer to finish what was appended, then persists the watermark.
+    pub async fn join(mut self) {
+        if let Some(w) = self.writer.take() {
+            let _ = tokio::task::spawn_blocking(move || w.join()).await;
+        }
+        self.janitor.abort();
+        let shared = self.shared.clone();
+        let _ = tokio::task::spawn_blocking(move || shared.sweep()).await;
+    }
+}
+
+impl Inbox {
+    /// Opens (or creates) the inbox in `dir`, replays what an earlier run left unfinished, and
+    /// starts the writer thread. Must be called inside a tokio runtime.
+    pub fn open(
+        dir: &Path,
+        cfg: &InboxConfig,
+        metrics: InboxMetrics,
+        probe: Option<Probe>,
+    ) -> Result<Opened, InboxError> {
+        let err = |message: String| InboxError::Storage {
+            dir: dir.display().to_string(),
+            message,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create: {e}")))?;
+        let mark = read_watermark(dir);
+        let (entry_tx, entry_rx) = mpsc::unbounded_channel();
+        let (retry_tx, retry_rx) = mpsc::unbounded_channel();
+        let mut segments = BTreeMap::new();
+        let mut max_seq = mark;
+        let mut pending = 0u64;
+        let mut disk = 0u64;
+        let mut present = std::collections::HashSet::new();
+        let mut files: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
+            .map_err(|e| err(format!("cannot list: {e}")))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let p = e.path();
+                let first = p
+                    .file_name()?
+                    .to_str()?
+                    .strip_suffix(".seg")?
+                    .parse::<u64>()
+                    .ok()?;
+                Some((first, p))
+            })
+            .collect();
+        files.sort();
+        for (first, path) in files {
+            let buf = std::fs::read(&path)
+                .map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
+            let (records, end) = record::scan(&buf);
+            if (end as usize) < buf.len() {
+                tracing::warn!(file = %path.display(), intact = end, size = buf.len(), "inbox segment has a torn tail; cutting it");
+                if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&path) {
+                    let _ = f.set_len(end);
+                }
+            }
+            let shared_path = Arc::new(path.clone());
+            let mut last = first.saturating_sub(1);
+            for (r, offset, len) in records {
+                last = last.max(r.seq);
+                max_seq = max_seq.max(r.seq);
+                if r.seq > mark && present.insert(r.seq) {
+                    pending += 1;
+                    metrics.replayed.inc();
+                    let _ = entry_tx.send(Entry {
+                        seq: r.seq,
+                        path: shared_path.clone(),
+                        offset,
+                        len,
+                        attempt: 0,
+                    });
+                }
+            }
+            disk += end;
+            segments.insert(
+                first,
+                Segment {
+                    path,
+                    last_seq: last,
+                    bytes: end,
+                    active: false,
+                },
+            );
+        }
+        if pending > 0 {
+            tracing::info!(
+                batches = pending,
+                "inbox: replaying batches an earlier run accepted but did not finish"
+            );
+        }
+        metrics.pending.set(pending as i64);
+        metrics.disk_bytes.set(disk as i64);
+        if let Some(p) = &probe {
+            p.ready();
+        }
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            cfg: cfg.clone(),
+            state: Mutex::new(State {
+                watermark: Watermark::new(mark),
+                segments,
+                pending,
+                persisted: mark,
+            }),
+            disk_bytes: AtomicU64::new(disk),
+            janitor: Notify::new(),
+            retry_tx,
+            metrics,
+            faulted: AtomicBool::new(false),
+            probe,
+        });
+        // Seqs after the watermark that are in no file (the refused group of an earlier run)
+        // are done: nothing will ever complete them.
+        {
+            let mut st = shared.lock();
+            for seq in mark + 1..=max_seq {
+                if !present.contains(&seq) {
+                    st.watermark.complete(seq);
+                }
+            }
+        }
+        let (tx, rx) = mpsc::unbounded_channel::<Append>();
+        let writer_shared = shared.clone();
+        let writer = std::thread::Builder::new()
+            .name("inbox-writer".into())
+            .spawn(move || writer_loop(rx, writer_shared, max_seq + 1, entry_tx))
+            .map_err(|e| err(format!("cannot start the writer thread: {e}")))?;
+        let js = shared.clone();
+        let janitor = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = js.janitor.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                let s = js.clone();
+                let _ = tokio::task::spawn_blocking(move || s.sweep()).await;
+            }
+        });
+        shared.sweep();
+        Ok(Opened {
+            inbox: Inbox {
+                tx,
+                shared: shared.clone(),
+            },
+            reader: InboxReader {
+                rx: entry_rx,
+                retry_rx,
+                shared: shared.clone(),
+            },
+            worker: Worker {
+                writer: Some(writer),
+                janitor,
+                shared,
+            },
+        })
+    }
+
+    /// Appends one batch; returns its seq once it is on disk (fsynced), or why it was not
+    /// taken (then nothing of it will be processed, and the source should say so to its client).
+    pub async fn append(
+        &self,
+        source: &str,
+        content_type: &str,
+        body: Bytes,
+    ) -> Result<u64, InboxError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Append {
+                source: source.to_string(),
+                content_type: content_type.to_string(),
+                body,
+                received_ms: super::spool::now_ms(),
+                reply,
+            })
+            .map_err(|_| InboxError::Closed)?;
+        rx.await.unwrap_or(Err(InboxError::Closed))
+    }
+
+    /// Batches accepted and not yet handled.
+    pub fn pending(&self) -> u64 {
+        self.shared.lock().pending
+    }
+
+    /// True while the disk refuses writes.
+    pub fn is_faulted(&self) -> bool {
+        self.shared.faulted.load(Ordering::Acquire)
+    }
+}
+
+impl InboxReader {
+    /// The next batch to handle: batches offered again first, then new ones in order. `None`
+    /// once the inbox is closed and every appended batch was read.
+    pub async fn next(&mut self) -> Option<InboxBatch> {
+        loop {
+            let entry = tokio::select! {
+                biased;
+                Some(e) = self.retry_rx.recv() => e,
+                e = self.rx.recv() => e?,
+            };
+            if self.shared.lock().watermark.is_done(entry.seq) {
+                continue;
+            }
+            let e = entry.clone();
+            let read = tokio::task::spawn_blocking(move || read_entry(&e)).await;
+            match read {
+                Ok(Ok(record)) => {
+                    let hold = hold_for(&self.shared, entry);
+                    return Some(InboxBatch { record, hold });
+                }
+                Ok(Err(e)) => {
+                    // Unreadable now: corrupted on disk after it was written. It cannot be
+                    // handled; count it done so the inbox does not stall, and say so loudly.
+                    tracing::error!(seq = entry.seq, file = %entry.path.display(), error = %e, "inbox record unreadable; skipped");
+                    self.shared.complete(entry.seq);
+                }
+                Err(e) => {
+                    tracing::error!(seq = entry.seq, error = %e, "inbox read task failed; offering the batch again later");
+                    retry_later(&self.shared, entry);
+                }
+            }
+        }
+    }
+}
+
+fn read_entry(e: &Entry) -> Result<InboxRecord, String> {
+    let f = File::open(e.path.as_ref()).map_err(|err| err.to_string())?;
+    let mut buf = vec![0u8; e.len];
+    f.read_exact_at(&mut buf, e.offset)
+        .map_err(|err| err.to_string())?;
+    match record::decode(&buf) {
+        Some((r, _)) if r.seq == e.seq => Ok(r),
+        Some((r, _)) => Err(format!("expected seq {}, found {}", e.seq, r.seq)),
+        None => Err("checksum or framing mismatch".into()),
+    }
+}
+
+fn hold_for(shared: &Arc<Shared>, entry: Entry) -> Hold {
+    let shared = shared.clone();
+    Hold::new(move |ok| {
+        if ok {
+            shared.complete(entry.seq);
+        } else {
+            retry_later(&shared, entry);
+        }
+    })
+}
+
+fn retry_later(shared: &Arc<Shared>, mut entry: Entry) {
+    shared.metrics.retried.inc();
+    let mut backoff = Backoff::new(
+        Duration::from_millis(shared.cfg.retry_initial_ms),
+        Duration::from_millis(shared.cfg.retry_max_ms),
+    );
+    let mut delay = backoff.next_delay();
+    for _ in 0..entry.attempt.min(20) {
+        delay = backoff.next_delay();
+    }
+    entry.attempt = entry.attempt.saturating_add(1);
+    tracing::warn!(
+        seq = entry.seq,
+        attempt = entry.attempt,
+        retry_in_ms = delay.as_millis() as u64,
+        "some alerts of an inbox batch were not spooled; offering it again later"
+    );
+    let tx = shared.retry_tx.clone();
+    // Outside a runtime (process exit) the batch simply stays in the inbox for the next run.
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = tx.send(entry);
+        });
+    }
+}
+
+/// The segment being written.
+struct Active {
+    file: File,
+    path: Arc<PathBuf>,
+    first_seq: u64,
+    offset: u64,
+}
+
+/// Largest group written at once.
+const GROUP_BYTES: usize = 32 * 1024 * 1024;
+
+fn writer_loop(
+    mut rx: mpsc::UnboundedReceiver<Append>,
+    shared: Arc<Shared>,
+    mut next_seq: u64,
+    entries: mpsc::UnboundedSender<Entry>,
+) {
+    let mut active: Option<Active> = None;
+    let mut buf = Vec::new();
+    while let Some(first) = rx.blocking_recv() {
+        let mut group = vec![first];
+        let mut size = group[0].body.len();
+        while size < GROUP_BYTES {
+            match rx.try_recv() {
+                Ok(a) => {
+                    size += a.body.len();
+                    group.push(a);
+                }
+                Err(_) => break,
+            }
+        }
+        // Room: bytes on disk, counting this group as it goes.
+        let mut disk = shared.disk_bytes.load(Ordering::Acquire);
+        let mut take = Vec::with_capacity(group.len());
+        for a in group {
+            let need = a.body.len() as u64 + 600;
+            let full = if disk + need > shared.cfg.max_bytes {
+                Some(format!(
+                    "{disk} of inbox.max_bytes {} bytes in use",
+                    shared.cfg.max_bytes
+                ))
+            } else {
+                None
+            };
+            match full {
+                Some(what) => {
+                    shared
+                        .metrics
+                        .refused
+                        .get_or_create(&ReasonLabel { reason: "full" })
+                        .inc();
+                    let _ = a.reply.send(Err(InboxError::Full { what }));
+                }
+                None => {
+                    disk += need;
+                    take.push(a);
+                }
+            }
+        }
+        if take.is_empty() {
+            continue;
+        }
+        if active.is_none() {
+            match open_segment(&shared, next_seq) {
+                Ok(a) => active = Some(a),
+                Err(e) => {
+                    fail_group(&shared, take, &e);
+                    continue;
+                }
+            }
+        }
+        let Some(seg) = active.as_mut() else { continue };
+        buf.clear();
+        let mut placed = Vec::with_capacity(take.len());
+        for a in &take {
+            let seq = next_seq;
+            next_seq += 1;
+            let at = buf.len();
+            record::encode(
+                seq,
+                a.received_ms,
+                &a.source,
+                &a.content_type,
+                &a.body,
+                &mut buf,
+            );
+            placed.push((seq, seg.offset + at as u64, buf.len() - at));
+        }
+        let started = Instant::now();
+        let written = seg.file.write_all(&buf).and_then(|()| seg.file.sync_data());
+        match written {
+            Ok(()) => {
+                shared
+                    .metrics
+                    .commit_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                shared.metrics.group_batches.observe(take.len() as f64);
+                seg.offset += buf.len() as u64;
+                let last = next_seq - 1;
+                {
+                    let mut st = shared.lock();
+                    st.pending += take.len() as u64;
+                    shared.metrics.pending.set(st.pending as i64);
+                    if let Some(s) = st.segments.get_mut(&seg.first_seq) {
+                        s.last_seq = last;
+                        s.bytes = seg.offset;
+                    }
+                }
+                let disk = shared
+                    .disk_bytes
+                    .fetch_add(buf.len() as u64, Ordering::AcqRel)
+                    + buf.len() as u64;
+                shared.metrics.disk_bytes.set(disk as i64);
+                shared.metrics.appended.inc_by(take.len() as u64);
+                shared.metrics.appended_bytes.inc_by(buf.len() as u64);
+                shared.set_faulted(false, "");
+                for (a, (seq, offset, len)) in take.into_iter().zip(placed) {
+                    let _ = entries.send(Entry {
+                        seq,
+                        path: seg.path.clone(),
+                        offset,
+                        len,
+                        attempt: 0,
+                    });
+                    let _ = a.reply.send(Ok(seq));
+                }
+                if seg.offset >= shared.cfg.segment_bytes {
+                    seal(&shared, active.take());
+                }
+            }
+            Err(e) => {
+                tracing::error!(dir = %shared.dir.display(), error = %e, batches = take.len(), "inbox write failed; refusing these batches and starting a new segment");
+                // Whatever part of the group reached the file is cut off; if that fails too,
+                // a restart may replay some of it (at-least-once), never lose an accepted one.
+                let _ = seg.file.set_len(seg.offset);
+                let burned: Vec<u64> = placed.iter().map(|p| p.0).collect();
+                fail_group(&shared, take, &shared.storage_error(&e));
+                {
+                    // Nothing will ever complete the seqs of the refused group.
+                    let mut st = shared.lock();
+                    for s in burned {
+                        st.watermark.complete(s);
+                    }
+                }
+                seal(&shared, active.take());
+                shared.janitor.notify_one();
+            }
+        }
+    }
+    seal(&shared, active.take());
+}
+
+fn fail_group(shared: &Shared, group: Vec<Append>, e: &InboxError) {
+    let why = e.to_string();
+    shared.set_faulted(true, &why);
+    for a in group {
+        shared
+            .metrics
+            .refused
+            .get_or_create(&ReasonLabel { reason: "storage" })
+            .inc();
+        let _ = a.reply.send(Err(e.clone()));
+    }
+}
+
+fn open_segment(shared: &Shared, first_seq: u64) -> Result<Active, InboxError> {
+    let path = segment_path(&shared.dir, first_seq);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(|e| shared.storage_error(format!("cannot create {}: {e}", path.display())))?;
+    // The new file's directory entry must survive a crash too.
+    if let Ok(d) = File::open(&shared.dir) {
+        let _ = d.sync_all();
+    }
+    shared.lock().segments.insert(
+        first_seq,
+        Segment {
+            path: path.clone(),
+            last_seq: first_seq - 1,
+            bytes: 0,
+            active: true,
+        },
+    );
+    Ok(Active {
+        file,
+        path: Arc::new(path),
+        first_seq,
+        offset: 0,
+    })
+}
+
+/// Marks a segment written; an empty one is deleted at once.
+fn seal(shared: &Shared, seg: Option<Active>) {
+    let Some(seg) = seg else { return };
+    let mut st = shared.lock();
+    if seg.offset == 0 {
+        st.segments.remove(&seg.first_seq);
+        drop(st);
+        let _ = std::fs::remove_file(seg.path.as_ref());
+        return;
+    }
+    if let Some(s) = st.segments.get_mut(&seg.first_seq) {
+        s.active = false;
+    }
+    drop(st);
+    shared.janitor.notify_one();
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,256 @@
+use super::*;
+
+fn cfg() -> InboxConfig {
+    InboxConfig {
+        segment_bytes: 256,
+        retry_initial_ms: 10,
+        retry_max_ms: 20,
+        ..InboxConfig::default()
+    }
+}
+
+fn open(dir: &Path, cfg: &InboxConfig) -> Opened {
+    let mut reg = Registry::default();
+    Inbox::open(dir, cfg, InboxMetrics::register(&mut reg), None).unwrap()
+}
+
+fn segments(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "seg")
+        })
+        .count()
+}
+
+async fn settle(inbox: &Inbox) {
+    for _ in 0..200 {
+        if inbox.pending() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("inbox still has {} pending", inbox.pending());
+}
+
+#[tokio::test]
+async fn appended_batches_come_back_in_order_and_done_segments_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = open(dir.path(), &cfg());
+    let mut seqs = Vec::new();
+    for i in 0..20 {
+        let body = Bytes::from(format!("{{\"n\":{i}}}"));
+        seqs.push(
+            o.inbox
+                .append("webhook", "application/json", body)
+                .await
+                .unwrap(),
+        );
+    }
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    assert!(segments(dir.path()) > 1, "small segments rotate");
+    let mut reader = o.reader;
+    for i in 0..20 {
+        let b = reader.next().await.unwrap();
+        assert_eq!(b.record.body, Bytes::from(format!("{{\"n\":{i}}}")));
+        assert_eq!(b.record.source, "webhook");
+        b.hold.release();
+    }
+    settle(&o.inbox).await;
+    drop(o.inbox);
+    o.worker.join().await;
+    assert_eq!(segments(dir.path()), 0, "every segment was done");
+    assert_eq!(read_watermark(dir.path()), *seqs.last().unwrap());
+}
+
+#[tokio::test]
+async fn unfinished_batches_are_replayed_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let o = open(dir.path(), &cfg());
+        for i in 0..5 {
+            o.inbox
+                .append("w", "", Bytes::from(format!("b{i}")))
+                .await
+                .unwrap();
+        }
+        let mut reader = o.reader;
+        // The first two are finished, the third is read but its alerts never got spooled.
+        for _ in 0..2 {
+            reader.next().await.unwrap().hold.release();
+        }
+        let third = reader.next().await.unwrap();
+        std::mem::forget(third);
+        settle_until(&o.inbox, 3).await;
+        drop(o.inbox);
+        o.worker.join().await;
+    }
+    let o = open(dir.path(), &cfg());
+    let mut reader = o.reader;
+    let mut bodies = Vec::new();
+    for _ in 0..3 {
+        let b = reader.next().await.unwrap();
+        bodies.push(b.record.body.clone());
+        b.hold.release();
+    }
+    assert_eq!(bodies, vec!["b2", "b3", "b4"]);
+    // Seqs keep increasing across runs.
+    let next = o.inbox.append("w", "", Bytes::from("b5")).await.unwrap();
+    assert_eq!(next, 6);
+}
+
+async fn settle_until(inbox: &Inbox, pending: u64) {
+    for _ in 0..200 {
+        if inbox.pending() == pending {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("inbox has {} pending, expected {pending}", inbox.pending());
+}
+
+#[tokio::test]
+async fn a_torn_tail_is_cut_and_the_rest_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let o = open(dir.path(), &InboxConfig::default());
+        for i in 0..3 {
+            o.inbox
+                .append("w", "", Bytes::from(format!("b{i}")))
+                .await
+                .unwrap();
+        }
+        drop(o.inbox);
+        o.worker.join().await;
+    }
+    let seg = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "seg"))
+        .unwrap();
+    let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
+    f.write_all(b"KAI1\xff\xff").unwrap();
+    let o = open(dir.path(), &InboxConfig::default());
+    let mut reader = o.reader;
+    for i in 0..3 {
+        let b = reader.next().await.unwrap();
+        assert_eq!(b.record.body, Bytes::from(format!("b{i}")));
+        b.hold.release();
+    }
+    let n = o.inbox.append("w", "", Bytes::from("after")).await.unwrap();
+    assert_eq!(n, 4);
+}
+
+#[tokio::test]
+async fn a_failed_hold_offers_the_batch_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = open(dir.path(), &cfg());
+    o.inbox.append("w", "", Bytes::from("x")).await.unwrap();
+    let mut reader = o.reader;
+    let first = reader.next().await.unwrap();
+    let share = first.hold.share();
+    first.hold.release();
+    share.fail();
+    let again = tokio::time::timeout(Duration::from_secs(5), reader.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.record.body, Bytes::from("x"));
+    again.hold.release();
+    settle(&o.inbox).await;
+}
+
+#[tokio::test]
+async fn over_max_bytes_is_full_not_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = InboxConfig {
+        max_bytes: 3000,
+        ..cfg()
+    };
+    let o = open(dir.path(), &small);
+    let e = o
+        .inbox
+        .append("w", "", Bytes::from(vec![b'x'; 4000]))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, InboxError::Full { .. }), "{e}");
+    o.inbox
+        .append("w", "", Bytes::from(vec![b'x'; 1000]))
+        .await
+        .unwrap();
+    o.inbox
+        .append("w", "", Bytes::from(vec![b'x'; 1000]))
+        .await
+        .unwrap();
+    let e = o
+        .inbox
+        .append("w", "", Bytes::from(vec![b'x'; 1000]))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, InboxError::Full { .. }), "{e}");
+    // Once handled, the room comes back.
+    let mut reader = o.reader;
+    for _ in 0..2 {
+        reader.next().await.unwrap().hold.release();
+    }
+    settle(&o.inbox).await;
+    for _ in 0..100 {
+        if o.inbox
+            .append("w", "", Bytes::from(vec![b'x'; 1000]))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("room never came back");
+}
+
+#[tokio::test]
+async fn a_storage_error_refuses_the_batch_and_heals() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox_dir = dir.path().join("inbox");
+    let o = open(&inbox_dir, &cfg());
+    o.inbox
+        .append("w", "", Bytes::from("before"))
+        .await
+        .unwrap();
+    // Fill the active segment so the next append opens a new file, then take the directory away.
+    for _ in 0..3 {
+        o.inbox
+            .append("w", "", Bytes::from(vec![b'y'; 200]))
+            .await
+            .unwrap();
+    }
+    std::fs::rename(&inbox_dir, dir.path().join("gone")).unwrap();
+    let e = o
+        .inbox
+        .append("w", "", Bytes::from("refused"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, InboxError::Storage { .. }), "{e}");
+    assert!(o.inbox.is_faulted());
+    std::fs::rename(dir.path().join("gone"), &inbox_dir).unwrap();
+    let seq = o.inbox.append("w", "", Bytes::from("after")).await.unwrap();
+    assert!(!o.inbox.is_faulted());
+    let mut reader = o.reader;
+    let mut bodies = Vec::new();
+    loop {
+        let b = reader.next().await.unwrap();
+        bodies.push(b.record.body.clone());
+        let s = b.record.seq;
+        b.hold.release();
+        if s == seq {
+            break;
+        }
+    }
+    assert_eq!(bodies.first().unwrap(), "before");
+    assert_eq!(bodies.last().unwrap(), "after");
+    assert!(!bodies.iter().any(|b| b == "refused"));
+    settle(&o.inbox).await;
+}

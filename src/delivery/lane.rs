@@ -1,0 +1,353 @@
+//! A lane: one destination's durable path. An in-memory queue in front of a spool writer (which
+//! batches records into fsynced transactions and releases their holds), and a delivery worker.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use super::worker::Worker;
+use super::{
+    Backoff, DeadLetters, Deliver, DeliveryMetrics, Hold, SinkLabels, Spool, SpoolConfig,
+    SpoolError,
+};
+
+/// Errors of a lane.
+#[derive(Debug, thiserror::Error)]
+pub enum LaneError {
+    /// The spool could not be opened.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    /// The lane no longer accepts records (it is closing).
+    #[error("lane {0:?} is closed")]
+    Closed(String),
+}
+
+/// Where a lane keeps its files.
+#[derive(Clone, Debug)]
+pub struct LanePaths {
+    /// Spool directory (`<data_dir>/spool/<name>`).
+    pub spool_dir: PathBuf,
+    /// Dead-letter file (`<data_dir>/dead-letter/<name>.jsonl`).
+    pub dead_letter: PathBuf,
+}
+
+impl LanePaths {
+    /// The standard layout under `data_dir` for the lane called `name`.
+    pub fn under(data_dir: &Path, name: &str) -> Self {
+        LanePaths {
+            spool_dir: data_dir.join("spool").join(name),
+            dead_letter: data_dir.join("dead-letter").join(format!("{name}.jsonl")),
+        }
+    }
+}
+
+struct WorkerCtl {
+    /// `None` while running; `Some(deadline)` asks the worker to stop once the spool is empty
+    /// or the deadline has passed, whichever comes first.
+    stop: watch::Sender<Option<Instant>>,
+    task: JoinHandle<()>,
+}
+
+/// One destination's durable path: in-memory queue → spool → delivery worker.
+pub struct Lane {
+    name: String,
+    labels: SinkLabels,
+    cfg: SpoolConfig,
+    spool: Arc<Spool>,
+    dead: Arc<DeadLetters>,
+    metrics: DeliveryMetrics,
+    notify: Arc<Notify>,
+    tx: Option<mpsc::Sender<Queued>>,
+    spooler: Option<JoinHandle<()>>,
+    worker: Option<WorkerCtl>,
+}
+
+impl Lane {
+    /// Opens the spool at `paths` (records a previous run left are delivered first) and starts
+    /// the spool writer. Call [`Lane::start_worker`] to start delivering.
+    pub async fn open(
+        name: &str,
+        labels: SinkLabels,
+        paths: &LanePaths,
+        dead_letter_field: &'static str,
+        cfg: &SpoolConfig,
+        metrics: &DeliveryMetrics,
+    ) -> Result<Lane, LaneError> {
+        let spool = open_spool_retrying(&paths.spool_dir, cfg.max_bytes).await?;
+        let spool = Arc::new(spool);
+        let dead = Arc::new(
+            DeadLetters::with_limits(
+                paths.dead_letter.clone(),
+                name,
+                dead_letter_field,
+                super::deadletter::Limits {
+                    max_bytes: cfg.dead_letter_max_bytes,
+                    keep: cfg.dead_letter_keep,
+                },
+            )
+            .counting_discards(
+                metrics
+                    .dead_letters_discarded
+                    .get_or_create(&labels)
+                    .clone(),
+            ),
+        );
+        let mut lane = Lane {
+            name: name.to_string(),
+            labels,
+            cfg: cfg.clone(),
+            spool,
+            dead,
+            metrics: metrics.clone(),
+            notify: Arc::new(Notify::new()),
+            tx: None,
+            spooler: None,
+            worker: None,
+        };
+        lane.start_spooler();
+        lane.update_gauges();
+        Ok(lane)
+    }
+
+    /// The lane's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The lane's spool (for inspection: `len`, `bytes`).
+    pub fn spool(&self) -> Arc<Spool> {
+        self.spool.clone()
+    }
+
+    fn update_gauges(&self) {
+        self.metrics
+            .spool_records
+            .get_or_create(&self.labels)
+            .set(self.spool.len() as i64);
+        self.metrics
+            .spool_bytes
+            .get_or_create(&self.labels)
+            .set(self.spool.bytes() as i64);
+    }
+
+    fn start_spooler(&mut self) {
+        let (tx, rx) = mpsc::channel::<Queued>(self.cfg.queue_capacity.max(1));
+        let task = tokio::spawn(
+            spooler(
+                rx,
+                self.spool.clone(),
+                self.dead.clone(),
+                self.notify.clone(),
+                self.metrics.clone(),
+                self.labels.clone(),
+                self.cfg.clone(),
+            )
+            .instrument(tracing::info_span!("spooler", sink = %self.name)),
+        );
+        self.tx = Some(tx);
+        self.spooler = Some(task);
+    }
+
+    /// Queues one record; `hold` is released once the record is in the spool. Waits only while
+    /// the spool writer is behind (disk-bound, never sink-bound: a slow or dead destination
+    /// does not slow this down until the spool cap).
+    pub async fn enqueue(&self, payload: Bytes, hold: Option<Hold>) -> Result<(), LaneError> {
+        let tx = self
+            .tx
+            .as_ref()
+            .ok_or_else(|| LaneError::Closed(self.name.clone()))?;
+        tx.send(Queued { payload, hold })
+            .await
+            .map_err(|_| LaneError::Closed(self.name.clone()))?;
+        self.metrics
+            .queue_depth
+            .get_or_create(&self.labels)
+            .set((tx.max_capacity() - tx.capacity()) as i64);
+        Ok(())
+    }
+
+    /// Starts (or replaces) the delivery worker. A replaced worker is stopped at once; a batch it
+    /// had in flight stays in the spool and is sent again (at-least-once).
+    pub async fn start_worker(&mut self, deliver: Arc<dyn Deliver>) {
+        self.stop_worker(Duration::ZERO).await;
+        let (stop, stop_rx) = watch::channel(None);
+        let w = Worker {
+            spool: self.spool.clone(),
+            dead: self.dead.clone(),
+            notify: self.notify.clone(),
+            metrics: self.metrics.clone(),
+            labels: self.labels.clone(),
+            backoff: Backoff::new(
+                Duration::from_millis(self.cfg.retry_initial_ms),
+                Duration::from_millis(self.cfg.retry_max_ms),
+            ),
+            deliver,
+            stop: stop_rx,
+        };
+        let task = tokio::spawn(
+            w.run()
+                .instrument(tracing::info_span!("delivery", sink = %self.name)),
+        );
+        self.worker = Some(WorkerCtl { stop, task });
+    }
+
+    async fn stop_worker(&mut self, flush: Duration) {
+        if let Some(w) = self.worker.take() {
+            let _ = w.stop.send(Some(Instant::now() + flush));
+            if let Err(e) = w.task.await {
+                tracing::error!(sink = %self.name, error = %e, "delivery worker failed");
+            }
+        }
+    }
+
+    /// Stops taking records, writes everything queued to the spool (durable), lets the worker
+    /// deliver for at most `flush`, then stops it. What is left stays spooled for the next run.
+    pub async fn close(mut self, flush: Duration) {
+        self.tx = None;
+        if let Some(s) = self.spooler.take()
+            && let Err(e) = s.await
+        {
+            tracing::error!(sink = %self.name, error = %e, "spool writer failed");
+        }
+        self.stop_worker(flush).await;
+        self.update_gauges();
+        let left = self.spool.len();
+        if left > 0 {
+            tracing::info!(sink = %self.name, records = left, "records stay spooled for the next run");
+        }
+    }
+
+    /// Changes labels and spool settings (a sink reconfigured under the same name): drains the
+    /// in-memory queue to the spool, stops the worker; call [`Lane::start_worker`] afterwards.
+    pub async fn reconfigure(&mut self, labels: SinkLabels, cfg: &SpoolConfig) {
+        self.tx = None;
+        if let Some(s) = self.spooler.take() {
+            let _ = s.await;
+        }
+        self.stop_worker(Duration::ZERO).await;
+        self.labels = labels;
+        self.cfg = cfg.clone();
+        self.spool.set_max_bytes(cfg.max_bytes);
+        self.start_spooler();
+    }
+}
+
+/// Opens a spool, waiting briefly if a lane of the same name is still releasing the file.
+async fn open_spool_retrying(dir: &Path, max_bytes: u64) -> Result<Spool, SpoolError> {
+    let mut tries = 0;
+    loop {
+        let d = dir.to_path_buf();
+        let r = tokio::task::spawn_blocking(move || Spool::open(&d, max_bytes))
+            .await
+            .unwrap_or_else(|e| {
+                Err(SpoolError::Dir {
+                    path: dir.display().to_string(),
+                    source: std::io::Error::other(e.to_string()),
+                })
+            });
+        match r {
+            Err(SpoolError::Db { ref source, .. })
+                if matches!(**source, redb::Error::DatabaseAlreadyOpen) && tries < 50 =>
+            {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A record on its way to the spool, with the hold to release once it is there.
+struct Queued {
+    payload: Bytes,
+    hold: Option<Hold>,
+}
+
+async fn spooler(
+    mut rx: mpsc::Receiver<Queued>,
+    spool: Arc<Spool>,
+    dead: Arc<DeadLetters>,
+    notify: Arc<Notify>,
+    metrics: DeliveryMetrics,
+    labels: SinkLabels,
+    cfg: SpoolConfig,
+) {
+    let mut backoff = Backoff::new(
+        Duration::from_millis(cfg.retry_initial_ms),
+        Duration::from_millis(cfg.retry_max_ms),
+    );
+    while let Some(first) = rx.recv().await {
+        let mut queued = vec![first];
+        while queued.len() < cfg.write_batch {
+            match rx.try_recv() {
+                Ok(p) => queued.push(p),
+                Err(_) => break,
+            }
+        }
+        let (batch, holds): (Vec<Bytes>, Vec<Option<Hold>>) =
+            queued.into_iter().map(|q| (q.payload, q.hold)).unzip();
+        let batch = Arc::new(batch);
+        loop {
+            let (s, d, b) = (spool.clone(), dead.clone(), batch.clone());
+            let max = cfg.max_bytes;
+            let r = tokio::task::spawn_blocking(move || {
+                s.append(&b, &mut |evicted| {
+                    d.write(
+                        evicted,
+                        &format!("spool full (spool.max_bytes {max}): dropped, oldest first"),
+                    )
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+                })
+            })
+            .await;
+            match r {
+                Ok(Ok(outcome)) => {
+                    metrics
+                        .spooled
+                        .get_or_create(&labels)
+                        .inc_by(outcome.appended as u64);
+                    if outcome.evicted > 0 {
+                        let n = outcome.evicted as u64;
+                        metrics.dropped_at_cap.get_or_create(&labels).inc_by(n);
+                        metrics.dead_lettered.get_or_create(&labels).inc_by(n);
+                        tracing::warn!(
+                            dropped = n,
+                            max_bytes = cfg.max_bytes,
+                            dead_letter = %dead.path().display(),
+                            "spool full: oldest records dropped to the dead-letter file"
+                        );
+                    }
+                    backoff.reset();
+                    holds.into_iter().flatten().for_each(Hold::release);
+                    break;
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, records = batch.len(), "cannot write the spool; retrying");
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "spool writer panicked; retrying");
+                }
+            }
+            tokio::time::sleep(backoff.next_delay()).await;
+        }
+        notify.notify_one();
+        metrics
+            .queue_depth
+            .get_or_create(&labels)
+            .set(rx.len() as i64);
+        metrics
+            .spool_records
+            .get_or_create(&labels)
+            .set(spool.len() as i64);
+        metrics
+            .spool_bytes
+            .get_or_create(&labels)
+            .set(spool.bytes() as i64);
+    }
+}

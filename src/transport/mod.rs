@@ -1,0 +1,24 @@
+//! Plumbing for every outbound connection, below delivery and the sinks: the one HTTP client
+//! builder ([`mod@client`]), the client TLS settings and the process-wide rustls crypto provider
+//! ([`tls`]), the classification of HTTP answers and transport failures as a small policy with
+//! per-caller overrides ([`retry`]), and the byte encodings the wire needs ([`encode`]).
+//!
+//! Transport knows nothing of alerts or sinks: it returns its own [`TransportError`], which
+//! `delivery` turns into a `SinkError`.
+
+pub mod client;
+pub mod encode;
+pub mod retry;
+pub mod tls;
+
+pub use client::{ClientSettings, client};
+pub use retry::{RetryPolicy, TransportError, Verdict};
+pub use tls::ClientTls;
+
+/// The request timeout of the HTTP-speaking sinks when `timeout_ms` is not set, in milliseconds.
+pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+
+/// [`DEFAULT_TIMEOUT_MS`], as a serde default.
+pub fn default_timeout_ms() -> u64 {
+    DEFAULT_TIMEOUT_MS
+}
