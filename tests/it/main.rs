@@ -2,6 +2,8 @@
 
 mod artifacts;
 mod brokers;
+mod chaos;
+mod deadletter;
 mod delivery;
 mod e2e;
 mod falco_forward;
