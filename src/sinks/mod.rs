@@ -11,19 +11,24 @@ use serde_json::{Map, Value};
 use crate::alert::Priority;
 use crate::invalid::Invalid;
 
+pub mod discord;
 pub mod file;
 pub mod gcscc;
+pub mod googlechat;
 pub mod http;
 pub mod kafka;
 pub mod nats;
 pub mod pubsub;
 pub mod registry;
 pub mod shape;
+pub mod slack;
 pub mod sns;
 pub mod stdout;
+pub mod teams;
 pub mod template;
 pub mod test_alert;
 pub mod util;
+pub mod webhook;
 
 use registry::sink_types;
 
@@ -56,6 +61,12 @@ sink_types! {
     Kafka => kafka::Kafka,
     Sns => sns::Sns,
     Pubsub => pubsub::Pubsub,
+    Slack => slack::Slack,
+    Mattermost => slack::Mattermost,
+    Rocketchat => slack::Rocketchat,
+    Teams => teams::Teams,
+    Googlechat => googlechat::GoogleChat,
+    Discord => discord::Discord,
 }
 
 /// Deserializes a type's settings, naming the key at fault.

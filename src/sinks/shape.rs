@@ -148,6 +148,22 @@ pub fn truncate_bytes(s: &str, max: usize) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// The body `build(shift)` makes for the largest `shift` (0, 1, 2... up to 6) whose JSON fits
+/// in `max_bytes`: `build` divides its per-field limits by `2^shift`, so a message too large for
+/// an API's total limit loses length in its longest texts, never whole fields. The last attempt
+/// is returned even when it does not fit.
+pub fn fit_json(max_bytes: usize, build: impl Fn(u32) -> Value) -> Value {
+    let mut shift = 0;
+    loop {
+        let v = build(shift);
+        let len = serde_json::to_vec(&v).map_or(0, |b| b.len());
+        if len <= max_bytes || shift >= 6 {
+            return v;
+        }
+        shift += 1;
+    }
+}
+
 /// A colour per priority as `0xRRGGBB`: red for the most severe, through orange and yellow, to
 /// blue and grey for the informative ones.
 pub fn colour(p: Priority) -> u32 {

@@ -1,0 +1,131 @@
+//! The Discord message: one embed, cut at Discord's documented limits.
+
+use serde_json::{Value, json};
+
+use super::DiscordConfig;
+use crate::alert::{Alert, format_time};
+use crate::sinks::shape::{colour, key_fields, truncate_chars};
+
+/// An embed's title.
+pub const TITLE_MAX: usize = 256;
+/// An embed's description.
+pub const DESCRIPTION_MAX: usize = 4_096;
+/// Fields of one embed.
+pub const FIELDS_MAX: usize = 25;
+/// A field's name.
+pub const FIELD_NAME_MAX: usize = 256;
+/// A field's value.
+pub const FIELD_VALUE_MAX: usize = 1_024;
+/// A footer's text.
+pub const FOOTER_MAX: usize = 2_048;
+/// All the text of an embed together (title, description, field names and values, footer).
+pub const EMBED_TOTAL_MAX: usize = 6_000;
+
+/// The message of one alert, its embed within every limit.
+pub fn message(cfg: &DiscordConfig, a: &Alert) -> Value {
+    let main = cfg.common.text(a, || a.output.clone());
+    let mut fields = key_fields(a, &cfg.own.fields);
+    let footer = format!(
+        "{} · {} · {}",
+        a.source,
+        a.hostname,
+        if a.tags.is_empty() {
+            a.uuid.to_string()
+        } else {
+            format!("{} · tags: {}", a.uuid, a.tags.join(", "))
+        }
+    );
+    // More fields than an embed takes: the last one says how many more (the output names them).
+    if fields.len() > FIELDS_MAX {
+        let more = fields.len() - (FIELDS_MAX - 1);
+        fields.truncate(FIELDS_MAX - 1);
+        fields.push(("…".into(), format!("{more} more fields")));
+    }
+    let mut shift = 0;
+    let (title, description, items, footer) = loop {
+        let div = |n: usize| (n >> shift).max(16);
+        let title = truncate_chars(&format!("{}: {}", a.priority, a.rule), TITLE_MAX).into_owned();
+        let description = truncate_chars(&main, div(DESCRIPTION_MAX)).into_owned();
+        let items: Vec<(String, String)> = fields
+            .iter()
+            .map(|(k, v)| {
+                (
+                    truncate_chars(k, div(FIELD_NAME_MAX)).into_owned(),
+                    truncate_chars(v, div(FIELD_VALUE_MAX)).into_owned(),
+                )
+            })
+            .collect();
+        let foot = truncate_chars(&footer, FOOTER_MAX.min(div(FOOTER_MAX).max(120))).into_owned();
+        let total = [&title, &description, &foot]
+            .iter()
+            .map(|s| s.chars().count())
+            .sum::<usize>()
+            + items
+                .iter()
+                .map(|(k, v)| k.chars().count() + v.chars().count())
+                .sum::<usize>();
+        if total <= EMBED_TOTAL_MAX || shift >= 8 {
+            break (title, description, items, foot);
+        }
+        shift += 1;
+    };
+    let mut embed = json!({
+        "title": title,
+        "description": description,
+        "color": colour(a.priority),
+        "timestamp": format_time(&a.time),
+        "fields": items
+            .iter()
+            .map(|(k, v)| json!({"name": k, "value": v, "inline": v.chars().count() <= 40}))
+            .collect::<Vec<_>>(),
+        "footer": {"text": footer},
+    });
+    if let Some(link) = cfg.common.link(a) {
+        embed["url"] = Value::String(link);
+    }
+    let mut m = json!({"embeds": [embed], "allowed_mentions": {"parse": []}});
+    if let Some(u) = &cfg.own.username {
+        m["username"] = Value::String(truncate_chars(u, 80).into_owned());
+    }
+    if let Some(u) = &cfg.own.avatar_url {
+        m["avatar_url"] = Value::String(u.clone());
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embed_within_limits() {
+        let cfg: DiscordConfig = serde_json::from_value(json!({
+            "webhook_url": "https://discord.example/api/webhooks/1/t",
+            "console_url": "https://k.example",
+        }))
+        .unwrap();
+        let mut a = crate::sinks::test_alert::test_alert("h");
+        a.output = "o".repeat(9000);
+        for i in 0..40 {
+            a.output_fields
+                .insert(format!("f{i}"), Value::String("v".repeat(2000)));
+        }
+        let m = message(&cfg, &a);
+        let e = &m["embeds"][0];
+        let fields = e["fields"].as_array().unwrap();
+        assert_eq!(fields.len(), FIELDS_MAX);
+        assert_eq!(fields[24]["value"], "23 more fields");
+        let count = |v: &Value| v.as_str().unwrap().chars().count();
+        let total = count(&e["title"])
+            + count(&e["description"])
+            + count(&e["footer"]["text"])
+            + fields
+                .iter()
+                .map(|f| count(&f["name"]) + count(&f["value"]))
+                .sum::<usize>();
+        assert!(total <= EMBED_TOTAL_MAX, "{total}");
+        assert_eq!(e["color"], 0x90a4ae);
+        assert_eq!(m["allowed_mentions"]["parse"], json!([]));
+        assert!(e["url"].as_str().unwrap().ends_with(&a.uuid.to_string()));
+    }
+}
