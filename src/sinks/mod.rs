@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use crate::alert::Priority;
 use crate::invalid::Invalid;
 
+pub mod alertmanager;
 pub mod discord;
 pub mod file;
 pub mod gcscc;
@@ -18,6 +19,8 @@ pub mod googlechat;
 pub mod http;
 pub mod kafka;
 pub mod nats;
+pub mod opsgenie;
+pub mod pagerduty;
 pub mod pubsub;
 pub mod registry;
 pub mod shape;
@@ -67,6 +70,9 @@ sink_types! {
     Teams => teams::Teams,
     Googlechat => googlechat::GoogleChat,
     Discord => discord::Discord,
+    Pagerduty => pagerduty::PagerDuty,
+    Opsgenie => opsgenie::Opsgenie,
+    Alertmanager => alertmanager::Alertmanager,
 }
 
 /// Deserializes a type's settings, naming the key at fault.

@@ -200,6 +200,34 @@ pub fn key_fields(a: &Alert, names: &[String]) -> Vec<(String, String)> {
     }
 }
 
+/// Per-priority overrides of a sink's own mapping of Falco priorities to its API's levels
+/// (`severity_map: {notice: warning}`); priorities not named keep the sink's default.
+pub type PriorityMap = BTreeMap<Priority, String>;
+
+/// The level of `p`: the override in `map`, else `default(p)`.
+pub fn mapped(map: &PriorityMap, p: Priority, default: fn(Priority) -> &'static str) -> String {
+    map.get(&p)
+        .cloned()
+        .unwrap_or_else(|| default(p).to_string())
+}
+
+/// Refuses a level its API does not know.
+pub fn check_priority_map(
+    key: &str,
+    map: &PriorityMap,
+    allowed: &[&str],
+) -> Result<(), crate::invalid::Invalid> {
+    for (p, v) in map {
+        if !allowed.contains(&v.as_str()) {
+            return Err(crate::invalid::Invalid::new(
+                format!("{key}.{}", p.as_lower()),
+                format!("{v:?}: use one of {}", allowed.join(", ")),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Where the console shows one alert, under its base URL.
 pub const CONSOLE_ALERT_PATH: &str = "ui/alerts/";
 
