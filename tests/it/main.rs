@@ -2,6 +2,7 @@
 
 mod artifacts;
 mod brokers;
+mod chat;
 mod delivery;
 mod e2e;
 mod falco_forward;
