@@ -2,4 +2,5 @@
 //! and answer its documented errors; Alertmanager against the real server.
 
 pub mod api;
+mod cards;
 mod slack;
