@@ -1,6 +1,7 @@
 //! Chat and on-call sinks against loopback servers that check each API's documented schema
 //! and answer its documented errors; Alertmanager against the real server.
 
+mod alertmanager;
 pub mod api;
 pub mod cards;
 pub mod oncall;
