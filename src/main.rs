@@ -31,6 +31,9 @@ enum Command {
     /// Check, list and test Falco rules files.
     #[command(subcommand)]
     Rules(kaudit::rules::cli::RulesCommand),
+    /// Test the configured sinks.
+    #[command(subcommand)]
+    Sinks(kaudit::sinks_cli::SinksCommand),
     /// Run the Kubernetes operator (CRDs in `kaudit crds`).
     Operator {
         /// Address of /healthz and /metrics.
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Rules(cmd) => kaudit::rules::cli::run(cmd),
+        Command::Sinks(cmd) => kaudit::sinks_cli::run(cmd),
         Command::Crds => match kaudit::operator::crd::crds_yaml() {
             Ok(y) => {
                 print!("{y}");

@@ -6,6 +6,7 @@ pub mod api;
 pub mod cards;
 pub mod oncall;
 pub mod slack;
+mod test_alert;
 
 /// Every fake refuses what its API refuses, with the API's answer: a malformed body gets the
 /// bad-payload error and is recorded as a violation (so the other tests' checks can fail).
