@@ -5,6 +5,7 @@ mod alertmanager;
 pub mod api;
 pub mod cards;
 pub mod oncall;
+mod shaping;
 pub mod slack;
 mod test_alert;
 
