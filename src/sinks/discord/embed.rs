@@ -18,11 +18,33 @@ pub const FIELD_NAME_MAX: usize = 256;
 pub const FIELD_VALUE_MAX: usize = 1_024;
 /// A footer's text.
 pub const FOOTER_MAX: usize = 2_048;
-/// All the text of an embed together (title, description, field names and values, footer).
+/// All the text of a message's embeds together (titles, descriptions, field names and values,
+/// footers).
 pub const EMBED_TOTAL_MAX: usize = 6_000;
+/// Embeds in one message: alerts per batch.
+pub const EMBEDS_MAX: usize = 10;
 
-/// The message of one alert, its embed within every limit.
-pub fn message(cfg: &DiscordConfig, a: &Alert) -> Value {
+/// The message of a batch (at most [`EMBEDS_MAX`] alerts), one embed each, sharing the
+/// [`EMBED_TOTAL_MAX`] characters equally.
+pub fn message(cfg: &DiscordConfig, alerts: &[Alert]) -> Value {
+    let n = alerts.len().clamp(1, EMBEDS_MAX);
+    let embeds: Vec<Value> = alerts
+        .iter()
+        .take(EMBEDS_MAX)
+        .map(|a| embed(cfg, a, EMBED_TOTAL_MAX / n))
+        .collect();
+    let mut m = json!({"embeds": embeds, "allowed_mentions": {"parse": []}});
+    if let Some(u) = &cfg.own.username {
+        m["username"] = Value::String(truncate_chars(u, 80).into_owned());
+    }
+    if let Some(u) = &cfg.own.avatar_url {
+        m["avatar_url"] = Value::String(u.clone());
+    }
+    m
+}
+
+/// The embed of one alert, its text within `budget` characters.
+fn embed(cfg: &DiscordConfig, a: &Alert, budget: usize) -> Value {
     let main = cfg.common.text(a, || a.output.clone());
     let mut fields = key_fields(a, &cfg.own.fields);
     let footer = format!(
@@ -64,7 +86,7 @@ pub fn message(cfg: &DiscordConfig, a: &Alert) -> Value {
                 .iter()
                 .map(|(k, v)| k.chars().count() + v.chars().count())
                 .sum::<usize>();
-        if total <= EMBED_TOTAL_MAX || shift >= 8 {
+        if total <= budget || shift >= 8 {
             break (title, description, items, foot);
         }
         shift += 1;
@@ -83,14 +105,7 @@ pub fn message(cfg: &DiscordConfig, a: &Alert) -> Value {
     if let Some(link) = cfg.common.link(a) {
         embed["url"] = Value::String(link);
     }
-    let mut m = json!({"embeds": [embed], "allowed_mentions": {"parse": []}});
-    if let Some(u) = &cfg.own.username {
-        m["username"] = Value::String(truncate_chars(u, 80).into_owned());
-    }
-    if let Some(u) = &cfg.own.avatar_url {
-        m["avatar_url"] = Value::String(u.clone());
-    }
-    m
+    embed
 }
 
 #[cfg(test)]
@@ -110,7 +125,7 @@ mod tests {
             a.output_fields
                 .insert(format!("f{i}"), Value::String("v".repeat(2000)));
         }
-        let m = message(&cfg, &a);
+        let m = message(&cfg, std::slice::from_ref(&a));
         let e = &m["embeds"][0];
         let fields = e["fields"].as_array().unwrap();
         assert_eq!(fields.len(), FIELDS_MAX);
@@ -127,5 +142,25 @@ mod tests {
         assert_eq!(e["color"], 0x90a4ae);
         assert_eq!(m["allowed_mentions"]["parse"], json!([]));
         assert!(e["url"].as_str().unwrap().ends_with(&a.uuid.to_string()));
+        // A batch shares the message's budget.
+        let batch = vec![a.clone(); 12];
+        let m = message(&cfg, &batch);
+        let embeds = m["embeds"].as_array().unwrap();
+        assert_eq!(embeds.len(), EMBEDS_MAX);
+        let total: usize = embeds
+            .iter()
+            .map(|e| {
+                count(&e["title"])
+                    + count(&e["description"])
+                    + count(&e["footer"]["text"])
+                    + e["fields"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|f| count(&f["name"]) + count(&f["value"]))
+                        .sum::<usize>()
+            })
+            .sum();
+        assert!(total <= EMBED_TOTAL_MAX, "{total}");
     }
 }

@@ -1,15 +1,17 @@
-//! `discord`: a Discord channel webhook, one message per alert with one embed: the priority and
-//! rule as title (linking to the alert in the console when configured), the output (or the
-//! `template`'s text) as description, the priority's colour, the key fields, and a footer with
-//! source, host and uuid. Mentions are disabled (`allowed_mentions: {parse: []}`): text from an
-//! audit event cannot ping `@everyone`. The URL gets `wait=true`, so Discord answers only once
-//! the message exists.
+//! `discord`: a Discord channel webhook. Each alert is one embed: the priority and rule as title
+//! (linking to the alert in the console when configured), the output (or the `template`'s text)
+//! as description, the priority's colour, the key fields, and a footer with source, host and
+//! uuid. Mentions are disabled (`allowed_mentions: {parse: []}`): text from an audit event cannot
+//! ping `@everyone`. The URL gets `wait=true`, so Discord answers only once the message exists.
+//!
+//! Alerts queued together go in one message, up to 10 embeds (Discord allows five messages per
+//! two seconds per webhook, so a burst waits less in the spool).
 //!
 //! Limits ([`embed`]): title 256, description 4,096, at most 25 fields (name 256, value 1,024),
-//! footer 2,048 characters, and 6,000 characters for the whole embed. Classification (the
-//! standard rules): 2xx is delivered; 429 is retried after `Retry-After` (fractional seconds
-//! honoured) and 5xx too; 400 (`50006` and other codes), 401 and 404 (`Unknown Webhook`)
-//! dead-letter the alert with Discord's message.
+//! footer 2,048 characters, and 6,000 characters for all the embeds of a message, shared equally
+//! between them. Classification (the standard rules): 2xx is delivered; 429 is retried after
+//! `Retry-After` (fractional seconds honoured) and 5xx too; 400 (`50006` and other codes), 401
+//! and 404 (`Unknown Webhook`) dead-letter the batch with Discord's message.
 
 pub mod embed;
 
@@ -18,7 +20,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::alert::Alert;
-use crate::delivery::{Sink, SinkError};
+use crate::delivery::{BatchPolicy, Sink, SinkError};
 use crate::invalid::Invalid;
 use crate::secret::Secret;
 use crate::sinks::registry::SinkType;
@@ -75,18 +77,19 @@ impl SinkType for Discord {
         let mut target = webhook::read_url(&url(c))?;
         target.query_pairs_mut().append_pair("wait", "true");
         let cfg = c.clone();
-        let body = Box::new(move |alerts: &[Alert]| {
-            let a = alerts
-                .first()
-                .ok_or_else(|| SinkError::Permanent("empty batch".into()))?;
-            Ok(embed::message(&cfg, a))
-        });
-        Ok(Box::new(JsonSink::new(
-            "discord",
-            c.common.client()?,
-            target,
-            RetryPolicy::STANDARD,
-            body,
-        )))
+        let body = Box::new(move |alerts: &[Alert]| Ok(embed::message(&cfg, alerts)));
+        Ok(Box::new(
+            JsonSink::new(
+                "discord",
+                c.common.client()?,
+                target,
+                RetryPolicy::STANDARD,
+                body,
+            )
+            .batched(BatchPolicy {
+                max: embed::EMBEDS_MAX,
+                max_wait: std::time::Duration::ZERO,
+            }),
+        ))
     }
 }
