@@ -30,10 +30,10 @@ enum Command {
     Config(ConfigCommand),
     /// Check, list and test Falco rules files.
     #[command(subcommand)]
-    Rules(kaudit::rules::cli::RulesCommand),
+    Rules(kaudit::cli::rules::RulesCommand),
     /// Test the configured sinks.
     #[command(subcommand)]
-    Sinks(kaudit::sinks_cli::SinksCommand),
+    Sinks(kaudit::cli::sinks::SinksCommand),
     /// Run the Kubernetes operator (CRDs in `kaudit crds`).
     Operator {
         /// Address of /healthz and /metrics.
@@ -87,8 +87,8 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Rules(cmd) => kaudit::rules::cli::run(cmd),
-        Command::Sinks(cmd) => kaudit::sinks_cli::run(cmd),
+        Command::Rules(cmd) => kaudit::cli::rules::run(cmd),
+        Command::Sinks(cmd) => kaudit::cli::sinks::run(cmd),
         Command::Crds => match kaudit::operator::crd::crds_yaml() {
             Ok(y) => {
                 print!("{y}");

@@ -1,0 +1,8 @@
+//! Command-line subcommands with more to them than one library call; `main.rs` parses the
+//! arguments and dispatches here.
+//!
+//! - [`rules`]: `kaudit rules check | list | test`, the rules engine from the command line.
+//! - [`sinks`]: `kaudit sinks test [NAME]`, the test alert through every configured sink.
+
+pub mod rules;
+pub mod sinks;
