@@ -75,3 +75,71 @@ async fn shaping_reaches_the_sink_and_keeps_the_alerts_own_fields() {
     assert_eq!(other["output"], a.output.as_str(), "shaping is per sink");
     assert!(other["output_fields"].get("cluster").is_none());
 }
+
+/// The per-channel routing example (`examples/config/chat-routing.yaml`, docs/chat.md) sends
+/// each alert where its comments say.
+#[test]
+fn the_routing_example_routes_as_documented() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config/chat-routing.yaml");
+    let cfg = kaudit::config::Config::load(Some(&path), &Default::default()).unwrap();
+    let sinks: Vec<_> = cfg
+        .sinks
+        .iter()
+        .map(|s| {
+            let f = s
+                .filter
+                .as_deref()
+                .map(|e| kaudit::rules::AlertFilter::compile(e).unwrap());
+            (s.name.clone(), s.min_priority, f)
+        })
+        .collect();
+    let route = |rule: &str, priority: Priority, namespace: &str| -> Vec<String> {
+        let mut a = alert(rule, priority);
+        a.output_fields
+            .insert("ka.target.namespace".into(), namespace.into());
+        sinks
+            .iter()
+            .filter(|(_, min, f)| {
+                a.priority.at_least(*min) && f.as_ref().is_none_or(|f| f.matches(&a))
+            })
+            .map(|(n, _, _)| n.clone())
+            .collect()
+    };
+    let cases = [
+        (
+            "Attach/Exec Pod",
+            Priority::Notice,
+            "team-a",
+            &["slack-team-a"][..],
+        ),
+        (
+            "Attach/Exec Pod",
+            Priority::Warning,
+            "team-a-staging",
+            &["slack-team-a", "teams-security"],
+        ),
+        (
+            "Create Privileged Pod",
+            Priority::Critical,
+            "kube-system",
+            &["slack-platform", "teams-security"],
+        ),
+        (
+            "Create Privileged Pod",
+            Priority::Critical,
+            "prod-payments",
+            &["teams-security", "pagerduty-prod"],
+        ),
+        (
+            "K8s Serviceaccount Created",
+            Priority::Warning,
+            "prod-payments",
+            &[],
+        ),
+        ("Attach/Exec Pod", Priority::Informational, "team-a", &[]),
+    ];
+    for (rule, priority, ns, want) in cases {
+        assert_eq!(route(rule, priority, ns), want, "{rule} {priority} in {ns}");
+    }
+}
