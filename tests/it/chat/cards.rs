@@ -547,8 +547,59 @@ pub static DISCORD: Api = Api {
 
 mod discord_api {
     use super::*;
+    use crate::support::{alert, config, free_port, wait_until};
+    use kaudit::alert::Priority;
+    use kaudit::metrics::Metrics;
+    use kaudit::router;
 
     super::super::api::api_tests!(&DISCORD);
+
+    /// Twelve alerts spooled during an outage go out as two messages (10 embeds, then 2), each
+    /// within the limits, every alert once.
+    #[tokio::test]
+    async fn a_backlog_goes_ten_embeds_per_message() {
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let sink = (DISCORD.sink)("s", &format!("http://127.0.0.1:{port}"), dir.path());
+        let cfg = config(dir.path(), &sink);
+        let r = router::start(cfg.router_setup(), &Metrics::new().delivery)
+            .await
+            .unwrap();
+        let alerts: Vec<_> = (0..12)
+            .map(|i| alert(&format!("Backlog {i}"), Priority::Error))
+            .collect();
+        for a in &alerts {
+            r.sender().send(a.clone()).await.unwrap();
+        }
+        wait_until("the backlog spooled", || r.spooled("s") == Some(12)).await;
+        r.shutdown().await;
+        let fake = super::super::api::Fake::start_on(&DISCORD, port, vec![]).await;
+        let r = router::start(cfg.router_setup(), &Metrics::new().delivery)
+            .await
+            .unwrap();
+        wait_until("the spool drained", || r.spooled("s") == Some(0)).await;
+        r.shutdown().await;
+        fake.assert_valid();
+        let sizes: Vec<usize> = fake
+            .rec
+            .requests()
+            .iter()
+            .map(|q| q.json()["embeds"].as_array().map_or(0, Vec::len))
+            .collect();
+        assert_eq!(sizes, [10, 2]);
+        let footers: Vec<String> = fake
+            .rec
+            .requests()
+            .iter()
+            .flat_map(|q| q.json()["embeds"].as_array().cloned().unwrap_or_default())
+            .map(|e| e["footer"]["text"].as_str().unwrap_or_default().to_string())
+            .collect();
+        for a in &alerts {
+            let id = a.uuid.to_string();
+            let n = footers.iter().filter(|f| f.contains(&id)).count();
+            assert_eq!(n, 1, "{}: one embed", a.rule);
+        }
+    }
 
     #[tokio::test]
     async fn embed_carries_the_alert_without_pinging() {
