@@ -43,10 +43,12 @@ pub fn message(cfg: &DiscordConfig, alerts: &[Alert]) -> Value {
     m
 }
 
-/// The embed of one alert, its text within `budget` characters.
+/// The embed of one alert, its text within `budget` characters (at least 600: ten embeds share
+/// 6,000). Texts are cut shorter and shorter until they fit; if the key fields still do not,
+/// the last ones give way to a field saying how many more there are.
 fn embed(cfg: &DiscordConfig, a: &Alert, budget: usize) -> Value {
     let main = cfg.common.text(a, || a.output.clone());
-    let mut fields = key_fields(a, &cfg.own.fields);
+    let fields = key_fields(a, &cfg.own.fields);
     let footer = format!(
         "{} · {} · {}",
         a.source,
@@ -57,18 +59,32 @@ fn embed(cfg: &DiscordConfig, a: &Alert, budget: usize) -> Value {
             format!("{} · tags: {}", a.uuid, a.tags.join(", "))
         }
     );
-    // More fields than an embed takes: the last one says how many more (the output names them).
-    if fields.len() > FIELDS_MAX {
-        let more = fields.len() - (FIELDS_MAX - 1);
-        fields.truncate(FIELDS_MAX - 1);
-        fields.push(("…".into(), format!("{more} more fields")));
-    }
+    // More fields than an embed takes: the last one says how many more.
+    let mut keep = if fields.len() > FIELDS_MAX {
+        FIELDS_MAX - 1
+    } else {
+        fields.len()
+    };
+    let more = |keep: usize| {
+        (keep < fields.len()).then(|| {
+            (
+                "…".to_string(),
+                format!("{} more fields", fields.len() - keep),
+            )
+        })
+    };
+    let chars = |items: &[(String, String)]| {
+        items
+            .iter()
+            .map(|(k, v)| k.chars().count() + v.chars().count())
+            .sum::<usize>()
+    };
     let mut shift = 0;
-    let (title, description, items, footer) = loop {
+    let (title, description, mut items, footer) = loop {
         let div = |n: usize| (n >> shift).max(16);
         let title = truncate_chars(&format!("{}: {}", a.priority, a.rule), TITLE_MAX).into_owned();
         let description = truncate_chars(&main, div(DESCRIPTION_MAX)).into_owned();
-        let items: Vec<(String, String)> = fields
+        let items: Vec<(String, String)> = fields[..keep]
             .iter()
             .map(|(k, v)| {
                 (
@@ -82,15 +98,25 @@ fn embed(cfg: &DiscordConfig, a: &Alert, budget: usize) -> Value {
             .iter()
             .map(|s| s.chars().count())
             .sum::<usize>()
-            + items
-                .iter()
-                .map(|(k, v)| k.chars().count() + v.chars().count())
-                .sum::<usize>();
+            + chars(&items)
+            + more(keep).map_or(0, |m| chars(&[m]));
         if total <= budget || shift >= 8 {
             break (title, description, items, foot);
         }
         shift += 1;
     };
+    // At the shortest cut, fields give way from the end until the embed fits its share (the
+    // title, 256, the description, 16, and the footer, 120, leave room below 600).
+    let fixed = [&title, &description, &footer]
+        .iter()
+        .map(|s| s.chars().count())
+        .sum::<usize>();
+    while keep > 0 && fixed + chars(&items[..keep]) + more(keep).map_or(0, |m| chars(&[m])) > budget
+    {
+        keep -= 1;
+    }
+    items.truncate(keep);
+    items.extend(more(keep));
     let mut embed = json!({
         "title": title,
         "description": description,
@@ -147,7 +173,33 @@ mod tests {
         let m = message(&cfg, &batch);
         let embeds = m["embeds"].as_array().unwrap();
         assert_eq!(embeds.len(), EMBEDS_MAX);
-        let total: usize = embeds
+        let total = total_chars(embeds);
+        assert!(total <= EMBED_TOTAL_MAX, "{total}");
+        // The worst case: a long rule name and many long-named fields, ten to a message.
+        a.rule = "r".repeat(300);
+        a.output_fields.clear();
+        for i in 0..30 {
+            a.output_fields.insert(
+                format!("{i:02}{}", "n".repeat(300)),
+                Value::String("v".repeat(2000)),
+            );
+        }
+        let m = message(&cfg, &vec![a.clone(); EMBEDS_MAX]);
+        let embeds = m["embeds"].as_array().unwrap();
+        let total = total_chars(embeds);
+        assert!(total <= EMBED_TOTAL_MAX, "{total}");
+        let fields = embeds[9]["fields"].as_array().unwrap();
+        let shown = fields.len() - 1;
+        assert!(shown < FIELDS_MAX - 1, "fields gave way: {shown}");
+        assert_eq!(
+            fields[shown]["value"],
+            format!("{} more fields", 30 - shown)
+        );
+    }
+
+    fn total_chars(embeds: &[Value]) -> usize {
+        let count = |v: &Value| v.as_str().unwrap().chars().count();
+        embeds
             .iter()
             .map(|e| {
                 count(&e["title"])
@@ -160,7 +212,6 @@ mod tests {
                         .map(|f| count(&f["name"]) + count(&f["value"]))
                         .sum::<usize>()
             })
-            .sum();
-        assert!(total <= EMBED_TOTAL_MAX, "{total}");
+            .sum()
     }
 }
