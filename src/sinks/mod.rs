@@ -11,17 +11,27 @@ use serde_json::{Map, Value};
 use crate::alert::Priority;
 use crate::invalid::Invalid;
 
+pub mod alertmanager;
+pub mod discord;
 pub mod file;
 pub mod gcscc;
+pub mod googlechat;
 pub mod http;
 pub mod kafka;
 pub mod nats;
+pub mod opsgenie;
+pub mod pagerduty;
 pub mod pubsub;
 pub mod registry;
+pub mod shape;
+pub mod slack;
 pub mod sns;
 pub mod stdout;
+pub mod teams;
 pub mod template;
+pub mod test_alert;
 pub mod util;
+pub mod webhook;
 
 use registry::sink_types;
 
@@ -37,6 +47,9 @@ pub struct SinkConfig {
     pub min_priority: Priority,
     /// Optional condition in Falco's syntax over the alert (`rule`, `priority`, output fields...).
     pub filter: Option<String>,
+    /// Fields added and the output rewritten for this sink (`custom_fields`,
+    /// `templated_fields`, `output_format`).
+    pub shape: shape::Shape,
     /// The type and its settings.
     pub settings: SinkSettings,
 }
@@ -51,6 +64,15 @@ sink_types! {
     Kafka => kafka::Kafka,
     Sns => sns::Sns,
     Pubsub => pubsub::Pubsub,
+    Slack => slack::Slack,
+    Mattermost => slack::Mattermost,
+    Rocketchat => slack::Rocketchat,
+    Teams => teams::Teams,
+    Googlechat => googlechat::GoogleChat,
+    Discord => discord::Discord,
+    Pagerduty => pagerduty::PagerDuty,
+    Opsgenie => opsgenie::Opsgenie,
+    Alertmanager => alertmanager::Alertmanager,
 }
 
 /// Deserializes a type's settings, naming the key at fault.
@@ -72,6 +94,7 @@ impl SinkConfig {
             name: name.to_string(),
             min_priority: Priority::Debug,
             filter: None,
+            shape: shape::Shape::default(),
             settings: SinkSettings::Stdout(stdout::StdoutConfig::default()),
         }
     }
@@ -118,12 +141,21 @@ impl<'de> Deserialize<'de> for SinkConfig {
                 )));
             }
         };
+        let mut shape_keys = Map::new();
+        for k in shape::Shape::KEYS {
+            if let Some(v) = map.remove(k) {
+                shape_keys.insert(k.to_string(), v);
+            }
+        }
+        let shape = typed::<shape::Shape>(Value::Object(shape_keys))
+            .map_err(|e| D::Error::custom(format!("sink {name:?} (type {type_name}): {e}")))?;
         let settings = SinkSettings::parse(&type_name, Value::Object(map))
             .map_err(|e| D::Error::custom(format!("sink {name:?} (type {type_name}): {e}")))?;
         Ok(SinkConfig {
             name,
             min_priority,
             filter,
+            shape,
             settings,
         })
     }
@@ -143,6 +175,9 @@ impl Serialize for SinkConfig {
         );
         if let Some(f) = &self.filter {
             map.insert("filter".into(), Value::String(f.clone()));
+        }
+        if let Ok(Value::Object(shape)) = serde_json::to_value(&self.shape) {
+            map.extend(shape);
         }
         if let Ok(Value::Object(rest)) = serde_json::to_value(&self.settings) {
             map.extend(rest);
@@ -206,10 +241,11 @@ impl SinkConfig {
     }
 }
 
-/// Connects a sink from its config. Only a config that cannot work fails here (unreadable
-/// secret files, bad certificates); an unreachable destination does not: delivery retries.
+/// Connects a sink from its config, behind its shape. Only a config that cannot work fails here
+/// (unreadable secret files, bad certificates); an unreachable destination does not: delivery
+/// retries.
 pub async fn build(cfg: &SinkConfig) -> Result<Box<dyn Sink>, SinkError> {
-    cfg.settings.build().await
+    Ok(shape::Shaped::wrap(cfg.settings.build().await?, &cfg.shape))
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 mod artifacts;
 mod brokers;
 mod chaos;
+mod chat;
 mod deadletter;
 mod delivery;
 mod e2e;
