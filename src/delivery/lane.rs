@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -25,6 +26,10 @@ pub enum LaneError {
     /// The lane no longer accepts records (it is closing).
     #[error("lane {0:?} is closed")]
     Closed(String),
+    /// The lane's spool cannot be written right now (its disk is failing); held work is refused
+    /// at once so that its producer offers it again later and other sinks keep flowing.
+    #[error("lane {0:?} cannot write its spool right now")]
+    Faulted(String),
 }
 
 /// Where a lane keeps its files.
@@ -62,6 +67,8 @@ pub struct Lane {
     dead: Arc<DeadLetters>,
     metrics: DeliveryMetrics,
     notify: Arc<Notify>,
+    /// Set by the spool writer while its writes fail, cleared by the next one that succeeds.
+    faulted: Arc<AtomicBool>,
     tx: Option<mpsc::Sender<Queued>>,
     spooler: Option<JoinHandle<()>>,
     worker: Option<WorkerCtl>,
@@ -105,6 +112,7 @@ impl Lane {
             dead,
             metrics: metrics.clone(),
             notify: Arc::new(Notify::new()),
+            faulted: Arc::new(AtomicBool::new(false)),
             tx: None,
             spooler: None,
             worker: None,
@@ -138,15 +146,16 @@ impl Lane {
     fn start_spooler(&mut self) {
         let (tx, rx) = mpsc::channel::<Queued>(self.cfg.queue_capacity.max(1));
         let task = tokio::spawn(
-            spooler(
-                rx,
-                self.spool.clone(),
-                self.dead.clone(),
-                self.notify.clone(),
-                self.metrics.clone(),
-                self.labels.clone(),
-                self.cfg.clone(),
-            )
+            Spooler {
+                spool: self.spool.clone(),
+                dead: self.dead.clone(),
+                notify: self.notify.clone(),
+                metrics: self.metrics.clone(),
+                labels: self.labels.clone(),
+                cfg: self.cfg.clone(),
+                faulted: self.faulted.clone(),
+            }
+            .run(rx)
             .instrument(tracing::info_span!("spooler", sink = %self.name)),
         );
         self.tx = Some(tx);
@@ -155,12 +164,17 @@ impl Lane {
 
     /// Queues one record; `hold` is released once the record is in the spool. Waits only while
     /// the spool writer is behind (disk-bound, never sink-bound: a slow or dead destination
-    /// does not slow this down until the spool cap).
+    /// does not slow this down until the spool cap). While the spool's disk is failing, a record
+    /// with a hold is refused at once ([`LaneError::Faulted`], the hold fails and its producer
+    /// offers the work again later); one without a hold waits, as nothing else would keep it.
     pub async fn enqueue(&self, payload: Bytes, hold: Option<Hold>) -> Result<(), LaneError> {
         let tx = self
             .tx
             .as_ref()
             .ok_or_else(|| LaneError::Closed(self.name.clone()))?;
+        if hold.is_some() && self.faulted.load(Ordering::Acquire) {
+            return Err(LaneError::Faulted(self.name.clone()));
+        }
         tx.send(Queued { payload, hold })
             .await
             .map_err(|_| LaneError::Closed(self.name.clone()))?;
@@ -270,86 +284,104 @@ struct Queued {
     hold: Option<Hold>,
 }
 
-async fn spooler(
-    mut rx: mpsc::Receiver<Queued>,
+/// The spool writer of a lane: queued records into the spool in batches (one fsync each).
+struct Spooler {
     spool: Arc<Spool>,
     dead: Arc<DeadLetters>,
     notify: Arc<Notify>,
     metrics: DeliveryMetrics,
     labels: SinkLabels,
     cfg: SpoolConfig,
-) {
-    let mut backoff = Backoff::new(
-        Duration::from_millis(cfg.retry_initial_ms),
-        Duration::from_millis(cfg.retry_max_ms),
-    );
-    while let Some(first) = rx.recv().await {
-        let mut queued = vec![first];
-        while queued.len() < cfg.write_batch {
-            match rx.try_recv() {
-                Ok(p) => queued.push(p),
-                Err(_) => break,
+    faulted: Arc<AtomicBool>,
+}
+
+impl Spooler {
+    async fn run(self, mut rx: mpsc::Receiver<Queued>) {
+        let Spooler {
+            spool,
+            dead,
+            notify,
+            metrics,
+            labels,
+            cfg,
+            faulted,
+        } = self;
+        let mut backoff = Backoff::new(
+            Duration::from_millis(cfg.retry_initial_ms),
+            Duration::from_millis(cfg.retry_max_ms),
+        );
+        while let Some(first) = rx.recv().await {
+            let mut queued = vec![first];
+            while queued.len() < cfg.write_batch {
+                match rx.try_recv() {
+                    Ok(p) => queued.push(p),
+                    Err(_) => break,
+                }
             }
-        }
-        let (batch, holds): (Vec<Bytes>, Vec<Option<Hold>>) =
-            queued.into_iter().map(|q| (q.payload, q.hold)).unzip();
-        let batch = Arc::new(batch);
-        loop {
-            let (s, d, b) = (spool.clone(), dead.clone(), batch.clone());
-            let max = cfg.max_bytes;
-            let r = tokio::task::spawn_blocking(move || {
-                s.append(&b, &mut |evicted| {
-                    d.write(
-                        evicted,
-                        &format!("spool full (spool.max_bytes {max}): dropped, oldest first"),
-                    )
-                    .map(drop)
-                    .map_err(|e| e.to_string())
+            let (batch, holds): (Vec<Bytes>, Vec<Option<Hold>>) =
+                queued.into_iter().map(|q| (q.payload, q.hold)).unzip();
+            let batch = Arc::new(batch);
+            loop {
+                let (s, d, b) = (spool.clone(), dead.clone(), batch.clone());
+                let max = cfg.max_bytes;
+                let r = tokio::task::spawn_blocking(move || {
+                    s.append(&b, &mut |evicted| {
+                        d.write(
+                            evicted,
+                            &format!("spool full (spool.max_bytes {max}): dropped, oldest first"),
+                        )
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                    })
                 })
-            })
-            .await;
-            match r {
-                Ok(Ok(outcome)) => {
-                    metrics
-                        .spooled
-                        .get_or_create(&labels)
-                        .inc_by(outcome.appended as u64);
-                    if outcome.evicted > 0 {
-                        let n = outcome.evicted as u64;
-                        metrics.dropped_at_cap.get_or_create(&labels).inc_by(n);
-                        metrics.dead_lettered.get_or_create(&labels).inc_by(n);
-                        tracing::warn!(
-                            dropped = n,
-                            max_bytes = cfg.max_bytes,
-                            dead_letter = %dead.path().display(),
-                            "spool full: oldest records dropped to the dead-letter file"
-                        );
+                .await;
+                match r {
+                    Ok(Ok(outcome)) => {
+                        metrics
+                            .spooled
+                            .get_or_create(&labels)
+                            .inc_by(outcome.appended as u64);
+                        if outcome.evicted > 0 {
+                            let n = outcome.evicted as u64;
+                            metrics.dropped_at_cap.get_or_create(&labels).inc_by(n);
+                            metrics.dead_lettered.get_or_create(&labels).inc_by(n);
+                            tracing::warn!(
+                                dropped = n,
+                                max_bytes = cfg.max_bytes,
+                                dead_letter = %dead.path().display(),
+                                "spool full: oldest records dropped to the dead-letter file"
+                            );
+                        }
+                        backoff.reset();
+                        if faulted.swap(false, Ordering::AcqRel) {
+                            tracing::info!("spool writes again");
+                        }
+                        holds.into_iter().flatten().for_each(Hold::release);
+                        break;
                     }
-                    backoff.reset();
-                    holds.into_iter().flatten().for_each(Hold::release);
-                    break;
+                    Ok(Err(e)) => {
+                        faulted.store(true, Ordering::Release);
+                        tracing::error!(error = %e, records = batch.len(), "cannot write the spool; retrying (held alerts are routed again later)");
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "spool writer panicked; retrying");
+                    }
                 }
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, records = batch.len(), "cannot write the spool; retrying");
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "spool writer panicked; retrying");
-                }
+                tokio::time::sleep(backoff.next_delay()).await;
             }
-            tokio::time::sleep(backoff.next_delay()).await;
+            notify.notify_one();
+            metrics
+                .queue_depth
+                .get_or_create(&labels)
+                .set(rx.len() as i64);
+            metrics
+                .spool_records
+                .get_or_create(&labels)
+                .set(spool.len() as i64);
+            metrics
+                .spool_bytes
+                .get_or_create(&labels)
+                .set(spool.bytes() as i64);
         }
-        notify.notify_one();
-        metrics
-            .queue_depth
-            .get_or_create(&labels)
-            .set(rx.len() as i64);
-        metrics
-            .spool_records
-            .get_or_create(&labels)
-            .set(spool.len() as i64);
-        metrics
-            .spool_bytes
-            .get_or_create(&labels)
-            .set(spool.bytes() as i64);
     }
 }

@@ -194,6 +194,9 @@ impl Spool {
         payloads: &[Bytes],
         evict: &mut dyn FnMut(&[Record]) -> Result<(), String>,
     ) -> Result<AppendOutcome, SpoolError> {
+        // The database before the seq counter: a reopen (inside `db`) resets the counter, and
+        // locks are always taken in this order.
+        let guard = self.db()?;
         let mut next_seq = self.next_seq.lock().unwrap_or_else(|p| p.into_inner());
         let now = now_ms();
         let max_bytes = self.max_bytes.load(Ordering::Relaxed);
@@ -217,7 +220,6 @@ impl Spool {
         let mut evicted = Vec::new();
         let mut evicted_bytes = 0u64;
         let mut evicted_stored = 0u64;
-        let guard = self.db()?;
         let Some(db) = guard.as_ref() else {
             return Err(self.err(redb::Error::DatabaseAlreadyOpen));
         };
@@ -387,6 +389,26 @@ mod tests {
         );
         s.append(&[b("d")], &mut |_| Ok(())).unwrap();
         assert!(s.peek(10).unwrap()[2].seq > got[1].seq);
+    }
+
+    #[test]
+    fn an_append_after_a_storage_error_reopens_and_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(Spool::open(dir.path(), 1 << 20).unwrap());
+        s.append(&[b("a")], &mut |_| Ok(())).unwrap();
+        // What any failed operation leaves behind.
+        s.broken.store(true, Ordering::Release);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let s2 = s.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(s2.append(&[b("b")], &mut |_| Ok(())).map(|o| o.appended));
+        });
+        let appended = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the append finished (no lock taken twice during the reopen)");
+        assert_eq!(appended.unwrap(), 1);
+        let got: Vec<Bytes> = s.peek(10).unwrap().into_iter().map(|r| r.payload).collect();
+        assert_eq!(got, vec![b("a"), b("b")]);
     }
 
     #[test]

@@ -19,7 +19,9 @@ use tracing::Instrument;
 
 use crate::alert::Alert;
 use crate::delivery::alerts::{AlertDeliver, AlertSender, DEAD_LETTER_FIELD, Routed, encode};
-use crate::delivery::{DeliveryMetrics, Lane, LanePaths, SinkLabels, Spool, SpoolConfig};
+use crate::delivery::{
+    DeliveryMetrics, Lane, LaneError, LanePaths, SinkLabels, Spool, SpoolConfig,
+};
 use crate::health::Probe;
 use crate::rules::AlertFilter;
 use crate::sinks::{self, Sink, SinkConfig};
@@ -400,8 +402,15 @@ impl State {
                 }
                 None => r.lane.enqueue(payload.clone(), None).await,
             };
-            if let Err(e) = queued {
-                tracing::error!(sink = %r.cfg.name, uuid = %alert.uuid, error = %e, "cannot queue alert");
+            match queued {
+                Ok(()) => {}
+                // The spool writer logs its own failures; the alert is routed again later.
+                Err(LaneError::Faulted(_)) => {
+                    tracing::debug!(sink = %r.cfg.name, uuid = %alert.uuid, "sink's spool is failing; the alert will be routed again later");
+                }
+                Err(e) => {
+                    tracing::error!(sink = %r.cfg.name, uuid = %alert.uuid, error = %e, "cannot queue alert");
+                }
             }
         }
         if let Some(h) = hold {

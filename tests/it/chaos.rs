@@ -34,7 +34,7 @@ fn event(id: &str) -> String {
     )
 }
 
-fn batch(ids: &[String]) -> String {
+pub(crate) fn batch(ids: &[String]) -> String {
     let items: Vec<String> = ids.iter().map(|i| event(i)).collect();
     format!(
         r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{}]}}"#,
@@ -43,7 +43,7 @@ fn batch(ids: &[String]) -> String {
 }
 
 /// One kaudit process on a fixed port, its log appended to a file.
-struct Kaudit {
+pub(crate) struct Kaudit {
     config: PathBuf,
     log: PathBuf,
     port: u16,
@@ -51,7 +51,7 @@ struct Kaudit {
 }
 
 impl Kaudit {
-    fn start(config: PathBuf, log: PathBuf) -> Kaudit {
+    pub(crate) fn start(config: PathBuf, log: PathBuf) -> Kaudit {
         let mut k = Kaudit {
             config,
             log,
@@ -79,14 +79,14 @@ impl Kaudit {
         self.child = Some(child);
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
-    fn terminate(&mut self) {
+    pub(crate) fn terminate(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = Command::new("kill")
                 .args(["-TERM", &c.id().to_string()])
@@ -96,7 +96,7 @@ impl Kaudit {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}/k8s-audit", self.port)
     }
 }
@@ -210,7 +210,7 @@ fn chaos_loop(
 }
 
 /// Reads `chaos <id>` outputs of a file sink: how many alerts per auditID.
-fn file_alerts(path: &Path) -> HashMap<String, usize> {
+pub(crate) fn file_alerts(path: &Path) -> HashMap<String, usize> {
     let mut seen = HashMap::new();
     let Ok(f) = std::fs::File::open(path) else {
         return seen;
@@ -242,7 +242,7 @@ fn tally(what: &str, accepted: &HashSet<String>, alerts: &HashMap<String, usize>
     lost
 }
 
-fn setup(dir: &Path, extra_sinks: &str) -> (PathBuf, PathBuf) {
+pub(crate) fn setup(dir: &Path, extra_sinks: &str) -> (PathBuf, PathBuf) {
     let rules = dir.join("chaos.yaml");
     std::fs::write(&rules, RULES).unwrap();
     let out = dir.join("alerts.jsonl");

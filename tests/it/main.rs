@@ -9,6 +9,7 @@ mod delivery;
 mod e2e;
 mod falco_forward;
 mod falco_tail;
+mod faults;
 mod gcscc;
 mod http_sink;
 mod ingest;
