@@ -80,6 +80,41 @@ pub struct Running {
     pub detector: Detector,
 }
 
+/// Checks everything [`start`] would refuse, without binding, opening or connecting anything:
+/// the TLS and token files, the Falco forwarder, the rules (when they are evaluated), and a dry
+/// run of every sink with its real files. What `kaudit config check` runs.
+pub async fn check(cfg: &Config) -> Result<(), PipelineError> {
+    crate::transport::tls::install_crypto_provider();
+    if let Some(t) = &cfg.tls {
+        ReloadingTls::new(t)?;
+    }
+    TokenAuth::from_config(&cfg.auth)?;
+    if cfg.detect.mode.uses_falco() {
+        falco::forward::Forwarder::new(&cfg.falco)?;
+        if let Some(f) = &cfg.falco.intake_token_file {
+            TokenAuth::from_file(f.clone(), "falco.intake_token_file")?;
+        }
+    }
+    if cfg.detect.mode.embedded() {
+        let opts = detect::rules_options(&cfg.rules, cfg.effective_hostname());
+        detect::load_rules(&cfg.rules, &opts)?;
+    }
+    let rules = cfg.tenancy.sink_rules();
+    crate::sinks::validate_all(&cfg.sinks, &rules).map_err(|e| router::RouterError::Config {
+        key: e.key,
+        message: e.message,
+    })?;
+    for s in &cfg.sinks {
+        crate::sinks::dry_run(s, &rules)
+            .await
+            .map_err(|e| router::RouterError::Sink {
+                name: s.name.clone(),
+                message: e.to_string(),
+            })?;
+    }
+    Ok(())
+}
+
 /// Starts every stage of `cfg`, with the embedded rules engine when the detect mode uses it.
 pub async fn start(cfg: Config) -> Result<Running, PipelineError> {
     let metrics = Metrics::new();

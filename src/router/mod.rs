@@ -21,7 +21,7 @@ use crate::alert::Alert;
 use crate::delivery::alerts::{AlertDeliver, AlertSender, DEAD_LETTER_FIELD, Routed, encode};
 use crate::delivery::{DeliveryMetrics, Lane, LanePaths, SinkLabels, Spool, SpoolConfig};
 use crate::health::Probe;
-use crate::sinks::{self, Sink, SinkConfig};
+use crate::sinks::{self, Sink, SinkConfig, SinkRules};
 
 pub mod filter;
 
@@ -65,6 +65,8 @@ pub struct RouterSetup<'a> {
     pub data_dir: &'a Path,
     /// Reports the router stuck on `/readyz` (and dead on `/healthz`), when given.
     pub probe: Option<Probe>,
+    /// What restricted (tenant) sinks are checked and built against.
+    pub sink_rules: SinkRules,
 }
 
 impl RouterSetup<'_> {
@@ -79,7 +81,7 @@ impl RouterSetup<'_> {
     }
 
     fn validate(&self) -> Result<(), RouterError> {
-        sinks::validate_all(self.sinks).map_err(|e| RouterError::Config {
+        sinks::validate_all(self.sinks, &self.sink_rules).map_err(|e| RouterError::Config {
             key: e.key,
             message: e.message,
         })?;
@@ -235,6 +237,7 @@ pub struct RouterHandle {
     ctl: mpsc::Sender<Ctl>,
     task: JoinHandle<()>,
     current: Mutex<Vec<SinkConfig>>,
+    current_rules: Mutex<SinkRules>,
     spools: SpoolMap,
 }
 
@@ -266,13 +269,17 @@ impl RouterHandle {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        // A sink built under other rules (a new egress policy) is built again.
+        let same_rules =
+            *self.current_rules.lock().unwrap_or_else(|p| p.into_inner()) == config.sink_rules;
         let mut built = Vec::new();
         for s in config.sinks {
-            let unchanged = current.iter().any(|c| c == s);
+            let unchanged = current.iter().any(|c| c == s)
+                && (same_rules || (!s.restricted() && s.ambient_credentials));
             let sink = if unchanged {
                 None
             } else {
-                Some(build_sink(s).await?)
+                Some(build_sink(s, &config.sink_rules).await?)
             };
             built.push(Built {
                 cfg: s.clone(),
@@ -292,6 +299,7 @@ impl RouterHandle {
         let r = rx.await.map_err(|_| RouterError::Stopped)?;
         if r.is_ok() {
             *self.current.lock().unwrap_or_else(|p| p.into_inner()) = config.sinks.to_vec();
+            *self.current_rules.lock().unwrap_or_else(|p| p.into_inner()) = config.sink_rules;
         }
         r
     }
@@ -308,8 +316,8 @@ impl RouterHandle {
     }
 }
 
-async fn build_sink(s: &SinkConfig) -> Result<Box<dyn Sink>, RouterError> {
-    sinks::build(s).await.map_err(|e| RouterError::Sink {
+async fn build_sink(s: &SinkConfig, rules: &SinkRules) -> Result<Box<dyn Sink>, RouterError> {
+    sinks::build(s, rules).await.map_err(|e| RouterError::Sink {
         name: s.name.clone(),
         message: e.to_string(),
     })
@@ -503,7 +511,7 @@ pub async fn start(
         spools: spools.clone(),
     };
     for s in config.sinks {
-        let sink = build_sink(s).await?;
+        let sink = build_sink(s, &config.sink_rules).await?;
         let route = state.open_route(s.clone(), sink).await?;
         state.routes.push(route);
     }
@@ -556,6 +564,7 @@ pub async fn start(
         ctl,
         task,
         current: Mutex::new(config.sinks.to_vec()),
+        current_rules: Mutex::new(config.sink_rules.clone()),
         spools,
     })
 }

@@ -26,6 +26,7 @@ pub use sink::GcsccSink;
 
 use crate::delivery::{Sink, SinkError};
 use crate::invalid::Invalid;
+use crate::sinks::SinkRules;
 use crate::sinks::registry::SinkType;
 
 /// The `gcscc` sink type.
@@ -37,6 +38,27 @@ impl SinkType for Gcscc {
 
     fn validate(config: &GcsccConfig) -> Result<(), Invalid> {
         config.validate()
+    }
+
+    fn validate_restricted(config: &GcsccConfig, rules: &SinkRules) -> Result<(), Invalid> {
+        use crate::sinks::util::check_url_host;
+        match config.mode {
+            GcsccMode::Connector => match &config.webhook_url {
+                Some(u) => check_url_host("webhook_url", u, rules),
+                None => Ok(()),
+            },
+            GcsccMode::Api => {
+                check_url_host("endpoint", &config.endpoint, rules)?;
+                // The metadata server is out of a restricted sink's reach.
+                if config.credentials_file.is_none() {
+                    return Err(Invalid::new(
+                        "credentials_file",
+                        "a restricted sink needs a service-account key: the metadata server is out of its reach",
+                    ));
+                }
+                Ok(())
+            }
+        }
     }
 
     async fn build(config: &GcsccConfig) -> Result<Box<dyn Sink>, SinkError> {

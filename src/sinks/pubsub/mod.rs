@@ -22,6 +22,7 @@ pub use sink::PubsubSink;
 
 use crate::delivery::{Sink, SinkError};
 use crate::invalid::Invalid;
+use crate::sinks::SinkRules;
 use crate::sinks::registry::SinkType;
 
 /// The `pubsub` sink type.
@@ -33,6 +34,24 @@ impl SinkType for Pubsub {
 
     fn validate(config: &PubsubConfig) -> Result<(), Invalid> {
         config.validate()
+    }
+
+    fn validate_restricted(config: &PubsubConfig, rules: &SinkRules) -> Result<(), Invalid> {
+        use crate::sinks::util::{check_server, check_url_host};
+        match &config.emulator_host {
+            Some(h) => check_server("emulator_host", h, rules),
+            None => {
+                check_url_host("endpoint", &config.endpoint, rules)?;
+                // The metadata server is out of a restricted sink's reach.
+                if config.credentials_file.is_none() {
+                    return Err(Invalid::new(
+                        "credentials_file",
+                        "a restricted sink needs a service-account key: the metadata server is out of its reach",
+                    ));
+                }
+                Ok(())
+            }
+        }
     }
 
     async fn build(config: &PubsubConfig) -> Result<Box<dyn Sink>, SinkError> {
