@@ -17,6 +17,7 @@ use crate::ingest::IngestConfig;
 use crate::invalid::Invalid;
 use crate::router::{RouterConfig, RouterSetup};
 use crate::server::auth::AuthConfig;
+use crate::server::conn::ConnectionsConfig;
 use crate::server::tls::TlsConfig;
 use crate::sinks::{SinkConfig, SinkRules};
 use crate::transport::egress::EgressConfig;
@@ -66,6 +67,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Request limits and back-pressure of the webhook.
     pub ingest: IngestConfig,
+    /// Connection limits of the server (every route).
+    pub connections: ConnectionsConfig,
     /// The durable inbox of accepted batches.
     pub inbox: InboxConfig,
     /// The embedded rules engine.
@@ -95,6 +98,7 @@ impl Default for Config {
             tls: None,
             auth: AuthConfig::default(),
             ingest: IngestConfig::default(),
+            connections: ConnectionsConfig::default(),
             inbox: InboxConfig::default(),
             rules: RulesConfig::default(),
             detect: DetectConfig::default(),
@@ -292,6 +296,9 @@ impl Config {
     /// says where the value is.
     pub fn validate(&self) -> Result<(), Invalid> {
         self.ingest.validate().map_err(|e| e.under("ingest"))?;
+        self.connections
+            .validate()
+            .map_err(|e| e.under("connections"))?;
         self.inbox.validate().map_err(|e| e.under("inbox"))?;
         if let Some(tls) = &self.tls {
             tls.validate().map_err(|e| e.under("tls"))?;

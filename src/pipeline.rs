@@ -271,13 +271,15 @@ pub async fn start_with(
         .merge(server::ops_routes(
             health.clone(),
             Arc::new(move || encoder.encode()),
+            cfg.auth.protect_metrics.then(|| auth.clone()),
         ))
         .layer(middleware::from_fn_with_state(
             metrics.http.clone(),
             server::observe,
         ));
     let serving = health.probe("server");
-    let server = server::serve(cfg.listen, app, tls, read_timeout)
+    let limits = cfg.connections.limits(read_timeout);
+    let server = server::serve_with(cfg.listen, app, tls, limits, Some(metrics.http.clone()))
         .await
         .map_err(|source| PipelineError::Bind {
             addr: cfg.listen,
@@ -327,9 +329,10 @@ impl Running {
             || new.tls != self.config.tls
             || new.auth != self.config.auth
             || new.ingest != self.config.ingest
+            || new.connections != self.config.connections
         {
             tracing::warn!(
-                "listen, tls, auth, ingest and detect.mode changes take effect after a restart"
+                "listen, tls, auth, ingest, connections and detect.mode changes take effect after a restart"
             );
         }
         self.router.reload(new.router_setup()).await?;

@@ -307,9 +307,7 @@ impl NatsSink {
                     state: tokio::sync::Mutex::new((None, None)),
                 }))
             }
-            None => {
-                Link::Open(Box::new(start(options(&cfg).await?, &cfg, timeout).await?))
-            }
+            None => Link::Open(Box::new(start(options(&cfg).await?, &cfg, timeout).await?)),
         };
         Ok(NatsSink {
             link,

@@ -7,6 +7,7 @@ mod e2e;
 mod falco_forward;
 mod falco_tail;
 mod gcscc;
+mod hostile;
 mod http_sink;
 mod ingest;
 mod kafka;
