@@ -15,6 +15,7 @@ use crate::detect::DetectConfig;
 use crate::falco::FalcoConfig;
 use crate::ingest::IngestConfig;
 use crate::invalid::Invalid;
+use crate::router::budget::BudgetConfig;
 use crate::router::{RouterConfig, RouterSetup};
 use crate::server::auth::AuthConfig;
 use crate::server::conn::ConnectionsConfig;
@@ -160,6 +161,8 @@ pub struct TenancyConfig {
     pub egress: EgressConfig,
     /// The most a tenant's `file` sink may keep before it rotates (its `max_bytes`).
     pub file_max_bytes: u64,
+    /// Per-namespace budgets on shared sinks (every sink without `tenant`).
+    pub budget: BudgetConfig,
 }
 
 impl Default for TenancyConfig {
@@ -168,6 +171,7 @@ impl Default for TenancyConfig {
             credentials_dir: None,
             egress: EgressConfig::default(),
             file_max_bytes: crate::sinks::tenancy::DEFAULT_FILE_MAX_BYTES,
+            budget: BudgetConfig::default(),
         }
     }
 }
@@ -176,6 +180,7 @@ impl TenancyConfig {
     /// Checks the networks; keys are relative to `tenancy`.
     pub fn validate(&self) -> Result<(), Invalid> {
         self.egress.validate().map_err(|e| e.under("egress"))?;
+        self.budget.validate().map_err(|e| e.under("budget"))?;
         crate::invalid::positive("file_max_bytes", self.file_max_bytes)
     }
 
@@ -334,6 +339,8 @@ impl Config {
             data_dir: &self.data_dir,
             probe: None,
             sink_rules: self.tenancy.sink_rules(),
+            budget: self.tenancy.budget.clone(),
+            budget_metrics: None,
         }
     }
 

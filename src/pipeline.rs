@@ -165,6 +165,7 @@ pub async fn start_with(
     let router = router::start(
         RouterSetup {
             probe: Some(health.probe("router")),
+            budget_metrics: Some(metrics.budget.clone()),
             ..cfg.router_setup()
         },
         &metrics.delivery,

@@ -23,6 +23,7 @@ use crate::delivery::{DeliveryMetrics, Lane, LanePaths, SinkLabels, Spool, Spool
 use crate::health::Probe;
 use crate::sinks::{self, Sink, SinkConfig, SinkRules};
 
+pub mod budget;
 pub mod filter;
 
 /// Enrichment applied to every alert, as falcosidekick's `customfields` and custom tags.
@@ -67,6 +68,10 @@ pub struct RouterSetup<'a> {
     pub probe: Option<Probe>,
     /// What restricted (tenant) sinks are checked and built against.
     pub sink_rules: SinkRules,
+    /// Per-namespace budgets on shared sinks.
+    pub budget: budget::BudgetConfig,
+    /// Where budget drops are counted, when given.
+    pub budget_metrics: Option<budget::BudgetMetrics>,
 }
 
 impl RouterSetup<'_> {
@@ -81,6 +86,13 @@ impl RouterSetup<'_> {
     }
 
     fn validate(&self) -> Result<(), RouterError> {
+        self.budget
+            .validate()
+            .map_err(|e| e.under("tenancy.budget"))
+            .map_err(|e| RouterError::Config {
+                key: e.key,
+                message: e.message,
+            })?;
         sinks::validate_all(self.sinks, &self.sink_rules).map_err(|e| RouterError::Config {
             key: e.key,
             message: e.message,
@@ -216,6 +228,7 @@ enum Ctl {
     Reload {
         enrich: Enrichment,
         spool: SpoolConfig,
+        budget: budget::BudgetConfig,
         sinks: Vec<Built>,
         reply: oneshot::Sender<Result<(), RouterError>>,
     },
@@ -291,6 +304,7 @@ impl RouterHandle {
             .send(Ctl::Reload {
                 enrich,
                 spool: config.spool.clone(),
+                budget: config.budget.clone(),
                 sinks: built,
                 reply,
             })
@@ -348,6 +362,7 @@ struct State {
     enrich: Enrichment,
     routes: Vec<Route>,
     spools: SpoolMap,
+    budgets: budget::Budgets,
 }
 
 impl State {
@@ -392,6 +407,14 @@ impl State {
             if !r.wants(&alert) {
                 continue;
             }
+            // Over its namespace's budget on a shared sink: handled (the hold is released below).
+            if r.cfg.tenant.is_none()
+                && !self
+                    .budgets
+                    .admit(&r.cfg.name, &r.lane.spool(), &alert, payload.len())
+            {
+                continue;
+            }
             let queued = match &hold {
                 Some(h) => {
                     match tokio::time::timeout(
@@ -422,10 +445,12 @@ impl State {
         &mut self,
         enrich: Enrichment,
         spool: SpoolConfig,
+        budget: budget::BudgetConfig,
         sinks: Vec<Built>,
     ) -> Result<(), RouterError> {
         self.enrich = enrich;
         self.spool_cfg = spool;
+        self.budgets.configure(budget, self.spool_cfg.max_bytes);
         let mut old: HashMap<String, Route> = self
             .routes
             .drain(..)
@@ -472,6 +497,9 @@ impl State {
                 }
             }
         }
+        let routes = &self.routes;
+        self.budgets
+            .retain(|name| routes.iter().any(|r| r.cfg.name == name));
         for (name, r) in old {
             tracing::info!(sink = %name, "sink removed: its spool stays on disk until a sink of that name returns");
             self.spools
@@ -509,6 +537,11 @@ pub async fn start(
         enrich,
         routes: Vec::new(),
         spools: spools.clone(),
+        budgets: budget::Budgets::new(
+            config.budget.clone(),
+            config.spool.max_bytes,
+            config.budget_metrics.clone().unwrap_or_default(),
+        ),
     };
     for s in config.sinks {
         let sink = build_sink(s, &config.sink_rules).await?;
@@ -526,8 +559,8 @@ pub async fn start(
             tokio::select! {
                 biased;
                 c = ctl_rx.recv() => match c {
-                    Some(Ctl::Reload { enrich, spool, sinks, reply }) => {
-                        let r = state.reload(enrich, spool, sinks).await;
+                    Some(Ctl::Reload { enrich, spool, budget, sinks, reply }) => {
+                        let r = state.reload(enrich, spool, budget, sinks).await;
                         let _ = reply.send(r);
                     }
                     Some(Ctl::Shutdown) | None => break,
