@@ -44,6 +44,32 @@ impl LanePaths {
             dead_letter: data_dir.join("dead-letter").join(format!("{name}.jsonl")),
         }
     }
+
+    /// Moves the spool directory and dead-letter file of a lane that is gone for good (a
+    /// tenant's sink was deleted) to `<data_dir>/quarantine/<name>.<unix ms>/`, so that a sink
+    /// of the same name created later (another team reusing the namespace) starts empty and
+    /// never receives them. Returns where they went, or `None` when there was nothing.
+    pub fn quarantine(&self, data_dir: &Path, name: &str) -> std::io::Result<Option<PathBuf>> {
+        let present: Vec<&PathBuf> = [&self.spool_dir, &self.dead_letter]
+            .into_iter()
+            .filter(|p| p.exists())
+            .collect();
+        if present.is_empty() {
+            return Ok(None);
+        }
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let to = data_dir.join("quarantine").join(format!("{name}.{ms}"));
+        std::fs::create_dir_all(&to)?;
+        for p in present {
+            if let Some(file_name) = p.file_name() {
+                std::fs::rename(p, to.join(file_name))?;
+            }
+        }
+        Ok(Some(to))
+    }
 }
 
 struct WorkerCtl {

@@ -271,7 +271,8 @@ impl RouterHandle {
     /// Unchanged sinks keep running untouched. A changed sink keeps its spool (nothing queued
     /// is lost) and restarts its worker with the new settings; an alert in flight at that moment
     /// is sent again (at-least-once). A removed sink's spool stays on disk under
-    /// `<data_dir>/spool/<name>` and is delivered when a sink of that name comes back. New
+    /// `<data_dir>/spool/<name>` and is delivered when a sink of that name comes back, except
+    /// a tenant's: its spool and dead letters move to `<data_dir>/quarantine/`. New
     /// `spool.*` settings apply to added and changed sinks, and `max_bytes` to all.
     /// On error (a sink cannot be built) nothing has changed.
     pub async fn reload(&self, config: RouterSetup<'_>) -> Result<(), RouterError> {
@@ -501,12 +502,30 @@ impl State {
         self.budgets
             .retain(|name| routes.iter().any(|r| r.cfg.name == name));
         for (name, r) in old {
-            tracing::info!(sink = %name, "sink removed: its spool stays on disk until a sink of that name returns");
             self.spools
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&name);
+            let tenant = r.cfg.tenant.clone();
             r.lane.close(Duration::ZERO).await;
+            match tenant {
+                None => {
+                    tracing::info!(sink = %name, "sink removed: its spool stays on disk until a sink of that name returns");
+                }
+                // A tenant's sink is gone with its owner: what it kept must not reach whoever
+                // creates a sink of that name next.
+                Some(ns) => match LanePaths::under(&self.data_dir, &name)
+                    .quarantine(&self.data_dir, &name)
+                {
+                    Ok(Some(to)) => {
+                        tracing::info!(sink = %name, tenant = %ns, to = %to.display(), "tenant sink removed: its spool and dead letters quarantined");
+                    }
+                    Ok(None) => tracing::info!(sink = %name, tenant = %ns, "tenant sink removed"),
+                    Err(e) => {
+                        tracing::error!(sink = %name, tenant = %ns, error = %e, "tenant sink removed, but its spool could not be quarantined");
+                    }
+                },
+            }
         }
         result
     }

@@ -235,6 +235,11 @@ pub fn validate_all(sinks: &[SinkConfig], rules: &SinkRules) -> Result<(), Inval
     Ok(())
 }
 
+/// Checks one sink on its own as [`validate_all`] does (the operator checks each input alone).
+pub fn validate_one(sink: &SinkConfig, rules: &SinkRules) -> Result<(), Invalid> {
+    sink.validate(&mut std::collections::HashSet::new(), rules)
+}
+
 impl SinkConfig {
     /// Checks one entry; `seen` holds the names of the entries before it.
     fn validate<'a>(

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use crate::support::{PATIENCE, free_port};
 
 mod connections;
+mod sinks;
 
 /// A `kaudit serve` process on its own port, data directory and config file; killed on drop.
 pub struct Kaudit {
