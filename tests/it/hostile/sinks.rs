@@ -299,3 +299,43 @@ async fn hostile_and_generated_sinks_are_refused_alone_and_kaudit_keeps_serving(
         "{accepted} accepted, {refused} refused"
     );
 }
+
+/// A deleted tenant sink's spool and dead letters are quarantined: a sink of the same name
+/// created later (another team reusing the namespace) starts empty.
+#[tokio::test]
+async fn a_removed_tenant_sinks_spool_is_quarantined() {
+    let creds = tempfile::tempdir().unwrap();
+    let head = format!("tenancy: {{credentials_dir: {}}}\n", creds.path().display());
+    // Undeliverable (the name does not resolve): alerts wait in the spool.
+    let with = format!(
+        "{head}sinks:\n- {{name: stdout, type: stdout}}\n- {{name: ns_team-a_hook, type: http, tenant: team-a, url: 'https://kaudit-test.invalid/'}}\n"
+    );
+    let without = format!("{head}sinks:\n- {{name: stdout, type: stdout}}\n");
+    let k = Kaudit::start(&with).await;
+    let event = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/audit/exec-into-pod.json"),
+    )
+    .unwrap();
+    assert_eq!(k.post(&event).await, 200);
+    let spooled = "kaudit_sink_spool_records{sink=\"ns_team-a_hook\"";
+    eventually("the alert in the tenant's spool", || async {
+        (super::metric(&k.metrics().await, spooled) > 0.0).then_some(())
+    })
+    .await;
+    assert!(reload(&k, &without, 1).await, "{}", k.logs());
+    let quarantine = k.data.join("quarantine");
+    let moved: Vec<_> = std::fs::read_dir(&quarantine)
+        .unwrap_or_else(|e| panic!("{}: {e}\n{}", quarantine.display(), k.logs()))
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        moved.iter().any(|n| n.starts_with("ns_team-a_hook.")),
+        "{moved:?}"
+    );
+    assert!(!k.data.join("spool/ns_team-a_hook").exists());
+    // The name returns: nothing of the old owner's is delivered to it.
+    assert!(reload(&k, &with, 2).await, "{}", k.logs());
+    let m = k.metrics().await;
+    assert_eq!(super::metric(&m, spooled), 0.0, "{m}");
+}
