@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{PATIENCE, free_port};
 
+mod budget;
 mod config;
 mod connections;
 mod sinks;
