@@ -383,6 +383,11 @@ impl State {
             name: cfg.name.clone(),
             message: e.to_string(),
         })?;
+        if let Some(ns) = &cfg.tenant
+            && let Err(e) = paths.mark_tenant(ns)
+        {
+            tracing::warn!(sink = %cfg.name, error = %e, "cannot mark the spool as a tenant's");
+        }
         let left = lane.spool().len();
         if left > 0 {
             tracing::info!(sink = %cfg.name, records = left, "delivering alerts spooled by an earlier run");
@@ -566,6 +571,19 @@ pub async fn start(
         let sink = build_sink(s, &config.sink_rules).await?;
         let route = state.open_route(s.clone(), sink).await?;
         state.routes.push(route);
+    }
+    // Tenants' sinks removed while kaudit was down: their spools go to quarantine too.
+    for (name, moved) in crate::delivery::quarantine_orphans(config.data_dir, |n| {
+        config.sinks.iter().any(|s| s.name == n)
+    }) {
+        match moved {
+            Ok(to) => {
+                tracing::info!(sink = %name, to = ?to, "spool of a removed tenant sink quarantined")
+            }
+            Err(e) => {
+                tracing::error!(sink = %name, error = %e, "spool of a removed tenant sink could not be quarantined")
+            }
+        }
     }
     let (tx, mut rx) = mpsc::channel::<Routed>(config.router.queue_capacity.max(1));
     let (ctl, mut ctl_rx) = mpsc::channel::<Ctl>(4);

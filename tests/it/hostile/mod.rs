@@ -45,13 +45,7 @@ impl Kaudit {
         );
         std::fs::write(&config, full).expect("write config");
         let log = dir.path().join("stderr.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_kaudit"))
-            .args(["serve", "-c"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("spawn kaudit");
+        let child = spawn(&config, &log);
         let k = Kaudit {
             child,
             base: format!("http://127.0.0.1:{port}"),
@@ -62,6 +56,14 @@ impl Kaudit {
         };
         k.wait_ready().await;
         k
+    }
+
+    /// Stops the process (SIGKILL) and starts it again on the same config and data directory.
+    pub async fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(&self.config, &self.log);
+        self.wait_ready().await;
     }
 
     /// Waits until `/readyz` answers 200 (panics with the log when the process died).
@@ -126,6 +128,22 @@ impl Kaudit {
             .args(["-HUP", &self.child.id().to_string()])
             .status();
     }
+}
+
+/// `kaudit serve -c config`, stderr appended to `log`.
+fn spawn(config: &Path, log: &Path) -> Child {
+    let err = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    Command::new(env!("CARGO_BIN_EXE_kaudit"))
+        .args(["serve", "-c"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .expect("spawn kaudit")
 }
 
 impl Drop for Kaudit {

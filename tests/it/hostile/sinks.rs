@@ -337,5 +337,21 @@ async fn a_removed_tenant_sinks_spool_is_quarantined() {
     // The name returns: nothing of the old owner's is delivered to it.
     assert!(reload(&k, &with, 2).await, "{}", k.logs());
     let m = k.metrics().await;
+    assert!(m.contains(spooled), "{m}");
     assert_eq!(super::metric(&m, spooled), 0.0, "{m}");
+
+    // Removed while kaudit is down: quarantined at the next start.
+    let mut k = k;
+    assert_eq!(k.post(&event).await, 200);
+    eventually("a new alert in the tenant's spool", || async {
+        (super::metric(&k.metrics().await, spooled) > 0.0).then_some(())
+    })
+    .await;
+    let old = std::fs::read_to_string(&k.config).unwrap();
+    let head: String = old.lines().take(2).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&k.config, format!("{head}{without}")).unwrap();
+    k.restart().await;
+    let moved = std::fs::read_dir(&quarantine).unwrap().count();
+    assert_eq!(moved, 2, "{}", k.logs());
+    assert!(!k.data.join("spool/ns_team-a_hook").exists());
 }
