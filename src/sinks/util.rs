@@ -27,6 +27,23 @@ pub fn check_url_host(key: &str, value: &str, rules: &SinkRules) -> Result<(), I
         .map_err(|e| Invalid::new(key, e.to_string()))
 }
 
+/// A restricted Google sink's check: `endpoint` within the egress policy, and a service-account
+/// key of its own (the metadata server is out of its reach).
+pub fn check_google_api(
+    endpoint: &str,
+    credentials_file: Option<&std::path::Path>,
+    rules: &SinkRules,
+) -> Result<(), Invalid> {
+    check_url_host("endpoint", endpoint, rules)?;
+    match credentials_file {
+        Some(_) => Ok(()),
+        None => Err(Invalid::new(
+            "credentials_file",
+            "a restricted sink needs a service-account key: the metadata server is out of its reach",
+        )),
+    }
+}
+
 /// [`check_url_host`] for `host:port` (brokers), or a URL.
 pub fn check_server(key: &str, value: &str, rules: &SinkRules) -> Result<(), Invalid> {
     if value.contains("://") {

@@ -47,17 +47,11 @@ impl SinkType for Gcscc {
                 Some(u) => check_url_host("webhook_url", u, rules),
                 None => Ok(()),
             },
-            GcsccMode::Api => {
-                check_url_host("endpoint", &config.endpoint, rules)?;
-                // The metadata server is out of a restricted sink's reach.
-                if config.credentials_file.is_none() {
-                    return Err(Invalid::new(
-                        "credentials_file",
-                        "a restricted sink needs a service-account key: the metadata server is out of its reach",
-                    ));
-                }
-                Ok(())
-            }
+            GcsccMode::Api => crate::sinks::util::check_google_api(
+                &config.endpoint,
+                config.credentials_file.as_deref(),
+                rules,
+            ),
         }
     }
 

@@ -37,20 +37,14 @@ impl SinkType for Pubsub {
     }
 
     fn validate_restricted(config: &PubsubConfig, rules: &SinkRules) -> Result<(), Invalid> {
-        use crate::sinks::util::{check_server, check_url_host};
+        use crate::sinks::util::check_server;
         match &config.emulator_host {
             Some(h) => check_server("emulator_host", h, rules),
-            None => {
-                check_url_host("endpoint", &config.endpoint, rules)?;
-                // The metadata server is out of a restricted sink's reach.
-                if config.credentials_file.is_none() {
-                    return Err(Invalid::new(
-                        "credentials_file",
-                        "a restricted sink needs a service-account key: the metadata server is out of its reach",
-                    ));
-                }
-                Ok(())
-            }
+            None => crate::sinks::util::check_google_api(
+                &config.endpoint,
+                config.credentials_file.as_deref(),
+                rules,
+            ),
         }
     }
 
