@@ -276,10 +276,12 @@ mod tests {
         assert_eq!(
             top,
             [
-                "listen", "data_dir", "log", "detect", "rules", "sinks", "falco"
+                "listen", "data_dir", "log", "detect", "rules", "sinks", "falco", "tenancy"
             ]
         );
         assert!(doc["falco"].get("intake_token_file").is_none());
+        // The default has no credentials directory: left out.
+        assert!(doc["tenancy"].get("credentials_dir").is_none());
         let err = pick(&full, &["falco.no_such_key"]).unwrap_err();
         assert!(
             err.to_string().contains("no key `falco.no_such_key`"),
