@@ -14,10 +14,13 @@ use crate::detect::DetectConfig;
 use crate::falco::FalcoConfig;
 use crate::ingest::IngestConfig;
 use crate::invalid::Invalid;
+use crate::router::budget::BudgetConfig;
 use crate::router::{RouterConfig, RouterSetup};
 use crate::server::auth::AuthConfig;
+use crate::server::conn::ConnectionsConfig;
 use crate::server::tls::TlsConfig;
-use crate::sinks::SinkConfig;
+use crate::sinks::{SinkConfig, SinkRules};
+use crate::transport::egress::EgressConfig;
 
 /// The rules engine owns its section of the config (`rules:`).
 pub use crate::rules::{RuleMatching, RulesConfig};
@@ -67,6 +70,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Request limits and back-pressure of the webhook.
     pub ingest: IngestConfig,
+    /// Connection limits of the server (every route).
+    pub connections: ConnectionsConfig,
     /// The durable inbox of accepted batches.
     pub inbox: InboxConfig,
     /// The embedded rules engine.
@@ -81,6 +86,8 @@ pub struct Config {
     pub spool: SpoolConfig,
     /// Alert destinations; the default is one `stdout` sink.
     pub sinks: Vec<SinkConfig>,
+    /// What tenants' sinks obey, and how shared sinks are shared among namespaces.
+    pub tenancy: TenancyConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -94,6 +101,7 @@ impl Default for Config {
             tls: None,
             auth: AuthConfig::default(),
             ingest: IngestConfig::default(),
+            connections: ConnectionsConfig::default(),
             inbox: InboxConfig::default(),
             rules: RulesConfig::default(),
             detect: DetectConfig::default(),
@@ -101,8 +109,54 @@ impl Default for Config {
             router: Default::default(),
             spool: Default::default(),
             sinks: vec![SinkConfig::stdout("stdout")],
+            tenancy: TenancyConfig::default(),
             log: LogConfig::default(),
         }
+    }
+}
+
+/// What tenants' sinks (`tenant:`, `ambient_credentials: false`, `egress: restricted`; see
+/// `sinks::tenancy`) obey.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenancyConfig {
+    /// The only directory a sink without ambient credentials may read files from (the
+    /// operator's credential files); unset: such a sink reads no file.
+    pub credentials_dir: Option<PathBuf>,
+    /// The egress policy of restricted sinks, on top of the built-in refusals.
+    pub egress: EgressConfig,
+    /// The most a tenant's `file` sink may keep before it rotates (its `max_bytes`).
+    pub file_max_bytes: u64,
+    /// Per-namespace budgets on shared sinks (every sink without `tenant`).
+    pub budget: BudgetConfig,
+}
+
+impl Default for TenancyConfig {
+    fn default() -> Self {
+        TenancyConfig {
+            credentials_dir: None,
+            egress: EgressConfig::default(),
+            file_max_bytes: crate::sinks::tenancy::DEFAULT_FILE_MAX_BYTES,
+            budget: BudgetConfig::default(),
+        }
+    }
+}
+
+impl TenancyConfig {
+    /// Checks the networks; keys are relative to `tenancy`.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        self.egress.validate().map_err(|e| e.under("egress"))?;
+        self.budget.validate().map_err(|e| e.under("budget"))?;
+        crate::invalid::positive("file_max_bytes", self.file_max_bytes)
+    }
+
+    /// The rules restricted sinks are checked and built against.
+    pub fn sink_rules(&self) -> SinkRules {
+        SinkRules::new(
+            self.credentials_dir.clone(),
+            &self.egress,
+            self.file_max_bytes,
+        )
     }
 }
 
@@ -213,6 +267,9 @@ impl Config {
     /// says where the value is.
     pub fn validate(&self) -> Result<(), Invalid> {
         self.ingest.validate().map_err(|e| e.under("ingest"))?;
+        self.connections
+            .validate()
+            .map_err(|e| e.under("connections"))?;
         self.inbox.validate().map_err(|e| e.under("inbox"))?;
         if let Some(tls) = &self.tls {
             tls.validate().map_err(|e| e.under("tls"))?;
@@ -234,7 +291,8 @@ impl Config {
             exists(&format!("rules.files[{i}]"), f)?;
         }
         self.spool.validate().map_err(|e| e.under("spool"))?;
-        crate::sinks::validate_all(&self.sinks)?;
+        self.tenancy.validate().map_err(|e| e.under("tenancy"))?;
+        crate::sinks::validate_all(&self.sinks, &self.tenancy.sink_rules())?;
         Ok(())
     }
 
@@ -246,12 +304,21 @@ impl Config {
             sinks: &self.sinks,
             data_dir: &self.data_dir,
             probe: None,
+            sink_rules: self.tenancy.sink_rules(),
+            budget: self.tenancy.budget.clone(),
+            budget_metrics: None,
         }
     }
 
-    /// The effective config as YAML with every secret shown as `<redacted>`.
+    /// The effective config as YAML with every secret shown as `<redacted>`: secret-typed
+    /// settings, every value of a `headers` map, and the user information of URLs.
     pub fn to_redacted_yaml(&self) -> String {
-        yaml_serde::to_string(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+        let mut v = match serde_json::to_value(self) {
+            Ok(v) => v,
+            Err(e) => return format!("# cannot render config: {e}\n"),
+        };
+        redact(&mut v, false);
+        yaml_serde::to_string(&v).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 
     /// The host name alerts carry.
@@ -262,6 +329,23 @@ impl Config {
                 .and_then(|h| h.into_string().ok())
                 .unwrap_or_else(|| "kaudit".to_string())
         })
+    }
+}
+
+/// Redacts `v` in place: strings under a `headers` map (`in_headers`), URL credentials
+/// anywhere.
+fn redact(v: &mut serde_json::Value, in_headers: bool) {
+    use serde_json::Value;
+    match v {
+        Value::String(s) if in_headers => *s = "<redacted>".into(),
+        Value::String(s) => *s = crate::secret::redact_text(s),
+        Value::Array(a) => a.iter_mut().for_each(|x| redact(x, in_headers)),
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                redact(x, in_headers || k == "headers");
+            }
+        }
+        _ => {}
     }
 }
 
@@ -330,9 +414,18 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted() {
-        let cfg = load_yaml("auth:\n  tokens: [hunter2]\n", &[]).unwrap();
+        let cfg = load_yaml(
+            "auth:\n  tokens: [hunter2]\nsinks:\n\
+             - {name: h, type: http, url: \"http://alice:pw1@h/x\", headers: {Authorization: Bearer pw2}}\n\
+             - {name: n, type: nats, servers: [\"nats://tok3n@n:4222\"]}\n",
+            &[],
+        )
+        .unwrap();
         let y = cfg.to_redacted_yaml();
-        assert!(!y.contains("hunter2"), "{y}");
+        for secret in ["hunter2", "pw1", "pw2", "tok3n"] {
+            assert!(!y.contains(secret), "{secret}: {y}");
+        }
         assert!(y.contains("<redacted>"), "{y}");
+        assert!(y.contains("http://<redacted>@h/x"), "{y}");
     }
 }

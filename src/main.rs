@@ -58,7 +58,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// Load and validate a config; print the effective config with secrets redacted.
+    /// Load and validate a config, and check what `serve` would refuse (TLS and token files,
+    /// rules, a dry run of every sink); print the effective config with secrets redacted.
     Check {
         /// YAML config file (omit to check the defaults plus KAUDIT_* env).
         file: Option<PathBuf>,
@@ -141,6 +142,19 @@ fn main() -> ExitCode {
         Command::Config(ConfigCommand::Check { file }) => {
             match Config::load(file.as_deref(), &Overrides::default()) {
                 Ok(cfg) => {
+                    // Everything `serve` would refuse, short of binding and connecting.
+                    let checked = tokio::runtime::Builder::new_multi_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(anyhow::Error::from)
+                        .and_then(|rt| {
+                            rt.block_on(kaudit::pipeline::check(&cfg))
+                                .map_err(anyhow::Error::from)
+                        });
+                    if let Err(e) = checked {
+                        eprintln!("kaudit: invalid config: {e:#}");
+                        return ExitCode::from(EXIT_BAD_CONFIG);
+                    }
                     print!("{}", cfg.to_redacted_yaml());
                     ExitCode::SUCCESS
                 }

@@ -72,7 +72,7 @@ pub struct Running {
     forward: Option<Arc<Lane>>,
     router: RouterHandle,
     /// The sinks `POST /test` sends through (replaced on reload).
-    test_sinks: watch::Sender<Vec<crate::sinks::SinkConfig>>,
+    test_sinks: watch::Sender<(Vec<crate::sinks::SinkConfig>, crate::sinks::SinkRules)>,
     serving: Probe,
     /// Liveness and readiness of every stage.
     pub health: Health,
@@ -80,6 +80,41 @@ pub struct Running {
     pub metrics: Metrics,
     /// The evaluator in force, swappable.
     pub detector: Detector,
+}
+
+/// Checks everything [`start`] would refuse, without binding, opening or connecting anything:
+/// the TLS and token files, the Falco forwarder, the rules (when they are evaluated), and a dry
+/// run of every sink with its real files. What `kaudit config check` runs.
+pub async fn check(cfg: &Config) -> Result<(), PipelineError> {
+    crate::transport::tls::install_crypto_provider();
+    if let Some(t) = &cfg.tls {
+        ReloadingTls::new(t)?;
+    }
+    TokenAuth::from_config(&cfg.auth)?;
+    if cfg.detect.mode.uses_falco() {
+        falco::forward::Forwarder::new(&cfg.falco)?;
+        if let Some(f) = &cfg.falco.intake_token_file {
+            TokenAuth::from_file(f.clone(), "falco.intake_token_file")?;
+        }
+    }
+    if cfg.detect.mode.embedded() {
+        let opts = detect::rules_options(&cfg.rules, cfg.effective_hostname());
+        detect::load_rules(&cfg.rules, &opts)?;
+    }
+    let rules = cfg.tenancy.sink_rules();
+    crate::sinks::validate_all(&cfg.sinks, &rules).map_err(|e| router::RouterError::Config {
+        key: e.key,
+        message: e.message,
+    })?;
+    for s in &cfg.sinks {
+        crate::sinks::dry_run(s, &rules)
+            .await
+            .map_err(|e| router::RouterError::Sink {
+                name: s.name.clone(),
+                message: e.to_string(),
+            })?;
+    }
+    Ok(())
 }
 
 /// Starts every stage of `cfg`, with the embedded rules engine when the detect mode uses it.
@@ -132,6 +167,7 @@ pub async fn start_with(
     let router = router::start(
         RouterSetup {
             probe: Some(health.probe("router")),
+            budget_metrics: Some(metrics.budget.clone()),
             ..cfg.router_setup()
         },
         &metrics.delivery,
@@ -186,7 +222,7 @@ pub async fn start_with(
     let state = IngestState::new(inbox.clone(), metrics.ingest.clone(), cfg.ingest.clone());
     let read_timeout = cfg.ingest.read_timeout();
     let mut app = ingest::routes(state, auth.clone());
-    let (sinks_tx, sinks_rx) = watch::channel(cfg.sinks.clone());
+    let (sinks_tx, sinks_rx) = watch::channel((cfg.sinks.clone(), cfg.tenancy.sink_rules()));
     app = app.merge(ingest::test_alert::routes(
         sinks_rx,
         cfg.effective_hostname(),
@@ -244,13 +280,15 @@ pub async fn start_with(
         .merge(server::ops_routes(
             health.clone(),
             Arc::new(move || encoder.encode()),
+            cfg.auth.protect_metrics.then(|| auth.clone()),
         ))
         .layer(middleware::from_fn_with_state(
             metrics.http.clone(),
             server::observe,
         ));
     let serving = health.probe("server");
-    let server = server::serve(cfg.listen, app, tls, read_timeout)
+    let limits = cfg.connections.limits(read_timeout);
+    let server = server::serve_with(cfg.listen, app, tls, limits, Some(metrics.http.clone()))
         .await
         .map_err(|source| PipelineError::Bind {
             addr: cfg.listen,
@@ -301,13 +339,15 @@ impl Running {
             || new.tls != self.config.tls
             || new.auth != self.config.auth
             || new.ingest != self.config.ingest
+            || new.connections != self.config.connections
         {
             tracing::warn!(
-                "listen, tls, auth, ingest and detect.mode changes take effect after a restart"
+                "listen, tls, auth, ingest, connections and detect.mode changes take effect after a restart"
             );
         }
         self.router.reload(new.router_setup()).await?;
-        self.test_sinks.send_replace(new.sinks.clone());
+        self.test_sinks
+            .send_replace((new.sinks.clone(), new.tenancy.sink_rules()));
         if new.detect.mode.embedded() && new.rules != self.config.rules {
             let opts = detect::rules_options(&new.rules, new.effective_hostname());
             detect::reload_rules(&new.rules, &opts, &self.detector, &self.metrics.detect);

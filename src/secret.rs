@@ -81,10 +81,58 @@ pub fn resolve_secret(
     }
 }
 
+/// `text` with the user information of every URL in it (`scheme://user:password@host`)
+/// replaced by `<redacted>`: for messages that quote URLs (logs, dead-letter reasons,
+/// `config check`). A NATS token travels as the user name, so the whole part goes.
+pub fn redact_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        out.push_str(&rest[..i + 3]);
+        rest = &rest[i + 3..];
+        // The authority ends at the path, the query, or where the URL stops in prose.
+        let end = rest
+            .find(|c: char| {
+                matches!(
+                    c,
+                    '/' | '?' | '#' | ' ' | '"' | '\'' | ')' | ']' | ',' | '>'
+                ) || c.is_whitespace()
+                    || c.is_control()
+            })
+            .unwrap_or(rest.len());
+        match rest[..end].rfind('@') {
+            Some(at) => {
+                out.push_str("<redacted>");
+                rest = &rest[at..];
+            }
+            None => {
+                out.push_str(&rest[..end]);
+                rest = &rest[end..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn urls_lose_their_credentials() {
+        assert_eq!(
+            redact_text("error sending to http://alice:hunter2@h:8/x?q=1 (retrying)"),
+            "error sending to http://<redacted>@h:8/x?q=1 (retrying)"
+        );
+        assert_eq!(
+            redact_text("[\"nats://tok3n@a:4222\", \"tls://b:4222\"]"),
+            "[\"nats://<redacted>@a:4222\", \"tls://b:4222\"]"
+        );
+        assert_eq!(redact_text("https://x/a@b"), "https://x/a@b");
+        assert_eq!(redact_text("no url: a@b"), "no url: a@b");
+    }
 
     #[test]
     fn secret_from_file_drops_trailing_newline() {

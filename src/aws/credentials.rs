@@ -7,6 +7,9 @@
 //! `AWS_EC2_METADATA_DISABLED=true`). Not covered: SSO and `credential_process` profiles, and
 //! `role_arn` chaining inside profiles. Credentials from the chain are cached until 5 minutes
 //! before they expire.
+//!
+//! The chain is kaudit's ambient identity: a provider built for a sink without ambient
+//! credentials (`transport::access`) takes static credentials only and never asks the chain.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -124,11 +127,18 @@ pub struct CredentialsProvider {
 
 impl CredentialsProvider {
     /// A provider for `region`; `client` talks to STS, the metadata endpoints get their own.
+    /// Refused without static credentials when the sink may not use ambient ones.
     pub fn new(
         static_creds: Option<Credentials>,
         region: &str,
         client: reqwest::Client,
     ) -> Result<CredentialsProvider, TransportError> {
+        let access = transport::access::current();
+        if static_creds.is_none() && !access.ambient_credentials {
+            return Err(TransportError::refused(access.no_ambient(
+                "give it static keys (access_key_id_file and secret_access_key_file, from secretRefs)",
+            )));
+        }
         Ok(CredentialsProvider {
             static_creds,
             region: region.to_string(),

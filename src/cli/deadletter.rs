@@ -272,7 +272,7 @@ async fn replay(cfg: &Config, name: &str, attempts: u32) -> ExitCode {
         );
         return ExitCode::from(2);
     };
-    let sink = match crate::sinks::build(sink_cfg).await {
+    let sink = match crate::sinks::build(sink_cfg, &cfg.tenancy.sink_rules()).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("kaudit: sink '{name}' cannot be built: {e}");

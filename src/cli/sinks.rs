@@ -61,7 +61,13 @@ pub fn run(cmd: SinksCommand) -> ExitCode {
     };
     let timeout = Duration::from_secs(timeout_secs.max(1));
     let hostname = cfg.effective_hostname();
-    let outcomes = match rt.block_on(send_test(&cfg.sinks, name.as_deref(), &hostname, timeout)) {
+    let outcomes = match rt.block_on(send_test(
+        &cfg.sinks,
+        &cfg.tenancy.sink_rules(),
+        name.as_deref(),
+        &hostname,
+        timeout,
+    )) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("kaudit: {e}");

@@ -49,6 +49,62 @@ impl LanePaths {
             dead_letter: data_dir.join("dead-letter").join(format!("{name}.jsonl")),
         }
     }
+
+    /// Marks the lane's spool as a tenant's (`<spool_dir>/tenant` holds the namespace), so that a
+    /// later start can quarantine it when the sink is gone ([`quarantine_orphans`]).
+    pub fn mark_tenant(&self, namespace: &str) -> std::io::Result<()> {
+        std::fs::write(self.spool_dir.join(TENANT_MARK), namespace)
+    }
+
+    /// Moves the spool directory and dead-letter file of a lane that is gone for good (a
+    /// tenant's sink was deleted) to `<data_dir>/quarantine/<name>.<unix ms>/`, so that a sink
+    /// of the same name created later (another team reusing the namespace) starts empty and
+    /// never receives them. Returns where they went, or `None` when there was nothing.
+    pub fn quarantine(&self, data_dir: &Path, name: &str) -> std::io::Result<Option<PathBuf>> {
+        let present: Vec<&PathBuf> = [&self.spool_dir, &self.dead_letter]
+            .into_iter()
+            .filter(|p| p.exists())
+            .collect();
+        if present.is_empty() {
+            return Ok(None);
+        }
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let to = data_dir.join("quarantine").join(format!("{name}.{ms}"));
+        std::fs::create_dir_all(&to)?;
+        for p in present {
+            if let Some(file_name) = p.file_name() {
+                std::fs::rename(p, to.join(file_name))?;
+            }
+        }
+        Ok(Some(to))
+    }
+}
+
+/// The file in a spool directory naming the tenant that owns it.
+const TENANT_MARK: &str = "tenant";
+
+/// Quarantines every tenant's spool under `<data_dir>/spool/` whose sink `keep` does not name
+/// (its sink was removed while kaudit was not running); returns the sink names and where they
+/// went.
+pub fn quarantine_orphans(
+    data_dir: &Path,
+    keep: impl Fn(&str) -> bool,
+) -> Vec<(String, std::io::Result<Option<PathBuf>>)> {
+    let Ok(dirs) = std::fs::read_dir(data_dir.join("spool")) else {
+        return Vec::new();
+    };
+    dirs.filter_map(Result::ok)
+        .filter(|d| d.path().join(TENANT_MARK).is_file())
+        .filter_map(|d| d.file_name().into_string().ok())
+        .filter(|name| !keep(name))
+        .map(|name| {
+            let moved = LanePaths::under(data_dir, &name).quarantine(data_dir, &name);
+            (name, moved)
+        })
+        .collect()
 }
 
 struct WorkerCtl {

@@ -27,7 +27,7 @@ mod worker;
 pub use backoff::Backoff;
 pub use deadletter::DeadLetters;
 pub use hold::Hold;
-pub use lane::{Lane, LaneError, LanePaths};
+pub use lane::{Lane, LaneError, LanePaths, quarantine_orphans};
 pub use metrics::{DeliveryMetrics, SinkLabels};
 pub use sink::{Sink, SinkError};
 pub use spool::{Record, Spool, SpoolError};

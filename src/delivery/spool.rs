@@ -15,8 +15,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 /// Key: sequence number (append order). Value: 8 bytes of enqueue time (ms, big endian), the payload.
 const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
 
-/// Size of the metadata stored in front of each payload.
-const META_LEN: usize = 8;
+/// Size of the metadata stored in front of each payload (counted in [`Spool::bytes`]).
+pub const META_LEN: usize = 8;
 
 /// A spool failure: the database file cannot be opened, read or written.
 #[derive(Debug, thiserror::Error)]

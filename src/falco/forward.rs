@@ -126,10 +126,11 @@ pub fn spawn_health(
             health.set(up);
             gauge.set(i64::from(up));
             if was != Some(up) {
+                let shown = crate::secret::redact_text(&url);
                 if up {
-                    tracing::info!(%url, "Falco is up");
+                    tracing::info!(url = %shown, "Falco is up");
                 } else {
-                    tracing::warn!(%url, "Falco is down; audit batches wait in the spool");
+                    tracing::warn!(url = %shown, "Falco is down; audit batches wait in the spool");
                 }
                 was = Some(up);
             }

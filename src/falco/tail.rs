@@ -204,6 +204,10 @@ impl Tailer {
     /// alerts could not all be spooled is routed again (same uuids) after a backoff.
     async fn route(&mut self, chunk: Chunk, stop: &mut watch::Receiver<bool>) -> bool {
         let mut alerts = Vec::new();
+        // One log line per chunk for its invalid lines, never one per line: a file of junk
+        // must not flood the log.
+        let mut invalid = 0u64;
+        let mut first_invalid = None;
         for line in &chunk.lines {
             if line.text.iter().all(u8::is_ascii_whitespace) {
                 continue;
@@ -214,18 +218,23 @@ impl Tailer {
                     alerts.push(alert);
                 }
                 Err(e) => {
-                    self.metrics
-                        .tail_lines
-                        .get_or_create(&ResultLabel { result: "invalid" })
-                        .inc();
-                    tracing::warn!(
-                        file = %self.settings.path.display(),
-                        offset = line.offset,
-                        error = %e,
-                        "invalid Falco alert line"
-                    );
+                    invalid += 1;
+                    first_invalid.get_or_insert((line.offset, e.to_string()));
                 }
             }
+        }
+        if let Some((offset, error)) = first_invalid {
+            self.metrics
+                .tail_lines
+                .get_or_create(&ResultLabel { result: "invalid" })
+                .inc_by(invalid);
+            tracing::warn!(
+                file = %self.settings.path.display(),
+                lines = invalid,
+                first_offset = offset,
+                first_error = %error,
+                "invalid Falco alert lines dropped"
+            );
         }
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
         loop {

@@ -76,7 +76,8 @@ pub struct GoogleAuth {
 
 impl GoogleAuth {
     /// Tokens from the key file when one is given, else from the metadata server at
-    /// `metadata_url`; `what` prefixes error messages (`gcscc`).
+    /// `metadata_url` (kaudit's ambient identity: refused when the sink being built may not use
+    /// it, see `transport::access`); `what` prefixes error messages (`gcscc`).
     pub fn new(
         key_file: Option<&Path>,
         metadata_url: &str,
@@ -84,7 +85,18 @@ impl GoogleAuth {
     ) -> Result<GoogleAuth, KeyFileError> {
         match key_file {
             Some(path) => GoogleAuth::from_key_file(path, what),
-            None => Ok(GoogleAuth::metadata(metadata_url, what)),
+            None => {
+                let access = crate::transport::access::current();
+                if !access.ambient_credentials {
+                    return Err(KeyFileError {
+                        path: "(not set)".into(),
+                        message: access.no_ambient(
+                            "give it a service-account key (credentials_file, from secretRefs)",
+                        ),
+                    });
+                }
+                Ok(GoogleAuth::metadata(metadata_url, what))
+            }
         }
     }
 

@@ -17,13 +17,13 @@ use serde_json::json;
 use tokio::sync::{Mutex, watch};
 
 use crate::server::{self, auth::TokenAuth};
-use crate::sinks::SinkConfig;
 use crate::sinks::test_alert::{TEST_TIMEOUT, send_test};
+use crate::sinks::{SinkConfig, SinkRules};
 
 /// What the route needs: the sinks in force (they change on reload) and the alert's host name.
 #[derive(Clone)]
 pub struct TestState {
-    sinks: watch::Receiver<Vec<SinkConfig>>,
+    sinks: watch::Receiver<(Vec<SinkConfig>, SinkRules)>,
     hostname: String,
     running: Arc<Mutex<()>>,
 }
@@ -35,7 +35,7 @@ struct TestQuery {
 
 /// The `POST /test` route over the sinks `sinks` carries, behind `auth`.
 pub fn routes(
-    sinks: watch::Receiver<Vec<SinkConfig>>,
+    sinks: watch::Receiver<(Vec<SinkConfig>, SinkRules)>,
     hostname: String,
     auth: TokenAuth,
 ) -> Router {
@@ -57,8 +57,16 @@ async fn post_test(State(st): State<TestState>, Query(q): Query<TestQuery>) -> R
             "a test alert is being sent; retry when it is done",
         );
     };
-    let sinks = st.sinks.borrow().clone();
-    match send_test(&sinks, q.sink.as_deref(), &st.hostname, TEST_TIMEOUT).await {
+    let (sinks, rules) = st.sinks.borrow().clone();
+    match send_test(
+        &sinks,
+        &rules,
+        q.sink.as_deref(),
+        &st.hostname,
+        TEST_TIMEOUT,
+    )
+    .await
+    {
         Ok(outcomes) => {
             for o in &outcomes {
                 match &o.error {

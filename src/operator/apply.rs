@@ -6,6 +6,7 @@ use std::fmt::Debug;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -40,6 +41,7 @@ pub(crate) async fn apply_object(
         Object::Secret(x) => apply(client, ns, x).await.map(|_| None)?,
         Object::ServiceAccount(x) => apply(client, ns, x).await.map(|_| None)?,
         Object::Service(x) => apply(client, ns, x).await.map(|_| None)?,
+        Object::NetworkPolicy(x) => apply(client, ns, x).await.map(|_| None)?,
         Object::Deployment(x) => {
             let live = apply(client, ns, x).await?;
             let want = live.spec.replicas.unwrap_or(1);
@@ -97,6 +99,7 @@ pub(crate) async fn prune(
         "Service" => prune_one::<Service>(client, ns, name, owner_uid).await,
         "Deployment" => prune_one::<Deployment>(client, ns, name, owner_uid).await,
         "DaemonSet" => prune_one::<DaemonSet>(client, ns, name, owner_uid).await,
+        "NetworkPolicy" => prune_one::<NetworkPolicy>(client, ns, name, owner_uid).await,
         _ => Ok(()),
     }
 }

@@ -80,26 +80,32 @@ fn free_form_opt(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
 #[serde(rename_all = "camelCase")]
 pub struct FalcoRuleSpec {
     /// The rule's name, as Falco shows it (prefixed with `<namespace>/<name>: `).
+    #[schemars(length(max = 256))]
     pub rule: String,
     /// What the rule detects.
     #[serde(default)]
+    #[schemars(length(max = 4096))]
     pub desc: String,
     /// A standalone Falco condition over `ka.*` fields; macros and lists of the cluster rules
     /// files may be used, none may be defined.
+    #[schemars(length(max = 16384))]
     pub condition: String,
     /// The alert text, with `%field` references.
+    #[schemars(length(max = 4096))]
     pub output: String,
     /// Falco priority: emergency, alert, critical, error, warning, notice, informational, debug.
     #[serde(default = "default_priority")]
     pub priority: String,
     /// Tags carried by alerts.
     #[serde(default)]
+    #[schemars(length(max = 32))]
     pub tags: Vec<String>,
     /// `false` keeps the rule defined but not evaluated.
     #[serde(default = "yes")]
     pub enabled: bool,
     /// Falco exceptions: events matching any row of any exception do not raise the rule.
     #[serde(default)]
+    #[schemars(length(max = 32))]
     pub exceptions: Vec<RuleException>,
 }
 
@@ -121,6 +127,7 @@ pub struct RuleException {
     /// Rows of values, one value per field; a list operator (`in`, `intersects`, `pmatch`)
     /// compares with the one-element list of its value.
     #[serde(default)]
+    #[schemars(length(max = 1024))]
     pub values: Vec<Vec<String>>,
 }
 
@@ -170,6 +177,7 @@ pub struct FalcoRulesFileSpec {
     pub order: i32,
     /// The rules file, inline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 524288))]
     pub rules: Option<String>,
     /// Or a ConfigMap key holding it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -194,12 +202,14 @@ pub struct ConfigMapKeyRef {
 pub struct SinkSpec {
     /// The sink type: `stdout`, `file`, `nats`, `http`, `gcscc`, `kafka`, ...
     #[serde(rename = "type")]
+    #[schemars(length(max = 32))]
     pub type_: String,
     /// Alerts below this Falco priority skip the sink.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_priority: Option<String>,
     /// A filter in Falco's syntax over the alert (`rule`, `priority`, `tags`, output fields).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 8192))]
     pub filter: Option<String>,
     /// The type's own settings, as in kaudit's config; no credentials and no `*_file` keys.
     #[serde(default)]
@@ -207,6 +217,7 @@ pub struct SinkSpec {
     pub settings: serde_json::Map<String, serde_json::Value>,
     /// Credentials: each fills a `*_file` setting with a file holding a Secret's key.
     #[serde(default)]
+    #[schemars(length(max = 16))]
     pub secret_refs: Vec<SinkSecretRef>,
 }
 
@@ -487,6 +498,63 @@ pub struct KauditDeploymentSpec {
     /// Extra labels for every object the operator creates.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// What namespaces' sinks (`AlertSink`) may reach and keep, and their share of the cluster
+    /// sinks.
+    #[serde(default)]
+    pub tenancy: TenancySpec,
+    /// Render NetworkPolicies: Falco's audit endpoint reachable from kaudit's pods only.
+    #[serde(default = "yes")]
+    pub network_policies: bool,
+}
+
+/// The limits of namespaces' sinks (kaudit's `tenancy` config section).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenancySpec {
+    /// Networks namespaced sinks may reach on top of the built-in refusals (loopback,
+    /// link-local, private ranges, the apiserver).
+    #[serde(default)]
+    pub egress: EgressSpec,
+    /// The most a namespaced `file` sink keeps before it rotates, in bytes (default 64 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_max_bytes: Option<u64>,
+    /// Per-namespace budgets on cluster sinks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetSpec>,
+}
+
+/// The admin's egress list for namespaced sinks.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EgressSpec {
+    /// Networks (CIDR or address) namespaced sinks may reach; once set, nothing else. A network
+    /// more specific than a built-in refusal makes an exception to it.
+    #[serde(default)]
+    #[schemars(length(max = 256))]
+    pub allow: Vec<String>,
+    /// Networks namespaced sinks may never reach.
+    #[serde(default)]
+    #[schemars(length(max = 256))]
+    pub deny: Vec<String>,
+}
+
+/// One namespace's budget on each cluster sink.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetSpec {
+    /// Alerts per second; 0: no rate limit.
+    #[serde(default)]
+    pub alerts_per_second: f64,
+    /// Alerts above the rate at once.
+    #[serde(default)]
+    pub burst: u32,
+    /// The share of a cluster sink's spool one namespace's waiting alerts may take, in (0, 1].
+    #[serde(default = "quarter")]
+    pub spool_share: f64,
+}
+
+fn quarter() -> f64 {
+    0.25
 }
 
 /// The status of a [`KauditDeployment`].

@@ -70,6 +70,9 @@ pub async fn reconcile_deployment(
     }
     let ns = kd.namespace().unwrap_or_default();
     let mut inputs = gather(&ctx.client).await?;
+    inputs.sink_refusals =
+        super::sink_check::dry_runs(&inputs, &render::kaudit_config::tenancy(&kd.spec.tenancy))
+            .await;
     if render::needs_intake_token(&kd) {
         let token = intake_token(&ctx.client, &ns, &kd.name_any()).await?;
         inputs

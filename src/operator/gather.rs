@@ -9,7 +9,7 @@ use kube::api::{Api, ListParams};
 use kube::{Client, Resource};
 
 use super::error::Error;
-use super::inputs::{InputKind, Inputs, KindVisitor, for_each_kind};
+use super::inputs::{InputKind, Inputs, KindVisitor, SINK_CREDENTIALS_LABEL, for_each_kind};
 
 /// The objects of `items` not being deleted.
 pub(crate) fn live<K: Resource>(items: Vec<K>) -> Vec<K> {
@@ -90,6 +90,15 @@ pub async fn gather(client: &Client) -> Result<Inputs, Error> {
             .get_opt(&name)
             .await?
         {
+            if sec
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SINK_CREDENTIALS_LABEL))
+                .is_some_and(|v| v == "true")
+            {
+                inputs.sink_credentials.insert((ns.clone(), name.clone()));
+            }
             let data = sec
                 .data
                 .unwrap_or_default()

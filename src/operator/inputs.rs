@@ -7,7 +7,7 @@
 //! statuses, the credentials finalizer) then handles it. What it renders into is
 //! [`render`](super::render)'s.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use kube::api::Api;
@@ -18,6 +18,11 @@ use serde::de::DeserializeOwned;
 use super::crd::{
     AlertSink, ClusterAlertSink, FalcoRule, FalcoRulesFile, RuleStatus, SinkSpec, cond,
 };
+
+/// The label that opts a Secret in for namespaced sinks: a team marks the Secrets its
+/// `AlertSink`s may read, so that creating an `AlertSink` is not a way to read every Secret of
+/// the namespace.
+pub const SINK_CREDENTIALS_LABEL: &str = "kaudit.io/sink-credentials";
 
 /// Everything a [`KauditDeployment`](super::crd::KauditDeployment) depends on, as read from the
 /// apiserver.
@@ -35,6 +40,12 @@ pub struct Inputs {
     pub config_maps: BTreeMap<(String, String), BTreeMap<String, String>>,
     /// Secrets referenced by sinks: (namespace, name) → data.
     pub secrets: BTreeMap<(String, String), BTreeMap<String, Vec<u8>>>,
+    /// The Secrets of `secrets` labelled [`SINK_CREDENTIALS_LABEL`]`: "true"`: the only ones a
+    /// namespaced sink may use (its team opted them in).
+    pub sink_credentials: BTreeSet<(String, String)>,
+    /// Sinks the controller's dry run refused, by config sink name: the reason (see
+    /// [`sink_check`](super::sink_check)).
+    pub sink_refusals: BTreeMap<String, String>,
     /// The token each deployment's Falco presents to kaudit's `http_output` intake, by the
     /// deployment's (namespace, name); only deployments that need one
     /// ([`needs_intake_token`](super::render::needs_intake_token)). The controller reads it back

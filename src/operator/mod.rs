@@ -11,6 +11,7 @@
 //! | [`render`] | resources in, desired objects and statuses out (no I/O) |
 //! | [`tenancy`] | scoping a namespace's rules and sinks to that namespace |
 //! | [`gather`] | reading the inputs |
+//! | [`sink_check`] | the dry run of every sink with its real credentials (kaudit's own checks) |
 //! | [`deployment`] | the `KauditDeployment` controller: render, apply, prune, status |
 //! | [`statuses`] | the status of every rule, rules file and sink, written once for all deployments |
 //! | [`finalizer`] | the finalizer of sinks holding credentials |
@@ -33,6 +34,7 @@ pub mod leader;
 pub mod metrics;
 pub mod render;
 pub mod run;
+pub mod sink_check;
 pub mod statuses;
 pub mod tenancy;
 

@@ -162,13 +162,20 @@ pub async fn reconcile_inputs(ctx: &Context) -> Result<(), Error> {
         .reconciliations
         .get_or_create(&KindLabel { kind: INPUTS })
         .inc();
-    let inputs = gather(&ctx.client).await?;
+    let mut inputs = gather(&ctx.client).await?;
     let deployments = live(
         Api::<KauditDeployment>::all(ctx.client.clone())
             .list(&ListParams::default())
             .await?
             .items,
     );
+    // The dry run checks credentials and builds, which the tenancy limits do not change.
+    let tenancy = deployments
+        .first()
+        .map(|kd| kd.spec.tenancy.clone())
+        .unwrap_or_default();
+    inputs.sink_refusals =
+        super::sink_check::dry_runs(&inputs, &render::kaudit_config::tenancy(&tenancy)).await;
     let (outcomes, deployed) = render::input_outcomes(&deployments, &inputs)?;
     let invalid = outcomes
         .iter()

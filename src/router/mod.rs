@@ -24,7 +24,9 @@ use crate::delivery::{
 };
 use crate::health::Probe;
 use crate::rules::AlertFilter;
-use crate::sinks::{self, Sink, SinkConfig};
+use crate::sinks::{self, Sink, SinkConfig, SinkRules};
+
+pub mod budget;
 
 /// Enrichment applied to every alert, as falcosidekick's `customfields` and custom tags.
 ///
@@ -66,6 +68,12 @@ pub struct RouterSetup<'a> {
     pub data_dir: &'a Path,
     /// Reports the router stuck on `/readyz` (and dead on `/healthz`), when given.
     pub probe: Option<Probe>,
+    /// What restricted (tenant) sinks are checked and built against.
+    pub sink_rules: SinkRules,
+    /// Per-namespace budgets on shared sinks.
+    pub budget: budget::BudgetConfig,
+    /// Where budget drops are counted, when given.
+    pub budget_metrics: Option<budget::BudgetMetrics>,
 }
 
 impl RouterSetup<'_> {
@@ -80,7 +88,14 @@ impl RouterSetup<'_> {
     }
 
     fn validate(&self) -> Result<(), RouterError> {
-        sinks::validate_all(self.sinks).map_err(|e| RouterError::Config {
+        self.budget
+            .validate()
+            .map_err(|e| e.under("tenancy.budget"))
+            .map_err(|e| RouterError::Config {
+                key: e.key,
+                message: e.message,
+            })?;
+        sinks::validate_all(self.sinks, &self.sink_rules).map_err(|e| RouterError::Config {
             key: e.key,
             message: e.message,
         })?;
@@ -215,6 +230,7 @@ enum Ctl {
     Reload {
         enrich: Enrichment,
         spool: SpoolConfig,
+        budget: budget::BudgetConfig,
         sinks: Vec<Built>,
         reply: oneshot::Sender<Result<(), RouterError>>,
     },
@@ -236,6 +252,7 @@ pub struct RouterHandle {
     ctl: mpsc::Sender<Ctl>,
     task: JoinHandle<()>,
     current: Mutex<Vec<SinkConfig>>,
+    current_rules: Mutex<SinkRules>,
     spools: SpoolMap,
 }
 
@@ -256,7 +273,8 @@ impl RouterHandle {
     /// Unchanged sinks keep running untouched. A changed sink keeps its spool (nothing queued
     /// is lost) and restarts its worker with the new settings; an alert in flight at that moment
     /// is sent again (at-least-once). A removed sink's spool stays on disk under
-    /// `<data_dir>/spool/<name>` and is delivered when a sink of that name comes back. New
+    /// `<data_dir>/spool/<name>` and is delivered when a sink of that name comes back, except
+    /// a tenant's: its spool and dead letters move to `<data_dir>/quarantine/`. New
     /// `spool.*` settings apply to added and changed sinks, and `max_bytes` to all.
     /// On error (a sink cannot be built) nothing has changed.
     pub async fn reload(&self, config: RouterSetup<'_>) -> Result<(), RouterError> {
@@ -267,13 +285,17 @@ impl RouterHandle {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        // A sink built under other rules (a new egress policy) is built again.
+        let same_rules =
+            *self.current_rules.lock().unwrap_or_else(|p| p.into_inner()) == config.sink_rules;
         let mut built = Vec::new();
         for s in config.sinks {
-            let unchanged = current.iter().any(|c| c == s);
+            let unchanged = current.iter().any(|c| c == s)
+                && (same_rules || (!s.restricted() && s.ambient_credentials));
             let sink = if unchanged {
                 None
             } else {
-                Some(build_sink(s).await?)
+                Some(build_sink(s, &config.sink_rules).await?)
             };
             built.push(Built {
                 cfg: s.clone(),
@@ -285,6 +307,7 @@ impl RouterHandle {
             .send(Ctl::Reload {
                 enrich,
                 spool: config.spool.clone(),
+                budget: config.budget.clone(),
                 sinks: built,
                 reply,
             })
@@ -293,6 +316,7 @@ impl RouterHandle {
         let r = rx.await.map_err(|_| RouterError::Stopped)?;
         if r.is_ok() {
             *self.current.lock().unwrap_or_else(|p| p.into_inner()) = config.sinks.to_vec();
+            *self.current_rules.lock().unwrap_or_else(|p| p.into_inner()) = config.sink_rules;
         }
         r
     }
@@ -309,8 +333,8 @@ impl RouterHandle {
     }
 }
 
-async fn build_sink(s: &SinkConfig) -> Result<Box<dyn Sink>, RouterError> {
-    sinks::build(s).await.map_err(|e| RouterError::Sink {
+async fn build_sink(s: &SinkConfig, rules: &SinkRules) -> Result<Box<dyn Sink>, RouterError> {
+    sinks::build(s, rules).await.map_err(|e| RouterError::Sink {
         name: s.name.clone(),
         message: e.to_string(),
     })
@@ -341,6 +365,7 @@ struct State {
     enrich: Enrichment,
     routes: Vec<Route>,
     spools: SpoolMap,
+    budgets: budget::Budgets,
 }
 
 impl State {
@@ -360,6 +385,11 @@ impl State {
             name: cfg.name.clone(),
             message: e.to_string(),
         })?;
+        if let Some(ns) = &cfg.tenant
+            && let Err(e) = paths.mark_tenant(ns)
+        {
+            tracing::warn!(sink = %cfg.name, error = %e, "cannot mark the spool as a tenant's");
+        }
         let left = lane.spool().len();
         if left > 0 {
             tracing::info!(sink = %cfg.name, records = left, "delivering alerts spooled by an earlier run");
@@ -383,6 +413,14 @@ impl State {
         let payload = encode(&alert);
         for r in &self.routes {
             if !r.wants(&alert) {
+                continue;
+            }
+            // Over its namespace's budget on a shared sink: handled (the hold is released below).
+            if r.cfg.tenant.is_none()
+                && !self
+                    .budgets
+                    .admit(&r.cfg.name, &r.lane.spool(), &alert, payload.len())
+            {
                 continue;
             }
             let queued = match &hold {
@@ -422,10 +460,12 @@ impl State {
         &mut self,
         enrich: Enrichment,
         spool: SpoolConfig,
+        budget: budget::BudgetConfig,
         sinks: Vec<Built>,
     ) -> Result<(), RouterError> {
         self.enrich = enrich;
         self.spool_cfg = spool;
+        self.budgets.configure(budget, self.spool_cfg.max_bytes);
         let mut old: HashMap<String, Route> = self
             .routes
             .drain(..)
@@ -472,13 +512,34 @@ impl State {
                 }
             }
         }
+        let routes = &self.routes;
+        self.budgets
+            .retain(|name| routes.iter().any(|r| r.cfg.name == name));
         for (name, r) in old {
-            tracing::info!(sink = %name, "sink removed: its spool stays on disk until a sink of that name returns");
             self.spools
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&name);
+            let tenant = r.cfg.tenant.clone();
             r.lane.close(Duration::ZERO).await;
+            match tenant {
+                None => {
+                    tracing::info!(sink = %name, "sink removed: its spool stays on disk until a sink of that name returns");
+                }
+                // A tenant's sink is gone with its owner: what it kept must not reach whoever
+                // creates a sink of that name next.
+                Some(ns) => match LanePaths::under(&self.data_dir, &name)
+                    .quarantine(&self.data_dir, &name)
+                {
+                    Ok(Some(to)) => {
+                        tracing::info!(sink = %name, tenant = %ns, to = %to.display(), "tenant sink removed: its spool and dead letters quarantined");
+                    }
+                    Ok(None) => tracing::info!(sink = %name, tenant = %ns, "tenant sink removed"),
+                    Err(e) => {
+                        tracing::error!(sink = %name, tenant = %ns, error = %e, "tenant sink removed, but its spool could not be quarantined");
+                    }
+                },
+            }
         }
         result
     }
@@ -509,11 +570,29 @@ pub async fn start(
         enrich,
         routes: Vec::new(),
         spools: spools.clone(),
+        budgets: budget::Budgets::new(
+            config.budget.clone(),
+            config.spool.max_bytes,
+            config.budget_metrics.clone().unwrap_or_default(),
+        ),
     };
     for s in config.sinks {
-        let sink = build_sink(s).await?;
+        let sink = build_sink(s, &config.sink_rules).await?;
         let route = state.open_route(s.clone(), sink).await?;
         state.routes.push(route);
+    }
+    // Tenants' sinks removed while kaudit was down: their spools go to quarantine too.
+    for (name, moved) in crate::delivery::quarantine_orphans(config.data_dir, |n| {
+        config.sinks.iter().any(|s| s.name == n)
+    }) {
+        match moved {
+            Ok(to) => {
+                tracing::info!(sink = %name, to = ?to, "spool of a removed tenant sink quarantined")
+            }
+            Err(e) => {
+                tracing::error!(sink = %name, error = %e, "spool of a removed tenant sink could not be quarantined")
+            }
+        }
     }
     let (tx, mut rx) = mpsc::channel::<Routed>(config.router.queue_capacity.max(1));
     let (ctl, mut ctl_rx) = mpsc::channel::<Ctl>(4);
@@ -526,8 +605,8 @@ pub async fn start(
             tokio::select! {
                 biased;
                 c = ctl_rx.recv() => match c {
-                    Some(Ctl::Reload { enrich, spool, sinks, reply }) => {
-                        let r = state.reload(enrich, spool, sinks).await;
+                    Some(Ctl::Reload { enrich, spool, budget, sinks, reply }) => {
+                        let r = state.reload(enrich, spool, budget, sinks).await;
                         let _ = reply.send(r);
                     }
                     Some(Ctl::Shutdown) | None => break,
@@ -564,6 +643,7 @@ pub async fn start(
         ctl,
         task,
         current: Mutex::new(config.sinks.to_vec()),
+        current_rules: Mutex::new(config.sink_rules.clone()),
         spools,
     })
 }

@@ -28,6 +28,8 @@ pub struct AuthConfig {
     pub tokens: Vec<Secret>,
     /// A file with one token per line (blank lines and `#` comments ignored); re-read on change.
     pub token_file: Option<PathBuf>,
+    /// Require a token on `/metrics` too (the sink names it lists are every tenant's).
+    pub protect_metrics: bool,
 }
 
 /// The set of accepted tokens; empty means authentication is off.
@@ -191,6 +193,7 @@ mod tests {
         let cfg = AuthConfig {
             tokens: vec![Secret::new("inline-token")],
             token_file: Some(f.clone()),
+            protect_metrics: false,
         };
         let a = TokenAuth::from_config(&cfg).unwrap();
         assert!(a.check(Some(b"Bearer inline-token")));
@@ -210,6 +213,7 @@ mod tests {
         let cfg = AuthConfig {
             tokens: vec![Secret::new("s3cret")],
             token_file: None,
+            protect_metrics: false,
         };
         let a = TokenAuth::from_config(&cfg).unwrap();
         let basic = |creds: &str| {

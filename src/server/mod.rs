@@ -3,6 +3,7 @@
 //! auth, body limits, JSON errors, and the operational routes. Plumbing: it knows no stage.
 
 pub mod auth;
+pub mod conn;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -24,6 +25,7 @@ use hyper_util::service::TowerToHyperService;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use serde_json::json;
@@ -51,6 +53,13 @@ pub struct PathLabel {
     pub path: String,
 }
 
+/// Label of connections the server closed: why (`no_request`, `idle`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CloseLabel {
+    /// The reason.
+    pub reason: &'static str,
+}
+
 /// Metric families of the HTTP server, for every route.
 #[derive(Clone)]
 pub struct HttpMetrics {
@@ -58,6 +67,10 @@ pub struct HttpMetrics {
     pub requests: Family<RequestLabels, Counter>,
     /// Request latency by route, in seconds.
     pub request_duration: Family<PathLabel, Histogram>,
+    /// Connections open now.
+    pub connections: Gauge,
+    /// Connections the server closed for want of requests, by reason.
+    pub connections_closed: Family<CloseLabel, Counter>,
 }
 
 impl HttpMetrics {
@@ -68,7 +81,19 @@ impl HttpMetrics {
             request_duration: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0001, 2.5, 14))
             }),
+            connections: Gauge::default(),
+            connections_closed: Family::default(),
         };
+        r.register(
+            "http_connections",
+            "HTTP connections open",
+            m.connections.clone(),
+        );
+        r.register(
+            "http_connections_closed",
+            "HTTP connections closed by the server for want of requests, by reason",
+            m.connections_closed.clone(),
+        );
         r.register(
             "http_requests",
             "HTTP requests by route and status",
@@ -188,9 +213,35 @@ pub async fn read_body(
 }
 
 /// `GET /healthz`, `/readyz` (from `health`) and `/metrics` (the text `metrics` returns): open
-/// to probes and scrapers.
-pub fn ops_routes(health: Health, metrics: Arc<dyn Fn() -> String + Send + Sync>) -> Router {
+/// to probes and scrapers; `/metrics` behind `metrics_auth` when given.
+pub fn ops_routes(
+    health: Health,
+    metrics: Arc<dyn Fn() -> String + Send + Sync>,
+    metrics_auth: Option<auth::TokenAuth>,
+) -> Router {
     let live = health.clone();
+    let metrics_route = Router::new().route(
+        "/metrics",
+        get(move || {
+            let text = metrics();
+            async move {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    text,
+                )
+            }
+        }),
+    );
+    let metrics_route = match metrics_auth {
+        Some(a) => metrics_route.route_layer(axum::middleware::from_fn_with_state(
+            a,
+            auth::TokenAuth::require,
+        )),
+        None => metrics_route,
+    };
     Router::new()
         .route(
             "/healthz",
@@ -206,21 +257,7 @@ pub fn ops_routes(health: Health, metrics: Arc<dyn Fn() -> String + Send + Sync>
                 async move { (status_of(ok), body) }
             }),
         )
-        .route(
-            "/metrics",
-            get(move || {
-                let text = metrics();
-                async move {
-                    (
-                        [(
-                            header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        text,
-                    )
-                }
-            }),
-        )
+        .merge(metrics_route)
 }
 
 fn status_of(ok: bool) -> StatusCode {
@@ -255,16 +292,31 @@ impl Server {
     }
 }
 
-/// Binds `addr` and serves `app` on it, with TLS when `tls` is set.
+/// Binds `addr` and serves `app` on it, with TLS when `tls` is set, and the default
+/// connection limits with `read_timeout`.
 pub async fn serve(
     addr: SocketAddr,
     app: Router,
     tls: Option<ReloadingTls>,
     read_timeout: Duration,
 ) -> std::io::Result<Server> {
+    serve_with(addr, app, tls, conn::Limits::new(read_timeout), None).await
+}
+
+/// Binds `addr` and serves `app` on it, with TLS when `tls` is set: at most
+/// `limits.max_connections` at once, each closed when it goes too long without a request
+/// ([`conn`]); counted in `metrics` when given.
+pub async fn serve_with(
+    addr: SocketAddr,
+    app: Router,
+    tls: Option<ReloadingTls>,
+    limits: conn::Limits,
+    metrics: Option<HttpMetrics>,
+) -> std::io::Result<Server> {
     let listener = TcpListener::bind(addr).await?;
     let local_addr = listener.local_addr()?;
     let (stop, mut stopped) = watch::channel(false);
+    let read_timeout = limits.read_timeout;
     let task = tokio::spawn(async move {
         let graceful = GracefulShutdown::new();
         let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -272,9 +324,24 @@ pub async fn serve(
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(read_timeout);
-        builder.http2().timer(TokioTimer::new());
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(limits.http2_max_streams)
+            .max_header_list_size(64 * 1024)
+            .keep_alive_interval(Some(limits.http2_keepalive))
+            .keep_alive_timeout(Duration::from_secs(20));
         let builder = Arc::new(builder);
+        let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
         loop {
+            // At the cap, stop accepting: new clients wait in the backlog until one closes.
+            let slot = tokio::select! {
+                _ = stopped.changed() => break,
+                s = slots.clone().acquire_owned() => match s {
+                    Ok(s) => s,
+                    Err(_) => break,
+                },
+            };
             let (stream, peer) = tokio::select! {
                 _ = stopped.changed() => break,
                 accepted = listener.accept() => match accepted {
@@ -288,45 +355,80 @@ pub async fn serve(
                 },
             };
             let _ = stream.set_nodelay(true);
-            let svc = app
-                .clone()
-                .map_request(|r: Request<hyper::body::Incoming>| r.map(Body::new));
+            let activity = conn::Activity::default();
+            let svc = conn::Tracked {
+                inner: app
+                    .clone()
+                    .map_request(|r: Request<hyper::body::Incoming>| r.map(Body::new)),
+                activity: activity.clone(),
+            };
             let svc = TowerToHyperService::new(svc);
             let watcher = graceful.watcher();
             let builder = builder.clone();
             let tls = tls.as_ref().map(ReloadingTls::current);
+            let metrics = metrics.clone();
+            let limits = limits.clone();
             tokio::spawn(async move {
-                match tls {
+                let _slot = slot;
+                if let Some(m) = &metrics {
+                    m.connections.inc();
+                }
+                let expired = activity.expired(limits.read_timeout, limits.idle_timeout);
+                let closed = match tls {
                     None => {
                         let conn = builder
                             .serve_connection(TokioIo::new(stream), svc)
                             .into_owned();
-                        if let Err(e) = watcher.watch(conn).await {
-                            tracing::debug!(%peer, error = %e, "connection ended with error");
+                        tokio::select! {
+                            r = watcher.watch(conn) => {
+                                if let Err(e) = r {
+                                    tracing::debug!(%peer, error = %e, "connection ended with error");
+                                }
+                                None
+                            }
+                            why = expired => Some(why),
                         }
                     }
                     Some(cfg) => {
                         let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-                        let tls_stream =
-                            match tokio::time::timeout(read_timeout, acceptor.accept(stream)).await
-                            {
-                                Ok(Ok(s)) => s,
-                                Ok(Err(e)) => {
-                                    tracing::info!(%peer, error = %e, "TLS handshake refused");
-                                    return;
+                        match tokio::time::timeout(read_timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(tls_stream)) => {
+                                let conn = builder
+                                    .serve_connection(TokioIo::new(tls_stream), svc)
+                                    .into_owned();
+                                tokio::select! {
+                                    r = watcher.watch(conn) => {
+                                        if let Err(e) = r {
+                                            tracing::debug!(%peer, error = %e, "connection ended with error");
+                                        }
+                                        None
+                                    }
+                                    why = expired => Some(why),
                                 }
-                                Err(_) => {
-                                    tracing::info!(%peer, "TLS handshake timed out");
-                                    return;
-                                }
-                            };
-                        let conn = builder
-                            .serve_connection(TokioIo::new(tls_stream), svc)
-                            .into_owned();
-                        if let Err(e) = watcher.watch(conn).await {
-                            tracing::debug!(%peer, error = %e, "connection ended with error");
+                            }
+                            Ok(Err(e)) => {
+                                tracing::info!(%peer, error = %e, "TLS handshake refused");
+                                None
+                            }
+                            Err(_) => {
+                                tracing::info!(%peer, "TLS handshake timed out");
+                                Some(conn::Closed::NoRequest)
+                            }
                         }
                     }
+                };
+                if let Some(m) = &metrics {
+                    m.connections.dec();
+                    if let Some(why) = closed {
+                        m.connections_closed
+                            .get_or_create(&CloseLabel {
+                                reason: why.as_str(),
+                            })
+                            .inc();
+                    }
+                }
+                if let Some(why) = closed {
+                    tracing::debug!(%peer, reason = why.as_str(), "connection closed: no request");
                 }
             });
         }

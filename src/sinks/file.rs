@@ -3,6 +3,10 @@
 //! Before each batch the path is checked: when the file was renamed away or deleted (a different
 //! inode, or none) it is reopened, so `logrotate` with `create` works; with `copytruncate` the
 //! append-mode handle keeps writing at the new end. Each batch is fsynced before it is confirmed.
+//!
+//! With `max_bytes`, a batch that would take the file past it first renames the file to
+//! `<path>.1` (replacing the previous one): the sink never keeps more than about twice
+//! `max_bytes`. A tenant's file sink must set it, at most `tenancy.file_max_bytes`.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -26,6 +30,9 @@ pub struct FileConfig {
     /// fsync each batch before confirming it (default true; false trades durability for speed).
     #[serde(default = "yes")]
     pub fsync: bool,
+    /// Rotate to `<path>.1` before the file would grow past this size; unset: never.
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
 }
 
 fn yes() -> bool {
@@ -38,8 +45,31 @@ impl FileConfig {
         if self.path.as_os_str().is_empty() {
             return Err(Invalid::new("path", "must not be empty"));
         }
+        if let Some(m) = self.max_bytes {
+            crate::invalid::positive("max_bytes", m)?;
+        }
         Ok(())
     }
+
+    /// A restricted (tenant) file sink is capped: `max_bytes` set, at most `limit`.
+    pub fn validate_restricted(&self, limit: u64) -> Result<(), Invalid> {
+        match self.max_bytes {
+            Some(m) if m <= limit => Ok(()),
+            _ => Err(Invalid::new(
+                "max_bytes",
+                format!(
+                    "a restricted file sink must set max_bytes, at most {limit} (tenancy.file_max_bytes)"
+                ),
+            )),
+        }
+    }
+}
+
+/// `<path>.1`, where a full file goes.
+fn rotated(path: &std::path::Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".1");
+    PathBuf::from(p)
 }
 
 struct Open {
@@ -78,6 +108,14 @@ fn inode(m: &std::fs::Metadata) -> u64 {
 
 fn write_batch(cfg: &FileConfig, state: &Mutex<Option<Open>>, buf: &[u8]) -> std::io::Result<()> {
     let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(max) = cfg.max_bytes
+        && let Ok(m) = std::fs::metadata(&cfg.path)
+        && m.len() > 0
+        && m.len() + buf.len() as u64 > max
+    {
+        std::fs::rename(&cfg.path, rotated(&cfg.path))?;
+        *st = None;
+    }
     let current = std::fs::metadata(&cfg.path).ok().map(|m| inode(&m));
     let stale = match (&*st, current) {
         (Some(o), Some(ino)) => o.ino != ino,
@@ -150,6 +188,13 @@ impl SinkType for File {
         config.validate()
     }
 
+    fn validate_restricted(
+        config: &FileConfig,
+        rules: &crate::sinks::SinkRules,
+    ) -> Result<(), Invalid> {
+        config.validate_restricted(rules.file_max_bytes)
+    }
+
     async fn build(config: &FileConfig) -> Result<Box<dyn Sink>, SinkError> {
         Ok(Box::new(FileSink::new(config.clone())))
     }
@@ -186,6 +231,7 @@ mod tests {
         let sink = FileSink::new(FileConfig {
             path: path.clone(),
             fsync: true,
+            max_bytes: None,
         });
         sink.send(&[alert("a"), alert("b")]).await.unwrap();
         assert_eq!(rules(&path), ["a", "b"]);
@@ -208,5 +254,27 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         sink.send(&[alert("e")]).await.unwrap();
         assert_eq!(rules(&path), ["e"]);
+    }
+
+    /// A capped file never grows past its cap plus one rotated file, whatever arrives.
+    #[tokio::test]
+    async fn a_capped_file_rotates_and_stays_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alerts.jsonl");
+        let one = alert("x").to_json().len() as u64 + 1;
+        let cfg = FileConfig {
+            path: path.clone(),
+            fsync: false,
+            max_bytes: Some(3 * one),
+        };
+        assert!(cfg.validate_restricted(3 * one).is_ok());
+        assert!(cfg.validate_restricted(2 * one).is_err());
+        let sink = FileSink::new(cfg);
+        for _ in 0..10 {
+            sink.send(&[alert("x")]).await.unwrap();
+        }
+        let len = |p: &std::path::Path| std::fs::metadata(p).unwrap().len();
+        assert!(len(&path) <= 3 * one, "{}", len(&path));
+        assert_eq!(len(&rotated(&path)), 3 * one);
     }
 }

@@ -3,7 +3,9 @@
 //! HTTP client, TLS and cloud auth are plumbing below (`transport`, `aws`, `gcp`).
 //!
 //! Adding a sink: write `sinks/<name>/` (settings with `validate()`, a [`Sink`], and a unit struct
-//! implementing [`SinkType`]), declare the module below and add its line to the table.
+//! implementing [`SinkType`]), declare the module below and add its line to the table. Every
+//! sink also obeys the tenant rules of [`tenancy`] (`tenant`, `ambient_credentials`, `egress`):
+//! read its "For sink authors" paragraph.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
@@ -29,6 +31,7 @@ pub mod sns;
 pub mod stdout;
 pub mod teams;
 pub mod template;
+pub mod tenancy;
 pub mod test_alert;
 pub mod util;
 pub mod webhook;
@@ -37,6 +40,9 @@ use registry::sink_types;
 
 pub use crate::delivery::{Sink, SinkError};
 pub use registry::SinkType;
+pub use tenancy::{Egress, SinkRules};
+
+use crate::transport::access::{self, Access};
 
 /// One entry of the `sinks:` list: the routing settings every sink has, plus its type's own.
 #[derive(Clone, Debug, PartialEq)]
@@ -50,6 +56,12 @@ pub struct SinkConfig {
     /// Fields added and the output rewritten for this sink (`custom_fields`,
     /// `templated_fields`, `output_format`).
     pub shape: shape::Shape,
+    /// The namespace of the tenant that owns the sink (see [`tenancy`]).
+    pub tenant: Option<String>,
+    /// May use kaudit's ambient credentials (false for every tenant sink).
+    pub ambient_credentials: bool,
+    /// Whether connections obey the egress policy (restricted for every tenant sink).
+    pub egress: Egress,
     /// The type and its settings.
     pub settings: SinkSettings,
 }
@@ -95,8 +107,16 @@ impl SinkConfig {
             min_priority: Priority::Debug,
             filter: None,
             shape: shape::Shape::default(),
+            tenant: None,
+            ambient_credentials: true,
+            egress: Egress::Open,
             settings: SinkSettings::Stdout(stdout::StdoutConfig::default()),
         }
+    }
+
+    /// True when the sink's connections obey the egress policy.
+    pub fn restricted(&self) -> bool {
+        self.egress == Egress::Restricted
     }
 }
 
@@ -149,6 +169,48 @@ impl<'de> Deserialize<'de> for SinkConfig {
         }
         let shape = typed::<shape::Shape>(Value::Object(shape_keys))
             .map_err(|e| D::Error::custom(format!("sink {name:?} (type {type_name}): {e}")))?;
+        let tenant = match map.remove("tenant") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if !s.is_empty() => Some(s),
+            Some(other) => {
+                return Err(D::Error::custom(format!(
+                    "sink {name:?}: `tenant` must be a namespace name, got {other}"
+                )));
+            }
+        };
+        // A tenant's sink never has ambient credentials nor open egress: saying otherwise is
+        // a mistake (or an attack on the renderer), refused rather than ignored.
+        let ambient_credentials = match map.remove("ambient_credentials") {
+            None | Some(Value::Null) => tenant.is_none(),
+            Some(Value::Bool(true)) if tenant.is_some() => {
+                return Err(D::Error::custom(format!(
+                    "sink {name:?}: a tenant's sink cannot have `ambient_credentials: true`"
+                )));
+            }
+            Some(Value::Bool(b)) => b,
+            Some(other) => {
+                return Err(D::Error::custom(format!(
+                    "sink {name:?}: `ambient_credentials` must be true or false, got {other}"
+                )));
+            }
+        };
+        let egress = match map.remove("egress") {
+            None | Some(Value::Null) if tenant.is_some() => Egress::Restricted,
+            None | Some(Value::Null) => Egress::Open,
+            Some(v) => match serde_json::from_value::<Egress>(v.clone()) {
+                Ok(Egress::Open) if tenant.is_some() => {
+                    return Err(D::Error::custom(format!(
+                        "sink {name:?}: a tenant's sink cannot have `egress: open`"
+                    )));
+                }
+                Ok(e) => e,
+                Err(_) => {
+                    return Err(D::Error::custom(format!(
+                        "sink {name:?}: `egress` must be `open` or `restricted`, got {v}"
+                    )));
+                }
+            },
+        };
         let settings = SinkSettings::parse(&type_name, Value::Object(map))
             .map_err(|e| D::Error::custom(format!("sink {name:?} (type {type_name}): {e}")))?;
         Ok(SinkConfig {
@@ -156,6 +218,9 @@ impl<'de> Deserialize<'de> for SinkConfig {
             min_priority,
             filter,
             shape,
+            tenant,
+            ambient_credentials,
+            egress,
             settings,
         })
     }
@@ -179,6 +244,15 @@ impl Serialize for SinkConfig {
         if let Ok(Value::Object(shape)) = serde_json::to_value(&self.shape) {
             map.extend(shape);
         }
+        if let Some(t) = &self.tenant {
+            map.insert("tenant".into(), Value::String(t.clone()));
+        }
+        if !self.ambient_credentials {
+            map.insert("ambient_credentials".into(), Value::Bool(false));
+        }
+        if self.restricted() {
+            map.insert("egress".into(), Value::String("restricted".into()));
+        }
         if let Ok(Value::Object(rest)) = serde_json::to_value(&self.settings) {
             map.extend(rest);
         }
@@ -186,14 +260,19 @@ impl Serialize for SinkConfig {
     }
 }
 
-/// Checks the sink list as a whole: unique names, and each sink's own rules. The key path of the
-/// error starts at `sinks[i]`.
-pub fn validate_all(sinks: &[SinkConfig]) -> Result<(), Invalid> {
+/// Checks the sink list as a whole: unique names, and each sink's own rules, restricted sinks
+/// against `rules`. The key path of the error starts at `sinks[i]`.
+pub fn validate_all(sinks: &[SinkConfig], rules: &SinkRules) -> Result<(), Invalid> {
     let mut seen = std::collections::HashSet::new();
     for (i, s) in sinks.iter().enumerate() {
-        s.validate(&mut seen).map_err(|e| e.at("sinks", i))?;
+        s.validate(&mut seen, rules).map_err(|e| e.at("sinks", i))?;
     }
     Ok(())
+}
+
+/// Checks one sink on its own as [`validate_all`] does (the operator checks each input alone).
+pub fn validate_one(sink: &SinkConfig, rules: &SinkRules) -> Result<(), Invalid> {
+    sink.validate(&mut std::collections::HashSet::new(), rules)
 }
 
 impl SinkConfig {
@@ -201,6 +280,7 @@ impl SinkConfig {
     fn validate<'a>(
         &'a self,
         seen: &mut std::collections::HashSet<&'a str>,
+        rules: &SinkRules,
     ) -> Result<(), Invalid> {
         if !seen.insert(self.name.as_str()) {
             return Err(Invalid::new(
@@ -229,7 +309,7 @@ impl SinkConfig {
                 format!("sink {:?}: invalid filter: {e}", self.name),
             ));
         }
-        self.settings.validate().map_err(|e| Invalid {
+        let named = |e: Invalid| Invalid {
             message: format!(
                 "sink {:?} (type {}): {}",
                 self.name,
@@ -237,15 +317,44 @@ impl SinkConfig {
                 e.message
             ),
             ..e
-        })
+        };
+        self.settings.validate().map_err(named)?;
+        if !self.ambient_credentials {
+            let v = serde_json::to_value(&self.settings).unwrap_or(Value::Null);
+            tenancy::check_files(&v, rules.credentials_dir.as_deref()).map_err(named)?;
+        }
+        if self.restricted() {
+            self.settings.validate_restricted(rules).map_err(named)?;
+        }
+        Ok(())
+    }
+
+    /// The restrictions in force while this sink is built.
+    fn access(&self, rules: &SinkRules, dry_run: bool) -> Access {
+        Access {
+            sink: self.name.clone(),
+            ambient_credentials: self.ambient_credentials,
+            egress: self.restricted().then(|| rules.egress.clone()),
+            dry_run,
+        }
     }
 }
 
-/// Connects a sink from its config, behind its shape. Only a config that cannot work fails here
-/// (unreadable secret files, bad certificates); an unreachable destination does not: delivery
-/// retries.
-pub async fn build(cfg: &SinkConfig) -> Result<Box<dyn Sink>, SinkError> {
-    Ok(shape::Shaped::wrap(cfg.settings.build().await?, &cfg.shape))
+/// Connects a sink from its config, under its restrictions ([`tenancy`]) and behind its shape.
+/// Only a config that cannot work fails here (unreadable secret files, bad certificates,
+/// credentials it may not use); an unreachable destination does not: delivery retries.
+pub async fn build(cfg: &SinkConfig, rules: &SinkRules) -> Result<Box<dyn Sink>, SinkError> {
+    let sink = access::scope(cfg.access(rules, false), cfg.settings.build()).await?;
+    let shaped = shape::Shaped::wrap(sink, &cfg.shape);
+    Ok(Box::new(tenancy::Redacting(shaped)))
+}
+
+/// Builds a sink as [`build`] does, with its real files, but connects nothing: what `kaudit
+/// config check` and the operator run, so that they refuse every sink `serve` would refuse.
+pub async fn dry_run(cfg: &SinkConfig, rules: &SinkRules) -> Result<(), SinkError> {
+    access::scope(cfg.access(rules, true), cfg.settings.build())
+        .await
+        .map(drop)
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use std::future::Future;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::SinkRules;
 use crate::delivery::{Sink, SinkError};
 use crate::invalid::Invalid;
 
@@ -34,8 +35,17 @@ pub trait SinkType {
         Ok(())
     }
 
+    /// Checks what a restricted (tenant) sink of the type may not do, without the network:
+    /// destinations the egress policy refuses by name or address, methods and headers that
+    /// steer a request elsewhere, caps. Keys are relative to the entry.
+    fn validate_restricted(config: &Self::Config, rules: &SinkRules) -> Result<(), Invalid> {
+        let _ = (config, rules);
+        Ok(())
+    }
+
     /// Connects the sink. Only a config that cannot work fails here (unreadable secret files,
-    /// bad certificates); an unreachable destination does not: delivery retries.
+    /// bad certificates); an unreachable destination does not: delivery retries. Runs under the
+    /// sink's `transport::access::Access`; a dry run (`Access::dry_run`) connects nothing.
     fn build(
         config: &Self::Config,
     ) -> impl Future<Output = Result<Box<dyn Sink>, SinkError>> + Send;
@@ -82,6 +92,13 @@ macro_rules! sink_types {
             pub fn validate(&self) -> Result<(), Invalid> {
                 match self {
                     $(SinkSettings::$variant(c) => <$ty as SinkType>::validate(c),)+
+                }
+            }
+
+            /// Checks what a restricted sink of the type may not do.
+            pub fn validate_restricted(&self, rules: &SinkRules) -> Result<(), Invalid> {
+                match self {
+                    $(SinkSettings::$variant(c) => <$ty as SinkType>::validate_restricted(c, rules),)+
                 }
             }
 

@@ -79,6 +79,7 @@ pub struct UnknownSink {
 /// once; each sink is built from its config, gets at most `timeout`, and is reported.
 pub async fn send_test(
     sinks: &[SinkConfig],
+    rules: &super::SinkRules,
     only: Option<&str>,
     hostname: &str,
     timeout: Duration,
@@ -105,7 +106,7 @@ pub async fn send_test(
         let alert = alert.clone();
         async move {
             let attempt = async {
-                let sink = super::build(cfg).await?;
+                let sink = super::build(cfg, rules).await?;
                 sink.send(std::slice::from_ref(&alert)).await
             };
             let error = match tokio::time::timeout(timeout, attempt).await {
@@ -141,7 +142,9 @@ mod tests {
         }))
         .unwrap();
         let sinks = vec![file, bad];
-        let got = send_test(&sinks, None, "h", TEST_TIMEOUT).await.unwrap();
+        let got = send_test(&sinks, &Default::default(), None, "h", TEST_TIMEOUT)
+            .await
+            .unwrap();
         assert_eq!(got.len(), 2);
         assert!(got[0].delivered, "{got:?}");
         assert!(!got[1].delivered && got[1].error.is_some(), "{got:?}");
@@ -150,11 +153,11 @@ mod tests {
             line.contains(TEST_RULE),
             "min_priority does not apply: {line}"
         );
-        let e = send_test(&sinks, Some("nope"), "h", TEST_TIMEOUT)
+        let e = send_test(&sinks, &Default::default(), Some("nope"), "h", TEST_TIMEOUT)
             .await
             .unwrap_err();
         assert_eq!(e.known, "f, down");
-        let one = send_test(&sinks, Some("f"), "h", TEST_TIMEOUT)
+        let one = send_test(&sinks, &Default::default(), Some("f"), "h", TEST_TIMEOUT)
             .await
             .unwrap();
         assert_eq!(one.len(), 1);

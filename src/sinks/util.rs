@@ -6,10 +6,57 @@ use std::path::{Path, PathBuf};
 use crate::delivery::SinkError;
 use crate::invalid::{Invalid, existing_file};
 use crate::secret::{Secret, resolve_secret};
+use crate::sinks::SinkRules;
 
 /// Parses the URL at `key`.
 pub fn parse_url(key: &str, value: &str) -> Result<reqwest::Url, Invalid> {
-    reqwest::Url::parse(value).map_err(|e| Invalid::new(key, format!("{value:?}: {e}")))
+    reqwest::Url::parse(value)
+        .map_err(|e| Invalid::new(key, format!("{:?}: {e}", crate::secret::redact_text(value))))
+}
+
+/// Refuses the URL at `key` when the egress policy refuses its host by name or address (a
+/// restricted sink's check without the network; resolved names are checked where they connect).
+pub fn check_url_host(key: &str, value: &str, rules: &SinkRules) -> Result<(), Invalid> {
+    let url = parse_url(key, value)?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| Invalid::new(key, "the URL has no host"))?;
+    rules
+        .egress
+        .check_host(host)
+        .map_err(|e| Invalid::new(key, e.to_string()))
+}
+
+/// A restricted Google sink's check: `endpoint` within the egress policy, and a service-account
+/// key of its own (the metadata server is out of its reach).
+pub fn check_google_api(
+    endpoint: &str,
+    credentials_file: Option<&std::path::Path>,
+    rules: &SinkRules,
+) -> Result<(), Invalid> {
+    check_url_host("endpoint", endpoint, rules)?;
+    match credentials_file {
+        Some(_) => Ok(()),
+        None => Err(Invalid::new(
+            "credentials_file",
+            "a restricted sink needs a service-account key: the metadata server is out of its reach",
+        )),
+    }
+}
+
+/// [`check_url_host`] for `host:port` (brokers), or a URL.
+pub fn check_server(key: &str, value: &str, rules: &SinkRules) -> Result<(), Invalid> {
+    if value.contains("://") {
+        return check_url_host(key, value, rules);
+    }
+    let host = match value.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => value,
+    };
+    rules
+        .egress
+        .check_host(host)
+        .map_err(|e| Invalid::new(key, e.to_string()))
 }
 
 /// A secret setting: the inline key `key` and its file form `key_file`.

@@ -2,9 +2,15 @@
 //! it), kaudit's `User-Agent`, gzip-compressed answers decoded, rustls with the caller's TLS
 //! settings, and redirects NOT followed unless asked: a webhook that answers 3xx is reported as
 //! such rather than silently re-posted elsewhere (or turned into a GET).
+//!
+//! Built while a restricted [`Access`](super::access::Access) is in force (a tenant sink's
+//! build), the client obeys its egress policy where connections are made: a resolver that drops
+//! refused addresses, a check of the address connected to, no proxy from the environment (a
+//! proxy would connect on its behalf) and never a redirect.
 
 use std::time::Duration;
 
+use super::egress::{PeerCheckLayer, PolicyResolver};
 use super::{ClientTls, TransportError};
 
 /// The longest connect timeout, whatever the request timeout.
@@ -53,6 +59,13 @@ impl<'a> ClientSettings<'a> {
             .user_agent(concat!("kaudit/", env!("CARGO_PKG_VERSION")))
             .gzip(true)
             .redirect(redirects);
+        if let Some(policy) = super::access::current().egress {
+            b = b
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .dns_resolver(PolicyResolver(policy.clone()))
+                .connector_layer(PeerCheckLayer(policy));
+        }
         if let Some(t) = self.tls {
             b = t.apply(b)?;
         }

@@ -1,12 +1,16 @@
 //! Plumbing for every outbound connection, below delivery and the sinks: the one HTTP client
 //! builder ([`mod@client`]), the client TLS settings and the process-wide rustls crypto provider
 //! ([`tls`]), the classification of HTTP answers and transport failures as a small policy with
-//! per-caller overrides ([`retry`]), and the byte encodings the wire needs ([`encode`]).
+//! per-caller overrides ([`retry`]), the byte encodings the wire needs ([`encode`]), and what a
+//! destination may reach and use: the egress policy of restricted (tenant) destinations
+//! ([`egress`]) and the restrictions in force while one is built ([`access`]).
 //!
 //! Transport knows nothing of alerts or sinks: it returns its own [`TransportError`], which
 //! `delivery` turns into a `SinkError`.
 
+pub mod access;
 pub mod client;
+pub mod egress;
 pub mod encode;
 pub mod retry;
 pub mod tls;

@@ -55,8 +55,12 @@ impl TransportError {
         }
     }
 
-    /// A request that got no answer: refused when it could not be built, retryable otherwise.
+    /// A request that got no answer: refused when it could not be built or the egress policy
+    /// refused where it would go, retryable otherwise.
     pub fn request(what: &str, e: reqwest::Error) -> Self {
+        if let Some(d) = super::egress::denial_in(&e) {
+            return TransportError::refused(format!("{what}: {d}"));
+        }
         let message = format!("{what}: {e}");
         if e.is_builder() {
             TransportError::refused(message)

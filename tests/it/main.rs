@@ -11,6 +11,7 @@ mod falco_forward;
 mod falco_tail;
 mod faults;
 mod gcscc;
+mod hostile;
 mod http_sink;
 mod ingest;
 mod kafka;

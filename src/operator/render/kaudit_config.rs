@@ -13,13 +13,15 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use serde_json::{Map, Value};
 
-use crate::config::{Config, LogConfig, LogFormat, RuleMatching, RulesConfig};
+use crate::config::{Config, LogConfig, LogFormat, RuleMatching, RulesConfig, TenancyConfig};
 use crate::detect::{DetectConfig, DetectMode};
 use crate::falco::FalcoConfig;
-use crate::operator::crd::DetectModeSpec;
+use crate::operator::crd::{DetectModeSpec, TenancySpec};
+use crate::router::budget::BudgetConfig;
 use crate::server::auth::AuthConfig;
 use crate::server::tls::TlsConfig;
 use crate::sinks::SinkConfig;
+use crate::transport::egress::EgressConfig;
 
 use super::object::Object;
 use super::plan::{
@@ -45,7 +47,34 @@ pub const KEYS: &[&str] = &[
     "tls.cert_file",
     "tls.key_file",
     "auth.token_file",
+    "tenancy.credentials_dir",
+    "tenancy.egress",
+    "tenancy.file_max_bytes",
+    "tenancy.budget",
 ];
+
+/// kaudit's `tenancy` section for a deployment's `spec.tenancy`: tenants' sinks read files from the config Secret only,
+/// and obey the deployment's egress list, file cap and budgets.
+pub fn tenancy(t: &TenancySpec) -> TenancyConfig {
+    let d = TenancyConfig::default();
+    TenancyConfig {
+        credentials_dir: Some(CONFIG_DIR.into()),
+        egress: EgressConfig {
+            allow: t.egress.allow.clone(),
+            deny: t.egress.deny.clone(),
+        },
+        file_max_bytes: t.file_max_bytes.unwrap_or(d.file_max_bytes),
+        budget: t
+            .budget
+            .as_ref()
+            .map(|b| BudgetConfig {
+                alerts_per_second: b.alerts_per_second,
+                burst: b.burst,
+                spool_share: b.spool_share,
+            })
+            .unwrap_or(d.budget),
+    }
+}
 
 /// The keys of kaudit's `falco` section: listed only when the deployment runs Falco (the section
 /// is not optional in kaudit's config, its defaults would otherwise be listed).
@@ -81,6 +110,7 @@ pub fn config(plan: &Plan, rule_paths: &[String], sinks: Vec<SinkConfig>) -> Con
             ..RulesConfig::default()
         },
         sinks,
+        tenancy: tenancy(&plan.kd.spec.tenancy),
         ..Config::default()
     };
     if plan.falco_on {
@@ -246,10 +276,12 @@ mod tests {
         assert_eq!(
             top,
             [
-                "listen", "data_dir", "log", "detect", "rules", "sinks", "falco"
+                "listen", "data_dir", "log", "detect", "rules", "sinks", "falco", "tenancy"
             ]
         );
         assert!(doc["falco"].get("intake_token_file").is_none());
+        // The default has no credentials directory: left out.
+        assert!(doc["tenancy"].get("credentials_dir").is_none());
         let err = pick(&full, &["falco.no_such_key"]).unwrap_err();
         assert!(
             err.to_string().contains("no key `falco.no_such_key`"),

@@ -15,11 +15,15 @@
 //! | [`falco`] | `falco.yaml` and its ConfigMap |
 //! | [`workloads`] | kaudit's Deployment, Falco's Deployment or DaemonSet |
 //! | [`service`] | the ServiceAccounts and Services |
+//! | [`limits`] | size limits keeping every object under the apiserver's limit |
+//! | [`network`] | the NetworkPolicies (Falco's audit endpoint: kaudit's pods only) |
 //! | [`status`], [`outcome`] | the deployment's status, every input's outcome and status |
 //! | [`plan`], [`object`] | fixed names and ports, metadata, the typed object list |
 
 pub mod falco;
 pub mod kaudit_config;
+pub mod limits;
+pub mod network;
 pub mod object;
 pub mod outcome;
 pub mod plan;
@@ -72,7 +76,12 @@ pub fn desired(kd: &KauditDeployment, inputs: &Inputs, now: &Time) -> Result<Des
     let mut outcomes = Vec::new();
     let rules_files = rules::files(kd.spec.default_rules, inputs, &mut outcomes)?;
     let rule_paths = rules::paths(&rules_files);
-    let sinks = sinks::render_all(inputs, &mut outcomes);
+    let tenancy = kaudit_config::tenancy(&kd.spec.tenancy);
+    tenancy.validate().map_err(|e| RenderError::Spec {
+        key: format!("spec.tenancy.{}", e.key),
+        message: e.message,
+    })?;
+    let sinks = sinks::render_all(inputs, &tenancy.sink_rules(), &mut outcomes);
     let sink_count = sinks.entries.len();
     let kaudit_config = kaudit_config::render(&plan, &rule_paths, sinks.entries)?;
 
@@ -94,6 +103,8 @@ pub fn desired(kd: &KauditDeployment, inputs: &Inputs, now: &Time) -> Result<Des
             }
         }
     }
+
+    network::policies(&plan, &mut out);
 
     let status = status::deployment(&outcomes, sink_count, plan.generation, now);
     Ok(Desired {

@@ -3,6 +3,7 @@
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::ResourceExt;
 use serde_json::Value;
 
@@ -23,6 +24,8 @@ pub enum Object {
     Deployment(Deployment),
     /// A DaemonSet.
     DaemonSet(DaemonSet),
+    /// A NetworkPolicy.
+    NetworkPolicy(NetworkPolicy),
 }
 
 impl Object {
@@ -35,6 +38,7 @@ impl Object {
             Object::Service(o) => ("Service", o.name_any()),
             Object::Deployment(o) => ("Deployment", o.name_any()),
             Object::DaemonSet(o) => ("DaemonSet", o.name_any()),
+            Object::NetworkPolicy(o) => ("NetworkPolicy", o.name_any()),
         };
         format!("{k}/{n}")
     }
@@ -48,6 +52,7 @@ impl Object {
             Object::Service(o) => serde_json::to_value(o),
             Object::Deployment(o) => serde_json::to_value(o),
             Object::DaemonSet(o) => serde_json::to_value(o),
+            Object::NetworkPolicy(o) => serde_json::to_value(o),
         }
     }
 }

@@ -58,6 +58,14 @@ pub enum RenderError {
         /// What differs.
         message: String,
     },
+    /// The KauditDeployment's spec is invalid.
+    #[error("{key}: {message}")]
+    Spec {
+        /// The spec key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
     /// YAML serialisation failed.
     #[error("serialising {what}: {message}")]
     Yaml {

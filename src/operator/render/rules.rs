@@ -12,6 +12,7 @@ use crate::operator::inputs::Inputs;
 use crate::operator::tenancy::{self, TenancyError};
 use crate::rules::{LoadError, LoadOptions, Ruleset};
 
+use super::limits::{self, MAX_RULE_BYTES, MAX_RULES_BYTES};
 use super::object::Object;
 use super::outcome::{ItemKind, Outcome};
 use super::plan::{Plan, RenderError, key_safe, yaml};
@@ -41,10 +42,32 @@ pub enum RuleRefusal {
         /// The key.
         key: String,
     },
+    /// The input is larger than one input may be.
+    #[error("{bytes} bytes rendered, more than the {max} one input may take")]
+    TooLarge {
+        /// Its rendered size.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The inputs together would pass the rules ConfigMap's limit, and this one's namespace
+    /// holds the most.
+    #[error(
+        "left out: the rules ConfigMap would pass {max} bytes, and namespace {namespace} holds the most rules"
+    )]
+    NoRoom {
+        /// The namespace.
+        namespace: String,
+        /// The limit.
+        max: usize,
+    },
     /// The rule could not be written as YAML (a defect).
     #[error(transparent)]
     Render(#[from] RenderError),
 }
+
+/// Bytes a namespace's rules file adds besides its rules (key, heading), counted per rule.
+const NS_FILE_OVERHEAD: usize = 160;
 
 /// Renders one tenant rule into a rules-file item, or says why it cannot be.
 pub fn render_rule(ns: &str, name: &str, spec: &FalcoRuleSpec) -> Result<Value, RuleRefusal> {
@@ -99,7 +122,14 @@ pub fn files(
                 }),
             _ => Err(RuleRefusal::Source),
         };
+        let used: usize = files.iter().map(|(k, t)| k.len() + t.len()).sum();
         let checked = text.and_then(|t| {
+            if used + t.len() > MAX_RULES_BYTES {
+                return Err(RuleRefusal::TooLarge {
+                    bytes: t.len(),
+                    max: MAX_RULES_BYTES.saturating_sub(used),
+                });
+            }
             let mut trial = files.clone();
             trial.push((key.clone(), t.clone()));
             load_check(&trial).map(|()| t).map_err(RuleRefusal::from)
@@ -129,7 +159,16 @@ pub fn files(
         .map(|r| {
             let ns = r.namespace().unwrap_or_default();
             let name = r.name_any();
-            let item = render_rule(&ns, &name, &r.spec);
+            let item = render_rule(&ns, &name, &r.spec).and_then(|item| {
+                let bytes = yaml("rule", &item)?.len();
+                if bytes > MAX_RULE_BYTES {
+                    return Err(RuleRefusal::TooLarge {
+                        bytes,
+                        max: MAX_RULE_BYTES,
+                    });
+                }
+                Ok(item)
+            });
             (r, ns, name, item)
         })
         .collect();
@@ -146,8 +185,8 @@ pub fn files(
         yaml("namespace rules", &all_items)?,
     ));
     let all_load = load_check(&together).is_ok();
-    // Namespace → accepted rule items.
-    let mut per_ns: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    // Accepted rule items: (outcome index, namespace, item, bytes).
+    let mut accepted: Vec<(usize, String, Value, usize)> = Vec::new();
     for (r, ns, name, item) in rendered {
         let result = item.and_then(|item| {
             if all_load {
@@ -161,7 +200,8 @@ pub fn files(
         });
         let (rendered_name, error) = match result {
             Ok(item) => {
-                per_ns.entry(ns.clone()).or_default().push(item);
+                let bytes = yaml("rule", &item)?.len();
+                accepted.push((outcomes.len(), ns.clone(), item, bytes));
                 (
                     Some(tenancy::scoped_rule_name(&ns, &name, &r.spec.rule)),
                     None,
@@ -177,6 +217,28 @@ pub fn files(
             rendered_name,
             error,
         });
+    }
+    // Everything must fit in one ConfigMap: the namespace holding the most gives way first.
+    let room = MAX_RULES_BYTES.saturating_sub(base.iter().map(|(k, t)| k.len() + t.len()).sum());
+    let sizes: Vec<(Option<&str>, usize)> = accepted
+        .iter()
+        .map(|(_, ns, _, b)| (Some(ns.as_str()), b + NS_FILE_OVERHEAD))
+        .collect();
+    let evicted = limits::evict(&sizes, room);
+    let mut per_ns: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for ((i, ns, item, _), out) in accepted.into_iter().zip(evicted) {
+        if out {
+            outcomes[i].rendered_name = None;
+            outcomes[i].error = Some(
+                RuleRefusal::NoRoom {
+                    namespace: ns,
+                    max: MAX_RULES_BYTES,
+                }
+                .to_string(),
+            );
+        } else {
+            per_ns.entry(ns).or_default().push(item);
+        }
     }
     for (ns, items) in per_ns {
         let text = format!(

@@ -11,8 +11,9 @@ use crate::invalid::Invalid;
 use crate::operator::crd::{AlertSink, ClusterAlertSink, SinkSpec};
 use crate::operator::inputs::{Inputs, SinkInput};
 use crate::operator::tenancy::{self, TenancyError};
-use crate::sinks::SinkConfig;
+use crate::sinks::{SinkConfig, SinkRules};
 
+use super::limits::{self, MAX_SECRET_BYTES, MAX_SINK_BYTES};
 use super::outcome::Outcome;
 use super::plan::{CONFIG_DIR, DATA_DIR, key_safe, sha256_hex};
 
@@ -53,6 +54,42 @@ pub enum SinkRefusal {
     /// A cluster sink's `secretRef` names no namespace.
     #[error("secretRefs: {0:?} needs a namespace (cluster sink)")]
     RefNeedsNamespace(String),
+    /// A namespaced sink refers to a Secret its team did not opt in.
+    #[error(
+        "secretRefs: Secret {namespace}/{name} is not labelled {label}: \"true\" (a namespaced sink may only read Secrets opted in for sinks)",
+        label = crate::operator::inputs::SINK_CREDENTIALS_LABEL
+    )]
+    NotOptedIn {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
+    /// kaudit would refuse the sink: its validation, or a dry-run build with the real
+    /// credential files (the reason as kaudit gives it).
+    #[error("kaudit would refuse it: {0}")]
+    Kaudit(String),
+    /// The sink is larger than one sink may be (its entry and credential files).
+    #[error(
+        "{bytes} bytes rendered (entry and credentials), more than the {max} one sink may take"
+    )]
+    TooLarge {
+        /// Its rendered size.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The sinks together would pass the config Secret's limit, and this one's namespace holds
+    /// the most.
+    #[error(
+        "left out: kaudit's config Secret would pass {max} bytes, and namespace {namespace} holds the most sinks"
+    )]
+    NoRoom {
+        /// The namespace.
+        namespace: String,
+        /// The limit.
+        max: usize,
+    },
     /// The referenced Secret does not exist.
     #[error("secretRefs: Secret {namespace}/{name} not found")]
     NoSecret {
@@ -155,13 +192,24 @@ pub fn sink_name(ns: Option<&str>, name: &str) -> String {
     }
 }
 
+/// The largest spec a sink may have (its JSON): what one sink may add to the config Secret.
+pub const MAX_SPEC_BYTES: usize = 16 * 1024;
+
 fn render_sink(
     ns: Option<&str>,
     name: &str,
     spec: &SinkSpec,
-    secrets: &BTreeMap<(String, String), BTreeMap<String, Vec<u8>>>,
+    inputs: &Inputs,
+    rules: &SinkRules,
 ) -> Result<RenderedSink, SinkRefusal> {
     let sname = sink_name(ns, name);
+    let bytes = serde_json::to_vec(spec).map_or(usize::MAX, |v| v.len());
+    if bytes > MAX_SPEC_BYTES {
+        return Err(SinkRefusal::TooLarge {
+            bytes,
+            max: MAX_SPEC_BYTES,
+        });
+    }
     check_settings(&spec.settings, "").map_err(SinkRefusal::Settings)?;
     // Settings that are credentials by their sink type (a webhook URL holding its token).
     if let Some(k) = crate::sinks::SinkSettings::secret_settings(&spec.type_)
@@ -174,6 +222,11 @@ fn render_sink(
         )));
     }
     let mut entry = spec.settings.clone();
+    if let Some(ns) = ns {
+        // kaudit enforces what a tenant's sink may use: no ambient credentials, restricted
+        // egress, files only from the config Secret, a capped file sink.
+        entry.insert("tenant".into(), Value::String(ns.to_string()));
+    }
     entry.insert("name".into(), Value::String(sname.clone()));
     entry.insert("type".into(), Value::String(spec.type_.clone()));
     if let Some(p) = &spec.min_priority {
@@ -215,6 +268,9 @@ fn render_sink(
             "path".into(),
             Value::String(format!("{DATA_DIR}/alerts_{ns}_{}", key_safe(&file))),
         );
+        entry
+            .entry("max_bytes")
+            .or_insert_with(|| Value::from(rules.file_max_bytes));
     }
     let mut files = Vec::new();
     for r in &spec.secret_refs {
@@ -241,7 +297,18 @@ fn render_sink(
             (None, Some(n)) => n.clone(),
             (None, None) => return Err(SinkRefusal::RefNeedsNamespace(r.setting.clone())),
         };
-        let value = secrets
+        if ns.is_some()
+            && !inputs
+                .sink_credentials
+                .contains(&(sns.clone(), r.name.clone()))
+        {
+            return Err(SinkRefusal::NotOptedIn {
+                namespace: sns,
+                name: r.name.clone(),
+            });
+        }
+        let value = inputs
+            .secrets
             .get(&(sns.clone(), r.name.clone()))
             .ok_or_else(|| SinkRefusal::NoSecret {
                 namespace: sns.clone(),
@@ -267,6 +334,11 @@ fn render_sink(
     // kaudit's own sink config: the type check.
     let config = serde_json::from_value::<SinkConfig>(Value::Object(entry.clone()))
         .map_err(SinkRefusal::Config)?;
+    // kaudit's own validation and a build with the real credential files: the controller's
+    // dry run (`sink_check`, I/O), done before rendering.
+    if let Some(reason) = inputs.sink_refusals.get(&sname) {
+        return Err(SinkRefusal::Kaudit(reason.clone()));
+    }
     Ok(RenderedSink {
         sink: SinkEntry { config, entry },
         files,
@@ -295,18 +367,27 @@ pub struct Sinks {
 }
 
 /// The sinks of kind `K` in config order (namespace, then name): each one's outcome is pushed
-/// to `outcomes`, the accepted ones to `entries` and `files`.
+/// to `outcomes`, the accepted ones to `accepted` with the index of their outcome.
 fn render_kind<K: SinkInput>(
     inputs: &Inputs,
+    rules: &SinkRules,
     outcomes: &mut Vec<Outcome>,
-    entries: &mut Vec<SinkEntry>,
-    files: &mut BTreeMap<String, Vec<u8>>,
+    accepted: &mut Vec<(usize, RenderedSink)>,
 ) {
     let mut sinks: Vec<&K> = K::of(inputs).iter().collect();
     sinks.sort_by_key(|s| (s.namespace(), s.name_any()));
     for s in sinks {
         let (ns, name) = (s.namespace(), s.name_any());
-        let r = render_sink(ns.as_deref(), &name, s.sink(), &inputs.secrets);
+        let r = render_sink(ns.as_deref(), &name, s.sink(), inputs, rules).and_then(|r| {
+            let bytes = r.bytes();
+            if bytes > MAX_SINK_BYTES {
+                return Err(SinkRefusal::TooLarge {
+                    bytes,
+                    max: MAX_SINK_BYTES,
+                });
+            }
+            Ok(r)
+        });
         outcomes.push(Outcome {
             kind: K::KIND,
             rendered_name: r.as_ref().ok().map(|_| sink_name(ns.as_deref(), &name)),
@@ -316,24 +397,59 @@ fn render_kind<K: SinkInput>(
             generation: s.meta().generation,
         });
         if let Ok(r) = r {
-            entries.push(r.sink);
-            files.extend(r.files);
+            accepted.push((outcomes.len() - 1, r));
         }
     }
 }
 
 /// Every sink's config entry and credential files, cluster sinks first; each sink's outcome is
-/// pushed to `outcomes`.
-pub fn render_all(inputs: &Inputs, outcomes: &mut Vec<Outcome>) -> Sinks {
+/// pushed to `outcomes`. When they would not fit in the config Secret together, the namespace
+/// holding the most loses its largest sinks first ([`limits::evict`]).
+pub fn render_all(inputs: &Inputs, rules: &SinkRules, outcomes: &mut Vec<Outcome>) -> Sinks {
+    let mut accepted = Vec::new();
+    render_kind::<ClusterAlertSink>(inputs, rules, outcomes, &mut accepted);
+    render_kind::<AlertSink>(inputs, rules, outcomes, &mut accepted);
+    let sizes: Vec<(Option<&str>, usize)> = accepted
+        .iter()
+        .map(|(_, r)| (r.sink.config.tenant.as_deref(), r.bytes()))
+        .collect();
+    let evicted = limits::evict(&sizes, MAX_SECRET_BYTES - CONFIG_OVERHEAD);
     let mut entries = Vec::new();
     let mut cred_files = BTreeMap::new();
-    render_kind::<ClusterAlertSink>(inputs, outcomes, &mut entries, &mut cred_files);
-    render_kind::<AlertSink>(inputs, outcomes, &mut entries, &mut cred_files);
+    for ((i, r), out) in accepted.into_iter().zip(evicted) {
+        if out {
+            outcomes[i].rendered_name = None;
+            outcomes[i].error = Some(
+                SinkRefusal::NoRoom {
+                    namespace: r.sink.config.tenant.clone().unwrap_or_default(),
+                    max: MAX_SECRET_BYTES,
+                }
+                .to_string(),
+            );
+        } else {
+            entries.push(r.sink);
+            cred_files.extend(r.files);
+        }
+    }
     if entries.is_empty() {
         entries.push(stdout());
     }
     Sinks {
         entries,
         files: cred_files,
+    }
+}
+
+/// What the config Secret holds besides the sinks: the rest of `kaudit.yaml`, the intake token.
+const CONFIG_OVERHEAD: usize = 16 * 1024;
+
+impl RenderedSink {
+    /// What the sink adds to the config Secret: its entry (as JSON, about its YAML size) and
+    /// its credential files.
+    fn bytes(&self) -> usize {
+        let entry = serde_json::to_vec(&self.sink.entry).map_or(usize::MAX, |v| v.len());
+        self.files
+            .iter()
+            .fold(entry, |n, (k, v)| n.saturating_add(k.len() + v.len()))
     }
 }

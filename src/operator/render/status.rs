@@ -6,12 +6,13 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
+use crate::config::TenancyConfig;
 use crate::operator::crd::{KauditDeployment, KauditDeploymentStatus};
 use crate::operator::inputs::Inputs;
 
 use super::outcome::{ItemKind, Outcome, cond, condition};
 use super::plan::RenderError;
-use super::{rules, sinks};
+use super::{kaudit_config, rules, sinks};
 
 /// The status of a deployment from its inputs' `outcomes` and its `sinks` count; `Ready` says
 /// rendered (the controller replaces it once the objects are applied).
@@ -115,8 +116,37 @@ pub fn input_outcomes(
         rules::files(default_rules, inputs, &mut outcomes)?;
         per_variant.push((names, outcomes));
     }
+    let mut merged = merge(&per_variant);
+    // Sinks depend on the deployment's tenancy limits (egress list, file cap).
+    let mut limits: Vec<(TenancyConfig, Vec<String>)> = Vec::new();
+    for kd in deployments {
+        let t = kaudit_config::tenancy(&kd.spec.tenancy);
+        let name = format!("{}/{}", kd.namespace().unwrap_or_default(), kd.name_any());
+        match limits.iter_mut().find(|(l, _)| *l == t) {
+            Some((_, names)) => names.push(name),
+            None => limits.push((t, vec![name])),
+        }
+    }
+    if limits.is_empty() {
+        limits.push((kaudit_config::tenancy(&Default::default()), Vec::new()));
+    }
+    let per_limits: Vec<(Vec<String>, Vec<Outcome>)> = limits
+        .into_iter()
+        .map(|(t, names)| {
+            let mut outcomes = Vec::new();
+            sinks::render_all(inputs, &t.sink_rules(), &mut outcomes);
+            (names, outcomes)
+        })
+        .collect();
+    merged.extend(merge(&per_limits));
+    Ok((merged, !deployments.is_empty()))
+}
+
+/// One outcome per item from the outcomes of each variant (every variant yields the same items
+/// in the same order): invalid when invalid for any, naming the deployments when not for all.
+fn merge(per_variant: &[(Vec<String>, Vec<Outcome>)]) -> Vec<Outcome> {
     let count = per_variant.first().map_or(0, |(_, o)| o.len());
-    let mut merged: Vec<Outcome> = (0..count)
+    (0..count)
         .map(|i| {
             let failing: Vec<&(Vec<String>, Vec<Outcome>)> = per_variant
                 .iter()
@@ -135,8 +165,5 @@ pub fn input_outcomes(
                 }
             }
         })
-        .collect();
-    // Sinks do not depend on the deployment.
-    sinks::render_all(inputs, &mut merged);
-    Ok((merged, !deployments.is_empty()))
+        .collect()
 }

@@ -26,6 +26,7 @@ pub use sink::GcsccSink;
 
 use crate::delivery::{Sink, SinkError};
 use crate::invalid::Invalid;
+use crate::sinks::SinkRules;
 use crate::sinks::registry::SinkType;
 
 /// The `gcscc` sink type.
@@ -37,6 +38,21 @@ impl SinkType for Gcscc {
 
     fn validate(config: &GcsccConfig) -> Result<(), Invalid> {
         config.validate()
+    }
+
+    fn validate_restricted(config: &GcsccConfig, rules: &SinkRules) -> Result<(), Invalid> {
+        use crate::sinks::util::check_url_host;
+        match config.mode {
+            GcsccMode::Connector => match &config.webhook_url {
+                Some(u) => check_url_host("webhook_url", u, rules),
+                None => Ok(()),
+            },
+            GcsccMode::Api => crate::sinks::util::check_google_api(
+                &config.endpoint,
+                config.credentials_file.as_deref(),
+                rules,
+            ),
+        }
     }
 
     async fn build(config: &GcsccConfig) -> Result<Box<dyn Sink>, SinkError> {

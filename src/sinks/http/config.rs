@@ -7,8 +7,10 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
 use crate::invalid::{Invalid, existing_file, positive};
-use crate::sinks::util::parse_url;
+use crate::sinks::SinkRules;
+use crate::sinks::util::{check_url_host, parse_url};
 use crate::transport::ClientTls;
+use crate::transport::egress::forbidden_header;
 
 /// The body format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +104,35 @@ impl HttpConfig {
         }
         if let Some(t) = &self.tls {
             t.validate().map_err(|e| e.under("tls"))?;
+        }
+        Ok(())
+    }
+}
+
+impl HttpConfig {
+    /// A restricted (tenant) sink: the URL's host must pass the egress policy, the method is
+    /// POST, and no header may steer the request elsewhere (`Host`, proxies, framing) or speak
+    /// to a metadata server.
+    pub fn validate_restricted(&self, rules: &SinkRules) -> Result<(), Invalid> {
+        check_url_host("url", &self.url, rules)?;
+        if method(&self.method)? != reqwest::Method::POST {
+            return Err(Invalid::new(
+                "method",
+                "a restricted sink only POSTs (egress: restricted)",
+            ));
+        }
+        for (key, names) in [
+            ("headers", self.headers.keys().collect::<Vec<_>>()),
+            ("header_files", self.header_files.keys().collect()),
+        ] {
+            for n in names {
+                if forbidden_header(n) {
+                    return Err(Invalid::new(
+                        format!("{key}.{n}"),
+                        "a restricted sink may not set this header",
+                    ));
+                }
+            }
         }
         Ok(())
     }

@@ -13,6 +13,7 @@ pub use sink::HttpSink;
 
 use crate::delivery::{Sink, SinkError};
 use crate::invalid::Invalid;
+use crate::sinks::SinkRules;
 use crate::sinks::registry::SinkType;
 
 /// The `http` sink type.
@@ -24,6 +25,10 @@ impl SinkType for Http {
 
     fn validate(config: &HttpConfig) -> Result<(), Invalid> {
         config.validate()
+    }
+
+    fn validate_restricted(config: &HttpConfig, rules: &SinkRules) -> Result<(), Invalid> {
+        config.validate_restricted(rules)
     }
 
     async fn build(config: &HttpConfig) -> Result<Box<dyn Sink>, SinkError> {

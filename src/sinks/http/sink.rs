@@ -27,6 +27,11 @@ impl HttpSink {
     pub fn new(cfg: HttpConfig) -> Result<HttpSink, SinkError> {
         let client = transport::client(Duration::from_millis(cfg.timeout_ms), cfg.tls.as_ref())?;
         let method = method(&cfg.method).map_err(|e| SinkError::Permanent(e.to_string()))?;
+        if transport::access::current().egress.is_some() && method != reqwest::Method::POST {
+            return Err(SinkError::Permanent(
+                "a restricted sink only POSTs (egress: restricted)".into(),
+            ));
+        }
         let headers = headers(&cfg.headers, &cfg.header_files)
             .map_err(|e| SinkError::Permanent(e.to_string()))?;
         Ok(HttpSink {

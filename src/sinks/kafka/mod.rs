@@ -28,10 +28,11 @@ pub use config::{
 pub use event_streams::{
     EventStreams, EventStreamsCredentials, EventStreamsError, event_streams_settings,
 };
-pub use sink::{KafkaSink, classify};
+pub use sink::{KafkaSink, bootstrap, classify};
 
 use crate::delivery::{Sink, SinkError};
 use crate::invalid::Invalid;
+use crate::sinks::SinkRules;
 use crate::sinks::registry::SinkType;
 
 /// The `kafka` sink type.
@@ -45,7 +46,18 @@ impl SinkType for Kafka {
         config.validate()
     }
 
+    fn validate_restricted(config: &KafkaConfig, rules: &SinkRules) -> Result<(), Invalid> {
+        for (i, b) in config.brokers.iter().enumerate() {
+            crate::sinks::util::check_server(&format!("brokers[{i}]"), b, rules)?;
+        }
+        Ok(())
+    }
+
     async fn build(config: &KafkaConfig) -> Result<Box<dyn Sink>, SinkError> {
-        Ok(Box::new(KafkaSink::new(config.clone())?))
+        let sink = KafkaSink::new(config.clone())?;
+        if crate::transport::access::current().dry_run {
+            return Ok(Box::new(crate::sinks::tenancy::DryRun));
+        }
+        Ok(Box::new(sink))
     }
 }

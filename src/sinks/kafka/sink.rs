@@ -1,8 +1,8 @@
 //! Producing: one confirmed batch at a time, and the classification of delivery reports.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use rdkafka::ClientConfig;
@@ -13,11 +13,14 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use super::{KafkaConfig, KafkaKey};
 use crate::alert::Alert;
 use crate::delivery::{BatchPolicy, Sink, SinkError};
+use crate::transport::egress::{EgressPolicy, ResolveError};
 
 /// Produces alerts to a Kafka topic.
 pub struct KafkaSink {
     config: ClientConfig,
-    producer: Mutex<FutureProducer>,
+    /// `None` until a restricted sink's brokers passed the egress policy.
+    producer: Mutex<Option<FutureProducer>>,
+    gate: Option<Gate>,
     /// Set when messages timed out: the next attempt starts a new producer.
     stale: AtomicBool,
     topic: String,
@@ -47,17 +50,101 @@ pub fn classify(topic: &str, e: &KafkaError) -> SinkError {
     }
 }
 
+/// How long a restricted sink trusts its last check of the brokers' addresses.
+const RECHECK: Duration = Duration::from_secs(10);
+
+/// A restricted sink's bootstrap brokers and the policy they must pass before the producer
+/// exists (and again every [`RECHECK`]). Brokers the cluster announces in its metadata are
+/// connected to by librdkafka itself, unchecked (docs/operator.md says so).
+struct Gate {
+    policy: Arc<EgressPolicy>,
+    brokers: Vec<(String, u16)>,
+    checked: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl Gate {
+    async fn check(&self) -> Result<(), SinkError> {
+        let mut at = self.checked.lock().await;
+        if at.is_some_and(|t| t.elapsed() <= RECHECK) {
+            return Ok(());
+        }
+        *at = None;
+        for (host, port) in &self.brokers {
+            match self.policy.resolve(host, *port).await {
+                Ok(_) => {}
+                Err(ResolveError::Denied(d)) => {
+                    return Err(SinkError::Permanent(format!("kafka: {d}")));
+                }
+                Err(e) => return Err(SinkError::retryable(format!("kafka: {e}"))),
+            }
+        }
+        *at = Some(Instant::now());
+        Ok(())
+    }
+}
+
+/// The `host:port` pairs of `bootstrap.servers`.
+pub fn bootstrap(config: &ClientConfig) -> Vec<(String, u16)> {
+    config
+        .get("bootstrap.servers")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|b| {
+            let b = b.trim().rsplit_once("://").map_or(b.trim(), |(_, r)| r);
+            let (h, p) = b.rsplit_once(':')?;
+            let h = h.trim_start_matches('[').trim_end_matches(']');
+            Some((h.to_string(), p.parse().ok()?))
+        })
+        .collect()
+}
+
 impl KafkaSink {
     /// Creates the producer (it connects in the background; nothing is checked over the
-    /// network here, so an unreachable cluster does not stop kaudit from starting).
+    /// network here, so an unreachable cluster does not stop kaudit from starting). A restricted
+    /// sink (`transport::access`) creates it only once its brokers passed the egress policy; a
+    /// dry run creates it without brokers, so that librdkafka checks the settings and nothing
+    /// connects.
     pub fn new(cfg: KafkaConfig) -> Result<KafkaSink, SinkError> {
         let config = cfg.client_config()?;
-        let producer = config
-            .create::<FutureProducer>()
-            .map_err(|e| SinkError::Permanent(format!("kafka producer: {e}")))?;
+        let access = crate::transport::access::current();
+        let gate = match &access.egress {
+            Some(policy) => {
+                let brokers = bootstrap(&config);
+                for (h, _) in &brokers {
+                    policy
+                        .check_host(h)
+                        .map_err(|d| SinkError::Permanent(format!("kafka: {d}")))?;
+                }
+                Some(Gate {
+                    policy: policy.clone(),
+                    brokers,
+                    checked: tokio::sync::Mutex::new(None),
+                })
+            }
+            None => None,
+        };
+        let producer = if access.dry_run {
+            let mut offline = config.clone();
+            offline.set("bootstrap.servers", "");
+            drop(
+                offline
+                    .create::<FutureProducer>()
+                    .map_err(|e| SinkError::Permanent(format!("kafka producer: {e}")))?,
+            );
+            None
+        } else if gate.is_some() {
+            None
+        } else {
+            Some(
+                config
+                    .create::<FutureProducer>()
+                    .map_err(|e| SinkError::Permanent(format!("kafka producer: {e}")))?,
+            )
+        };
         Ok(KafkaSink {
             config,
             producer: Mutex::new(producer),
+            gate,
             stale: AtomicBool::new(false),
             topic: cfg.topic,
             key: cfg.key,
@@ -76,19 +163,36 @@ impl KafkaSink {
         // came back without its data forgot the producer id and sequence numbers): start a
         // new one. Messages of the old one that still get through are duplicates, which the
         // uuid header lets consumers drop.
-        let fatal = p.client().fatal_error();
+        let fatal = p.as_ref().and_then(|p| p.client().fatal_error());
         let stale = self.stale.swap(false, Ordering::SeqCst);
-        if fatal.is_some() || stale {
-            tracing::info!(?fatal, stale, "recreating the kafka producer");
-            *p = self
-                .config
-                .create::<FutureProducer>()
-                .map_err(|e| SinkError::Permanent(format!("kafka producer: {e}")))?;
+        if p.is_none() || fatal.is_some() || stale {
+            if p.is_some() {
+                tracing::info!(?fatal, stale, "recreating the kafka producer");
+            }
+            *p = Some(
+                self.config
+                    .create::<FutureProducer>()
+                    .map_err(|e| SinkError::Permanent(format!("kafka producer: {e}")))?,
+            );
         }
-        Ok(p.clone())
+        p.clone()
+            .ok_or_else(|| SinkError::retryable("kafka: no producer"))
+    }
+
+    /// Drops the producer (a restricted sink whose brokers the policy now refuses).
+    fn drop_producer(&self) {
+        if let Ok(mut p) = self.producer.lock() {
+            *p = None;
+        }
     }
 
     async fn produce(&self, alerts: &[Alert]) -> Result<(), SinkError> {
+        if let Some(g) = &self.gate
+            && let Err(e) = g.check().await
+        {
+            self.drop_producer();
+            return Err(e);
+        }
         let producer = self.producer()?;
         let mut pending = Vec::with_capacity(alerts.len());
         for a in alerts {

@@ -22,6 +22,7 @@ pub use sink::PubsubSink;
 
 use crate::delivery::{Sink, SinkError};
 use crate::invalid::Invalid;
+use crate::sinks::SinkRules;
 use crate::sinks::registry::SinkType;
 
 /// The `pubsub` sink type.
@@ -33,6 +34,18 @@ impl SinkType for Pubsub {
 
     fn validate(config: &PubsubConfig) -> Result<(), Invalid> {
         config.validate()
+    }
+
+    fn validate_restricted(config: &PubsubConfig, rules: &SinkRules) -> Result<(), Invalid> {
+        use crate::sinks::util::check_server;
+        match &config.emulator_host {
+            Some(h) => check_server("emulator_host", h, rules),
+            None => crate::sinks::util::check_google_api(
+                &config.endpoint,
+                config.credentials_file.as_deref(),
+                rules,
+            ),
+        }
     }
 
     async fn build(config: &PubsubConfig) -> Result<Box<dyn Sink>, SinkError> {

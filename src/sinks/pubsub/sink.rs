@@ -29,10 +29,17 @@ impl PubsubSink {
     /// Builds the client and reads the key file.
     pub fn new(cfg: PubsubConfig) -> Result<PubsubSink, SinkError> {
         let client = transport::client(Duration::from_millis(cfg.timeout_ms), cfg.tls.as_ref())?;
+        // The environment's emulator is kaudit's own setting: not for sinks without ambient
+        // credentials.
+        let ambient = transport::access::current().ambient_credentials;
         let emulator = cfg
             .emulator_host
             .clone()
-            .or_else(|| std::env::var("PUBSUB_EMULATOR_HOST").ok())
+            .or_else(|| {
+                ambient
+                    .then(|| std::env::var("PUBSUB_EMULATOR_HOST").ok())
+                    .flatten()
+            })
             .filter(|h| !h.is_empty());
         let (base, auth) = match emulator {
             Some(host) => (format!("http://{host}"), None),

@@ -18,6 +18,7 @@ pub use sink::SnsSink;
 
 use crate::delivery::{Sink, SinkError};
 use crate::invalid::Invalid;
+use crate::sinks::SinkRules;
 use crate::sinks::registry::SinkType;
 
 /// The `sns` sink type.
@@ -29,6 +30,13 @@ impl SinkType for Sns {
 
     fn validate(config: &SnsConfig) -> Result<(), Invalid> {
         config.validate()
+    }
+
+    fn validate_restricted(config: &SnsConfig, rules: &SinkRules) -> Result<(), Invalid> {
+        match &config.endpoint {
+            Some(e) => crate::sinks::util::check_url_host("endpoint", e, rules),
+            None => Ok(()),
+        }
     }
 
     async fn build(config: &SnsConfig) -> Result<Box<dyn Sink>, SinkError> {

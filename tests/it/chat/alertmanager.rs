@@ -284,6 +284,7 @@ async fn test_alert_reaches_alertmanager() {
     let cfg = config(dir.path(), &sink("am", &[am.url("")]));
     let got = kaudit::sinks::test_alert::send_test(
         &cfg.sinks,
+        &cfg.tenancy.sink_rules(),
         Some("am"),
         "kaudit-it",
         kaudit::sinks::test_alert::TEST_TIMEOUT,

@@ -319,6 +319,7 @@ pub async fn test_alert_reports(api: &'static Api) {
     );
     let got = kaudit::sinks::test_alert::send_test(
         &cfg.sinks,
+        &cfg.tenancy.sink_rules(),
         None,
         "kaudit-it",
         kaudit::sinks::test_alert::TEST_TIMEOUT,

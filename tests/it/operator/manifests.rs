@@ -236,13 +236,19 @@ fn operator_examples_render() {
                     for (k, v) in s.string_data.unwrap_or_default() {
                         data.insert(k, v.into_bytes());
                     }
-                    inputs.secrets.insert(
-                        (
-                            s.metadata.namespace.unwrap_or_default(),
-                            s.metadata.name.unwrap_or_default(),
-                        ),
-                        data,
+                    let key = (
+                        s.metadata.namespace.unwrap_or_default(),
+                        s.metadata.name.unwrap_or_default(),
                     );
+                    if s.metadata
+                        .labels
+                        .unwrap_or_default()
+                        .get(SINK_CREDENTIALS_LABEL)
+                        == Some(&"true".to_string())
+                    {
+                        inputs.sink_credentials.insert(key.clone());
+                    }
+                    inputs.secrets.insert(key, data);
                 }
                 _ => {}
             }

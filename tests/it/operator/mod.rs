@@ -18,7 +18,7 @@ use kaudit::operator::crd::{
     FalcoRulesFile, FalcoRulesFileSpec, KauditDeployment, KauditDeploymentSpec, RuleException,
     SinkSpec,
 };
-use kaudit::operator::inputs::Inputs;
+use kaudit::operator::inputs::{Inputs, SINK_CREDENTIALS_LABEL};
 use kaudit::operator::render::{self, Desired, ItemKind, Object};
 use kaudit::rules::{AlertFilter, LoadOptions, Ruleset};
 use kube::api::ObjectMeta;
@@ -70,7 +70,7 @@ pub fn rule_spec(ns: &str, name: &str, spec: Value) -> FalcoRule {
     r
 }
 
-fn sink(ns: &str, name: &str, spec: Value) -> AlertSink {
+pub fn sink(ns: &str, name: &str, spec: Value) -> AlertSink {
     let sink: SinkSpec = serde_json::from_value(spec).unwrap();
     let mut s = AlertSink::new(name, AlertSinkSpec { sink });
     s.metadata = meta(Some(ns), name);
@@ -187,7 +187,7 @@ fn own_events() -> Vec<AuditEvent> {
     v
 }
 
-fn render(kd: &KauditDeployment, inputs: &Inputs) -> Desired {
+pub fn render(kd: &KauditDeployment, inputs: &Inputs) -> Desired {
     render::desired(kd, inputs, &t0()).unwrap()
 }
 
@@ -212,7 +212,7 @@ fn alerts(rs: &Ruleset, evs: &[AuditEvent]) -> Vec<Alert> {
     out
 }
 
-fn outcome<'a>(d: &'a Desired, kind: ItemKind, name: &str) -> &'a render::Outcome {
+pub fn outcome<'a>(d: &'a Desired, kind: ItemKind, name: &str) -> &'a render::Outcome {
     d.outcomes
         .iter()
         .find(|o| o.kind == kind && o.name == name)
@@ -243,7 +243,7 @@ fn falco_rules_hash(d: &Desired) -> String {
         .clone()
 }
 
-fn config_secret(d: &Desired) -> &Secret {
+pub fn config_secret(d: &Desired) -> &Secret {
     d.objects
         .iter()
         .find_map(|o| match o {

@@ -476,3 +476,44 @@ fn input_statuses_agree_across_deployments() {
     assert_eq!(cond("Ready").status, "False");
     assert_eq!(cond("Ready").reason, "NoDeployment");
 }
+
+/// A rule of `bytes` (about) whose condition lists users.
+fn big_rule(ns: &str, name: &str, bytes: usize) -> FalcoRule {
+    let users: Vec<String> = (0..bytes / 12).map(|i| format!("user-{i:05}")).collect();
+    rule(ns, name, &format!("ka.user.name in ({})", users.join(", ")))
+}
+
+/// No input can push the rules ConfigMap past the apiserver's limit: an oversized rule fails
+/// alone, and a namespace flooding the ConfigMap loses its own rules (largest first) while
+/// every other namespace's rules stay.
+#[test]
+fn oversized_rules_fail_alone_and_a_flood_only_costs_its_namespace() {
+    use kaudit::operator::render::limits::{MAX_RULE_BYTES, MAX_RULES_BYTES};
+    let k = kd(json!({"defaultRules": false}));
+    let mut rules: Vec<FalcoRule> = (0..40)
+        .map(|i| big_rule("flood", &format!("r{i:02}"), 28 * 1024 + i * 10))
+        .collect();
+    rules.push(big_rule("flood", "huge", MAX_RULE_BYTES + 4096));
+    rules.push(rule("team", "small", "ka.verb = create"));
+    let inputs = Inputs {
+        rules,
+        ..Default::default()
+    };
+    let d = render(&k, &inputs);
+    let huge = outcome(&d, ItemKind::FalcoRule, "huge").error.clone();
+    assert!(huge.as_deref().unwrap().contains("more than"), "{huge:?}");
+    assert!(outcome(&d, ItemKind::FalcoRule, "small").error.is_none());
+    let left_out: Vec<&str> = d
+        .outcomes
+        .iter()
+        .filter(|o| o.error.as_deref().is_some_and(|e| e.contains("left out")))
+        .map(|o| o.name.as_str())
+        .collect();
+    assert!(!left_out.is_empty());
+    // The largest went first.
+    assert!(left_out.contains(&"r39"), "{left_out:?}");
+    let total: usize = d.rules_files.iter().map(|(k, t)| k.len() + t.len()).sum();
+    assert!(total <= MAX_RULES_BYTES, "{total}");
+    // What was kept still loads.
+    engine(&d);
+}

@@ -129,6 +129,10 @@ fn sink_credentials_come_from_secrets_only() {
         BTreeMap::from([("password".to_string(), b"s3cret".to_vec())]),
     );
     secrets.insert(
+        ("team-a".to_string(), "unlabelled".to_string()),
+        BTreeMap::from([("password".to_string(), b"other-pw".to_vec())]),
+    );
+    secrets.insert(
         ("victim".to_string(), "nats".to_string()),
         BTreeMap::from([("password".to_string(), b"victim-pw".to_vec())]),
     );
@@ -172,6 +176,14 @@ fn sink_credentials_come_from_secrets_only() {
             ),
             sink(
                 "team-a",
+                "unlabelled",
+                nats(
+                    json!({}),
+                    json!([{"setting": "password_file", "name": "unlabelled", "key": "password"}]),
+                ),
+            ),
+            sink(
+                "team-a",
                 "missing",
                 nats(
                     json!({}),
@@ -193,6 +205,7 @@ fn sink_credentials_come_from_secrets_only() {
             ),
         ],
         secrets,
+        sink_credentials: [("team-a".to_string(), "nats".to_string())].into(),
         ..Default::default()
     };
     let d = render(&k, &inputs);
@@ -204,6 +217,7 @@ fn sink_credentials_come_from_secrets_only() {
         "missing",
         "not-a-file",
         "header",
+        "unlabelled",
     ] {
         assert!(
             outcome(&d, ItemKind::AlertSink, n).error.is_some(),
@@ -235,6 +249,19 @@ fn sink_credentials_come_from_secrets_only() {
             .contains(&format!("/etc/kaudit/config/{cred_key}"))
     );
     assert!(!data.values().any(|v| v.0 == b"victim-pw"));
+    assert!(!data.values().any(|v| v.0 == b"other-pw"));
+    let e = outcome(&d, ItemKind::AlertSink, "unlabelled").error.clone();
+    assert!(
+        e.as_deref().unwrap().contains("kaudit.io/sink-credentials"),
+        "{e:?}"
+    );
+    // kaudit runs the sink as a tenant's: restricted, no ambient credentials.
+    assert_eq!(cfg.sinks[0].tenant.as_deref(), Some("team-a"));
+    assert!(cfg.sinks[0].restricted() && !cfg.sinks[0].ambient_credentials);
+    assert_eq!(
+        cfg.tenancy.credentials_dir.as_deref(),
+        Some(std::path::Path::new("/etc/kaudit/config"))
+    );
 }
 
 /// Settings a sink type declares as credentials (a chat webhook URL carrying its token, a

@@ -207,6 +207,7 @@ async fn first_run_script(mut h: ApiHandle, owned_daemonset: bool) -> Vec<Call> 
         "/api/v1/namespaces/kaudit-system/secrets/kaudit-config",
         "/apis/apps/v1/namespaces/kaudit-system/deployments/kaudit",
         "/api/v1/namespaces/kaudit-system/services/kaudit",
+        "/apis/networking.k8s.io/v1/namespaces/kaudit-system/networkpolicies/kaudit",
     ] {
         calls.push(expect(&mut h, "PATCH", p, 200, echo).await);
     }
@@ -229,6 +230,10 @@ async fn first_run_script(mut h: ApiHandle, owned_daemonset: bool) -> Vec<Call> 
         ),
         (
             "/api/v1/namespaces/kaudit-system/services/kaudit-falco",
+            false,
+        ),
+        (
+            "/apis/networking.k8s.io/v1/namespaces/kaudit-system/networkpolicies/kaudit-falco",
             false,
         ),
     ] {
