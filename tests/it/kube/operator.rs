@@ -253,7 +253,10 @@ async fn operator_under_its_own_service_account_reconciles_the_examples_and_hand
             if pods["items"].as_array().is_some_and(|i| !i.is_empty()) {
                 Ok(())
             } else {
-                let rs = c.kubectl(&c.admin, &["describe", "replicasets", "-n", NS]);
+                let rs = c.kubectl(
+                    &c.admin,
+                    &["describe", "replicasets,statefulsets", "-n", NS],
+                );
                 Err(String::from_utf8_lossy(&rs.stdout).into_owned())
             }
         })
