@@ -4,9 +4,10 @@
 use std::fmt::Debug;
 
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -43,6 +44,17 @@ pub(crate) async fn apply_object(
         Object::Service(x) => apply(client, ns, x).await.map(|_| None)?,
         Object::NetworkPolicy(x) => apply(client, ns, x).await.map(|_| None)?,
         Object::Deployment(x) => {
+            let live = apply(client, ns, x).await?;
+            let want = live.spec.replicas.unwrap_or(1);
+            let have = live
+                .status
+                .as_ref()
+                .and_then(|s| s.available_replicas)
+                .unwrap_or(0);
+            Some((have, want))
+        }
+        Object::PodDisruptionBudget(x) => apply(client, ns, x).await.map(|_| None)?,
+        Object::StatefulSet(x) => {
             let live = apply(client, ns, x).await?;
             let want = live.spec.replicas.unwrap_or(1);
             let have = live
@@ -100,6 +112,10 @@ pub(crate) async fn prune(
         "Deployment" => prune_one::<Deployment>(client, ns, name, owner_uid).await,
         "DaemonSet" => prune_one::<DaemonSet>(client, ns, name, owner_uid).await,
         "NetworkPolicy" => prune_one::<NetworkPolicy>(client, ns, name, owner_uid).await,
+        "StatefulSet" => prune_one::<StatefulSet>(client, ns, name, owner_uid).await,
+        "PodDisruptionBudget" => {
+            prune_one::<PodDisruptionBudget>(client, ns, name, owner_uid).await
+        }
         _ => Ok(()),
     }
 }

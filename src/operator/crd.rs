@@ -426,6 +426,38 @@ impl Default for WebhookServiceSpec {
     }
 }
 
+/// Where kaudit keeps its data directory.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// The size of each pod's PersistentVolumeClaim (ReadWriteOnce).
+    #[serde(default = "default_storage_size")]
+    pub size: String,
+    /// The claims' StorageClass; the cluster's default class when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+    /// `true` runs kaudit as a Deployment with an `emptyDir` data directory instead of a
+    /// StatefulSet with claims. RISK: the data dir lives only as long as the pod, so a rollout, a
+    /// node drain or an eviction deletes every inbox batch, spool and dead letter it holds; audit
+    /// events kaudit already answered 200 for are then lost.
+    #[serde(default)]
+    pub empty_dir: bool,
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        StorageSpec {
+            size: default_storage_size(),
+            storage_class_name: None,
+            empty_dir: false,
+        }
+    }
+}
+
+fn default_storage_size() -> String {
+    "4Gi".into()
+}
+
 fn default_service_type() -> String {
     "ClusterIP".into()
 }
@@ -491,6 +523,10 @@ pub struct KauditDeploymentSpec {
     /// kaudit container resources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// kaudit's data directory (inbox, spools, dead letters): a PersistentVolumeClaim per pod
+    /// (a StatefulSet) unless `emptyDir` is asked for.
+    #[serde(default)]
+    pub storage: StorageSpec,
     /// A JSON merge patch applied to kaudit's rendered pod template (labels, tolerations...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "free_form_opt")]

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
 use kube::api::Api;
 use kube::runtime::controller::Controller;
@@ -111,6 +112,11 @@ pub async fn run(opts: OperatorOptions) -> Result<(), Error> {
     let main = main
         .owns(Api::<Deployment>::all(client.clone()), owned.clone())
         .owns(Api::<DaemonSet>::all(client.clone()), owned.clone())
+        .owns(Api::<StatefulSet>::all(client.clone()), owned.clone())
+        .owns(
+            Api::<PodDisruptionBudget>::all(client.clone()),
+            owned.clone(),
+        )
         .owns(Api::<Service>::all(client.clone()), owned);
     // Every input feeds every deployment: a change of any reconciles them all.
     let mut triggers = Triggers {

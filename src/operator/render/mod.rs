@@ -13,8 +13,8 @@
 //! | [`sinks`] | the sink entries of kaudit's config and their credential files |
 //! | [`kaudit_config`] | `kaudit.yaml` (a typed kaudit `Config`) and the config Secret |
 //! | [`falco`] | `falco.yaml` and its ConfigMap |
-//! | [`workloads`] | kaudit's Deployment, Falco's Deployment or DaemonSet |
-//! | [`service`] | the ServiceAccounts and Services |
+//! | [`workloads`] | kaudit's StatefulSet (or Deployment) and PodDisruptionBudget, Falco's Deployment or DaemonSet |
+//! | [`service`] | the ServiceAccounts and Services (kaudit's, its headless one, Falco's) |
 //! | [`limits`] | size limits keeping every object under the apiserver's limit |
 //! | [`network`] | the NetworkPolicies (Falco's audit endpoint: kaudit's pods only) |
 //! | [`status`], [`outcome`] | the deployment's status, every input's outcome and status |
@@ -45,8 +45,8 @@ pub use outcome::{
 };
 pub use plan::{
     CONFIG_DIR, DATA_DIR, FALCO_HEALTH_PORT, FALCO_PLUGIN_PORT, FALCO_PLUGINS_DIR, FIELD_MANAGER,
-    INTAKE_TOKEN_ENV, INTAKE_TOKEN_KEY, KAUDIT_PORT, RULES_DIR, RULES_HASH_ANNOTATION, RenderError,
-    needs_intake_token,
+    INTAKE_TOKEN_ENV, INTAKE_TOKEN_KEY, KAUDIT_GRACE_SECONDS, KAUDIT_PORT, RULES_DIR,
+    RULES_HASH_ANNOTATION, RenderError, needs_intake_token,
 };
 pub use rules::render_rule;
 pub use sinks::sink_name;
@@ -90,8 +90,10 @@ pub fn desired(kd: &KauditDeployment, inputs: &Inputs, now: &Time) -> Result<Des
     out.add(rules::config_map(&plan, &rules_files));
     out.add(kaudit_config::secret(&plan, &kaudit_config, sinks.files));
     let falco_hash = falco::config_map(&plan, &rules_files, &rule_paths, &mut out)?;
-    out.add(workloads::kaudit(&plan)?);
+    service::kaudit_headless(&plan, &mut out);
+    workloads::kaudit(&plan, &mut out)?;
     out.add(service::kaudit(&plan));
+    out.add(workloads::disruption_budget(&plan));
     match falco_hash {
         Some(hash) => {
             workloads::falco(&plan, &hash, &mut out);

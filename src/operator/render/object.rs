@@ -1,9 +1,10 @@
 //! The rendered objects: one typed enum of every kind the operator applies, and the list a
 //! deployment wants (to apply, in order) or no longer wants (to prune).
 
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::ResourceExt;
 use serde_json::Value;
 
@@ -26,6 +27,10 @@ pub enum Object {
     DaemonSet(DaemonSet),
     /// A NetworkPolicy.
     NetworkPolicy(NetworkPolicy),
+    /// A StatefulSet.
+    StatefulSet(StatefulSet),
+    /// A PodDisruptionBudget.
+    PodDisruptionBudget(PodDisruptionBudget),
 }
 
 impl Object {
@@ -39,6 +44,8 @@ impl Object {
             Object::Deployment(o) => ("Deployment", o.name_any()),
             Object::DaemonSet(o) => ("DaemonSet", o.name_any()),
             Object::NetworkPolicy(o) => ("NetworkPolicy", o.name_any()),
+            Object::StatefulSet(o) => ("StatefulSet", o.name_any()),
+            Object::PodDisruptionBudget(o) => ("PodDisruptionBudget", o.name_any()),
         };
         format!("{k}/{n}")
     }
@@ -53,6 +60,8 @@ impl Object {
             Object::Deployment(o) => serde_json::to_value(o),
             Object::DaemonSet(o) => serde_json::to_value(o),
             Object::NetworkPolicy(o) => serde_json::to_value(o),
+            Object::StatefulSet(o) => serde_json::to_value(o),
+            Object::PodDisruptionBudget(o) => serde_json::to_value(o),
         }
     }
 }

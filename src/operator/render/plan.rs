@@ -18,8 +18,13 @@ pub const RULES_HASH_ANNOTATION: &str = "kaudit.io/rules-hash";
 pub const CONFIG_DIR: &str = "/etc/kaudit/config";
 /// Where the rules ConfigMap is mounted (kaudit and Falco).
 pub const RULES_DIR: &str = "/etc/kaudit/rules";
-/// kaudit's data directory (spools).
+/// kaudit's data directory (inbox, spools, dead letters).
 pub const DATA_DIR: &str = "/var/lib/kaudit";
+/// kaudit pods' `terminationGracePeriodSeconds`. kaudit's drain budgets add up to less: requests
+/// in flight 5 s (`pipeline::SHUTDOWN_REQUESTS`), detection 10 s (`pipeline::SHUTDOWN_DETECT`),
+/// the Falco forwarder 3 s, then every sink lane at once for `spool.shutdown_flush_ms` (3 s by
+/// default): 21 s, leaving room for spool writes and a slow kubelet.
+pub const KAUDIT_GRACE_SECONDS: i64 = 45;
 /// The k8saudit plugin's port in the Falco pod.
 pub const FALCO_PLUGIN_PORT: i32 = 8765;
 /// Falco's webserver (health) port, moved off the plugin's.
@@ -141,6 +146,11 @@ impl<'a> Plan<'a> {
     /// The Secret holding kaudit's config and credential files.
     pub fn config_secret(&self) -> String {
         format!("{}-config", self.name)
+    }
+
+    /// The headless Service that kaudit's StatefulSet names as its `serviceName`.
+    pub fn headless_service(&self) -> String {
+        format!("{}-headless", self.name)
     }
 
     /// Falco's objects (ConfigMap, ServiceAccount, workload, Service).

@@ -1,11 +1,11 @@
 //! Identity and reachability: the ServiceAccounts (no API access, so no token and no RBAC) and
-//! the Services of kaudit's webhook and Falco's plugin.
+//! the Services of kaudit's webhook (and the headless one of its StatefulSet) and Falco's plugin.
 
 use k8s_openapi::api::core::v1::{Service, ServiceAccount, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::object::{Object, Objects};
-use super::plan::{FALCO_HEALTH_PORT, FALCO_PLUGIN_PORT, Plan};
+use super::plan::{FALCO_HEALTH_PORT, FALCO_PLUGIN_PORT, KAUDIT_PORT, Plan};
 
 /// kaudit's ServiceAccount, and Falco's when Falco runs (else it is pruned).
 pub fn accounts(plan: &Plan, out: &mut Objects) {
@@ -45,6 +45,26 @@ pub fn kaudit(plan: &Plan) -> Object {
         }),
         status: None,
     })
+}
+
+/// The headless Service kaudit's StatefulSet names as its `serviceName` (stable pod DNS); pruned
+/// when kaudit runs as a Deployment (`storage.emptyDir`).
+pub fn kaudit_headless(plan: &Plan, out: &mut Objects) {
+    let name = plan.headless_service();
+    if plan.kd.spec.storage.empty_dir {
+        out.prune("Service", &name);
+        return;
+    }
+    out.add(Object::Service(Service {
+        metadata: plan.meta(&name, "kaudit"),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            selector: Some(plan.selector("kaudit")),
+            ports: Some(vec![port("webhook", KAUDIT_PORT)]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }));
 }
 
 /// Falco's Service: the plugin's audit endpoint kaudit forwards to, and its health endpoint.

@@ -1,14 +1,21 @@
-//! The workloads: kaudit's Deployment and the managed Falco's Deployment or DaemonSet.
+//! The workloads: kaudit's StatefulSet (a claim per pod for its data directory) or, when
+//! `storage.emptyDir` asks for it, Deployment; its PodDisruptionBudget; the managed Falco's
+//! Deployment or DaemonSet.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec, Deployment, DeploymentSpec};
+use k8s_openapi::api::apps::v1::{
+    DaemonSet, DaemonSetSpec, Deployment, DeploymentSpec, StatefulSet, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
+};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext,
-    Volume, VolumeMount,
+    EnvVarSource, HTTPGetAction, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    SecretKeySelector, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -19,8 +26,8 @@ use crate::operator::crd::FalcoWorkload;
 use super::object::{Object, Objects};
 use super::plan::{
     CONFIG_DIR, DATA_DIR, FALCO_HEALTH_PORT, FALCO_PLUGIN_PORT, FALCO_PLUGINS_DIR,
-    INTAKE_TOKEN_ENV, INTAKE_TOKEN_KEY, KAUDIT_PORT, Plan, RULES_DIR, RULES_HASH_ANNOTATION,
-    RenderError, typed,
+    INTAKE_TOKEN_ENV, INTAKE_TOKEN_KEY, KAUDIT_GRACE_SECONDS, KAUDIT_PORT, Plan, RULES_DIR,
+    RULES_HASH_ANNOTATION, RenderError, typed,
 };
 
 /// The user and group every container runs as (distroless `nonroot`).
@@ -155,14 +162,18 @@ fn selector(plan: &Plan, component: &str) -> LabelSelector {
     }
 }
 
-/// kaudit's pod template, with the spec's `podTemplate` merge patch applied.
+/// kaudit's pod template, with the spec's `podTemplate` merge patch applied. The `data` volume
+/// is an `emptyDir` only when `storage.emptyDir` asks for it; otherwise it is the StatefulSet's
+/// claim of the same name.
 fn kaudit_template(plan: &Plan) -> Result<PodTemplateSpec, RenderError> {
     let spec = &plan.kd.spec;
     let mut volumes = vec![
         secret_volume("config", &plan.config_secret()),
         config_map_volume("rules", &plan.rules_config_map()),
-        empty_dir("data"),
     ];
+    if spec.storage.empty_dir {
+        volumes.push(empty_dir("data"));
+    }
     let mut mounts = vec![
         mount("config", CONFIG_DIR, true),
         mount("rules", RULES_DIR, true),
@@ -209,7 +220,9 @@ fn kaudit_template(plan: &Plan) -> Result<PodTemplateSpec, RenderError> {
         spec: Some(PodSpec {
             service_account_name: Some(plan.name.clone()),
             automount_service_account_token: Some(false),
+            // fsGroup makes the claim writable by the nonroot user.
             security_context: Some(pod_security(Some(NONROOT))),
+            termination_grace_period_seconds: Some(KAUDIT_GRACE_SECONDS),
             containers: vec![container],
             volumes: Some(volumes),
             ..PodSpec::default()
@@ -218,7 +231,7 @@ fn kaudit_template(plan: &Plan) -> Result<PodTemplateSpec, RenderError> {
     let Some(patch) = &spec.pod_template else {
         return Ok(template);
     };
-    let what = "kaudit Deployment";
+    let what = "kaudit pod template";
     let mut v = serde_json::to_value(&template).map_err(|source| RenderError::Object {
         what: what.into(),
         source,
@@ -227,18 +240,81 @@ fn kaudit_template(plan: &Plan) -> Result<PodTemplateSpec, RenderError> {
     typed(what, v)
 }
 
-/// kaudit's Deployment: no content hash in its template, it reloads config and rules itself.
-pub fn kaudit(plan: &Plan) -> Result<Object, RenderError> {
-    Ok(Object::Deployment(Deployment {
-        metadata: plan.meta(&plan.name, "kaudit"),
-        spec: DeploymentSpec {
-            replicas: Some(plan.kd.spec.replicas),
+/// kaudit's workload: a StatefulSet with a `data` claim per pod (the default), or a Deployment
+/// with an `emptyDir` when `storage.emptyDir` asks for it; the other kind is pruned. No content
+/// hash in the template: kaudit reloads config and rules itself.
+pub fn kaudit(plan: &Plan, out: &mut Objects) -> Result<(), RenderError> {
+    let spec = &plan.kd.spec;
+    let metadata = plan.meta(&plan.name, "kaudit");
+    let template = kaudit_template(plan)?;
+    if spec.storage.empty_dir {
+        out.add(Object::Deployment(Deployment {
+            metadata,
+            spec: DeploymentSpec {
+                replicas: Some(spec.replicas),
+                selector: selector(plan, "kaudit"),
+                template,
+                ..DeploymentSpec::default()
+            },
+            status: None,
+        }));
+        out.prune("StatefulSet", &plan.name);
+        return Ok(());
+    }
+    let claim = PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some("data".into()),
+            labels: Some(plan.selector("kaudit")),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: spec.storage.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".into(),
+                    Quantity(spec.storage.size.clone()),
+                )])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        status: None,
+    };
+    out.add(Object::StatefulSet(StatefulSet {
+        metadata,
+        spec: StatefulSetSpec {
+            replicas: Some(spec.replicas),
             selector: selector(plan, "kaudit"),
-            template: kaudit_template(plan)?,
-            ..DeploymentSpec::default()
+            service_name: Some(plan.headless_service()),
+            // Replicas share nothing: start and stop them together, not one by one.
+            pod_management_policy: Some("Parallel".into()),
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("RollingUpdate".into()),
+                ..StatefulSetUpdateStrategy::default()
+            }),
+            template,
+            volume_claim_templates: Some(vec![claim]),
+            ..StatefulSetSpec::default()
         },
         status: None,
-    }))
+    }));
+    out.prune("Deployment", &plan.name);
+    Ok(())
+}
+
+/// kaudit's PodDisruptionBudget: voluntary disruptions (drains, evictions) take at most one
+/// kaudit pod at a time.
+pub fn disruption_budget(plan: &Plan) -> Object {
+    Object::PodDisruptionBudget(PodDisruptionBudget {
+        metadata: plan.meta(&plan.name, "kaudit"),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(selector(plan, "kaudit")),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        status: None,
+    })
 }
 
 /// falcoctl's init container, installing the plugins into the `plugins` volume.

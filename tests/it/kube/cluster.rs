@@ -180,8 +180,8 @@ pub struct Audit {
 pub struct Options {
     /// Audit webhook settings; none by default.
     pub audit: Option<Audit>,
-    /// Start kube-controller-manager too (deployments, replica sets, garbage collection,
-    /// namespaces, service accounts, role aggregation).
+    /// Start kube-controller-manager too (deployments, replica sets, stateful sets, disruption
+    /// budgets, garbage collection, namespaces, service accounts, role aggregation).
     pub controller_manager: bool,
     /// More kube-apiserver flags.
     pub apiserver_args: Vec<String>,
@@ -361,7 +361,7 @@ impl Cluster {
             ))
             .arg(
                 "--controllers=deployment-controller,replicaset-controller,daemonset-controller,\
-                 garbage-collector-controller,namespace-controller,serviceaccount-controller,\
+                 statefulset-controller,disruption-controller,garbage-collector-controller,namespace-controller,serviceaccount-controller,\
                  serviceaccount-token-controller,root-ca-certificate-publisher-controller,\
                  clusterrole-aggregation-controller",
             );

@@ -232,7 +232,7 @@ async fn kaudit_yaml_passes_server_side_dry_run() {
         "{stderr}"
     );
     // The namespace for real (with its Pod Security label), then the whole file: the
-    // Deployment's pod template must meet `restricted` without a warning.
+    // StatefulSet's pod template must meet `restricted` without a warning.
     let ns_doc = std::fs::read_to_string(root().join("deploy/kaudit.yaml"))
         .expect("kaudit.yaml")
         .split("\n---\n")
@@ -254,7 +254,9 @@ async fn kaudit_yaml_passes_server_side_dry_run() {
     for obj in [
         "namespace/kaudit",
         "configmap/kaudit",
-        "deployment.apps/kaudit",
+        "statefulset.apps/kaudit",
+        "service/kaudit-headless",
+        "poddisruptionbudget.policy/kaudit",
         "service/kaudit",
     ] {
         assert!(

@@ -16,16 +16,18 @@ const NS: &str = "kaudit-system";
 const WAIT: Duration = Duration::from_secs(90);
 
 /// The objects the example KauditDeployment (detect: both, Falco as a Deployment) renders.
-const RENDERED: [(&str, &str); 9] = [
+const RENDERED: [(&str, &str); 11] = [
     ("serviceaccount", "kaudit"),
     ("serviceaccount", "kaudit-falco"),
     ("configmap", "kaudit-rules"),
     ("configmap", "kaudit-falco"),
     ("secret", "kaudit-config"),
-    ("deployment", "kaudit"),
+    ("statefulset", "kaudit"),
     ("deployment", "kaudit-falco"),
+    ("service", "kaudit-headless"),
     ("service", "kaudit"),
     ("service", "kaudit-falco"),
+    ("poddisruptionbudget", "kaudit"),
 ];
 
 fn conditions(obj: &Value) -> Vec<(String, String, String)> {
@@ -281,12 +283,42 @@ async fn operator_under_its_own_service_account_reconciles_the_examples_and_hand
             if pods["items"].as_array().is_some_and(|i| !i.is_empty()) {
                 Ok(())
             } else {
-                let rs = c.kubectl(&c.admin, &["describe", "replicasets", "-n", NS]);
+                let rs = c.kubectl(
+                    &c.admin,
+                    &["describe", "replicasets,statefulsets", "-n", NS],
+                );
                 Err(String::from_utf8_lossy(&rs.stdout).into_owned())
             }
         })
         .await;
     }
+
+    // kaudit's data dir is a claim per pod: the StatefulSet controller created kaudit-0's from
+    // the template (it stays Pending: no provisioner here). Drains take one pod at a time, and
+    // the grace period covers kaudit's drain budgets.
+    let sts = get_json(&c, &["statefulset", "kaudit", "-n", NS]).expect("statefulset");
+    assert_eq!(sts["spec"]["serviceName"], "kaudit-headless");
+    assert_eq!(sts["spec"]["podManagementPolicy"], "Parallel");
+    assert_eq!(
+        sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"],
+        "4Gi"
+    );
+    assert_eq!(
+        sts["spec"]["template"]["spec"]["terminationGracePeriodSeconds"],
+        45
+    );
+    let pvc = eventually("kaudit-0's claim", WAIT, || async {
+        get_json(&c, &["pvc", "data-kaudit-0", "-n", NS]).ok_or_else(|| "not there".to_string())
+    })
+    .await;
+    assert_eq!(pvc["spec"]["accessModes"][0], "ReadWriteOnce");
+    assert_eq!(pvc["spec"]["resources"]["requests"]["storage"], "4Gi");
+    let pdb = get_json(&c, &["poddisruptionbudget", "kaudit", "-n", NS]).expect("pdb");
+    assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"],
+        "kaudit"
+    );
 
     // Every custom resource gets status conditions.
     let kinds = [
@@ -342,7 +374,7 @@ async fn operator_under_its_own_service_account_reconciles_the_examples_and_hand
 
     // A rule change rolls Falco (its rules-hash annotation) and only Falco.
     let hash = falco_hash(&c);
-    let kaudit_gen = get_json(&c, &["deployment", "kaudit", "-n", NS]).expect("kaudit")["metadata"]
+    let kaudit_gen = get_json(&c, &["statefulset", "kaudit", "-n", NS]).expect("kaudit")["metadata"]
         ["generation"]
         .clone();
     c.kubectl_ok(
@@ -374,7 +406,7 @@ async fn operator_under_its_own_service_account_reconciles_the_examples_and_hand
     })
     .await;
     assert!(!new_hash.is_empty());
-    let now_gen = get_json(&c, &["deployment", "kaudit", "-n", NS]).expect("kaudit")["metadata"]
+    let now_gen = get_json(&c, &["statefulset", "kaudit", "-n", NS]).expect("kaudit")["metadata"]
         ["generation"]
         .clone();
     assert_eq!(
@@ -461,12 +493,43 @@ async fn operator_under_its_own_service_account_reconciles_the_examples_and_hand
         .collect();
     assert!(creds.is_empty(), "credentials left behind: {creds:?}");
 
+    // Asking for emptyDir turns kaudit into a Deployment; the StatefulSet and its headless
+    // Service are pruned (the claim stays: its data outlives the switch).
+    c.kubectl_ok(
+        &c.admin,
+        &[
+            "patch",
+            "kauditdeployment",
+            "kaudit",
+            "-n",
+            NS,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"storage":{"emptyDir":true}}}"#,
+        ],
+    );
+    eventually("kaudit as a Deployment", WAIT, || async {
+        let dep = get_json(&c, &["deployment", "kaudit", "-n", NS]);
+        let sts = get_json(&c, &["statefulset", "kaudit", "-n", NS]);
+        let headless = get_json(&c, &["service", "kaudit-headless", "-n", NS]);
+        match (dep, sts, headless) {
+            (Some(d), None, None) => Ok(d),
+            (d, s, h) => Err(format!(
+                "deployment {}, statefulset {}, headless service {}",
+                d.is_some(),
+                s.is_some(),
+                h.is_some()
+            )),
+        }
+    })
+    .await;
+
     // Deleting the KauditDeployment lets the garbage collector remove what it owned.
     c.kubectl_ok(
         &c.admin,
         &["delete", "kauditdeployment", "kaudit", "-n", NS],
     );
-    for (kind, name) in RENDERED {
+    for (kind, name) in RENDERED.into_iter().chain([("deployment", "kaudit")]) {
         eventually(&format!("{kind}/{name} collected"), WAIT, || async {
             match get_json(&c, &[kind, name, "-n", NS]) {
                 None => Ok(()),

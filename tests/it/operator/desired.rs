@@ -24,29 +24,22 @@ fn rules_changes_roll_falco_and_sink_changes_reload_kaudit() {
     assert_ne!(hash(&d0), hash(&d1), "a rules change must roll Falco");
     assert_eq!(hash(&d0), hash(&d2), "a sink change must not roll Falco");
     assert_eq!(
-        deployment(&d0, "kaudit"),
-        deployment(&d1, "kaudit"),
+        kaudit_workload(&d0),
+        kaudit_workload(&d1),
         "rules reload in kaudit"
     );
     assert_eq!(
-        deployment(&d0, "kaudit"),
-        deployment(&d2, "kaudit"),
+        kaudit_workload(&d0),
+        kaudit_workload(&d2),
         "sinks reload in kaudit"
     );
     assert_ne!(config_secret(&d0), config_secret(&d2));
-    let pod = deployment(&d0, "kaudit")
-        .spec
-        .template
-        .spec
-        .as_ref()
-        .unwrap();
+    let pod = kaudit_pod(&d0).spec.as_ref().unwrap();
     for m in pod.containers[0].volume_mounts.as_ref().unwrap() {
         assert!(m.sub_path.is_none(), "{} uses subPath", m.name);
     }
     assert!(
-        deployment(&d0, "kaudit")
-            .spec
-            .template
+        kaudit_pod(&d0)
             .metadata
             .as_ref()
             .unwrap()
@@ -269,8 +262,8 @@ fn falco_authenticates_to_kaudit_with_an_issued_token() {
     let hash = falco_rules_hash;
     assert_ne!(hash(&d), hash(&d2));
     assert_eq!(
-        deployment(&d, "kaudit"),
-        deployment(&d2, "kaudit"),
+        kaudit_workload(&d),
+        kaudit_workload(&d2),
         "kaudit re-reads the file"
     );
 
@@ -351,4 +344,151 @@ fn falco_gets_its_plugins_from_an_init_container() {
         .unwrap();
     assert!(pod.init_containers.is_none());
     assert!(!pod.volumes.iter().flatten().any(|v| v.name == "plugins"));
+}
+
+/// kaudit runs as a StatefulSet with a `data` claim per pod by default and as a Deployment with
+/// an `emptyDir` only when asked; either prunes the other kind. A PodDisruptionBudget and the
+/// grace period come with both.
+#[test]
+fn storage_chooses_statefulset_or_deployment() {
+    let keys = |d: &Desired| d.objects.iter().map(Object::key).collect::<Vec<_>>();
+    let has = |d: &Desired, k: &str| keys(d).contains(&k.to_string());
+
+    // Persistent: size and class as given.
+    let d = render(
+        &kd(json!({"storage": {"size": "10Gi", "storageClassName": "fast"}})),
+        &Inputs::default(),
+    );
+    assert!(!has(&d, "Deployment/kaudit"), "{:?}", keys(&d));
+    assert!(d.prune.contains(&"Deployment/kaudit".to_string()));
+    let sts = statefulset(&d, "kaudit");
+    assert_eq!(sts.spec.service_name.as_deref(), Some("kaudit-headless"));
+    assert_eq!(sts.spec.pod_management_policy.as_deref(), Some("Parallel"));
+    let strategy = sts.spec.update_strategy.as_ref().unwrap();
+    assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
+    let claims = sts.spec.volume_claim_templates.as_ref().unwrap();
+    assert_eq!(claims.len(), 1);
+    assert_eq!(claims[0].metadata.name.as_deref(), Some("data"));
+    let spec = claims[0].spec.as_ref().unwrap();
+    assert_eq!(
+        spec.access_modes.as_deref(),
+        Some(&["ReadWriteOnce".to_string()][..])
+    );
+    assert_eq!(spec.storage_class_name.as_deref(), Some("fast"));
+    let requests = spec.resources.as_ref().unwrap().requests.as_ref().unwrap();
+    assert_eq!(requests["storage"].0, "10Gi");
+    // The claim, not a pod volume, backs the data dir, and fsGroup makes it writable.
+    let pod = kaudit_pod(&d).spec.as_ref().unwrap();
+    assert!(
+        !pod.volumes.iter().flatten().any(|v| v.name == "data"),
+        "data must come from the claim"
+    );
+    let mounts = pod.containers[0].volume_mounts.as_ref().unwrap();
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m.name == "data" && m.mount_path == render::DATA_DIR && m.read_only.is_none())
+    );
+    assert_eq!(
+        pod.security_context.as_ref().unwrap().fs_group,
+        Some(65532),
+        "the nonroot user must own the claim"
+    );
+    let headless = d
+        .objects
+        .iter()
+        .find_map(|o| match o {
+            Object::Service(s) if s.metadata.name.as_deref() == Some("kaudit-headless") => Some(s),
+            _ => None,
+        })
+        .expect("the StatefulSet's headless Service");
+    assert_eq!(
+        headless.spec.as_ref().unwrap().cluster_ip.as_deref(),
+        Some("None")
+    );
+
+    // The default: persistent, 4Gi, the cluster's default class.
+    let d = render(&kd(json!({})), &Inputs::default());
+    let claims = statefulset(&d, "kaudit")
+        .spec
+        .volume_claim_templates
+        .clone();
+    let spec = claims.unwrap()[0].spec.clone().unwrap();
+    assert_eq!(
+        spec.resources.unwrap().requests.unwrap()["storage"].0,
+        "4Gi"
+    );
+    assert_eq!(spec.storage_class_name, None);
+
+    // emptyDir only when asked for; the StatefulSet and its headless Service are pruned.
+    let e = render(
+        &kd(json!({"storage": {"emptyDir": true}})),
+        &Inputs::default(),
+    );
+    assert!(has(&e, "Deployment/kaudit"), "{:?}", keys(&e));
+    assert!(!has(&e, "StatefulSet/kaudit"));
+    assert!(!has(&e, "Service/kaudit-headless"));
+    for k in ["StatefulSet/kaudit", "Service/kaudit-headless"] {
+        assert!(e.prune.contains(&k.to_string()), "{k}: {:?}", e.prune);
+    }
+    assert!(!e.prune.contains(&"Deployment/kaudit".to_string()));
+    let pod = kaudit_pod(&e).spec.as_ref().unwrap();
+    let data = pod.volumes.iter().flatten().find(|v| v.name == "data");
+    assert!(data.and_then(|v| v.empty_dir.as_ref()).is_some());
+
+    for d in [&d, &e] {
+        // Drains take one kaudit pod at a time.
+        let pdb = d
+            .objects
+            .iter()
+            .find_map(|o| match o {
+                Object::PodDisruptionBudget(p) => Some(p),
+                _ => None,
+            })
+            .expect("a PodDisruptionBudget");
+        assert_eq!(pdb.metadata.name.as_deref(), Some("kaudit"));
+        let spec = pdb.spec.as_ref().unwrap();
+        assert_eq!(
+            spec.max_unavailable,
+            Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1))
+        );
+        let want = spec
+            .selector
+            .as_ref()
+            .unwrap()
+            .match_labels
+            .clone()
+            .unwrap();
+        let labels = kaudit_pod(d)
+            .metadata
+            .as_ref()
+            .unwrap()
+            .labels
+            .clone()
+            .unwrap();
+        assert!(
+            want.iter().all(|(k, v)| labels.get(k) == Some(v)),
+            "{want:?}"
+        );
+
+        // kaudit's drain budgets fit in the grace period the operator sets.
+        let grace = kaudit_pod(d)
+            .spec
+            .as_ref()
+            .unwrap()
+            .termination_grace_period_seconds;
+        assert_eq!(grace, Some(render::KAUDIT_GRACE_SECONDS));
+        let forward = std::time::Duration::from_secs(3);
+        let flush = std::time::Duration::from_millis(
+            kaudit::delivery::SpoolConfig::default().shutdown_flush_ms,
+        );
+        let budgets = kaudit::pipeline::SHUTDOWN_REQUESTS
+            + kaudit::pipeline::SHUTDOWN_DETECT
+            + forward
+            + flush;
+        assert!(
+            budgets.as_secs() + 10 <= render::KAUDIT_GRACE_SECONDS as u64,
+            "drain budgets {budgets:?} leave under 10 s of the grace period"
+        );
+    }
 }

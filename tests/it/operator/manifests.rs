@@ -151,6 +151,8 @@ fn shipped_manifests_parse_into_their_types() {
                 ("v1", "ServiceAccount") => check_typed::<ServiceAccount>(&doc, f),
                 ("apps/v1", "Deployment") => check_typed::<Deployment>(&doc, f),
                 ("apps/v1", "DaemonSet") => check_typed::<DaemonSet>(&doc, f),
+                ("apps/v1", "StatefulSet") => check_typed::<StatefulSet>(&doc, f),
+                ("policy/v1", "PodDisruptionBudget") => check_typed::<PodDisruptionBudget>(&doc, f),
                 ("rbac.authorization.k8s.io/v1", "ClusterRole") => {
                     check_typed::<ClusterRole>(&doc, f)
                 }
@@ -182,6 +184,8 @@ fn shipped_manifests_parse_into_their_types() {
         "CustomResourceDefinition",
         "ClusterRole",
         "Deployment",
+        "StatefulSet",
+        "PodDisruptionBudget",
         "FalcoRule",
         "AlertSink",
         "ClusterAlertSink",
@@ -287,8 +291,8 @@ fn operator_examples_render() {
     }
 }
 
-fn assert_hardened(d: &Deployment, what: &str) {
-    let pod = d.spec.template.spec.as_ref().unwrap();
+fn assert_hardened(t: &PodTemplateSpec, what: &str) {
+    let pod = t.spec.as_ref().unwrap();
     let psc = pod.security_context.as_ref().unwrap();
     assert_eq!(psc.run_as_non_root, Some(true), "{what}: runAsNonRoot");
     let init = pod.init_containers.iter().flatten();
@@ -331,7 +335,7 @@ fn install_and_rendered_workloads_are_hardened_and_rbac_is_narrow() {
         .collect();
     let dep = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
     let dep: Deployment = serde_json::from_value(dep.clone()).unwrap();
-    assert_hardened(&dep, "operator");
+    assert_hardened(&dep.spec.template, "operator");
     assert!(
         dep.spec.replicas.unwrap_or(1) >= 2,
         "two replicas with leader election"
@@ -352,10 +356,16 @@ fn install_and_rendered_workloads_are_hardened_and_rbac_is_narrow() {
         }
     }
     let d = render(&kd(json!({"detect": "both"})), &Inputs::default());
-    assert_hardened(deployment(&d, "kaudit"), "kaudit");
-    assert_hardened(deployment(&d, "kaudit-falco"), "falco");
-    for name in ["kaudit", "kaudit-falco"] {
-        let pod = deployment(&d, name).spec.template.spec.as_ref().unwrap();
+    assert_hardened(kaudit_pod(&d), "kaudit");
+    assert_hardened(&deployment(&d, "kaudit-falco").spec.template, "falco");
+    for (name, t) in [
+        ("kaudit", kaudit_pod(&d)),
+        (
+            "kaudit-falco",
+            &deployment(&d, "kaudit-falco").spec.template,
+        ),
+    ] {
+        let pod = t.spec.as_ref().unwrap();
         assert_eq!(
             pod.automount_service_account_token,
             Some(false),

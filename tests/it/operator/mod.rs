@@ -4,8 +4,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Namespace, PodTemplateSpec, Secret, Service, ServiceAccount,
+};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -227,6 +230,37 @@ fn deployment<'a>(d: &'a Desired, name: &str) -> &'a Deployment {
             _ => None,
         })
         .unwrap_or_else(|| panic!("no Deployment {name}"))
+}
+
+fn statefulset<'a>(d: &'a Desired, name: &str) -> &'a StatefulSet {
+    d.objects
+        .iter()
+        .find_map(|o| match o {
+            Object::StatefulSet(x) if x.metadata.name.as_deref() == Some(name) => Some(x),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no StatefulSet {name}"))
+}
+
+/// kaudit's workload, a StatefulSet or (with `storage.emptyDir`) a Deployment.
+fn kaudit_workload(d: &Desired) -> &Object {
+    d.objects
+        .iter()
+        .find(|o| match o {
+            Object::StatefulSet(x) => x.metadata.name.as_deref() == Some("kaudit"),
+            Object::Deployment(x) => x.metadata.name.as_deref() == Some("kaudit"),
+            _ => false,
+        })
+        .unwrap_or_else(|| panic!("no kaudit workload"))
+}
+
+/// kaudit's pod template, whichever kind its workload is.
+fn kaudit_pod(d: &Desired) -> &PodTemplateSpec {
+    match kaudit_workload(d) {
+        Object::StatefulSet(x) => &x.spec.template,
+        Object::Deployment(x) => &x.spec.template,
+        o => panic!("{} is not kaudit's workload", o.key()),
+    }
 }
 
 /// The rules-hash annotation of Falco's pod template (a change rolls Falco).

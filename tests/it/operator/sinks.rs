@@ -278,6 +278,7 @@ fn typed_credential_settings_come_from_secrets() {
         )]),
     );
     let inputs = Inputs {
+        sink_credentials: [("team-a".to_string(), "hooks".to_string())].into(),
         sinks: vec![
             sink(
                 "team-a",

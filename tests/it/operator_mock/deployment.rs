@@ -72,7 +72,7 @@ async fn first_reconcile_applies_prunes_and_reports() {
         ready["message"]
             .as_str()
             .unwrap()
-            .contains("Deployment/kaudit 0/1"),
+            .contains("StatefulSet/kaudit 0/1"),
         "{ready}"
     );
     // /metrics: bounded labels, the run counted.
@@ -109,8 +109,8 @@ async fn steady_state_writes_no_status_and_no_events() {
         k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
     );
     let mut status = render::desired(&kd, &inputs, &t).unwrap().status;
-    // The kaudit Deployment is available (the apply response below says so).
-    let ready = ready_condition(&[("Deployment/kaudit".into(), 1, 1)], Some(1), &t);
+    // The kaudit StatefulSet is available (the apply response below says so).
+    let ready = ready_condition(&[("StatefulSet/kaudit".into(), 1, 1)], Some(1), &t);
     for c in status.conditions.iter_mut().filter(|c| c.type_ == "Ready") {
         *c = ready.clone();
     }
@@ -134,10 +134,10 @@ async fn steady_state_writes_no_status_and_no_events() {
             )
             .await;
         }
-        for _ in 0..6 {
+        for _ in 0..8 {
             let (req, send) = h.next_request().await.unwrap();
             assert_eq!(req.method(), "PATCH");
-            let deployment = req.uri().path().contains("/deployments/");
+            let deployment = req.uri().path().contains("/statefulsets/");
             let b = req.into_body().collect_bytes().await.unwrap();
             let mut body: Value = serde_json::from_slice(&b).unwrap();
             if deployment {
@@ -150,7 +150,7 @@ async fn steady_state_writes_no_status_and_no_events() {
                     .unwrap(),
             );
         }
-        for _ in 0..6 {
+        for _ in 0..7 {
             let (req, send) = h.next_request().await.unwrap();
             assert_eq!(req.method(), "GET", "{}", req.uri());
             send.send_response(
@@ -340,7 +340,7 @@ async fn answer_all(mut h: ApiHandle, known: Vec<(String, Value)>) -> Vec<Call> 
             }
             "PATCH" | "POST" => {
                 let mut out = body.clone();
-                if path.contains("/deployments/") {
+                if path.contains("/deployments/") || path.contains("/statefulsets/") {
                     out["status"] = json!({"availableReplicas": body["spec"]["replicas"]});
                 }
                 (200, out)

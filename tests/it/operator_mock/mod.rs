@@ -205,8 +205,10 @@ async fn first_run_script(mut h: ApiHandle, owned_daemonset: bool) -> Vec<Call> 
         "/api/v1/namespaces/kaudit-system/serviceaccounts/kaudit",
         "/api/v1/namespaces/kaudit-system/configmaps/kaudit-rules",
         "/api/v1/namespaces/kaudit-system/secrets/kaudit-config",
-        "/apis/apps/v1/namespaces/kaudit-system/deployments/kaudit",
+        "/api/v1/namespaces/kaudit-system/services/kaudit-headless",
+        "/apis/apps/v1/namespaces/kaudit-system/statefulsets/kaudit",
         "/api/v1/namespaces/kaudit-system/services/kaudit",
+        "/apis/policy/v1/namespaces/kaudit-system/poddisruptionbudgets/kaudit",
         "/apis/networking.k8s.io/v1/namespaces/kaudit-system/networkpolicies/kaudit",
     ] {
         calls.push(expect(&mut h, "PATCH", p, 200, echo).await);
@@ -218,6 +220,11 @@ async fn first_run_script(mut h: ApiHandle, owned_daemonset: bool) -> Vec<Call> 
         ),
         (
             "/api/v1/namespaces/kaudit-system/configmaps/kaudit-falco",
+            false,
+        ),
+        // kaudit runs as a StatefulSet: a Deployment of the same name is pruned.
+        (
+            "/apis/apps/v1/namespaces/kaudit-system/deployments/kaudit",
             false,
         ),
         (
