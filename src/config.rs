@@ -19,6 +19,7 @@ use crate::router::{RouterConfig, RouterSetup};
 use crate::server::auth::AuthConfig;
 use crate::server::tls::TlsConfig;
 use crate::sinks::SinkConfig;
+use crate::sources::SourceConfig;
 
 /// The default listen port: clear of Falco (8765, 9765) and falcosidekick (2801).
 pub const DEFAULT_PORT: u16 = 8777;
@@ -63,6 +64,9 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// Bearer-token authentication of requests.
     pub auth: AuthConfig,
+    /// Where audit events come from; the default is the webhook alone (`POST /k8s-audit` is
+    /// served only while the list has a `webhook` entry).
+    pub sources: Vec<SourceConfig>,
     /// Request limits and back-pressure of the webhook.
     pub ingest: IngestConfig,
     /// The durable inbox of accepted batches.
@@ -91,6 +95,7 @@ impl Default for Config {
             data_dir: PathBuf::from("kaudit-data"),
             tls: None,
             auth: AuthConfig::default(),
+            sources: crate::sources::default_sources(),
             ingest: IngestConfig::default(),
             inbox: InboxConfig::default(),
             rules: RulesConfig::default(),
@@ -269,6 +274,7 @@ impl Config {
         }
         self.spool.validate().map_err(|e| e.under("spool"))?;
         crate::sinks::validate_all(&self.sinks)?;
+        crate::sources::validate_all(&self.sources)?;
         Ok(())
     }
 
@@ -286,6 +292,14 @@ impl Config {
     /// The effective config as YAML with every secret shown as `<redacted>`.
     pub fn to_redacted_yaml(&self) -> String {
         yaml_serde::to_string(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+
+    /// What every source gets: where positions live, the event size limit.
+    pub fn source_env(&self) -> crate::sources::SourceEnv {
+        crate::sources::SourceEnv {
+            state_dir: self.data_dir.join("sources"),
+            max_event_bytes: self.ingest.max_event_bytes,
+        }
     }
 
     /// The host name alerts carry.

@@ -27,5 +27,6 @@ pub mod rules;
 pub mod secret;
 pub mod server;
 pub mod sinks;
+pub mod sources;
 pub mod transport;
 pub mod watch;

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub inbox: crate::delivery::inbox::InboxMetrics,
     /// Per-sink delivery: queues, spools, retries, dead letters.
     pub delivery: crate::delivery::DeliveryMetrics,
+    /// The audit sources other than the webhook.
+    pub sources: crate::sources::SourceMetrics,
 }
 
 impl Metrics {
@@ -37,6 +39,7 @@ impl Metrics {
             crate::falco::tail::FalcoInMetrics::register(&mut registry, detect.alerts.clone());
         let inbox = crate::delivery::inbox::InboxMetrics::register(&mut registry);
         let delivery = crate::delivery::DeliveryMetrics::register(&mut registry);
+        let sources = crate::sources::SourceMetrics::register(&mut registry);
         Metrics {
             registry: Arc::new(registry),
             http,
@@ -45,6 +48,7 @@ impl Metrics {
             falco_in,
             inbox,
             delivery,
+            sources,
         }
     }
 
