@@ -377,6 +377,32 @@ mod tests {
     }
 
     #[test]
+    fn sources_default_to_the_webhook_and_errors_name_their_key() {
+        let cfg = Config::load_with_env(None, &Overrides::default(), Vec::new()).unwrap();
+        assert!(crate::sources::has_webhook(&cfg.sources));
+        let cfg = load_yaml(
+            "sources:\n  - {name: log, type: file, path: /var/log/a.log}\n",
+            &[],
+        )
+        .unwrap();
+        assert!(!crate::sources::has_webhook(&cfg.sources));
+        let err = load_yaml(
+            "sources:\n  - {type: webhook}\n  - {name: log, type: file, path: /a, poll_interval_ms: 0}\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("sources[1].poll_interval_ms"), "{err}");
+        let err = load_yaml(
+            "sources:\n  - {name: g, type: gke, subscription: nope}\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("sources[0].subscription"), "{err}");
+    }
+
+    #[test]
     fn secrets_are_redacted() {
         let cfg = load_yaml("auth:\n  tokens: [hunter2]\n", &[]).unwrap();
         let y = cfg.to_redacted_yaml();

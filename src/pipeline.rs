@@ -198,15 +198,7 @@ pub async fn start_with(
     } else {
         axum::Router::new()
     };
-    let sources = crate::sources::start(
-        &cfg.sources,
-        &cfg.source_env(),
-        &inbox,
-        &metrics.sources,
-        sources_view.clone(),
-        &stop.subscribe(),
-    )
-    .await?;
+
     let mut falco_tail = None;
     if uses_falco {
         if cfg.falco.http_output {
@@ -271,6 +263,16 @@ pub async fn start_with(
             addr: cfg.listen,
             source,
         })?;
+    // Sources start once everything else is up (an earlier failure leaves none running).
+    let sources = crate::sources::start(
+        &cfg.sources,
+        &cfg.source_env(),
+        &inbox,
+        &metrics.sources,
+        sources_view.clone(),
+        &stop.subscribe(),
+    )
+    .await?;
     serving.ready();
     tracing::info!(
         listen = %server.local_addr(),

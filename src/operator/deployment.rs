@@ -70,6 +70,7 @@ pub async fn reconcile_deployment(
     }
     let ns = kd.namespace().unwrap_or_default();
     let mut inputs = gather(&ctx.client).await?;
+    super::gather::source_secrets(&ctx.client, &kd, &mut inputs).await?;
     if render::needs_intake_token(&kd) {
         let token = intake_token(&ctx.client, &ns, &kd.name_any()).await?;
         inputs

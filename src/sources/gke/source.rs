@@ -14,6 +14,9 @@ use crate::gcp::GoogleAuth;
 use crate::sources::{Skip, Source, SourceContext, SourceError, Stopped};
 use crate::transport::{self, RetryPolicy, TransportError};
 
+/// How much longer than a pull's wait an HTTP request may take.
+const PULL_MARGIN: Duration = Duration::from_secs(10);
+
 /// A subscription that does not exist is not worth hammering, but the operator may create it:
 /// everything is retried, with backoff.
 const CALLS: RetryPolicy = RetryPolicy::STANDARD;
@@ -53,8 +56,13 @@ pub struct GkeSource {
 impl GkeSource {
     /// Builds the client and reads the key file.
     pub fn new(cfg: GkeConfig) -> Result<GkeSource, SourceError> {
-        let client = transport::client(Duration::from_millis(cfg.timeout_ms), cfg.tls.as_ref())
-            .map_err(|e| SourceError::Config(e.to_string()))?;
+        // A pull waits up to `timeout_ms` for messages (below); the HTTP timeout is a margin
+        // above it.
+        let client = transport::client(
+            Duration::from_millis(cfg.timeout_ms) + PULL_MARGIN,
+            cfg.tls.as_ref(),
+        )
+        .map_err(|e| SourceError::Config(e.to_string()))?;
         let emulator = cfg
             .emulator_host
             .clone()
@@ -123,8 +131,16 @@ impl GkeSource {
     async fn read(self, mut ctx: SourceContext) -> Result<(), Stopped> {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
         let mut acked: u64 = 0;
+        let wait = Duration::from_millis(self.cfg.timeout_ms);
         loop {
-            let got = match ctx.or_stop(self.pull()).await? {
+            // A long pull: Pub/Sub answers when messages come (or with none after a while). Cut
+            // short on our side, it is an empty pull, not an error (messages the server leased
+            // to it meanwhile come back after their ack deadline).
+            let pulled = match ctx.or_stop(tokio::time::timeout(wait, self.pull())).await? {
+                Ok(r) => r,
+                Err(_) => Ok(Vec::new()),
+            };
+            let got = match pulled {
                 Ok(m) => {
                     ctx.stats.ok();
                     backoff.reset();
