@@ -45,7 +45,8 @@ ensure_tansu() {
   cargo install --quiet tansu --features dynostore
 }
 
-# moto's AWS server (SNS + SQS) for the sns sink tests, in a venv under .tools/.
+# moto's AWS server (SNS + SQS for the sns sink, CloudWatch Logs for the eks source), in a venv
+# under .tools/.
 ensure_moto() {
   local venv=.tools/venv
   [ -x "$venv/bin/moto_server" ] && return

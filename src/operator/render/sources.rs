@@ -13,6 +13,10 @@ use crate::sources::SourceConfig;
 use super::plan::{CONFIG_DIR, RenderError, key_safe, sha256_hex};
 use super::sinks::{check_settings, set_path};
 
+/// Source settings holding credentials inline (besides those with `secret`, `token`,
+/// `password` in their name, which the sinks' check refuses).
+const INLINE_SOURCE_SECRETS: &[&str] = &["connection_string", "access_key_id"];
+
 /// The rendered sources.
 #[derive(Debug)]
 pub struct Sources {
@@ -45,6 +49,19 @@ pub fn render(
         let name = spec.name.as_str();
         check_settings(&spec.settings, "")
             .map_err(|e| refused(name, format!("settings.{}: {}", e.key, e.message)))?;
+        // Credential settings of sources that the sinks' word list does not name.
+        if let Some(k) = spec
+            .settings
+            .keys()
+            .find(|k| INLINE_SOURCE_SECRETS.contains(&k.to_ascii_lowercase().as_str()))
+        {
+            return Err(refused(
+                name,
+                format!(
+                    "settings.{k}: credentials must come from a Secret (secretRefs), never inline"
+                ),
+            ));
+        }
         let mut entry: Map<String, Value> = spec.settings.clone();
         entry.insert("name".into(), Value::String(spec.name.clone()));
         entry.insert("type".into(), Value::String(spec.type_.clone()));

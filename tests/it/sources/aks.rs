@@ -104,6 +104,10 @@ async fn diagnostic_records_offsets_after_the_inbox_and_resume() {
     }
     let stats = running.sources_view.get("aks").expect("stats");
     assert_eq!(stats.skipped.get("other_category"), Some(&1), "{stats:?}");
+    // `kaudit sources check`: the hub's partitions and the group's committed offsets.
+    let v = super::check(dir.path(), &source(&bootstrap)).await;
+    let ok = v[0].result.clone().unwrap();
+    assert!(ok.contains("1 partitions") && ok.contains("p0@3"), "{ok}");
     assert_eq!(
         stats.skipped.get("malformed"),
         Some(&2),

@@ -8,6 +8,7 @@ use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use kaudit::aws::{AwsOptions, StaticCredentials};
 
 use super::{alert_lines, assert_exactly_once, event, start, wait_alerted};
+
 use crate::brokers::{Moto, moto_bin};
 
 const GROUP: &str = "/aws/eks/prod/cluster";
@@ -139,6 +140,16 @@ async fn polls_boundaries_truncation_and_restart() {
     wait_alerted(dir.path(), &ids).await;
     let stats = running.sources_view.get("eks").expect("stats");
     assert_eq!(stats.skipped.get("truncated"), Some(&1), "{stats:?}");
+    // `kaudit sources check`: the group answers; another cluster's does not exist.
+    let src = source(dir.path(), &moto);
+    let v = super::check(dir.path(), &src).await;
+    assert!(v[0].result.is_ok(), "{v:?}");
+    let v = super::check(dir.path(), &src.replace("cluster: prod", "cluster: nope")).await;
+    let e = v[0].result.clone().unwrap_err();
+    assert!(
+        e.contains("/aws/eks/nope/cluster") && e.contains("ResourceNotFound"),
+        "{e}"
+    );
     assert!(stats.last_error.is_none(), "{stats:?}");
     running.shutdown().await;
     assert_eq!(

@@ -118,6 +118,12 @@ pub fn assert_exactly_once(dir: &Path, ids: &BTreeSet<String>) {
     }
 }
 
+/// `kaudit sources check` of `sources_yaml`: each source's verdict.
+pub async fn check(dir: &Path, sources_yaml: &str) -> Vec<kaudit::sources::check::Verdict> {
+    let cfg = config_from_yaml(&yaml(dir, sources_yaml));
+    kaudit::sources::check::check_all(&cfg.sources, &cfg.source_env()).await
+}
+
 /// Alert lines in the sink's file.
 pub fn alert_lines(dir: &Path) -> usize {
     lenient_lines(&alerts_file(dir)).len()
