@@ -57,6 +57,15 @@ async fn rotation_partial_lines_and_restart_each_line_once() {
     let partial = event("partial").to_string();
     append(&log, &format!("{text}not json at all\n{}", &partial[..40]));
     let running = start(dir.path(), &source(&log)).await;
+    // No webhook entry: no /k8s-audit route.
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/k8s-audit", running.local_addr()))
+        .header("content-type", "application/json")
+        .body(event("posted").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::NOT_FOUND);
     wait_alerted(dir.path(), &ids).await;
     assert!(
         !alerted(dir.path()).contains_key("partial"),
