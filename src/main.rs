@@ -33,7 +33,7 @@ enum Command {
     Sources(SourcesCommand),
     /// Check, list and test Falco rules files.
     #[command(subcommand)]
-    Rules(kaudit::rules::cli::RulesCommand),
+    Rules(kaudit::cli::rules::RulesCommand),
     /// Run the Kubernetes operator (CRDs in `kaudit crds`).
     Operator {
         /// Address of /healthz and /metrics.
@@ -97,7 +97,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Rules(cmd) => kaudit::rules::cli::run(cmd),
+        Command::Rules(cmd) => kaudit::cli::rules::run(cmd),
         Command::Sources(SourcesCommand::Check { file }) => sources_check(file),
         Command::Crds => match kaudit::operator::crd::crds_yaml() {
             Ok(y) => {
