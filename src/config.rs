@@ -21,6 +21,7 @@ use crate::server::conn::ConnectionsConfig;
 use crate::server::tls::TlsConfig;
 use crate::sinks::{SinkConfig, SinkRules};
 use crate::transport::egress::EgressConfig;
+use crate::sources::SourceConfig;
 
 /// The rules engine owns its section of the config (`rules:`).
 pub use crate::rules::{RuleMatching, RulesConfig};
@@ -68,6 +69,9 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// Bearer-token authentication of requests.
     pub auth: AuthConfig,
+    /// Where audit events come from; the default is the webhook alone (`POST /k8s-audit` is
+    /// served only while the list has a `webhook` entry).
+    pub sources: Vec<SourceConfig>,
     /// Request limits and back-pressure of the webhook.
     pub ingest: IngestConfig,
     /// Connection limits of the server (every route).
@@ -100,6 +104,7 @@ impl Default for Config {
             data_dir: PathBuf::from("kaudit-data"),
             tls: None,
             auth: AuthConfig::default(),
+            sources: crate::sources::default_sources(),
             ingest: IngestConfig::default(),
             connections: ConnectionsConfig::default(),
             inbox: InboxConfig::default(),
@@ -293,6 +298,7 @@ impl Config {
         self.spool.validate().map_err(|e| e.under("spool"))?;
         self.tenancy.validate().map_err(|e| e.under("tenancy"))?;
         crate::sinks::validate_all(&self.sinks, &self.tenancy.sink_rules())?;
+        crate::sources::validate_all(&self.sources)?;
         Ok(())
     }
 
@@ -319,6 +325,14 @@ impl Config {
         };
         redact(&mut v, false);
         yaml_serde::to_string(&v).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+
+    /// What every source gets: where positions live, the event size limit.
+    pub fn source_env(&self) -> crate::sources::SourceEnv {
+        crate::sources::SourceEnv {
+            state_dir: self.data_dir.join("sources"),
+            max_event_bytes: self.ingest.max_event_bytes,
+        }
     }
 
     /// The host name alerts carry.
@@ -410,6 +424,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("ingest.queue_capacity"), "{err}");
+    }
+
+    #[test]
+    fn sources_default_to_the_webhook_and_errors_name_their_key() {
+        let cfg = Config::load_with_env(None, &Overrides::default(), Vec::new()).unwrap();
+        assert!(crate::sources::has_webhook(&cfg.sources));
+        let cfg = load_yaml(
+            "sources:\n  - {name: log, type: file, path: /var/log/a.log}\n",
+            &[],
+        )
+        .unwrap();
+        assert!(!crate::sources::has_webhook(&cfg.sources));
+        let err = load_yaml(
+            "sources:\n  - {type: webhook}\n  - {name: log, type: file, path: /a, poll_interval_ms: 0}\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("sources[1].poll_interval_ms"), "{err}");
+        let err = load_yaml(
+            "sources:\n  - {name: g, type: gke, subscription: nope}\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("sources[0].subscription"), "{err}");
     }
 
     #[test]

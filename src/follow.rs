@@ -11,6 +11,11 @@
 //! file's first line, so neither is mistaken for the file the position was saved in; and a line's
 //! identity (fingerprint, offset) is the same every time it is read, so ids derived from it
 //! repeat exactly when the line is the same line.
+//!
+//! [`Follower::with_rotated`] also reads the rotated files beside the path (kube-apiserver's
+//! `audit-<time>.log`, logrotate's `audit.log.1`), oldest first, before the path itself: all of
+//! them on a first start from the beginning ([`StartAt::Beginning`]), or only those after the
+//! saved position on a restart, so several rotations while kaudit was down lose nothing.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -95,6 +100,17 @@ pub enum Note {
     Error(String),
 }
 
+/// Where a follower without a saved position starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartAt {
+    /// At the top of the file (and of the rotated files beside it, oldest first).
+    #[default]
+    Beginning,
+    /// After the last complete line of the file: only what is written from now on.
+    End,
+}
+
 /// Longest first line looked at for the fingerprint.
 const FINGERPRINT_SPAN: usize = 64 * 1024;
 
@@ -141,6 +157,15 @@ impl OpenFile {
             offset,
             partial: Vec::new(),
         })
+    }
+
+    /// Opens `path` after its last complete line.
+    fn open_at_end(path: &Path) -> std::io::Result<OpenFile> {
+        let len = std::fs::metadata(path)?.len();
+        let file = File::open(path)?;
+        let end = last_line_end(&file, len)?;
+        drop(file);
+        OpenFile::open(path, end)
     }
 
     fn position(&self) -> Position {
@@ -206,6 +231,60 @@ impl OpenFile {
     }
 }
 
+/// The offset just after the last newline below `len` (0 when there is none).
+fn last_line_end(file: &File, len: u64) -> std::io::Result<u64> {
+    const BLOCK: u64 = 64 * 1024;
+    let mut end = len;
+    let mut buf = vec![0u8; BLOCK as usize];
+    while end > 0 {
+        let start = end.saturating_sub(BLOCK);
+        let n = (end - start) as usize;
+        file.read_exact_at(&mut buf[..n], start)?;
+        if let Some(i) = buf[..n].iter().rposition(|b| *b == b'\n') {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
+/// The rotated files of `path` in its directory, oldest first (by modification time, then
+/// name): regular files whose name starts with the file's stem (`audit` for `audit.log`),
+/// other than the file itself; compressed ones (`.gz`) are left out.
+pub fn rotated_files(path: &Path) -> Vec<PathBuf> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let (Some(name), Some(stem)) = (path.file_name(), path.file_stem()) else {
+        return Vec::new();
+    };
+    let (name, stem) = (name.to_string_lossy(), stem.to_string_lossy());
+    let current = std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(std::time::SystemTime, String, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            let m = e.metadata().ok()?;
+            let wanted = n != *name
+                && n.starts_with(&*stem)
+                && !n.ends_with(".gz")
+                && m.is_file()
+                && current != Some((m.dev(), m.ino()));
+            if wanted {
+                Some((m.modified().ok()?, n, e.path()))
+            } else {
+                None
+            }
+        })
+        .collect();
+    found.sort();
+    found.into_iter().map(|(_, _, p)| p).collect()
+}
+
 /// Finds a file in `path`'s directory with the given identity (a rotated-away file).
 fn find_rotated(path: &Path, pos: &Position) -> Option<PathBuf> {
     let dir = path
@@ -228,6 +307,13 @@ pub struct Follower {
     path: PathBuf,
     current: Option<OpenFile>,
     resume: Option<Position>,
+    /// Read the rotated files beside the path ([`Follower::with_rotated`]).
+    rotated: bool,
+    start: StartAt,
+    /// Rotated files still to read before the path, oldest first; the head is open.
+    backlog: std::collections::VecDeque<PathBuf>,
+    backlog_file: Option<OpenFile>,
+    planned: bool,
 }
 
 impl Follower {
@@ -238,6 +324,21 @@ impl Follower {
             path,
             current: None,
             resume,
+            rotated: false,
+            start: StartAt::Beginning,
+            backlog: Default::default(),
+            backlog_file: None,
+            planned: false,
+        }
+    }
+
+    /// Follows `path` and reads its rotated files too (see the module docs). Without a saved
+    /// position, `start` says whether everything there is read or only what comes next.
+    pub fn with_rotated(path: PathBuf, resume: Option<Position>, start: StartAt) -> Follower {
+        Follower {
+            rotated: true,
+            start,
+            ..Follower::new(path, resume)
         }
     }
 
@@ -252,6 +353,13 @@ impl Follower {
     pub fn poll(&mut self, max_bytes: usize) -> (Vec<Chunk>, Vec<Note>) {
         let mut chunks = Vec::new();
         let mut notes = Vec::new();
+        if self.rotated && !self.planned {
+            self.planned = true;
+            self.plan_backlog(&mut notes);
+        }
+        if self.read_backlog(max_bytes, &mut chunks, &mut notes) {
+            return (chunks, notes);
+        }
         if self.current.is_none() {
             self.open_current(max_bytes, &mut chunks, &mut notes);
         }
@@ -284,6 +392,86 @@ impl Follower {
             }
         }
         (chunks, notes)
+    }
+
+    /// Decides which rotated files to read before the path: every one on a first start from
+    /// the beginning; after a restart, the saved file (when it was rotated away) and every one
+    /// rotated after it.
+    fn plan_backlog(&mut self, notes: &mut Vec<Note>) {
+        let files = rotated_files(&self.path);
+        match self.resume {
+            None if self.start == StartAt::Beginning => {
+                self.backlog = files.into();
+                // Held open now: a rotation while the backlog is read renames it, and the
+                // rename is then followed as usual.
+                self.open_at(0, notes);
+            }
+            None => {
+                // From the end: only what is written from now on.
+                match OpenFile::open_at_end(&self.path) {
+                    Ok(o) => self.current = Some(o),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => notes.push(Note::Error(e.to_string())),
+                }
+            }
+            Some(pos) => {
+                let same = |p: &PathBuf| {
+                    std::fs::metadata(p).is_ok_and(|m| m.ino() == pos.ino && m.dev() == pos.dev)
+                };
+                if let Some(i) = files.iter().position(same) {
+                    match OpenFile::open(&files[i], pos.offset) {
+                        Ok(o) if pos.fingerprint == 0 || o.fingerprint == pos.fingerprint => {
+                            self.resume = None;
+                            self.backlog_file = Some(o);
+                            self.backlog = files[i + 1..].to_vec().into();
+                            self.open_at(0, notes);
+                        }
+                        Ok(_) => {}
+                        Err(e) => notes.push(Note::Error(e.to_string())),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads one chunk of the rotated files waiting; true when it found lines (the path is not
+    /// read before the backlog is done).
+    fn read_backlog(
+        &mut self,
+        max_bytes: usize,
+        chunks: &mut Vec<Chunk>,
+        notes: &mut Vec<Note>,
+    ) -> bool {
+        loop {
+            if self.backlog_file.is_none() {
+                let Some(next) = self.backlog.pop_front() else {
+                    return false;
+                };
+                match OpenFile::open(&next, 0) {
+                    Ok(o) => self.backlog_file = Some(o),
+                    Err(e) => {
+                        notes.push(Note::Error(format!("{}: {e}", next.display())));
+                        continue;
+                    }
+                }
+            }
+            let Some(f) = self.backlog_file.as_mut() else {
+                return false;
+            };
+            if read_chunk(f, max_bytes, chunks, notes) {
+                return true;
+            }
+            // Done with this file; the next one (or the path) starts at its top.
+            if let Some(done) = self.backlog_file.take() {
+                if !done.partial.is_empty() {
+                    notes.push(Note::DroppedPartial(done.partial.len()));
+                }
+                notes.push(Note::Rotated);
+            }
+            if self.backlog.is_empty() {
+                return false;
+            }
+        }
     }
 
     /// Opens the file the path names, resuming from the saved position when it is the same
@@ -422,5 +610,49 @@ mod tests {
         let b = Follower::new(p.clone(), None).poll(1 << 20).0;
         assert_eq!(a[0].fingerprint(), b[0].fingerprint());
         assert_eq!(a[0].lines, b[0].lines);
+    }
+
+    #[test]
+    fn rotated_files_first_then_the_path_and_resume_inside_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("audit.log");
+        let old1 = dir.path().join("audit-2026-01-01T00-00-00.000.log");
+        let old2 = dir.path().join("audit-2026-01-01T00-00-01.000.log");
+        append(&old1, "1\n2\n");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        append(&old2, "3\n");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        append(&p, "4\n5");
+        append(&dir.path().join("audit-old.log.gz"), "zz\n");
+        append(&dir.path().join("other.log"), "x\n");
+        assert_eq!(rotated_files(&p), [old1.clone(), old2.clone()]);
+        let mut f = Follower::with_rotated(p.clone(), None, StartAt::Beginning);
+        let mut all = Vec::new();
+        let mut first = None;
+        loop {
+            let (c, _) = f.poll(2);
+            if c.is_empty() {
+                break;
+            }
+            first.get_or_insert(c[0].end);
+            all.extend(texts(&c));
+        }
+        assert_eq!(all, ["1", "2", "3", "4"]);
+        // A restart saved after "1" resumes inside the first rotated file.
+        let mut g = Follower::with_rotated(p.clone(), first, StartAt::Beginning);
+        let mut again = Vec::new();
+        loop {
+            let (c, _) = g.poll(1 << 20);
+            if c.is_empty() {
+                break;
+            }
+            again.extend(texts(&c));
+        }
+        assert_eq!(again, ["2", "3", "4"]);
+        // From the end: only lines completed from now on (the partial "5" included).
+        let mut h = Follower::with_rotated(p.clone(), None, StartAt::End);
+        assert!(h.poll(1 << 20).0.is_empty());
+        append(&p, "\n6\n");
+        assert_eq!(texts(&h.poll(1 << 20).0), ["5", "6"]);
     }
 }

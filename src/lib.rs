@@ -29,5 +29,6 @@ pub mod router;
 pub mod secret;
 pub mod server;
 pub mod sinks;
+pub mod sources;
 pub mod transport;
 pub mod watch;

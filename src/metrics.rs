@@ -26,6 +26,8 @@ pub struct Metrics {
     pub delivery: crate::delivery::DeliveryMetrics,
     /// Per-namespace budgets on shared sinks.
     pub budget: crate::router::budget::BudgetMetrics,
+    /// The audit sources other than the webhook.
+    pub sources: crate::sources::SourceMetrics,
 }
 
 impl Metrics {
@@ -40,6 +42,7 @@ impl Metrics {
         let inbox = crate::delivery::inbox::InboxMetrics::register(&mut registry);
         let delivery = crate::delivery::DeliveryMetrics::register(&mut registry);
         let budget = crate::router::budget::BudgetMetrics::register(&mut registry);
+        let sources = crate::sources::SourceMetrics::register(&mut registry);
         Metrics {
             registry: Arc::new(registry),
             http,
@@ -49,6 +52,7 @@ impl Metrics {
             inbox,
             delivery,
             budget,
+            sources,
         }
     }
 

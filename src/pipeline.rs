@@ -58,6 +58,9 @@ pub enum PipelineError {
     /// The config could not be loaded.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A source could not be built.
+    #[error(transparent)]
+    Source(#[from] crate::sources::SourceError),
 }
 
 /// A running pipeline.
@@ -69,6 +72,7 @@ pub struct Running {
     inbox_worker: crate::delivery::inbox::Worker,
     detect: JoinHandle<()>,
     falco_tail: Option<JoinHandle<()>>,
+    sources: crate::sources::Running,
     forward: Option<Arc<Lane>>,
     router: RouterHandle,
     /// The sinks `POST /test` sends through (replaced on reload).
@@ -80,6 +84,8 @@ pub struct Running {
     pub metrics: Metrics,
     /// The evaluator in force, swappable.
     pub detector: Detector,
+    /// What each source has read (the console shows it).
+    pub sources_view: crate::sources::SourcesView,
 }
 
 /// Checks everything [`start`] would refuse, without binding, opening or connecting anything:
@@ -219,9 +225,18 @@ pub async fn start_with(
         health.probe("detect"),
     );
 
-    let state = IngestState::new(inbox.clone(), metrics.ingest.clone(), cfg.ingest.clone());
     let read_timeout = cfg.ingest.read_timeout();
-    let mut app = ingest::routes(state, auth.clone());
+    let sources_view = crate::sources::SourcesView::default();
+    let webhook = crate::sources::has_webhook(&cfg.sources);
+    let mut app = if webhook {
+        let state = IngestState::new(inbox.clone(), metrics.ingest.clone(), cfg.ingest.clone());
+        let m = metrics.ingest.clone();
+        sources_view.add_fn(ingest::SOURCE, move || webhook_status(&m));
+        ingest::routes(state, auth.clone())
+    } else {
+        axum::Router::new()
+    };
+
     let (sinks_tx, sinks_rx) = watch::channel((cfg.sinks.clone(), cfg.tenancy.sink_rules()));
     app = app.merge(ingest::test_alert::routes(
         sinks_rx,
@@ -294,13 +309,25 @@ pub async fn start_with(
             addr: cfg.listen,
             source,
         })?;
+    // Sources start once everything else is up (an earlier failure leaves none running).
+    let sources = crate::sources::start(
+        &cfg.sources,
+        &cfg.source_env(),
+        &inbox,
+        &metrics.sources,
+        sources_view.clone(),
+        &stop.subscribe(),
+    )
+    .await?;
     serving.ready();
     tracing::info!(
         listen = %server.local_addr(),
         tls = cfg.tls.is_some(),
         mode = ?cfg.detect.mode,
         sinks = cfg.sinks.len(),
-        "kaudit is serving POST /k8s-audit"
+        sources = cfg.sources.len(),
+        webhook,
+        "kaudit is running"
     );
     Ok(Running {
         config: cfg,
@@ -310,6 +337,7 @@ pub async fn start_with(
         inbox_worker: opened.worker,
         detect,
         falco_tail,
+        sources,
         forward,
         router,
         test_sinks: sinks_tx,
@@ -317,7 +345,34 @@ pub async fn start_with(
         health,
         metrics,
         detector,
+        sources_view,
     })
+}
+
+/// The webhook's line of the sources view, from ingest's counters.
+fn webhook_status(m: &crate::ingest::IngestMetrics) -> crate::sources::SourceStatus {
+    let mut skipped = std::collections::BTreeMap::new();
+    for reason in crate::audit::Rejection::ALL
+        .map(crate::audit::Rejection::as_str)
+        .into_iter()
+        .chain(["queue_full", "storage"])
+    {
+        let n = m
+            .events_rejected
+            .get_or_create(&ingest::ReasonLabel { reason })
+            .get();
+        if n > 0 {
+            skipped.insert(reason.to_string(), n);
+        }
+    }
+    crate::sources::SourceStatus {
+        name: ingest::SOURCE.into(),
+        type_name: "webhook".into(),
+        events_read: m.events_accepted.get(),
+        skipped,
+        position: "POST /k8s-audit".into(),
+        ..Default::default()
+    }
 }
 
 impl Running {
@@ -340,9 +395,10 @@ impl Running {
             || new.auth != self.config.auth
             || new.ingest != self.config.ingest
             || new.connections != self.config.connections
+            || new.sources != self.config.sources
         {
             tracing::warn!(
-                "listen, tls, auth, ingest, connections and detect.mode changes take effect after a restart"
+                "listen, tls, auth, ingest, connections, sources and detect.mode changes take effect after a restart"
             );
         }
         self.router.reload(new.router_setup()).await?;
@@ -369,6 +425,7 @@ impl Running {
             inbox_worker,
             mut detect,
             falco_tail,
+            sources,
             forward,
             router,
             serving,
@@ -377,6 +434,9 @@ impl Running {
         serving.not_ready("shutting down");
         server.shutdown(SHUTDOWN_REQUESTS).await;
         let _ = stop.send(true);
+        // Sources stop reading; what they appended stays, what they had not is read again
+        // next time (their positions were not advanced past it).
+        sources.join(SHUTDOWN_SOURCES).await;
         // No source appends any more: once the inbox is closed, detection ends when it has read
         // every batch that was accepted.
         drop(inbox);
@@ -409,6 +469,8 @@ impl Running {
 
 /// Budget for requests in flight to finish at shutdown.
 pub const SHUTDOWN_REQUESTS: Duration = Duration::from_secs(5);
+/// Budget for sources to finish the append in flight at shutdown.
+pub const SHUTDOWN_SOURCES: Duration = Duration::from_secs(3);
 /// Budget for detection to finish the batches it has at shutdown.
 pub const SHUTDOWN_DETECT: Duration = Duration::from_secs(10);
 

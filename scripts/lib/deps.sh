@@ -45,7 +45,8 @@ ensure_tansu() {
   cargo install --quiet tansu --features dynostore
 }
 
-# moto's AWS server (SNS + SQS) for the sns sink tests, in a venv under .tools/.
+# moto's AWS server (SNS + SQS for the sns sink, CloudWatch Logs for the eks source), in a venv
+# under .tools/.
 ensure_moto() {
   local venv=.tools/venv
   [ -x "$venv/bin/moto_server" ] && return
@@ -55,17 +56,31 @@ ensure_moto() {
   "$venv/bin/pip" install --quiet 'moto[server]'
 }
 
-# Google's Pub/Sub emulator (Java) for the pubsub sink tests: expected where the Google Cloud
-# SDK's Debian package puts it.
+# Google's Pub/Sub emulator (Java) for the pubsub sink and gke source tests, from the Google Cloud
+# SDK's Debian package (Google's apt repository is added when the package is not installable).
 ensure_pubsub_emulator() {
   local bin=/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator
   [ -x "$bin" ] && command -v java >/dev/null && return
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    if [ ! -x "$bin" ] && ! apt-cache show google-cloud-cli-pubsub-emulator >/dev/null 2>&1; then
+      command -v curl >/dev/null && command -v gpg >/dev/null || apt_install curl gnupg ca-certificates
+      log "adding Google's apt repository (packages.cloud.google.com)"
+      curl -fsSL https://packages.cloud.google.com/apt/doc/apt-key.gpg |
+        gpg --dearmor --yes -o /usr/share/keyrings/cloud.google.gpg
+      echo "deb [signed-by=/usr/share/keyrings/cloud.google.gpg] https://packages.cloud.google.com/apt cloud-sdk main" \
+        >/etc/apt/sources.list.d/google-cloud-sdk.list
+      apt_updated=""
+    fi
+    [ -x "$bin" ] || apt_install google-cloud-cli-pubsub-emulator
+    command -v java >/dev/null || apt_install default-jre-headless
+    [ -x "$bin" ] && command -v java >/dev/null && return
+  fi
   local msg="Pub/Sub emulator missing: need $bin (apt-get install google-cloud-cli-pubsub-emulator from Google's apt repository) and java (apt-get install default-jre-headless)"
   if [ "${CI:-}" = true ]; then
     echo "$msg" >&2
     exit 1
   fi
-  log "$msg; the pubsub tests will be skipped"
+  log "$msg; the pubsub and gke tests will be skipped"
 }
 
 # Prometheus Alertmanager for the alertmanager sink tests; the tests start their own instances

@@ -520,6 +520,10 @@ pub struct KauditDeploymentSpec {
     /// The webhook Service.
     #[serde(default)]
     pub service: WebhookServiceSpec,
+    /// Where audit events come from (kaudit's `sources:`); empty = the webhook alone. List
+    /// `{name: webhook, type: webhook}` to keep the webhook beside other sources.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceSpec>,
     /// kaudit container resources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
@@ -591,6 +595,39 @@ pub struct BudgetSpec {
 
 fn quarter() -> f64 {
     0.25
+}
+
+/// An audit source of a [`KauditDeployment`]: one entry of kaudit's `sources:`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceSpec {
+    /// The source's name (metrics, logs, its position file).
+    pub name: String,
+    /// `webhook`, `file`, `eks`, `gke` or `aks`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// The type's own settings, as in kaudit's config; no credentials and no `*_file` keys.
+    /// A `file` source's directory is mounted read-only from the node (hostPath).
+    #[serde(default)]
+    #[schemars(schema_with = "free_form")]
+    pub settings: serde_json::Map<String, serde_json::Value>,
+    /// Credentials: each fills a `*_file` setting (`connection_string_file`,
+    /// `credentials_file`, `access_key_id_file`...) with a key of a Secret of the deployment's
+    /// namespace.
+    #[serde(default)]
+    pub secret_refs: Vec<SourceSecretRef>,
+}
+
+/// A credential of a source, from a Secret in the KauditDeployment's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceSecretRef {
+    /// The `*_file` setting it fills, e.g. `connection_string_file`.
+    pub setting: String,
+    /// The Secret's name.
+    pub name: String,
+    /// The key in the Secret.
+    pub key: String,
 }
 
 /// The status of a [`KauditDeployment`].

@@ -70,6 +70,7 @@ pub async fn reconcile_deployment(
     }
     let ns = kd.namespace().unwrap_or_default();
     let mut inputs = gather(&ctx.client).await?;
+    super::gather::source_secrets(&ctx.client, &kd, &mut inputs).await?;
     inputs.sink_refusals =
         super::sink_check::dry_runs(&inputs, &render::kaudit_config::tenancy(&kd.spec.tenancy))
             .await;

@@ -55,6 +55,39 @@ impl KindVisitor for References<'_> {
     }
 }
 
+/// Adds the Secrets `kd`'s sources refer to (in its own namespace) to `inputs`.
+pub async fn source_secrets(
+    client: &Client,
+    kd: &crate::operator::crd::KauditDeployment,
+    inputs: &mut Inputs,
+) -> Result<(), Error> {
+    let ns = kube::ResourceExt::namespace(kd).unwrap_or_default();
+    let names: BTreeSet<String> = kd
+        .spec
+        .sources
+        .iter()
+        .flat_map(|s| s.secret_refs.iter().map(|r| r.name.clone()))
+        .collect();
+    for name in names {
+        if inputs.secrets.contains_key(&(ns.clone(), name.clone())) {
+            continue;
+        }
+        if let Some(sec) = Api::<Secret>::namespaced(client.clone(), &ns)
+            .get_opt(&name)
+            .await?
+        {
+            let data = sec
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect();
+            inputs.secrets.insert((ns.clone(), name), data);
+        }
+    }
+    Ok(())
+}
+
 /// Reads every input of a deployment: every object of every input kind (those being deleted
 /// left out), then the ConfigMaps and Secrets they reference.
 pub async fn gather(client: &Client) -> Result<Inputs, Error> {

@@ -386,13 +386,7 @@ impl Moto {
     pub async fn sns(&self, params: &[(&str, &str)]) -> String {
         let body = params
             .iter()
-            .map(|(k, v)| {
-                format!(
-                    "{}={}",
-                    kaudit::sinks::sns::uri_encode(k),
-                    kaudit::sinks::sns::uri_encode(v)
-                )
-            })
+            .map(|(k, v)| format!("{}={}", uri_encode(k), uri_encode(v)))
             .collect::<Vec<_>>()
             .join("&");
         let r = self
@@ -492,6 +486,19 @@ impl Moto {
     }
 }
 
+/// RFC 3986 percent-encoding of everything but unreserved characters (the Query API's form).
+fn uri_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The text between two markers.
 pub fn between(s: &str, open: &str, close: &str) -> Option<String> {
     let a = s.find(open)? + open.len();
@@ -582,6 +589,52 @@ impl PubsubEmulator {
             json!({"topic": format!("projects/{p}/topics/{t}"), "ackDeadlineSeconds": 60}),
         )
         .await;
+    }
+
+    /// Creates topic `t` and subscription `s` on it with an ack deadline of `deadline_secs`.
+    pub async fn topic_with_deadline(&self, p: &str, t: &str, s: &str, deadline_secs: u32) {
+        self.call(
+            reqwest::Method::PUT,
+            &format!("/v1/projects/{p}/topics/{t}"),
+            json!({}),
+        )
+        .await;
+        self.call(
+            reqwest::Method::PUT,
+            &format!("/v1/projects/{p}/subscriptions/{s}"),
+            json!({"topic": format!("projects/{p}/topics/{t}"), "ackDeadlineSeconds": deadline_secs}),
+        )
+        .await;
+    }
+
+    /// Publishes each of `data` (JSON) as one message to topic `t`.
+    pub async fn publish(&self, p: &str, t: &str, data: &[Value]) {
+        use base64::Engine;
+        let messages: Vec<Value> = data
+            .iter()
+            .map(|d| json!({"data": base64::engine::general_purpose::STANDARD.encode(d.to_string())}))
+            .collect();
+        self.call(
+            reqwest::Method::POST,
+            &format!("/v1/projects/{p}/topics/{t}:publish"),
+            json!({ "messages": messages }),
+        )
+        .await;
+    }
+
+    /// One pull that returns at once, without acking: the messages waiting now.
+    pub async fn peek(&self, p: &str, s: &str) -> Vec<Value> {
+        let r = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/v1/projects/{p}/subscriptions/{s}:pull"),
+                json!({"maxMessages": 100, "returnImmediately": true}),
+            )
+            .await;
+        r["receivedMessages"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Pulls (and acks) until `n` messages came; returns the `message` objects.

@@ -27,4 +27,5 @@ mod rules_default;
 mod rules_engine;
 mod rules_robust;
 mod sns;
+mod sources;
 mod support;

@@ -29,6 +29,7 @@ use super::plan::{
     Plan, RenderError, yaml,
 };
 use super::sinks::SinkEntry;
+use super::sources::Sources;
 
 /// The keys the operator sets, in the order `kaudit.yaml` lists them; every other key keeps
 /// kaudit's default and is left out. A key whose value is null (an unset option) is left out too.
@@ -40,6 +41,7 @@ pub const KEYS: &[&str] = &[
     "rules.files",
     "rules.rule_matching",
     "sinks",
+    "sources",
     "falco.forward_url",
     "falco.healthz_url",
     "falco.http_output",
@@ -193,10 +195,11 @@ fn to_value(cfg: &Config) -> Result<Value, RenderError> {
     })
 }
 
-/// The serialized config `full` with the sinks as written.
-fn with_sinks(mut full: Value, entries: &Value) -> Value {
+/// The serialized config `full` with the sinks (and sources) as written.
+fn with_sinks(mut full: Value, entries: &Value, sources: &Value) -> Value {
     if let Some(m) = full.as_object_mut() {
         m.insert("sinks".into(), entries.clone());
+        m.insert("sources".into(), sources.clone());
     }
     full
 }
@@ -210,19 +213,26 @@ pub fn render(
     plan: &Plan,
     rule_paths: &[String],
     sinks: Vec<SinkEntry>,
+    sources: &Sources,
 ) -> Result<String, RenderError> {
     let (configs, entries): (Vec<SinkConfig>, Vec<Value>) = sinks
         .into_iter()
         .map(|s| (s.config, Value::Object(s.entry)))
         .unzip();
-    let cfg = config(plan, rule_paths, configs);
+    let mut cfg = config(plan, rule_paths, configs);
+    if !sources.configs.is_empty() {
+        cfg.sources = sources.configs.clone();
+    }
+    // `sources` is listed only when the spec sets it: otherwise kaudit's default (the webhook).
     let keys: Vec<&str> = KEYS
         .iter()
         .copied()
         .filter(|k| plan.falco_on || !k.starts_with(FALCO_PREFIX))
+        .filter(|k| *k != "sources" || !sources.entries.is_empty())
         .collect();
     let entries = Value::Array(entries);
-    let full = with_sinks(to_value(&cfg)?, &entries);
+    let source_entries = Value::Array(sources.entries.clone());
+    let full = with_sinks(to_value(&cfg)?, &entries, &source_entries);
     let doc = Value::Object(pick(&full, &keys)?);
     // The round trip: kaudit parses the file into the same config (the file checks happen in
     // the pod).
@@ -231,8 +241,11 @@ pub fn render(
             what: "kaudit config".into(),
             source,
         })?;
-    let again = with_sinks(to_value(&back)?, &entries);
-    if back.sinks != cfg.sinks || Value::Object(pick(&again, &keys)?) != doc {
+    let again = with_sinks(to_value(&back)?, &entries, &source_entries);
+    if back.sinks != cfg.sinks
+        || back.sources != cfg.sources
+        || Value::Object(pick(&again, &keys)?) != doc
+    {
         return Err(RenderError::Config {
             message: "the rendered kaudit config does not read back as rendered".into(),
         });
@@ -276,7 +289,7 @@ mod tests {
         assert_eq!(
             top,
             [
-                "listen", "data_dir", "log", "detect", "rules", "sinks", "falco", "tenancy"
+                "listen", "data_dir", "log", "detect", "rules", "sinks", "sources", "falco", "tenancy"
             ]
         );
         assert!(doc["falco"].get("intake_token_file").is_none());

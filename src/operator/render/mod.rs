@@ -11,6 +11,7 @@
 //! | --- | --- |
 //! | [`rules`] | the rules files (defaults, cluster files, one per namespace) and their ConfigMap |
 //! | [`sinks`] | the sink entries of kaudit's config and their credential files |
+//! | [`sources`] | the source entries (`spec.sources`) and their credential files |
 //! | [`kaudit_config`] | `kaudit.yaml` (a typed kaudit `Config`) and the config Secret |
 //! | [`falco`] | `falco.yaml` and its ConfigMap |
 //! | [`workloads`] | kaudit's StatefulSet (or Deployment) and PodDisruptionBudget, Falco's Deployment or DaemonSet |
@@ -30,6 +31,7 @@ pub mod plan;
 pub mod rules;
 pub mod service;
 pub mod sinks;
+pub mod sources;
 pub mod status;
 pub mod workloads;
 
@@ -83,12 +85,15 @@ pub fn desired(kd: &KauditDeployment, inputs: &Inputs, now: &Time) -> Result<Des
     })?;
     let sinks = sinks::render_all(inputs, &tenancy.sink_rules(), &mut outcomes);
     let sink_count = sinks.entries.len();
-    let kaudit_config = kaudit_config::render(&plan, &rule_paths, sinks.entries)?;
+    let sources = sources::render(&plan.ns, &kd.spec.sources, &inputs.secrets)?;
+    let kaudit_config = kaudit_config::render(&plan, &rule_paths, sinks.entries, &sources)?;
+    let mut cred_files = sinks.files;
+    cred_files.extend(sources.files);
 
     let mut out = object::Objects::default();
     service::accounts(&plan, &mut out);
     out.add(rules::config_map(&plan, &rules_files));
-    out.add(kaudit_config::secret(&plan, &kaudit_config, sinks.files));
+    out.add(kaudit_config::secret(&plan, &kaudit_config, cred_files));
     let falco_hash = falco::config_map(&plan, &rules_files, &rule_paths, &mut out)?;
     service::kaudit_headless(&plan, &mut out);
     workloads::kaudit(&plan, &mut out)?;

@@ -114,7 +114,7 @@ pub enum SinkRefusal {
 }
 
 /// Refuses settings the spec must not carry; `path` is where `v` sits in `settings`.
-fn check_settings(v: &Map<String, Value>, path: &str) -> Result<(), Invalid> {
+pub(super) fn check_settings(v: &Map<String, Value>, path: &str) -> Result<(), Invalid> {
     for (k, val) in v {
         let p = if path.is_empty() {
             k.clone()
@@ -149,7 +149,7 @@ fn check_settings(v: &Map<String, Value>, path: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
-fn set_path(root: &mut Map<String, Value>, path: &[&str], v: Value) {
+pub(super) fn set_path(root: &mut Map<String, Value>, path: &[&str], v: Value) {
     let Some((last, parents)) = path.split_last() else {
         return;
     };

@@ -187,6 +187,19 @@ fn kaudit_template(plan: &Plan) -> Result<PodTemplateSpec, RenderError> {
         volumes.push(secret_volume("token", t));
         mounts.push(mount("token", "/etc/kaudit/token", true));
     }
+    // A `file` source reads the node's audit log directory, read-only.
+    for (i, dir) in super::sources::host_dirs(&spec.sources).iter().enumerate() {
+        let name = format!("source-log-{i}");
+        volumes.push(Volume {
+            name: name.clone(),
+            host_path: Some(k8s_openapi::api::core::v1::HostPathVolumeSource {
+                path: dir.clone(),
+                type_: Some("Directory".into()),
+            }),
+            ..Volume::default()
+        });
+        mounts.push(mount(&name, dir, true));
+    }
     let scheme = if spec.service.tls_secret.is_some() {
         "HTTPS"
     } else {

@@ -47,7 +47,7 @@ pub struct SnsConfig {
     /// Request timeout, in milliseconds.
     #[serde(default = "crate::transport::default_timeout_ms")]
     pub timeout_ms: u64,
-    /// CA bundle and client certificate for the endpoint.
+    /// CA bundle for the endpoint (`ca_file` only).
     #[serde(default)]
     pub tls: Option<ClientTls>,
 }
@@ -105,6 +105,12 @@ impl SnsConfig {
         }
         if let Some(t) = &self.tls {
             t.validate().map_err(|e| e.under("tls"))?;
+            if t.cert_file.is_some() || t.key_file.is_some() {
+                return Err(Invalid::new(
+                    "tls.cert_file",
+                    "the AWS SDK's client takes a CA bundle only (`tls.ca_file`), no client certificate",
+                ));
+            }
         }
         Ok(())
     }

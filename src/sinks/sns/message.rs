@@ -1,4 +1,4 @@
-//! The SNS `Publish` request of an alert (falcosidekick's convention): the alert's `output` as
+//! The SNS `Publish` message of an alert (falcosidekick's convention): the alert's `output` as
 //! the message, with String message attributes `priority`, `rule`, `source`, `tags`
 //! (comma-joined, when any), `hostname` (when set), `uuid`, then one per output field (name =
 //! field name, characters SNS does not allow replaced by `_`; null and empty values skipped).
@@ -8,7 +8,6 @@
 //! attributes.
 
 use crate::alert::Alert;
-use crate::aws::sigv4::uri_encode;
 
 /// SNS's limit of message attributes per message.
 pub const MAX_ATTRIBUTES: usize = 10;
@@ -69,31 +68,6 @@ pub fn attributes(a: &Alert) -> Vec<(String, String)> {
         out.push((n, v));
     }
     out
-}
-
-/// The form-encoded `Publish` request body.
-pub fn publish_form(topic_arn: &str, a: &Alert, raw_json: bool) -> String {
-    let mut params: Vec<(String, String)> = vec![
-        ("Action".into(), "Publish".into()),
-        ("Version".into(), "2010-03-31".into()),
-        ("TopicArn".into(), topic_arn.into()),
-    ];
-    if raw_json {
-        params.push(("Message".into(), a.to_json()));
-    } else {
-        params.push(("Message".into(), a.output.clone()));
-        for (i, (k, v)) in attributes(a).into_iter().enumerate() {
-            let p = format!("MessageAttributes.entry.{}", i + 1);
-            params.push((format!("{p}.Name"), k));
-            params.push((format!("{p}.Value.DataType"), "String".into()));
-            params.push((format!("{p}.Value.StringValue"), v));
-        }
-    }
-    params
-        .iter()
-        .map(|(k, v)| format!("{}={}", uri_encode(k), uri_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
 }
 
 #[cfg(test)]

@@ -1,19 +1,17 @@
-//! `sns`: AWS Simple Notification Service, through SNS's Query API (`Action=Publish`) over the
-//! shared HTTP client, signed with SigV4 and authenticated by the standard credential chain
-//! (both in `crate::aws`). One request per alert; the message and its attributes are described
-//! in [`message`].
+//! `sns`: AWS Simple Notification Service through `aws-sdk-sns`, on the shared SDK config
+//! (`crate::aws`: the credential chain AWS maintains, or static keys from files). One `Publish`
+//! per alert; the message and its attributes are described in [`message`].
 //!
-//! Classification: throttling, internal errors, 429 and 5xx are retried (an expired token also
-//! drops the cached credentials first); any other answer (a missing topic, no permission) is
-//! permanent and the alert is dead-lettered.
+//! Classification: throttling, internal errors, an expired token, 429, 5xx and no answer at all
+//! are retried; any other answer (a missing topic, no permission) is permanent and the alert is
+//! dead-lettered.
 
 mod config;
 pub mod message;
 mod sink;
 
-pub use crate::aws::sigv4::uri_encode;
 pub use config::SnsConfig;
-pub use message::{MAX_ATTRIBUTES, attribute_name, attributes, publish_form};
+pub use message::{MAX_ATTRIBUTES, attribute_name, attributes};
 pub use sink::SnsSink;
 
 use crate::delivery::{Sink, SinkError};
@@ -40,6 +38,6 @@ impl SinkType for Sns {
     }
 
     async fn build(config: &SnsConfig) -> Result<Box<dyn Sink>, SinkError> {
-        Ok(Box::new(SnsSink::new(config.clone())?))
+        Ok(Box::new(SnsSink::new(config.clone()).await?))
     }
 }
