@@ -20,6 +20,7 @@ pub mod pubsub;
 pub mod registry;
 pub mod sns;
 pub mod stdout;
+pub mod syslog;
 pub mod template;
 pub mod util;
 
@@ -51,6 +52,7 @@ sink_types! {
     Kafka => kafka::Kafka,
     Sns => sns::Sns,
     Pubsub => pubsub::Pubsub,
+    Syslog => syslog::Syslog,
 }
 
 /// Deserializes a type's settings, naming the key at fault.

@@ -21,5 +21,6 @@ mod rules;
 mod rules_default;
 mod rules_engine;
 mod rules_robust;
+mod siem;
 mod sns;
 mod support;

@@ -1,0 +1,238 @@
+//! Real servers for the sink tests, each on ephemeral ports in a temporary directory, waited
+//! for (never a bare sleep), and killed with its process group on drop: rsyslog, Redis,
+//! Mosquitto and RabbitMQ (Debian packages; `scripts/lib/deps.sh` installs them).
+
+#![allow(dead_code)]
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::brokers::find_bin;
+use crate::support::{PATIENCE, free_port};
+
+/// A server process in its own process group, output in a log file.
+pub struct Daemon {
+    what: &'static str,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Spawns `cmd`, stdout and stderr to `log`.
+    pub fn spawn(what: &'static str, cmd: &mut Command, log: PathBuf) -> Daemon {
+        let out = std::fs::File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+        Daemon {
+            what,
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// Panics with the log when the process has exited.
+    pub fn check_alive(&mut self) {
+        if let Some(Ok(Some(st))) = self.child.as_mut().map(Child::try_wait) {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            panic!("{} exited ({st}):\n{log}", self.what);
+        }
+    }
+
+    /// Waits until `port` on 127.0.0.1 accepts TCP connections.
+    pub async fn wait_port(&mut self, port: u16) {
+        let start = Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            self.check_alive();
+            assert!(
+                start.elapsed() < PATIENCE,
+                "{} on port {port} never became ready",
+                self.what
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// SIGKILLs the process group and reaps the child.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", c.id())])
+                .stderr(Stdio::null())
+                .status();
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for the exit (SIGKILL after [`PATIENCE`]).
+    pub fn terminate(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let start = Instant::now();
+            while !matches!(c.try_wait(), Ok(Some(_))) {
+                if start.elapsed() > PATIENCE {
+                    let _ = c.kill();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if std::thread::panicking() && self.child.is_some() {
+            eprintln!(
+                "---- {} log ----\n{}",
+                self.what,
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+        self.kill();
+    }
+}
+
+/// rsyslogd (`apt-get install rsyslog rsyslog-gnutls`).
+pub fn rsyslogd_bin() -> Option<PathBuf> {
+    find_bin(
+        "rsyslogd",
+        &[PathBuf::from("/usr/sbin/rsyslogd")],
+        "scripts/test installs it, or: apt-get install rsyslog rsyslog-gnutls",
+    )
+}
+
+/// TLS files of an rsyslog TLS listener that requires a client certificate of `ca`.
+#[derive(Clone, Debug)]
+pub struct SyslogTls {
+    /// The CA.
+    pub ca: PathBuf,
+    /// The server's certificate.
+    pub cert: PathBuf,
+    /// Its key.
+    pub key: PathBuf,
+}
+
+/// rsyslogd listening on TCP (or TLS, octet-counted framing either way) and UDP, writing each
+/// message it parsed as one line of `pri|version|timestamp|host|app|procid|msgid|sd|msg` to
+/// `out.log`.
+pub struct Rsyslog {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    /// The TCP (or TLS) port.
+    pub tcp: u16,
+    /// The UDP port.
+    pub udp: u16,
+    tls: Option<SyslogTls>,
+    daemon: Option<Daemon>,
+}
+
+impl Rsyslog {
+    /// Starts one, TLS with client certificates when `tls` is given, and waits for its TCP port.
+    pub async fn start(bin: PathBuf, tls: Option<SyslogTls>) -> Rsyslog {
+        let mut r = Rsyslog {
+            bin,
+            dir: tempfile::tempdir().expect("temp dir"),
+            tcp: free_port(),
+            udp: free_udp_port(),
+            tls,
+            daemon: None,
+        };
+        r.spawn().await;
+        r
+    }
+
+    fn conf(&self) -> String {
+        let d = self.dir.path().display();
+        let (global_tls, imtcp) = match &self.tls {
+            Some(t) => (
+                format!(
+                    "global(defaultNetstreamDriverCAFile=\"{}\" defaultNetstreamDriverCertFile=\"{}\" defaultNetstreamDriverKeyFile=\"{}\")\n",
+                    t.ca.display(),
+                    t.cert.display(),
+                    t.key.display()
+                ),
+                "module(load=\"imtcp\" streamDriver.name=\"gtls\" streamDriver.mode=\"1\" streamDriver.authMode=\"x509/certvalid\")",
+            ),
+            None => (String::new(), "module(load=\"imtcp\")"),
+        };
+        format!(
+            r#"global(workDirectory="{d}" maxMessageSize="64k")
+{global_tls}{imtcp}
+input(type="imtcp" port="{tcp}" address="127.0.0.1")
+module(load="imudp")
+input(type="imudp" port="{udp}" address="127.0.0.1")
+template(name="fields" type="list") {{
+  property(name="pri") constant(value="|")
+  property(name="protocol-version") constant(value="|")
+  property(name="timereported" dateFormat="rfc3339") constant(value="|")
+  property(name="hostname") constant(value="|")
+  property(name="app-name") constant(value="|")
+  property(name="procid") constant(value="|")
+  property(name="msgid") constant(value="|")
+  property(name="structured-data") constant(value="|")
+  property(name="msg") constant(value="\n")
+}}
+action(type="omfile" file="{d}/out.log" template="fields")
+"#,
+            tcp = self.tcp,
+            udp = self.udp,
+        )
+    }
+
+    async fn spawn(&mut self) {
+        let conf = self.dir.path().join("rsyslog.conf");
+        std::fs::write(&conf, self.conf()).expect("write rsyslog.conf");
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("-n")
+            .arg("-f")
+            .arg(&conf)
+            .arg("-i")
+            .arg(self.dir.path().join("rsyslogd.pid"));
+        let mut d = Daemon::spawn("rsyslogd", &mut cmd, self.dir.path().join("rsyslogd.log"));
+        d.wait_port(self.tcp).await;
+        self.daemon = Some(d);
+    }
+
+    /// The lines written so far, split into their nine fields.
+    pub fn messages(&self) -> Vec<Vec<String>> {
+        std::fs::read_to_string(self.dir.path().join("out.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.splitn(9, '|').map(str::to_string).collect())
+            .collect()
+    }
+
+    /// SIGKILLs it.
+    pub fn kill(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            d.kill();
+        }
+    }
+
+    /// Starts it again on the same ports and output file.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+}
+
+/// A UDP port nothing is bound to right now.
+pub fn free_udp_port() -> u16 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral UDP port");
+    s.local_addr().expect("local addr").port()
+}
