@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use crate::alert::Priority;
 use crate::invalid::Invalid;
 
+pub mod elasticsearch;
 pub mod file;
 pub mod gcscc;
 pub mod http;
@@ -53,6 +54,8 @@ sink_types! {
     Sns => sns::Sns,
     Pubsub => pubsub::Pubsub,
     Syslog => syslog::Syslog,
+    Elasticsearch => elasticsearch::Elasticsearch,
+    Opensearch => elasticsearch::Opensearch,
 }
 
 /// Deserializes a type's settings, naming the key at fault.

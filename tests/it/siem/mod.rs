@@ -14,6 +14,7 @@ use kaudit::router;
 
 use crate::support::{alert, config, json_lines, wait_until};
 
+mod elasticsearch;
 mod servers;
 mod syslog;
 
