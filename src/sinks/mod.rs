@@ -16,6 +16,7 @@ pub mod file;
 pub mod gcscc;
 pub mod http;
 pub mod kafka;
+pub mod loki;
 pub mod nats;
 pub mod pubsub;
 pub mod registry;
@@ -56,6 +57,7 @@ sink_types! {
     Syslog => syslog::Syslog,
     Elasticsearch => elasticsearch::Elasticsearch,
     Opensearch => elasticsearch::Opensearch,
+    Loki => loki::Loki,
 }
 
 /// Deserializes a type's settings, naming the key at fault.
