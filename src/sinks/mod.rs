@@ -21,6 +21,7 @@ pub mod nats;
 pub mod pubsub;
 pub mod registry;
 pub mod sns;
+pub mod splunk;
 pub mod stdout;
 pub mod syslog;
 pub mod template;
@@ -58,6 +59,7 @@ sink_types! {
     Elasticsearch => elasticsearch::Elasticsearch,
     Opensearch => elasticsearch::Opensearch,
     Loki => loki::Loki,
+    Splunk => splunk::Splunk,
 }
 
 /// Deserializes a type's settings, naming the key at fault.

@@ -17,6 +17,7 @@ use crate::support::{alert, config, json_lines, wait_until};
 mod elasticsearch;
 mod loki;
 mod servers;
+mod splunk;
 mod syslog;
 
 /// A destination an outage test can take down and bring back, and read what it received.
