@@ -19,6 +19,7 @@ pub mod kafka;
 pub mod loki;
 pub mod nats;
 pub mod pubsub;
+pub mod redis;
 pub mod registry;
 pub mod sns;
 pub mod splunk;
@@ -60,6 +61,7 @@ sink_types! {
     Opensearch => elasticsearch::Opensearch,
     Loki => loki::Loki,
     Splunk => splunk::Splunk,
+    Redis => redis::Redis,
 }
 
 /// Deserializes a type's settings, naming the key at fault.

@@ -16,6 +16,7 @@ use crate::support::{alert, config, json_lines, wait_until};
 
 mod elasticsearch;
 mod loki;
+mod redis;
 mod servers;
 mod splunk;
 mod syslog;
@@ -46,6 +47,25 @@ pub async fn wait_received<D: Destination>(dest: &mut D, want: &HashSet<String>,
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// Starts a router for the `sinks:` YAML in `dir`, with metrics of its own.
+pub async fn start(dir: &Path, sinks_yaml: &str) -> (router::RouterHandle, Metrics) {
+    let cfg = config(dir, sinks_yaml);
+    let metrics = Metrics::new();
+    let r = router::start(cfg.router_setup(), &metrics.delivery)
+        .await
+        .expect("router starts");
+    (r, metrics)
+}
+
+/// Waits until sink `name` confirmed at least `n` alerts (an empty spool can also mean "not
+/// spooled yet").
+pub async fn wait_sent(metrics: &Metrics, name: &str, n: usize) {
+    wait_until(&format!("{n} alerts confirmed by {name}"), || {
+        crate::support::metric(&metrics.encode(), "kaudit_sink_sent_total", name) >= n as f64
+    })
+    .await;
 }
 
 fn batch(tag: &str, n: usize) -> Vec<Alert> {

@@ -236,3 +236,80 @@ pub fn free_udp_port() -> u16 {
     let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral UDP port");
     s.local_addr().expect("local addr").port()
 }
+
+/// redis-server (`apt-get install redis-server`).
+pub fn redis_bin() -> Option<PathBuf> {
+    find_bin(
+        "redis-server",
+        &[PathBuf::from("/usr/bin/redis-server")],
+        "scripts/test installs it, or: apt-get install redis-server",
+    )
+}
+
+/// A redis-server with a password and an fsync-always append-only file (a restart keeps every
+/// entry), plain on `port` or TLS with client certificates.
+pub struct RedisServer {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    /// Its port.
+    pub port: u16,
+    tls: Option<SyslogTls>,
+    daemon: Option<Daemon>,
+}
+
+/// The password of the test Redis.
+pub const REDIS_PASSWORD: &str = "redis-s3cret";
+
+impl RedisServer {
+    /// Starts one (TLS-only, client certificates required, when `tls` is given).
+    pub async fn start(bin: PathBuf, tls: Option<SyslogTls>) -> RedisServer {
+        let mut r = RedisServer {
+            bin,
+            dir: tempfile::tempdir().expect("temp dir"),
+            port: free_port(),
+            tls,
+            daemon: None,
+        };
+        r.spawn().await;
+        r
+    }
+
+    async fn spawn(&mut self) {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
+            .args(["--appendfsync", "always", "--requirepass", REDIS_PASSWORD])
+            .arg("--dir")
+            .arg(self.dir.path());
+        match &self.tls {
+            Some(t) => {
+                cmd.args(["--port", "0", "--tls-port", &self.port.to_string()])
+                    .arg("--tls-cert-file")
+                    .arg(&t.cert)
+                    .arg("--tls-key-file")
+                    .arg(&t.key)
+                    .arg("--tls-ca-cert-file")
+                    .arg(&t.ca)
+                    .args(["--tls-auth-clients", "yes"]);
+            }
+            None => {
+                cmd.args(["--port", &self.port.to_string()]);
+            }
+        }
+        let mut d = Daemon::spawn("redis-server", &mut cmd, self.dir.path().join("redis.log"));
+        d.wait_port(self.port).await;
+        self.daemon = Some(d);
+    }
+
+    /// SIGKILLs it (the append-only file keeps what was acknowledged).
+    pub fn kill(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            d.kill();
+        }
+    }
+
+    /// Starts it again on the same port and data.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+}
