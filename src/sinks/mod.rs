@@ -17,6 +17,7 @@ pub mod gcscc;
 pub mod http;
 pub mod kafka;
 pub mod loki;
+pub mod mqtt;
 pub mod nats;
 pub mod pubsub;
 pub mod redis;
@@ -62,6 +63,7 @@ sink_types! {
     Loki => loki::Loki,
     Splunk => splunk::Splunk,
     Redis => redis::Redis,
+    Mqtt => mqtt::Mqtt,
 }
 
 /// Deserializes a type's settings, naming the key at fault.

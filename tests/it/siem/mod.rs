@@ -16,6 +16,7 @@ use crate::support::{alert, config, json_lines, wait_until};
 
 mod elasticsearch;
 mod loki;
+mod mqtt;
 mod redis;
 mod servers;
 mod splunk;

@@ -313,3 +313,100 @@ impl RedisServer {
         self.spawn().await;
     }
 }
+
+/// mosquitto (`apt-get install mosquitto`).
+pub fn mosquitto_bin() -> Option<PathBuf> {
+    find_bin(
+        "mosquitto",
+        &[PathBuf::from("/usr/sbin/mosquitto")],
+        "scripts/test installs it, or: apt-get install mosquitto",
+    )
+}
+
+/// The test broker's user and password.
+pub const MQTT_USER: (&str, &str) = ("kaudit", "mqtt-s3cret");
+
+/// A Mosquitto broker with persistence (a SIGTERM saves sessions and queued messages), a
+/// password file, a plain listener and, with `tls`, a TLS listener that requires a client
+/// certificate.
+pub struct Mosquitto {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    /// The plain port.
+    pub port: u16,
+    /// The TLS port (when started with TLS).
+    pub tls_port: u16,
+    tls: Option<SyslogTls>,
+    daemon: Option<Daemon>,
+}
+
+impl Mosquitto {
+    /// Starts one and waits for its ports.
+    pub async fn start(bin: PathBuf, tls: Option<SyslogTls>) -> Mosquitto {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let passwd = dir.path().join("passwd");
+        let st = Command::new("/usr/bin/mosquitto_passwd")
+            .args(["-b", "-c"])
+            .arg(&passwd)
+            .args([MQTT_USER.0, MQTT_USER.1])
+            .status()
+            .expect("mosquitto_passwd");
+        assert!(st.success(), "mosquitto_passwd failed");
+        let mut m = Mosquitto {
+            bin,
+            dir,
+            port: free_port(),
+            tls_port: free_port(),
+            tls,
+            daemon: None,
+        };
+        m.spawn().await;
+        m
+    }
+
+    async fn spawn(&mut self) {
+        let d = self.dir.path();
+        // `user root`: started as root, mosquitto would switch to its own user, which may not
+        // write the temporary directory (no persistence file, no sessions after a restart);
+        // the setting does nothing for a user who is not root.
+        let mut conf = format!(
+            "user root\nlog_dest file {}/broker.log\nlog_type all\npersistence true\npersistence_location {}/\nallow_anonymous false\npassword_file {}\nlistener {} 127.0.0.1\n",
+            d.display(),
+            d.display(),
+            d.join("passwd").display(),
+            self.port
+        );
+        if let Some(t) = &self.tls {
+            conf.push_str(&format!(
+                "listener {} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
+                self.tls_port,
+                t.ca.display(),
+                t.cert.display(),
+                t.key.display()
+            ));
+        }
+        let path = d.join("mosquitto.conf");
+        std::fs::write(&path, conf).expect("write mosquitto.conf");
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("-c").arg(&path);
+        let mut dm = Daemon::spawn("mosquitto", &mut cmd, d.join("mosquitto.log"));
+        dm.wait_port(self.port).await;
+        if self.tls.is_some() {
+            dm.wait_port(self.tls_port).await;
+        }
+        self.daemon = Some(dm);
+    }
+
+    /// Stops it with SIGTERM (it saves its persistence file).
+    pub fn stop(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            d.terminate();
+        }
+    }
+
+    /// Starts it again with the same ports, users and saved state.
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.spawn().await;
+    }
+}
