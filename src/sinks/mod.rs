@@ -20,6 +20,7 @@ pub mod loki;
 pub mod mqtt;
 pub mod nats;
 pub mod pubsub;
+pub mod rabbitmq;
 pub mod redis;
 pub mod registry;
 pub mod sns;
@@ -64,6 +65,7 @@ sink_types! {
     Splunk => splunk::Splunk,
     Redis => redis::Redis,
     Mqtt => mqtt::Mqtt,
+    Rabbitmq => rabbitmq::Rabbitmq,
 }
 
 /// Deserializes a type's settings, naming the key at fault.

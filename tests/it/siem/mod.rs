@@ -17,6 +17,7 @@ use crate::support::{alert, config, json_lines, wait_until};
 mod elasticsearch;
 mod loki;
 mod mqtt;
+mod rabbitmq;
 mod redis;
 mod servers;
 mod splunk;

@@ -410,3 +410,202 @@ impl Mosquitto {
         self.spawn().await;
     }
 }
+
+/// A TCP proxy on a fixed loopback port to `upstream`: [`Proxy::cut`] closes the port and
+/// every connection through it (an outage, as the client sees it), [`Proxy::open`] listens
+/// again on the same port.
+pub struct Proxy {
+    /// Its port.
+    pub port: u16,
+    upstream: u16,
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    /// A proxy to `127.0.0.1:upstream`, open.
+    pub async fn start(upstream: u16) -> Proxy {
+        let mut p = Proxy {
+            port: free_port(),
+            upstream,
+            tasks: Default::default(),
+        };
+        p.open().await;
+        p
+    }
+
+    /// Listens (again) on its port.
+    pub async fn open(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("bind the proxy port");
+        let upstream = self.upstream;
+        let tasks = self.tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut down, _)) = listener.accept().await {
+                let t = tokio::spawn(async move {
+                    if let Ok(mut up) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                    }
+                });
+                tasks.lock().expect("lock").push(t);
+            }
+        });
+        self.tasks.lock().expect("lock").push(accept);
+    }
+
+    /// Closes the port and every connection through it.
+    pub fn cut(&mut self) {
+        for t in self.tasks.lock().expect("lock").drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
+
+/// RabbitMQ's start script (`apt-get install rabbitmq-server`), run as the current user.
+pub fn rabbitmq_bin() -> Option<PathBuf> {
+    find_bin(
+        "rabbitmq-server",
+        &[PathBuf::from("/usr/lib/rabbitmq/bin/rabbitmq-server")],
+        "scripts/test installs it, or: apt-get install rabbitmq-server",
+    )
+}
+
+/// The test broker's user.
+pub const RABBIT_USER: (&str, &str) = ("kaudit", "rabbit-s3cret");
+
+/// The one RabbitMQ of a test run (it takes seconds to boot): plain AMQP on `port`, AMQPS with
+/// client certificates on `tls_port`, user [`RABBIT_USER`]. It runs under a shell that holds
+/// the read end of a pipe from this process and kills the broker (and its epmd) when the pipe
+/// closes, that is when the test binary exits, however it exits.
+pub struct Rabbit {
+    /// AMQP port.
+    pub port: u16,
+    /// AMQPS port.
+    pub tls_port: u16,
+    /// The CA that signed the server and client certificates.
+    pub ca: PathBuf,
+    /// A client certificate and key of that CA.
+    pub client: (PathBuf, PathBuf),
+    /// How long the broker took to accept AMQP connections.
+    pub boot: Duration,
+    _dir: tempfile::TempDir,
+    _guard: std::sync::Mutex<std::process::ChildStdin>,
+}
+
+static RABBIT: tokio::sync::OnceCell<Option<Rabbit>> = tokio::sync::OnceCell::const_new();
+
+/// The shared broker, started on first use; `None` when rabbitmq-server is missing (skipped).
+pub async fn rabbit() -> Option<&'static Rabbit> {
+    RABBIT
+        .get_or_init(|| async {
+            let bin = rabbitmq_bin()?;
+            Some(Rabbit::boot(bin).await)
+        })
+        .await
+        .as_ref()
+}
+
+impl Rabbit {
+    async fn boot(bin: PathBuf) -> Rabbit {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let d = dir.path();
+        let [ca, cert, key, client, client_key] = crate::support::write_pki(d);
+        let (port, tls_port, dist, epmd) = (free_port(), free_port(), free_port(), free_port());
+        std::fs::write(
+            d.join("rabbitmq.conf"),
+            format!(
+                "listeners.tcp.1 = 127.0.0.1:{port}\nlisteners.ssl.1 = 127.0.0.1:{tls_port}\n\
+                 ssl_options.cacertfile = {}\nssl_options.certfile = {}\nssl_options.keyfile = {}\n\
+                 ssl_options.verify = verify_peer\nssl_options.fail_if_no_peer_cert = true\n\
+                 default_user = {}\ndefault_pass = {}\nloopback_users = none\n",
+                ca.display(),
+                cert.display(),
+                key.display(),
+                RABBIT_USER.0,
+                RABBIT_USER.1
+            ),
+        )
+        .expect("rabbitmq.conf");
+        std::fs::write(d.join("enabled_plugins"), "[].\n").expect("enabled_plugins");
+        std::fs::write(d.join("rabbitmq-env.conf"), "").expect("rabbitmq-env.conf");
+        // On EOF: stop epmd, remove the directory from outside the group, kill the group.
+        let script = format!(
+            "{} & read _; epmd -kill >/dev/null 2>&1; setsid sh -c 'sleep 2; rm -rf {}' & kill -KILL 0",
+            bin.display(),
+            d.display()
+        );
+        let start = Instant::now();
+        let log = std::fs::File::create(d.join("rabbitmq.out")).expect("log");
+        let mut child = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(script)
+            .env("HOME", d)
+            .env("ERL_EPMD_PORT", epmd.to_string())
+            .env("RABBITMQ_NODENAME", format!("kaudit{port}@localhost"))
+            .env("RABBITMQ_DIST_PORT", dist.to_string())
+            .env("RABBITMQ_CONF_ENV_FILE", d.join("rabbitmq-env.conf"))
+            .env("RABBITMQ_CONFIG_FILE", d.join("rabbitmq.conf"))
+            .env("RABBITMQ_ADVANCED_CONFIG_FILE", d.join("advanced.config"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", d.join("enabled_plugins"))
+            .env("RABBITMQ_MNESIA_BASE", d.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", d.join("log"))
+            .env("RABBITMQ_PID_FILE", d.join("rabbitmq.pid"))
+            .stdin(Stdio::piped())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("spawn rabbitmq-server");
+        let stdin = child.stdin.take().expect("stdin");
+        loop {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            if let Ok(Some(st)) = child.try_wait() {
+                let out = std::fs::read_to_string(d.join("rabbitmq.out")).unwrap_or_default();
+                panic!("rabbitmq-server exited ({st}):\n{out}");
+            }
+            assert!(
+                start.elapsed() < PATIENCE * 3,
+                "rabbitmq-server never listened on {port}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let boot = start.elapsed();
+        eprintln!("rabbitmq-server accepted AMQP after {boot:?}");
+        // The child is reaped by nobody: the shell outlives this value only as long as the
+        // test binary does.
+        std::mem::forget(child);
+        Rabbit {
+            port,
+            tls_port,
+            ca,
+            client: (client, client_key),
+            boot,
+            _dir: dir,
+            _guard: std::sync::Mutex::new(stdin),
+        }
+    }
+
+    /// An AMQP connection as the test user.
+    pub async fn connect(&self) -> lapin::Connection {
+        let uri = format!(
+            "amqp://{}:{}@127.0.0.1:{}/%2f",
+            RABBIT_USER.0, RABBIT_USER.1, self.port
+        );
+        lapin::Connection::connect(&uri, lapin::ConnectionProperties::default())
+            .await
+            .expect("AMQP connection")
+    }
+}
