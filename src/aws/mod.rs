@@ -1,5 +1,6 @@
 //! AWS plumbing below every AWS-speaking sink (and the sources to come): request signing
-//! ([`sigv4`]) and the credential chain ([`credentials`]).
+//! ([`sigv4`]) and the credential chain ([`credentials`]); [`sdk`] loads the AWS SDK's config for
+//! the sinks built on the SDK (`s3`).
 //!
 //! Why not the AWS SDK (for now): `aws-sdk-*` plus `aws-config` add well over a hundred crates
 //! (the smithy runtime, its own HTTP stack, aws-lc-rs by default) to a 2-core build, for a few
@@ -7,6 +8,7 @@
 //! published signing test vector, and the requests go over kaudit's own HTTP client.
 
 pub mod credentials;
+pub mod sdk;
 pub mod sigv4;
 
 pub use credentials::{Credentials, CredentialsError, CredentialsProvider};

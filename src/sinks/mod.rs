@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use crate::alert::Priority;
 use crate::invalid::Invalid;
 
+pub mod archive;
 pub mod elasticsearch;
 pub mod file;
 pub mod gcscc;
@@ -23,6 +24,7 @@ pub mod pubsub;
 pub mod rabbitmq;
 pub mod redis;
 pub mod registry;
+pub mod s3;
 pub mod sns;
 pub mod splunk;
 pub mod stdout;
@@ -66,6 +68,7 @@ sink_types! {
     Redis => redis::Redis,
     Mqtt => mqtt::Mqtt,
     Rabbitmq => rabbitmq::Rabbitmq,
+    S3 => s3::S3,
 }
 
 /// Deserializes a type's settings, naming the key at fault.
