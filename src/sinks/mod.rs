@@ -14,6 +14,7 @@ use crate::invalid::Invalid;
 pub mod archive;
 pub mod elasticsearch;
 pub mod file;
+pub mod gcs;
 pub mod gcscc;
 pub mod http;
 pub mod kafka;
@@ -69,6 +70,7 @@ sink_types! {
     Mqtt => mqtt::Mqtt,
     Rabbitmq => rabbitmq::Rabbitmq,
     S3 => s3::S3,
+    Gcs => gcs::Gcs,
 }
 
 /// Deserializes a type's settings, naming the key at fault.
