@@ -21,6 +21,7 @@ pub mod kafka;
 pub mod loki;
 pub mod mqtt;
 pub mod nats;
+pub mod policyreport;
 pub mod pubsub;
 pub mod rabbitmq;
 pub mod redis;
@@ -71,6 +72,7 @@ sink_types! {
     Rabbitmq => rabbitmq::Rabbitmq,
     S3 => s3::S3,
     Gcs => gcs::Gcs,
+    Policyreport => policyreport::PolicyReport,
 }
 
 /// Deserializes a type's settings, naming the key at fault.
