@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::alert::Priority;
 use crate::delivery::SpoolConfig;
 use crate::delivery::inbox::InboxConfig;
 use crate::detect::DetectConfig;
@@ -19,6 +18,9 @@ use crate::router::{RouterConfig, RouterSetup};
 use crate::server::auth::AuthConfig;
 use crate::server::tls::TlsConfig;
 use crate::sinks::SinkConfig;
+
+/// The rules engine owns its section of the config (`rules:`).
+pub use crate::rules::{RuleMatching, RulesConfig};
 
 /// The default listen port: clear of Falco (8765, 9765) and falcosidekick (2801).
 pub const DEFAULT_PORT: u16 = 8777;
@@ -100,42 +102,6 @@ impl Default for Config {
             spool: Default::default(),
             sinks: vec![SinkConfig::stdout("stdout")],
             log: LogConfig::default(),
-        }
-    }
-}
-
-/// How many alerts one event may raise.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RuleMatching {
-    /// Falco's default: the first matching enabled rule in definition order, at most one alert.
-    #[default]
-    First,
-    /// Every matching rule raises an alert.
-    All,
-}
-
-/// The embedded rules engine.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct RulesConfig {
-    /// Falco rules files, loaded in order; empty means kaudit's embedded default ruleset.
-    pub files: Vec<PathBuf>,
-    /// `first` (Falco's default) or `all`.
-    pub rule_matching: RuleMatching,
-    /// Rules below this priority are dropped at load time (Falco's `priority` option).
-    pub min_priority: Priority,
-    /// How often the files are checked for changes, in seconds.
-    pub reload_interval_secs: u64,
-}
-
-impl Default for RulesConfig {
-    fn default() -> Self {
-        RulesConfig {
-            files: Vec::new(),
-            rule_matching: RuleMatching::First,
-            min_priority: Priority::Debug,
-            reload_interval_secs: 5,
         }
     }
 }

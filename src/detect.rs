@@ -16,12 +16,11 @@ use tokio::task::JoinHandle;
 
 use crate::alert::Alert;
 use crate::audit::AuditEvent;
-use crate::config::RulesConfig;
 use crate::delivery::Hold;
 use crate::delivery::alerts::AlertSender;
 use crate::delivery::inbox::{InboxBatch, InboxReader, InboxRecord};
 use crate::health::Probe;
-use crate::rules::{LoadError, LoadOptions, LoadReport, Ruleset};
+use crate::rules::{LoadError, LoadOptions, LoadReport, RulesConfig, Ruleset};
 
 /// The output field that says where an alert was raised: `embedded` (kaudit's engine) or
 /// `falco`.

@@ -7,9 +7,12 @@
 
 #![warn(missing_docs)]
 
-pub mod alert;
-pub mod audit;
+// The model and the rules engine live in the `kaudit-engine` crate (crates/engine), the bottom
+// layer; their paths stay `kaudit::audit`, `kaudit::alert`, `kaudit::rules`.
+pub use kaudit_engine::{alert, audit, rules};
+
 pub mod aws;
+pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod detect;
@@ -23,7 +26,6 @@ pub mod metrics;
 pub mod operator;
 pub mod pipeline;
 pub mod router;
-pub mod rules;
 pub mod secret;
 pub mod server;
 pub mod sinks;

@@ -30,7 +30,7 @@ enum Command {
     Config(ConfigCommand),
     /// Check, list and test Falco rules files.
     #[command(subcommand)]
-    Rules(kaudit::rules::cli::RulesCommand),
+    Rules(kaudit::cli::rules::RulesCommand),
     /// Run the Kubernetes operator (CRDs in `kaudit crds`).
     Operator {
         /// Address of /healthz and /metrics.
@@ -84,7 +84,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Rules(cmd) => kaudit::rules::cli::run(cmd),
+        Command::Rules(cmd) => kaudit::cli::rules::run(cmd),
         Command::Crds => match kaudit::operator::crd::crds_yaml() {
             Ok(y) => {
                 print!("{y}");

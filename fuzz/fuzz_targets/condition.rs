@@ -1,7 +1,7 @@
 //! Any text as a condition and as an alert filter.
 #![no_main]
 
-use kaudit::rules::{AlertFilter, parser};
+use kaudit_engine::rules::{AlertFilter, parser};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

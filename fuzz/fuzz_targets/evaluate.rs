@@ -3,8 +3,8 @@
 
 use std::sync::OnceLock;
 
-use kaudit::audit::AuditEvent;
-use kaudit::rules::{LoadOptions, Ruleset};
+use kaudit_engine::audit::AuditEvent;
+use kaudit_engine::rules::{LoadOptions, Ruleset};
 use libfuzzer_sys::fuzz_target;
 
 fn rules() -> Option<&'static Ruleset> {

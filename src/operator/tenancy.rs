@@ -9,7 +9,9 @@
 //! rendered condition is parsed again and its shape checked before it is used.
 
 use crate::alert::Priority;
+use crate::rules::AlertFilter;
 use crate::rules::compiler::{self, ALERT_BARE_FIELDS, Catalog};
+use crate::rules::exception::{Exception, Fields, Quoting, Value, split_field};
 use crate::rules::parser::{self, Expr, Op, Rhs};
 
 use super::crd::{FalcoRuleSpec, RuleException};
@@ -60,22 +62,10 @@ pub fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
-/// Quotes a value for a Falco condition: double quotes, `\` and `"` escaped.
+/// Quotes a value for a Falco condition: double quotes, `\` and `"` escaped (the shared
+/// renderer's [`Quoting::Escaped`]).
 pub fn quote(v: &str) -> String {
-    let mut out = String::with_capacity(v.len() + 2);
-    out.push('"');
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    Quoting::Escaped.quote(v)
 }
 
 fn valid_field_syntax(f: &str) -> bool {
@@ -129,8 +119,8 @@ fn exception_text(e: &RuleException) -> Result<Option<String>, TenancyError> {
         if !valid_field_syntax(f) {
             return Err(err(format!("invalid field {f:?}")));
         }
-        let (name, arg) = crate::rules::loader::split_field(f);
-        compiler::resolve_field(Catalog::Event, name, arg).map_err(err)?;
+        let (name, arg) = split_field(f);
+        compiler::resolve_field(Catalog::Event, name, arg).map_err(|e| err(e.to_string()))?;
         let op = Op::from_name(c).ok_or_else(|| err(format!("unknown operator {c:?}")))?;
         if op == Op::Exists {
             return Err(err("`exists` takes no value".into()));
@@ -140,31 +130,24 @@ fn exception_text(e: &RuleException) -> Result<Option<String>, TenancyError> {
     if e.values.is_empty() {
         return Ok(None);
     }
-    let mut rows = Vec::new();
-    for row in &e.values {
-        if row.len() != e.fields.len() {
-            return Err(err(format!(
-                "a row has {} values for {} fields",
-                row.len(),
-                e.fields.len()
-            )));
-        }
-        let parts: Vec<String> = e
-            .fields
-            .iter()
-            .zip(&ops)
-            .zip(row)
-            .map(|((f, op), v)| {
-                if op.takes_list() {
-                    format!("{f} {} ({})", op.as_str(), quote(v))
-                } else {
-                    format!("{f} {} {}", op.as_str(), quote(v))
-                }
-            })
-            .collect();
-        rows.push(format!("({})", parts.join(" and ")));
+    if let Some(row) = e.values.iter().find(|row| row.len() != e.fields.len()) {
+        return Err(err(format!(
+            "a row has {} values for {} fields",
+            row.len(),
+            e.fields.len()
+        )));
     }
-    Ok(Some(rows.join(" or ")))
+    // Rendered by the rules engine's one exception renderer, every value quoted and escaped.
+    let spec = Exception {
+        fields: Fields::Many(e.fields.clone()),
+        comps: ops.iter().map(|op| op.as_str().to_string()).collect(),
+        values: e
+            .values
+            .iter()
+            .map(|row| row.iter().map(|v| Value::Scalar(v.clone())).collect())
+            .collect(),
+    };
+    Ok(spec.render(Quoting::Escaped))
 }
 
 /// True when `e` is `field = "<value>"` for the namespace field.
@@ -261,7 +244,7 @@ pub fn scoped_filter(ns: &str, user: Option<&str>) -> Result<String, TenancyErro
     let text = match user.map(str::trim).filter(|u| !u.is_empty()) {
         None => scope,
         Some(u) => {
-            crate::router::filter::compile(u).map_err(TenancyError::Filter)?;
+            AlertFilter::compile(u).map_err(|e| TenancyError::Filter(e.to_string()))?;
             format!("{scope} and ({u})")
         }
     };
@@ -270,7 +253,7 @@ pub fn scoped_filter(ns: &str, user: Option<&str>) -> Result<String, TenancyErro
     if !is_scoped(&ast, ns) {
         return Err(TenancyError::Unscoped);
     }
-    crate::router::filter::compile(&text).map_err(TenancyError::Filter)?;
+    AlertFilter::compile(&text).map_err(|e| TenancyError::Filter(e.to_string()))?;
     Ok(text)
 }
 

@@ -21,9 +21,8 @@ use crate::alert::Alert;
 use crate::delivery::alerts::{AlertDeliver, AlertSender, DEAD_LETTER_FIELD, Routed, encode};
 use crate::delivery::{DeliveryMetrics, Lane, LanePaths, SinkLabels, Spool, SpoolConfig};
 use crate::health::Probe;
+use crate::rules::AlertFilter;
 use crate::sinks::{self, Sink, SinkConfig};
-
-pub mod filter;
 
 /// Enrichment applied to every alert, as falcosidekick's `customfields` and custom tags.
 ///
@@ -193,7 +192,7 @@ impl Enrichment {
 
 struct Route {
     cfg: SinkConfig,
-    filter: Option<filter::Filter>,
+    filter: Option<AlertFilter>,
     lane: Lane,
 }
 
@@ -322,14 +321,14 @@ fn labels(s: &SinkConfig) -> SinkLabels {
     }
 }
 
-fn compile_filter(s: &SinkConfig) -> Result<Option<filter::Filter>, RouterError> {
+fn compile_filter(s: &SinkConfig) -> Result<Option<AlertFilter>, RouterError> {
     s.filter
         .as_deref()
-        .map(filter::compile)
+        .map(AlertFilter::compile)
         .transpose()
-        .map_err(|message| RouterError::Config {
+        .map_err(|e| RouterError::Config {
             key: format!("sink {:?} filter", s.name),
-            message,
+            message: e.to_string(),
         })
 }
 

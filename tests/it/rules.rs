@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use kaudit::alert::{Alert, Priority};
-use kaudit::config::RuleMatching;
-use kaudit::rules::{LoadOptions, Ruleset, cli};
+use kaudit::cli::rules as cli;
+use kaudit::rules::{LoadOptions, RuleMatching, Ruleset};
 use serde::Deserialize;
 
 pub fn falco_dir() -> PathBuf {

@@ -2,8 +2,7 @@
 //! not) detect, in the shapes kube-apiserver sends.
 
 use kaudit::audit::AuditEvent;
-use kaudit::config::RuleMatching;
-use kaudit::rules::{LoadOptions, Ruleset};
+use kaudit::rules::{LoadOptions, RuleMatching, Ruleset};
 use serde_json::{Value, json};
 
 fn ev(user: &str, verb: &str, object_ref: Value, code: u32, extra: Value) -> AuditEvent {

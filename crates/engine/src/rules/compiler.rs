@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::fields;
+use super::fields::{self, FieldError};
 use super::parser::{Expr, Op, Rhs};
 
 /// The field namespaces a condition can be compiled against.
@@ -169,7 +169,7 @@ pub fn resolve_field(
     catalog: Catalog,
     name: &str,
     arg: Option<&str>,
-) -> Result<(Slot, bool), String> {
+) -> Result<(Slot, bool), FieldError> {
     match catalog {
         Catalog::Event => {
             let f = fields::lookup(name, arg)?;
@@ -185,7 +185,7 @@ pub fn resolve_field(
                 ("tags", None) => AlertField::Tags,
                 ("uuid", None) => AlertField::Uuid,
                 (n, _) if ALERT_BARE_FIELDS.contains(&n) => {
-                    return Err(format!("field '{n}' takes no argument"));
+                    return Err(FieldError::AlertFieldArgument(n.to_string()));
                 }
                 (n, None) => AlertField::Output(n.to_string()),
                 (n, Some(a)) => AlertField::Output(format!("{n}[{a}]")),
@@ -237,14 +237,15 @@ pub fn compile_with(
             at,
         } => {
             let err = |message: String| CompileError { at: *at, message };
-            let (slot, list) = resolve_field(catalog, field, arg.as_deref()).map_err(err)?;
+            let (slot, list) =
+                resolve_field(catalog, field, arg.as_deref()).map_err(|e| err(e.to_string()))?;
             let shown = match arg {
                 Some(a) => format!("{field}[{a}]"),
                 None => field.clone(),
             };
             let test = match (make_test(*op, rhs, list), legacy.as_mut()) {
                 (Ok(t), _) => t,
-                (Err(m), Some(hits)) if list && m.contains("list filters") => {
+                (Err(m @ CheckError::ListOperator(_)), Some(hits)) if list => {
                     let t = make_test(*op, rhs, false)
                         .map_err(|m| err(format!("{m} (in check on '{shown}')")))?;
                     hits.push(err(format!(
@@ -262,22 +263,47 @@ pub fn compile_with(
     })
 }
 
+/// An operator that does not fit its field or operand.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    /// `bcontains` / `bstartswith`: every field here is a string.
+    #[error("'{0}' operator not supported for string filters")]
+    ByteOperator(Op),
+    /// A scalar operator on a list field.
+    #[error("'{0}' operator not supported for list filters")]
+    ListOperator(Op),
+    /// A list where one value is expected.
+    #[error("operator '{0}' needs a single value")]
+    NeedsValue(Op),
+    /// No operand where a list is expected.
+    #[error("operator '{0}' needs a list")]
+    NeedsList(Op),
+    /// A `regex` operand that is not a regular expression.
+    #[error("invalid regex '{pattern}': {message}")]
+    Regex {
+        /// The operand.
+        pattern: String,
+        /// What the regex compiler said.
+        message: String,
+    },
+}
+
 /// Checks an operator against a field's type and precomputes its operand.
-pub fn make_test(op: Op, rhs: &Rhs, list: bool) -> Result<Test, String> {
+pub fn make_test(op: Op, rhs: &Rhs, list: bool) -> Result<Test, CheckError> {
     if matches!(op, Op::BContains | Op::BStartsWith) {
-        return Err(format!("'{op}' operator not supported for string filters"));
+        return Err(CheckError::ByteOperator(op));
     }
     if list && !matches!(op, Op::Exists | Op::In | Op::Intersects) {
-        return Err(format!("'{op}' operator not supported for list filters"));
+        return Err(CheckError::ListOperator(op));
     }
     let value = || match rhs {
         Rhs::Value(v) => Ok(v.clone()),
-        _ => Err(format!("operator '{op}' needs a single value")),
+        _ => Err(CheckError::NeedsValue(op)),
     };
     let items = || match rhs {
         Rhs::List(v) => Ok(v.clone()),
         Rhs::Value(v) => Ok(vec![v.clone()]),
-        Rhs::None => Err(format!("operator '{op}' needs a list")),
+        Rhs::None => Err(CheckError::NeedsList(op)),
     };
     Ok(match op {
         Op::Exists => Test::Exists,
@@ -295,15 +321,15 @@ pub fn make_test(op: Op, rhs: &Rhs, list: bool) -> Result<Test, String> {
         Op::IGlob => Test::IGlob(value()?.to_ascii_lowercase()),
         Op::Regex => {
             let v = value()?;
-            let re = regex::Regex::new(&format!("^(?:{v})$"))
-                .map_err(|e| format!("invalid regex '{v}': {e}"))?;
+            let re = regex::Regex::new(&format!("^(?:{v})$")).map_err(|e| CheckError::Regex {
+                message: e.to_string(),
+                pattern: v,
+            })?;
             Test::Regex(re)
         }
         Op::In => Test::In(Set::new(items()?)),
         Op::Intersects => Test::Intersects(Set::new(items()?)),
         Op::PMatch => Test::PMatch(items()?),
-        Op::BContains | Op::BStartsWith => {
-            return Err(format!("'{op}' operator not supported for string filters"));
-        }
+        Op::BContains | Op::BStartsWith => return Err(CheckError::ByteOperator(op)),
     })
 }

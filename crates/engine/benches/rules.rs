@@ -1,19 +1,22 @@
 //! Events per second through the newest upstream k8s_audit ruleset (loaded after
 //! falco_rules-1.0.1), over the events of Falco's trace files, beside a parse-only baseline.
 //!
-//! `cargo bench --bench rules -- --quick`
+//! `cargo bench --bench rules -- --quick` (from the repository root or crates/engine).
 
 use std::hint::black_box;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use kaudit::audit::AuditEvent;
-use kaudit::config::RuleMatching;
-use kaudit::rules::{LoadOptions, Ruleset};
+use kaudit_engine::audit::AuditEvent;
+use kaudit_engine::rules::{LoadOptions, RuleMatching, Ruleset};
+
+/// Falco's files, beside the repository (`<repo>/../shared/falco`).
+fn falco_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/falco")
+}
 
 fn trace_lines() -> Vec<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/falco/k8s_audit_tests/trace_files/k8s_audit");
+    let dir = falco_dir().join("k8s_audit_tests/trace_files/k8s_audit");
     let mut lines = Vec::new();
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
@@ -37,7 +40,7 @@ fn trace_lines() -> Vec<String> {
 }
 
 fn ruleset(matching: RuleMatching) -> Ruleset {
-    let r = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/falco/rules");
+    let r = falco_dir().join("rules");
     let opts = LoadOptions {
         rule_matching: matching,
         ..LoadOptions::default()

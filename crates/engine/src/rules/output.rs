@@ -4,7 +4,7 @@ use serde_json::{Map, Value};
 
 use super::compiler::{Catalog, Slots, resolve_field};
 use super::eval::Ctx;
-use super::fields;
+use super::fields::{self, FieldError};
 
 /// One piece of a format.
 #[derive(Clone, Debug)]
@@ -28,9 +28,35 @@ fn is_name_char(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_' || c == b'.'
 }
 
+/// An output format that does not compile.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    /// A `%` with nothing after it.
+    #[error("'%' at the end of the output")]
+    TrailingPercent,
+    /// A `%` followed by something that is not a field name.
+    #[error("invalid field reference '%{0}'")]
+    InvalidReference(String),
+    /// A known field with a bad argument.
+    #[error("in output '%{text}': {error}")]
+    Field {
+        /// The text after the `%`.
+        text: String,
+        /// What is wrong with the field.
+        error: FieldError,
+    },
+    /// No field name starts here.
+    #[error("unknown field in output '%{0}'")]
+    UnknownField(String),
+}
+
 /// Compiles `fmt`: at each `%`, an optional width, then the longest prefix that is a field
 /// (with its `[arg]`).
-pub fn compile_format(fmt: &str, catalog: Catalog, slots: &mut Slots) -> Result<Format, String> {
+pub fn compile_format(
+    fmt: &str,
+    catalog: Catalog,
+    slots: &mut Slots,
+) -> Result<Format, FormatError> {
     let b = fmt.as_bytes();
     let mut segs = Vec::new();
     let mut lit = String::new();
@@ -54,9 +80,9 @@ pub fn compile_format(fmt: &str, catalog: Catalog, slots: &mut Slots) -> Result<
         }
         if end == start {
             return Err(if i >= b.len() {
-                "'%' at the end of the output".to_string()
+                FormatError::TrailingPercent
             } else {
-                format!("invalid field reference '%{}'", excerpt(&fmt[ws..]))
+                FormatError::InvalidReference(excerpt(&fmt[ws..]))
             });
         }
         let mut found = None;
@@ -85,8 +111,11 @@ pub fn compile_format(fmt: &str, catalog: Catalog, slots: &mut Slots) -> Result<
                         found = Some((slots.intern(slot), shown, list, after));
                         break;
                     }
-                    Err(e) if arg.is_some() || fields::is_field(name) => {
-                        return Err(format!("in output '%{}': {e}", excerpt(&fmt[start..])));
+                    Err(error) if arg.is_some() || fields::is_field(name) => {
+                        return Err(FormatError::Field {
+                            text: excerpt(&fmt[start..]),
+                            error,
+                        });
                     }
                     Err(_) => {}
                 }
@@ -94,10 +123,7 @@ pub fn compile_format(fmt: &str, catalog: Catalog, slots: &mut Slots) -> Result<
             cut -= 1;
         }
         let Some((slot, name, list, after)) = found else {
-            return Err(format!(
-                "unknown field in output '%{}'",
-                excerpt(&fmt[start..end])
-            ));
+            return Err(FormatError::UnknownField(excerpt(&fmt[start..end])));
         };
         if !lit.is_empty() {
             segs.push(Seg::Lit(std::mem::take(&mut lit)));

@@ -7,10 +7,9 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use super::{LoadOptions, LoadReport, Ruleset};
 use crate::alert::{Alert, Priority};
 use crate::audit::{self, AuditEvent, NOT_AN_AUDIT_EVENT};
-use crate::config::RuleMatching;
+use crate::rules::{LoadOptions, LoadReport, RuleMatching, Ruleset};
 
 /// The `rules` subcommands.
 #[derive(Subcommand, Debug)]

@@ -6,12 +6,13 @@
 //! per event and raises [`Alert`]s in Falco's JSON shape. [`AlertFilter`] reuses the same
 //! language over alerts, for the router.
 
-pub mod cli;
 pub mod compiler;
+pub mod config;
 pub mod eval;
+pub mod exception;
 pub mod fields;
 pub mod filter;
-pub mod loader;
+pub mod load;
 pub mod output;
 pub mod parser;
 pub mod yaml;
@@ -23,10 +24,9 @@ use uuid::Uuid;
 
 use crate::alert::{Alert, Priority};
 use crate::audit::AuditEvent;
-use crate::config::RuleMatching;
-
-pub use filter::AlertFilter;
-pub use loader::{Diagnostic, ENGINE_VERSION, LoadError, LoadReport, Loc};
+pub use config::{RuleMatching, RulesConfig};
+pub use filter::{AlertFilter, FilterError};
+pub use load::{Diagnostic, ENGINE_VERSION, LoadError, LoadReport, Loc};
 
 /// Runs `f` on a thread with a large stack: compiling conditions nested up to the 1000-level
 /// cap recurses deeper than a default thread's stack allows (notably in debug builds).
@@ -99,7 +99,7 @@ pub struct RuleInfo {
 /// A compiled ruleset: immutable, `Send + Sync`, cheap to share in an `Arc`.
 #[derive(Debug)]
 pub struct Ruleset {
-    rules: Vec<loader::CompiledRule>,
+    rules: Vec<load::CompiledRule>,
     active: Vec<usize>,
     slots: compiler::Slots,
     matching: RuleMatching,
@@ -136,7 +136,7 @@ impl Ruleset {
         sources: &[(String, String)],
         opts: &LoadOptions,
     ) -> Result<(Ruleset, LoadReport), LoadError> {
-        let compiled = with_big_stack(|| loader::load(sources, compiler::Catalog::Event))?;
+        let compiled = with_big_stack(|| load::load(sources, compiler::Catalog::Event))?;
         let mut report = compiled.report;
         let mut active = Vec::new();
         for (i, r) in compiled.rules.iter().enumerate() {
@@ -183,7 +183,7 @@ impl Ruleset {
                 time: ev.time,
                 rule: r.name.clone(),
                 priority: r.priority,
-                source: loader::K8S_SOURCE.to_string(),
+                source: load::K8S_SOURCE.to_string(),
                 hostname: self.hostname.clone(),
                 output: format!("{}: {} {}", fields::evt_time(&ev.time), r.priority, text),
                 output_fields: fields,

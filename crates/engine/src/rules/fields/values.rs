@@ -1,0 +1,125 @@
+//! Reading values out of an event's JSON, shared by the extractors: paths, RFC 6901 pointers,
+//! the plugin's stringification, indexes and query parameters.
+
+use std::borrow::Cow;
+
+use serde_json::Value;
+
+/// A JSON value as the plugin stringifies it: strings raw, anything else compact JSON.
+pub fn stringify(v: &Value) -> Cow<'_, str> {
+    match v {
+        Value::String(s) => Cow::Borrowed(s.as_str()),
+        other => Cow::Owned(other.to_string()),
+    }
+}
+
+/// The value at a path of object keys (or array indexes).
+pub(super) fn walk<'e>(j: &'e Value, path: &[&str]) -> Option<&'e Value> {
+    let mut cur = j;
+    for seg in path {
+        cur = match cur {
+            Value::Object(o) => o.get(*seg)?,
+            Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+/// The array at an RFC 6901 pointer.
+pub(super) fn array<'e>(j: &'e Value, p: &str) -> Option<&'e Vec<Value>> {
+    json_pointer(j, p)?.as_array()
+}
+
+/// Elements of an array, or only element `index` of it.
+pub(super) fn indexed(a: &[Value], index: Option<usize>) -> &[Value] {
+    match index {
+        None => a,
+        Some(i) => a.get(i..i + 1).unwrap_or(&[]),
+    }
+}
+
+/// Walks an RFC 6901 pointer; the leading `/` is optional and an empty pointer is the document.
+pub fn json_pointer<'e>(j: &'e Value, key: &str) -> Option<&'e Value> {
+    let key = key.strip_prefix('/').unwrap_or(key);
+    if key.is_empty() {
+        return Some(j);
+    }
+    let mut cur = j;
+    for seg in key.split('/') {
+        let seg: Cow<'_, str> = if seg.contains('~') {
+            Cow::Owned(seg.replace("~1", "/").replace("~0", "~"))
+        } else {
+            Cow::Borrowed(seg)
+        };
+        cur = match cur {
+            Value::Object(o) => o.get(seg.as_ref())?,
+            Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+fn hex(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
+}
+
+fn url_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hi = hex(*b.get(i + 1)?)?;
+                let lo = hex(*b.get(i + 2)?)?;
+                out.push(hi * 16 + lo);
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// First value of query parameter `key` in `uri` (`+` and `%xx` decoded).
+pub fn uri_param(uri: &str, key: &str) -> Option<String> {
+    let (_, query) = uri.split_once('?')?;
+    let query = query.split('#').next().unwrap_or(query);
+    for pair in query.split('&') {
+        if pair.is_empty() {
+            continue;
+        }
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if url_decode(k).as_deref() == Some(key) {
+            return url_decode(v);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_params_and_pointers() {
+        assert_eq!(uri_param("/x?a=1&b=2+3&a=4", "a").as_deref(), Some("1"));
+        assert_eq!(uri_param("/x?a=1&b=2+3", "b").as_deref(), Some("2 3"));
+        assert_eq!(uri_param("/x?c=%2Fetc%2F", "c").as_deref(), Some("/etc/"));
+        assert_eq!(uri_param("/x?flag&b=1", "flag").as_deref(), Some(""));
+        assert_eq!(uri_param("/x", "a"), None);
+        assert_eq!(uri_param("/x?a=%zz", "a"), None);
+        let j = serde_json::json!({"a/b": {"~c": [10, 20]}});
+        assert_eq!(
+            json_pointer(&j, "/a~1b/~0c/1"),
+            Some(&serde_json::json!(20))
+        );
+        assert_eq!(json_pointer(&j, "a~1b/~0c/0"), Some(&serde_json::json!(10)));
+        assert_eq!(json_pointer(&j, ""), Some(&j));
+        assert_eq!(json_pointer(&j, "/a~1b/~0c/x"), None);
+    }
+}
