@@ -19,6 +19,7 @@ mod loki;
 mod mqtt;
 mod rabbitmq;
 mod redis;
+mod s3;
 mod servers;
 mod splunk;
 mod syslog;
