@@ -15,6 +15,7 @@ use kaudit::router;
 use crate::support::{alert, config, json_lines, wait_until};
 
 mod elasticsearch;
+mod gcs;
 mod loki;
 mod mqtt;
 mod rabbitmq;
