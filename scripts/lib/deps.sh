@@ -45,7 +45,7 @@ ensure_tansu() {
   cargo install --quiet tansu --features dynostore
 }
 
-# moto's AWS server (SNS + SQS) for the sns sink tests, in a venv under .tools/.
+# moto's AWS server (SNS + SQS, S3) for the sns and s3 sink tests, in a venv under .tools/.
 ensure_moto() {
   local venv=.tools/venv
   [ -x "$venv/bin/moto_server" ] && return
@@ -68,8 +68,22 @@ ensure_pubsub_emulator() {
   log "$msg; the pubsub tests will be skipped"
 }
 
+# The servers of the log, SIEM and broker sink tests, from Debian: rsyslog with its GnuTLS driver
+# (syslog over TLS), redis-server, mosquitto (with mosquitto_passwd) and rabbitmq-server. The
+# tests start their own instances on ephemeral ports; a service the package starts is not used.
+ensure_siem_servers() {
+  local missing=()
+  [ -x /usr/sbin/rsyslogd ] || missing+=(rsyslog)
+  compgen -G '/usr/lib/*/rsyslog/lmnsd_gtls.so' >/dev/null || missing+=(rsyslog-gnutls)
+  [ -x /usr/bin/redis-server ] || missing+=(redis-server)
+  [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+  [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing+=(rabbitmq-server)
+  [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+}
+
 ensure_test_servers() {
   ensure_nats_server
+  ensure_siem_servers
   ensure_tansu
   ensure_moto
   ensure_pubsub_emulator
