@@ -21,9 +21,10 @@ pub struct PolicyReportConfig {
     /// go to a ClusterPolicyReport; when false they are dead-lettered instead.
     #[serde(default = "default_true")]
     pub cluster_report: bool,
-    /// A kubeconfig file; default: the in-cluster service account, or `KUBECONFIG`.
+    /// A kubeconfig file (under the operator: from a Secret, via `secretRefs`); default: the
+    /// in-cluster service account, or `KUBECONFIG`.
     #[serde(default)]
-    pub kubeconfig: Option<PathBuf>,
+    pub kubeconfig_file: Option<PathBuf>,
     /// Request timeout, in milliseconds.
     #[serde(default = "crate::transport::default_timeout_ms")]
     pub timeout_ms: u64,
@@ -70,8 +71,8 @@ impl PolicyReportConfig {
         if !(1..=1000).contains(&self.max_results) {
             return Err(Invalid::new("max_results", "must be 1..=1000"));
         }
-        if let Some(p) = &self.kubeconfig {
-            existing_file("kubeconfig", p)?;
+        if let Some(p) = &self.kubeconfig_file {
+            existing_file("kubeconfig_file", p)?;
         }
         positive("timeout_ms", self.timeout_ms)?;
         positive("batch_max", self.batch_max as u64)?;

@@ -68,7 +68,7 @@ impl PolicyReportSink {
     pub async fn new(cfg: PolicyReportConfig) -> Result<PolicyReportSink, SinkError> {
         crate::transport::tls::install_crypto_provider();
         let refuse = |e: String| SinkError::Permanent(format!("policyreport: {e}"));
-        let mut config = match &cfg.kubeconfig {
+        let mut config = match &cfg.kubeconfig_file {
             Some(p) => {
                 let kc = kube::config::Kubeconfig::read_from(p)
                     .map_err(|e| refuse(format!("kubeconfig {}: {e}", p.display())))?;

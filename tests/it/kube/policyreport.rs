@@ -61,7 +61,7 @@ async fn reports_per_namespace_and_for_the_cluster() {
 
     let dir = tempfile::tempdir().unwrap();
     let yaml = format!(
-        "  - name: polr\n    type: policyreport\n    kubeconfig: {}\n    max_results: 2\n    batch_wait_ms: 50\n",
+        "  - name: polr\n    type: policyreport\n    kubeconfig_file: {}\n    max_results: 2\n    batch_wait_ms: 50\n",
         c.admin.display()
     );
     let (r, metrics) = start(dir.path(), &yaml).await;
