@@ -188,10 +188,11 @@ async fn operator_under_its_own_service_account_reconciles_the_examples_and_hand
         .iter()
         .filter_map(|s| s["name"].as_str())
         .collect();
+    let types = kaudit::sinks::TYPES.len();
     assert_eq!(
         sinks.len(),
-        16,
-        "8 namespaced and 8 cluster sinks: {sinks:?}"
+        2 * types,
+        "{types} namespaced and {types} cluster sinks (one of each type): {sinks:?}"
     );
     assert_eq!(config["rules"]["rule_matching"], "all");
     assert!(
@@ -300,7 +301,12 @@ async fn operator_under_its_own_service_account_reconciles_the_examples_and_hand
         }
     })
     .await;
-    assert_eq!(kd["status"]["sinks"], 16, "{}", kd["status"]);
+    assert_eq!(
+        kd["status"]["sinks"],
+        2 * kaudit::sinks::TYPES.len(),
+        "{}",
+        kd["status"]
+    );
     let events = c.kubectl_ok(
         &c.admin,
         &["get", "events.events.k8s.io", "-A", "-o", "json"],
