@@ -1,7 +1,7 @@
 //! The `s3` sink against moto's S3 (path-style, static keys from files): objects are gzip'd
 //! NDJSON under the time partition; a batch sent again (same uuids) does not overwrite its
 //! object (the conditional write answers 412, counted as delivered); a missing bucket is
-//! dead-lettered.
+//! dead-lettered; an outage (the connection cut) and a kaudit restart lose nothing.
 
 use std::collections::HashSet;
 use std::io::Read;
@@ -9,7 +9,8 @@ use std::io::Read;
 use kaudit::alert::{Alert, Priority};
 use serde_json::Value;
 
-use super::{start, wait_sent};
+use super::servers::Proxy;
+use super::{Destination, outage_then_restart, start, wait_sent};
 use crate::brokers::{Moto, moto_bin};
 use crate::support::{alert, config};
 
@@ -53,11 +54,15 @@ async fn objects(moto: &Moto, bucket: &str) -> Vec<(String, Vec<Value>)> {
 }
 
 fn sink(dir: &std::path::Path, moto: &Moto, bucket: &str) -> String {
+    sink_at(dir, &moto.url(), bucket)
+}
+
+fn sink_at(dir: &std::path::Path, endpoint: &str, bucket: &str) -> String {
     std::fs::write(dir.join("id"), "AKIDTEST\n").unwrap();
     std::fs::write(dir.join("secret"), "c2VjcmV0\n").unwrap();
     format!(
         "  - name: s3\n    type: s3\n    bucket: {bucket}\n    prefix: falco\n    region: us-east-1\n    endpoint: {}\n    access_key_id_file: {}\n    secret_access_key_file: {}\n    batch_wait_ms: 50\n",
-        moto.url(),
+        endpoint,
         dir.join("id").display(),
         dir.join("secret").display()
     )
@@ -121,4 +126,46 @@ async fn a_missing_bucket_is_dead_lettered() {
         l["reason"].as_str().unwrap().contains("NoSuchBucket"),
         "{l}"
     );
+}
+
+/// moto behind a proxy: the outage cuts the proxy; moto keeps its objects.
+struct Cut {
+    moto: Moto,
+    proxy: Proxy,
+}
+
+impl Destination for Cut {
+    async fn stop(&mut self) {
+        self.proxy.cut();
+    }
+    async fn start(&mut self) {
+        self.proxy.open().await;
+    }
+    async fn received(&mut self) -> HashSet<String> {
+        objects(&self.moto, "archive")
+            .await
+            .iter()
+            .flat_map(|(_, alerts)| alerts.iter())
+            .filter_map(|a| a["uuid"].as_str().map(str::to_string))
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn an_outage_and_a_restart_lose_nothing() {
+    let Some(bin) = moto_bin() else { return };
+    let moto = Moto::start(bin).await;
+    assert_eq!(call(&moto, reqwest::Method::PUT, "archive").await.0, 200);
+    let proxy = Proxy::start(moto.port).await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "{}    timeout_ms: 1000\n",
+        sink_at(
+            dir.path(),
+            &format!("http://127.0.0.1:{}", proxy.port),
+            "archive"
+        )
+    );
+    let mut d = Cut { moto, proxy };
+    outage_then_restart(dir.path(), &yaml, "s3", &mut d).await;
 }
