@@ -31,6 +31,12 @@ enum Command {
     /// Check, list and test Falco rules files.
     #[command(subcommand)]
     Rules(kaudit::cli::rules::RulesCommand),
+    /// List dead letters per sink, or send a sink's dead letters again once it is fixed.
+    #[command(subcommand)]
+    Deadletter(kaudit::cli::deadletter::DeadletterCommand),
+    /// Test the configured sinks.
+    #[command(subcommand)]
+    Sinks(kaudit::cli::sinks::SinksCommand),
     /// Run the Kubernetes operator (CRDs in `kaudit crds`).
     Operator {
         /// Address of /healthz and /metrics.
@@ -85,6 +91,8 @@ fn main() -> ExitCode {
             }
         }
         Command::Rules(cmd) => kaudit::cli::rules::run(cmd),
+        Command::Deadletter(cmd) => kaudit::cli::deadletter::run(cmd),
+        Command::Sinks(cmd) => kaudit::cli::sinks::run(cmd),
         Command::Crds => match kaudit::operator::crd::crds_yaml() {
             Ok(y) => {
                 print!("{y}");

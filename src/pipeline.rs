@@ -71,6 +71,8 @@ pub struct Running {
     falco_tail: Option<JoinHandle<()>>,
     forward: Option<Arc<Lane>>,
     router: RouterHandle,
+    /// The sinks `POST /test` sends through (replaced on reload).
+    test_sinks: watch::Sender<Vec<crate::sinks::SinkConfig>>,
     serving: Probe,
     /// Liveness and readiness of every stage.
     pub health: Health,
@@ -184,6 +186,12 @@ pub async fn start_with(
     let state = IngestState::new(inbox.clone(), metrics.ingest.clone(), cfg.ingest.clone());
     let read_timeout = cfg.ingest.read_timeout();
     let mut app = ingest::routes(state, auth.clone());
+    let (sinks_tx, sinks_rx) = watch::channel(cfg.sinks.clone());
+    app = app.merge(ingest::test_alert::routes(
+        sinks_rx,
+        cfg.effective_hostname(),
+        auth.clone(),
+    ));
     let mut falco_tail = None;
     if uses_falco {
         if cfg.falco.http_output {
@@ -266,6 +274,7 @@ pub async fn start_with(
         falco_tail,
         forward,
         router,
+        test_sinks: sinks_tx,
         serving,
         health,
         metrics,
@@ -298,6 +307,7 @@ impl Running {
             );
         }
         self.router.reload(new.router_setup()).await?;
+        self.test_sinks.send_replace(new.sinks.clone());
         if new.detect.mode.embedded() && new.rules != self.config.rules {
             let opts = detect::rules_options(&new.rules, new.effective_hostname());
             detect::reload_rules(&new.rules, &opts, &self.detector, &self.metrics.detect);

@@ -81,9 +81,17 @@ ensure_siem_servers() {
   [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 }
 
+# Prometheus Alertmanager for the alertmanager sink tests; the tests start their own instances
+# on ephemeral ports (a service the package may start on :9093 is not used).
+ensure_alertmanager() {
+  command -v prometheus-alertmanager >/dev/null || [ -x /usr/bin/prometheus-alertmanager ] \
+    || apt_install --no-install-recommends prometheus-alertmanager
+}
+
 ensure_test_servers() {
   ensure_nats_server
   ensure_siem_servers
+  ensure_alertmanager
   ensure_tansu
   ensure_moto
   ensure_pubsub_emulator

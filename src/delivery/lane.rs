@@ -188,6 +188,8 @@ impl Lane {
             ),
             deliver,
             stop: stop_rx,
+            denied_grace: Duration::from_secs(self.cfg.denied_retry_secs),
+            denied_since: None,
         };
         let task = tokio::spawn(
             w.run()

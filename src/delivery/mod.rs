@@ -52,6 +52,9 @@ pub struct SpoolConfig {
     pub dead_letter_max_bytes: u64,
     /// Rotated dead-letter files kept per sink; older ones are deleted (and counted).
     pub dead_letter_keep: usize,
+    /// How long a batch denied with HTTP 401/403/404 is retried before it is dead-lettered, in
+    /// seconds (credential rotation and ingress blips pass; 0 dead-letters at once).
+    pub denied_retry_secs: u64,
 }
 
 impl Default for SpoolConfig {
@@ -65,6 +68,7 @@ impl Default for SpoolConfig {
             shutdown_flush_ms: 3_000,
             dead_letter_max_bytes: 64 * 1024 * 1024,
             dead_letter_keep: 3,
+            denied_retry_secs: 300,
         }
     }
 }

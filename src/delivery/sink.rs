@@ -25,6 +25,12 @@ pub enum SinkError {
     /// The receiver refused the alert for good (e.g. HTTP 400): dead-letter it.
     #[error("{0}")]
     Permanent(String),
+    /// The receiver denied access or does not know the target (HTTP 401, 403, 404). Usually a
+    /// refusal, but often a passing one (a credential being rotated, an ingress being
+    /// redeployed): retried for `spool.denied_retry_secs` after the batch first failed, then
+    /// dead-lettered.
+    #[error("{0}")]
+    Denied(String),
 }
 
 impl SinkError {
@@ -37,9 +43,14 @@ impl SinkError {
     }
 }
 
+/// HTTP statuses that mean [`SinkError::Denied`] unless a sink's policy says otherwise.
+pub const DENIED_STATUSES: [u16; 3] = [401, 403, 404];
+
 impl From<TransportError> for SinkError {
     fn from(e: TransportError) -> Self {
-        if e.retry {
+        if !e.retry && e.status.is_some_and(|s| DENIED_STATUSES.contains(&s)) {
+            SinkError::Denied(e.message)
+        } else if e.retry {
             SinkError::Retryable {
                 message: e.message,
                 retry_after: e.retry_after,

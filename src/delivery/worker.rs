@@ -19,6 +19,10 @@ pub(super) struct Worker {
     pub(super) backoff: Backoff,
     pub(super) deliver: Arc<dyn Deliver>,
     pub(super) stop: watch::Receiver<Option<Instant>>,
+    /// How long a denied batch (401/403/404) is retried before it is dead-lettered.
+    pub(super) denied_grace: Duration,
+    /// When the batch at the head of the spool was first denied.
+    pub(super) denied_since: Option<(u64, Instant)>,
 }
 
 /// What ended a wait of the worker.
@@ -126,6 +130,37 @@ impl Worker {
         }
     }
 
+    /// Turns a denial into a retry while the head batch is within its grace period, and into a
+    /// refusal once the grace is over (the clock starts at the batch's first denial).
+    fn judge_denied(&mut self, head: u64, result: Result<(), SinkError>) -> Result<(), SinkError> {
+        let Err(SinkError::Denied(message)) = result else {
+            return result;
+        };
+        let since = match self.denied_since {
+            Some((seq, t)) if seq == head => t,
+            _ => {
+                let now = Instant::now();
+                self.denied_since = Some((head, now));
+                now
+            }
+        };
+        let spent = since.elapsed();
+        if spent < self.denied_grace {
+            Err(SinkError::Retryable {
+                message: format!(
+                    "{message} (denied; retried for {} s more before it is dead-lettered)",
+                    (self.denied_grace - spent).as_secs()
+                ),
+                retry_after: None,
+            })
+        } else {
+            Err(SinkError::Permanent(format!(
+                "{message} (still denied after {} s)",
+                spent.as_secs()
+            )))
+        }
+    }
+
     /// One delivery attempt of `batch` and what follows from its outcome.
     async fn send(&mut self, batch: Vec<Record>, retrying: &mut bool) -> Wake {
         let n = batch.len() as u64;
@@ -154,6 +189,7 @@ impl Worker {
             // Stopped mid-send: the batch stays spooled and goes again next run.
             return Wake::Stop;
         };
+        let result = self.judge_denied(batch[0].seq, result);
         match result {
             Ok(()) => {
                 if let Err(e) = self.remove(&batch).await {
@@ -166,12 +202,14 @@ impl Worker {
                 }
                 drop(hist);
                 self.metrics.sent.get_or_create(&self.labels).inc_by(n);
+                self.denied_since = None;
                 self.backoff.reset();
                 *retrying = false;
                 self.gauges();
                 Wake::Go
             }
-            Err(SinkError::Permanent(reason)) => {
+            Err(SinkError::Permanent(reason) | SinkError::Denied(reason)) => {
+                self.denied_since = None;
                 self.metrics.failed.get_or_create(&self.labels).inc_by(n);
                 tracing::warn!(records = n, reason = %reason, "refused for good: dead-lettered");
                 let dead = self.dead.clone();

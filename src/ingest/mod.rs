@@ -7,6 +7,7 @@
 //! The server itself (TLS, timeouts, auth) is `server`'s.
 
 mod budget;
+pub mod test_alert;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

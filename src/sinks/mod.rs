@@ -11,28 +11,38 @@ use serde_json::{Map, Value};
 use crate::alert::Priority;
 use crate::invalid::Invalid;
 
+pub mod alertmanager;
 pub mod archive;
+pub mod discord;
 pub mod elasticsearch;
 pub mod file;
 pub mod gcs;
 pub mod gcscc;
+pub mod googlechat;
 pub mod http;
 pub mod kafka;
 pub mod loki;
 pub mod mqtt;
 pub mod nats;
+pub mod opsgenie;
+pub mod pagerduty;
 pub mod policyreport;
 pub mod pubsub;
 pub mod rabbitmq;
 pub mod redis;
 pub mod registry;
 pub mod s3;
+pub mod shape;
+pub mod slack;
 pub mod sns;
 pub mod splunk;
 pub mod stdout;
 pub mod syslog;
+pub mod teams;
 pub mod template;
+pub mod test_alert;
 pub mod util;
+pub mod webhook;
 
 use registry::sink_types;
 
@@ -48,6 +58,9 @@ pub struct SinkConfig {
     pub min_priority: Priority,
     /// Optional condition in Falco's syntax over the alert (`rule`, `priority`, output fields...).
     pub filter: Option<String>,
+    /// Fields added and the output rewritten for this sink (`custom_fields`,
+    /// `templated_fields`, `output_format`).
+    pub shape: shape::Shape,
     /// The type and its settings.
     pub settings: SinkSettings,
 }
@@ -73,6 +86,15 @@ sink_types! {
     S3 => s3::S3,
     Gcs => gcs::Gcs,
     Policyreport => policyreport::PolicyReport,
+    Slack => slack::Slack,
+    Mattermost => slack::Mattermost,
+    Rocketchat => slack::Rocketchat,
+    Teams => teams::Teams,
+    Googlechat => googlechat::GoogleChat,
+    Discord => discord::Discord,
+    Pagerduty => pagerduty::PagerDuty,
+    Opsgenie => opsgenie::Opsgenie,
+    Alertmanager => alertmanager::Alertmanager,
 }
 
 /// Deserializes a type's settings, naming the key at fault.
@@ -94,6 +116,7 @@ impl SinkConfig {
             name: name.to_string(),
             min_priority: Priority::Debug,
             filter: None,
+            shape: shape::Shape::default(),
             settings: SinkSettings::Stdout(stdout::StdoutConfig::default()),
         }
     }
@@ -140,12 +163,21 @@ impl<'de> Deserialize<'de> for SinkConfig {
                 )));
             }
         };
+        let mut shape_keys = Map::new();
+        for k in shape::Shape::KEYS {
+            if let Some(v) = map.remove(k) {
+                shape_keys.insert(k.to_string(), v);
+            }
+        }
+        let shape = typed::<shape::Shape>(Value::Object(shape_keys))
+            .map_err(|e| D::Error::custom(format!("sink {name:?} (type {type_name}): {e}")))?;
         let settings = SinkSettings::parse(&type_name, Value::Object(map))
             .map_err(|e| D::Error::custom(format!("sink {name:?} (type {type_name}): {e}")))?;
         Ok(SinkConfig {
             name,
             min_priority,
             filter,
+            shape,
             settings,
         })
     }
@@ -165,6 +197,9 @@ impl Serialize for SinkConfig {
         );
         if let Some(f) = &self.filter {
             map.insert("filter".into(), Value::String(f.clone()));
+        }
+        if let Ok(Value::Object(shape)) = serde_json::to_value(&self.shape) {
+            map.extend(shape);
         }
         if let Ok(Value::Object(rest)) = serde_json::to_value(&self.settings) {
             map.extend(rest);
@@ -228,10 +263,11 @@ impl SinkConfig {
     }
 }
 
-/// Connects a sink from its config. Only a config that cannot work fails here (unreadable
-/// secret files, bad certificates); an unreachable destination does not: delivery retries.
+/// Connects a sink from its config, behind its shape. Only a config that cannot work fails here
+/// (unreadable secret files, bad certificates); an unreachable destination does not: delivery
+/// retries.
 pub async fn build(cfg: &SinkConfig) -> Result<Box<dyn Sink>, SinkError> {
-    cfg.settings.build().await
+    Ok(shape::Shaped::wrap(cfg.settings.build().await?, &cfg.shape))
 }
 
 #[cfg(test)]

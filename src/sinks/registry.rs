@@ -22,6 +22,11 @@ pub trait SinkType {
     /// `min_priority` and `filter`); unknown keys should be refused.
     type Config: Serialize + DeserializeOwned + Clone + Debug + PartialEq + Send + Sync;
 
+    /// Settings that hold a credential inline, each with a `<key>_file` form (a webhook URL that
+    /// carries its token, a routing key): the operator refuses them inline, so they come from a
+    /// Secret through the file form.
+    const SECRETS: &'static [&'static str] = &[];
+
     /// Checks what types alone cannot (templates, URLs, files, keys that go together); keys of
     /// the error are relative to the entry.
     fn validate(config: &Self::Config) -> Result<(), Invalid> {
@@ -60,6 +65,17 @@ macro_rules! sink_types {
                 match self {
                     $(SinkSettings::$variant(_) => <$ty as SinkType>::NAME,)+
                 }
+            }
+
+            /// The credential settings of the type `type_name` ([`SinkType::SECRETS`]); none for an
+            /// unknown type.
+            pub fn secret_settings(type_name: &str) -> &'static [&'static str] {
+                $(
+                    if type_name == <$ty as SinkType>::NAME {
+                        return <$ty as SinkType>::SECRETS;
+                    }
+                )+
+                &[]
             }
 
             /// Checks what types alone cannot (templates, URLs, files, mode-specific keys).

@@ -30,6 +30,11 @@ impl<'a> SecretSetting<'a> {
         }
     }
 
+    /// The inline key (`password`).
+    pub fn key(&self) -> &'a str {
+        self.key
+    }
+
     /// Either form is set.
     pub fn is_set(&self) -> bool {
         self.inline.is_some() || self.file.is_some()

@@ -214,6 +214,13 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
+    // Some APIs (Discord) send fractional seconds.
+    if let Ok(secs) = v.parse::<f64>()
+        && secs.is_finite()
+        && secs >= 0.0
+    {
+        return Some(Duration::from_secs_f64(secs.min(86_400.0)));
+    }
     let t = chrono::DateTime::parse_from_rfc2822(v).ok()?;
     let d = t.with_timezone(&chrono::Utc) - chrono::Utc::now();
     Some(d.to_std().unwrap_or(Duration::ZERO))
@@ -231,6 +238,7 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(parse_retry_after("0.25"), Some(Duration::from_millis(250)));
     }
 
     #[test]

@@ -2,6 +2,9 @@
 
 mod artifacts;
 mod brokers;
+mod chaos;
+mod chat;
+mod deadletter;
 mod delivery;
 mod e2e;
 mod falco_forward;

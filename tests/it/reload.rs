@@ -162,3 +162,51 @@ fn sighup_reloads_sinks_without_a_restart() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn sigterm_during_a_reload_still_drains_and_exits() {
+    // Signals are caught for the whole life of the process: a SIGTERM that lands while a
+    // SIGHUP reload is being applied must not be lost (kaudit would then never exit).
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("kaudit.yaml");
+    let sink = |n: usize| {
+        format!(
+            "data_dir: {}\nsinks:\n  - name: out\n    type: file\n    path: {}\n",
+            dir.path().join("data").display(),
+            dir.path().join(format!("alerts-{n}.jsonl")).display()
+        )
+    };
+    std::fs::write(&cfg, sink(0)).unwrap();
+    for round in 1..=5 {
+        let (mut child, base) = spawn_kaudit(&cfg, &[]);
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async { post(&client(), &base).await });
+        // A config change the reload has to apply (a sink restarted on another file).
+        std::fs::write(&cfg, sink(round)).unwrap();
+        let pid = child.id().to_string();
+        for sig in ["-HUP", "-TERM"] {
+            assert!(
+                std::process::Command::new("kill")
+                    .args([sig, &pid])
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break st;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("round {round}: SIGTERM sent during a reload was lost: kaudit kept running");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(status.code(), Some(0), "round {round}: {err}");
+        assert!(err.contains("pipeline drained"), "round {round}: {err}");
+    }
+}

@@ -18,17 +18,16 @@
 //! 200), closes the segment, and the next append starts a new one, so a full or failing disk
 //! heals as soon as it has room again.
 
+mod reader;
 pub mod record;
 pub mod watermark;
+mod writer;
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use prometheus_client::metrics::counter::Counter;
@@ -43,6 +42,7 @@ use crate::health::Probe;
 use crate::invalid::{Invalid, positive};
 pub use record::InboxRecord;
 use watermark::Watermark;
+use writer::Append;
 
 /// Settings of the inbox.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -250,6 +250,9 @@ struct Shared {
     metrics: InboxMetrics,
     faulted: AtomicBool,
     probe: Option<Probe>,
+    /// Held for a whole sweep, so two sweeps never interleave (an older watermark written
+    /// after a newer one, or a caller returning while another sweep still deletes files).
+    sweeping: Mutex<()>,
 }
 
 impl Shared {
@@ -295,6 +298,7 @@ impl Shared {
 
     /// Deletes segment files wholly done and persists the watermark.
     fn sweep(&self) {
+        let _one_at_a_time = self.sweeping.lock().unwrap_or_else(|p| p.into_inner());
         let (to_delete, mark) = {
             let mut st = self.lock();
             let mark = st.watermark.done_through();
@@ -353,15 +357,6 @@ fn write_watermark(dir: &Path, mark: u64) -> std::io::Result<()> {
 
 fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
     dir.join(format!("{first_seq:020}.seg"))
-}
-
-/// One batch to append, and where to say how it went.
-struct Append {
-    source: String,
-    content_type: String,
-    body: Bytes,
-    received_ms: u64,
-    reply: oneshot::Sender<Result<u64, InboxError>>,
 }
 
 /// The appending side: cheap to clone, shared by every source.
@@ -518,6 +513,7 @@ impl Inbox {
             metrics,
             faulted: AtomicBool::new(false),
             probe,
+            sweeping: Mutex::new(()),
         });
         // Seqs after the watermark that are in no file (the refused group of an earlier run)
         // are done: nothing will ever complete them.
@@ -533,7 +529,7 @@ impl Inbox {
         let writer_shared = shared.clone();
         let writer = std::thread::Builder::new()
             .name("inbox-writer".into())
-            .spawn(move || writer_loop(rx, writer_shared, max_seq + 1, entry_tx))
+            .spawn(move || writer::writer_loop(rx, writer_shared, max_seq + 1, entry_tx))
             .map_err(|e| err(format!("cannot start the writer thread: {e}")))?;
         let js = shared.clone();
         let janitor = tokio::spawn(async move {
@@ -595,302 +591,6 @@ impl Inbox {
     pub fn is_faulted(&self) -> bool {
         self.shared.faulted.load(Ordering::Acquire)
     }
-}
-
-impl InboxReader {
-    /// The next batch to handle: batches offered again first, then new ones in order. `None`
-    /// once the inbox is closed and every appended batch was read.
-    pub async fn next(&mut self) -> Option<InboxBatch> {
-        loop {
-            let entry = tokio::select! {
-                biased;
-                Some(e) = self.retry_rx.recv() => e,
-                e = self.rx.recv() => e?,
-            };
-            if self.shared.lock().watermark.is_done(entry.seq) {
-                continue;
-            }
-            let e = entry.clone();
-            let read = tokio::task::spawn_blocking(move || read_entry(&e)).await;
-            match read {
-                Ok(Ok(record)) => {
-                    let hold = hold_for(&self.shared, entry);
-                    return Some(InboxBatch { record, hold });
-                }
-                Ok(Err(e)) => {
-                    // Unreadable now: corrupted on disk after it was written. It cannot be
-                    // handled; count it done so the inbox does not stall, and say so loudly.
-                    tracing::error!(seq = entry.seq, file = %entry.path.display(), error = %e, "inbox record unreadable; skipped");
-                    self.shared.complete(entry.seq);
-                }
-                Err(e) => {
-                    tracing::error!(seq = entry.seq, error = %e, "inbox read task failed; offering the batch again later");
-                    retry_later(&self.shared, entry);
-                }
-            }
-        }
-    }
-}
-
-fn read_entry(e: &Entry) -> Result<InboxRecord, String> {
-    let f = File::open(e.path.as_ref()).map_err(|err| err.to_string())?;
-    let mut buf = vec![0u8; e.len];
-    f.read_exact_at(&mut buf, e.offset)
-        .map_err(|err| err.to_string())?;
-    match record::decode(&buf) {
-        Some((r, _)) if r.seq == e.seq => Ok(r),
-        Some((r, _)) => Err(format!("expected seq {}, found {}", e.seq, r.seq)),
-        None => Err("checksum or framing mismatch".into()),
-    }
-}
-
-fn hold_for(shared: &Arc<Shared>, entry: Entry) -> Hold {
-    let shared = shared.clone();
-    Hold::new(move |ok| {
-        if ok {
-            shared.complete(entry.seq);
-        } else {
-            retry_later(&shared, entry);
-        }
-    })
-}
-
-fn retry_later(shared: &Arc<Shared>, mut entry: Entry) {
-    shared.metrics.retried.inc();
-    let mut backoff = Backoff::new(
-        Duration::from_millis(shared.cfg.retry_initial_ms),
-        Duration::from_millis(shared.cfg.retry_max_ms),
-    );
-    let mut delay = backoff.next_delay();
-    for _ in 0..entry.attempt.min(20) {
-        delay = backoff.next_delay();
-    }
-    entry.attempt = entry.attempt.saturating_add(1);
-    tracing::warn!(
-        seq = entry.seq,
-        attempt = entry.attempt,
-        retry_in_ms = delay.as_millis() as u64,
-        "some alerts of an inbox batch were not spooled; offering it again later"
-    );
-    let tx = shared.retry_tx.clone();
-    // Outside a runtime (process exit) the batch simply stays in the inbox for the next run.
-    if let Ok(rt) = tokio::runtime::Handle::try_current() {
-        rt.spawn(async move {
-            tokio::time::sleep(delay).await;
-            let _ = tx.send(entry);
-        });
-    }
-}
-
-/// The segment being written.
-struct Active {
-    file: File,
-    path: Arc<PathBuf>,
-    first_seq: u64,
-    offset: u64,
-}
-
-/// Largest group written at once.
-const GROUP_BYTES: usize = 32 * 1024 * 1024;
-
-fn writer_loop(
-    mut rx: mpsc::UnboundedReceiver<Append>,
-    shared: Arc<Shared>,
-    mut next_seq: u64,
-    entries: mpsc::UnboundedSender<Entry>,
-) {
-    let mut active: Option<Active> = None;
-    let mut buf = Vec::new();
-    while let Some(first) = rx.blocking_recv() {
-        let mut group = vec![first];
-        let mut size = group[0].body.len();
-        while size < GROUP_BYTES {
-            match rx.try_recv() {
-                Ok(a) => {
-                    size += a.body.len();
-                    group.push(a);
-                }
-                Err(_) => break,
-            }
-        }
-        // Room: bytes on disk, counting this group as it goes.
-        let mut disk = shared.disk_bytes.load(Ordering::Acquire);
-        let mut take = Vec::with_capacity(group.len());
-        for a in group {
-            let need = a.body.len() as u64 + 600;
-            let full = if disk + need > shared.cfg.max_bytes {
-                Some(format!(
-                    "{disk} of inbox.max_bytes {} bytes in use",
-                    shared.cfg.max_bytes
-                ))
-            } else {
-                None
-            };
-            match full {
-                Some(what) => {
-                    shared
-                        .metrics
-                        .refused
-                        .get_or_create(&ReasonLabel { reason: "full" })
-                        .inc();
-                    let _ = a.reply.send(Err(InboxError::Full { what }));
-                }
-                None => {
-                    disk += need;
-                    take.push(a);
-                }
-            }
-        }
-        if take.is_empty() {
-            continue;
-        }
-        if active.is_none() {
-            match open_segment(&shared, next_seq) {
-                Ok(a) => active = Some(a),
-                Err(e) => {
-                    fail_group(&shared, take, &e);
-                    continue;
-                }
-            }
-        }
-        let Some(seg) = active.as_mut() else { continue };
-        buf.clear();
-        let mut placed = Vec::with_capacity(take.len());
-        for a in &take {
-            let seq = next_seq;
-            next_seq += 1;
-            let at = buf.len();
-            record::encode(
-                seq,
-                a.received_ms,
-                &a.source,
-                &a.content_type,
-                &a.body,
-                &mut buf,
-            );
-            placed.push((seq, seg.offset + at as u64, buf.len() - at));
-        }
-        let started = Instant::now();
-        let written = seg.file.write_all(&buf).and_then(|()| seg.file.sync_data());
-        match written {
-            Ok(()) => {
-                shared
-                    .metrics
-                    .commit_seconds
-                    .observe(started.elapsed().as_secs_f64());
-                shared.metrics.group_batches.observe(take.len() as f64);
-                seg.offset += buf.len() as u64;
-                let last = next_seq - 1;
-                {
-                    let mut st = shared.lock();
-                    st.pending += take.len() as u64;
-                    shared.metrics.pending.set(st.pending as i64);
-                    if let Some(s) = st.segments.get_mut(&seg.first_seq) {
-                        s.last_seq = last;
-                        s.bytes = seg.offset;
-                    }
-                }
-                let disk = shared
-                    .disk_bytes
-                    .fetch_add(buf.len() as u64, Ordering::AcqRel)
-                    + buf.len() as u64;
-                shared.metrics.disk_bytes.set(disk as i64);
-                shared.metrics.appended.inc_by(take.len() as u64);
-                shared.metrics.appended_bytes.inc_by(buf.len() as u64);
-                shared.set_faulted(false, "");
-                for (a, (seq, offset, len)) in take.into_iter().zip(placed) {
-                    let _ = entries.send(Entry {
-                        seq,
-                        path: seg.path.clone(),
-                        offset,
-                        len,
-                        attempt: 0,
-                    });
-                    let _ = a.reply.send(Ok(seq));
-                }
-                if seg.offset >= shared.cfg.segment_bytes {
-                    seal(&shared, active.take());
-                }
-            }
-            Err(e) => {
-                tracing::error!(dir = %shared.dir.display(), error = %e, batches = take.len(), "inbox write failed; refusing these batches and starting a new segment");
-                // Whatever part of the group reached the file is cut off; if that fails too,
-                // a restart may replay some of it (at-least-once), never lose an accepted one.
-                let _ = seg.file.set_len(seg.offset);
-                let burned: Vec<u64> = placed.iter().map(|p| p.0).collect();
-                fail_group(&shared, take, &shared.storage_error(&e));
-                {
-                    // Nothing will ever complete the seqs of the refused group.
-                    let mut st = shared.lock();
-                    for s in burned {
-                        st.watermark.complete(s);
-                    }
-                }
-                seal(&shared, active.take());
-                shared.janitor.notify_one();
-            }
-        }
-    }
-    seal(&shared, active.take());
-}
-
-fn fail_group(shared: &Shared, group: Vec<Append>, e: &InboxError) {
-    let why = e.to_string();
-    shared.set_faulted(true, &why);
-    for a in group {
-        shared
-            .metrics
-            .refused
-            .get_or_create(&ReasonLabel { reason: "storage" })
-            .inc();
-        let _ = a.reply.send(Err(e.clone()));
-    }
-}
-
-fn open_segment(shared: &Shared, first_seq: u64) -> Result<Active, InboxError> {
-    let path = segment_path(&shared.dir, first_seq);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .open(&path)
-        .map_err(|e| shared.storage_error(format!("cannot create {}: {e}", path.display())))?;
-    // The new file's directory entry must survive a crash too.
-    if let Ok(d) = File::open(&shared.dir) {
-        let _ = d.sync_all();
-    }
-    shared.lock().segments.insert(
-        first_seq,
-        Segment {
-            path: path.clone(),
-            last_seq: first_seq - 1,
-            bytes: 0,
-            active: true,
-        },
-    );
-    Ok(Active {
-        file,
-        path: Arc::new(path),
-        first_seq,
-        offset: 0,
-    })
-}
-
-/// Marks a segment written; an empty one is deleted at once.
-fn seal(shared: &Shared, seg: Option<Active>) {
-    let Some(seg) = seg else { return };
-    let mut st = shared.lock();
-    if seg.offset == 0 {
-        st.segments.remove(&seg.first_seq);
-        drop(st);
-        let _ = std::fs::remove_file(seg.path.as_ref());
-        return;
-    }
-    if let Some(s) = st.segments.get_mut(&seg.first_seq) {
-        s.active = false;
-    }
-    drop(st);
-    shared.janitor.notify_one();
 }
 
 #[cfg(test)]

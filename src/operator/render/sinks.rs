@@ -163,6 +163,16 @@ fn render_sink(
 ) -> Result<RenderedSink, SinkRefusal> {
     let sname = sink_name(ns, name);
     check_settings(&spec.settings, "").map_err(SinkRefusal::Settings)?;
+    // Settings that are credentials by their sink type (a webhook URL holding its token).
+    if let Some(k) = crate::sinks::SinkSettings::secret_settings(&spec.type_)
+        .iter()
+        .find(|k| spec.settings.contains_key(**k))
+    {
+        return Err(SinkRefusal::Settings(Invalid::new(
+            *k,
+            format!("a credential: it must come from a Secret (secretRefs with setting {k}_file)"),
+        )));
+    }
     let mut entry = spec.settings.clone();
     entry.insert("name".into(), Value::String(sname.clone()));
     entry.insert("type".into(), Value::String(spec.type_.clone()));

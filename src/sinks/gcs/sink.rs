@@ -15,14 +15,15 @@ use crate::sinks::archive::{ndjson_gz, object_name};
 use crate::transport::{self, RetryPolicy, Verdict};
 
 /// GCS's answers: 412 `conditionNotMet` (the object exists: an earlier try stored this batch) is
-/// delivered; 403 (no permission on the bucket) keeps the alerts until the IAM binding is fixed;
-/// 404 (no such bucket) dead-letters; 401 is the token's (fetched again); 429 and 5xx are retried.
+/// delivered; 403 (no permission on the bucket) and 404 (no such bucket) are denials, retried for
+/// `spool.denied_retry_secs` and then dead-lettered; 401 is the token's (fetched again); 429 and
+/// 5xx are retried.
 const UPLOAD: RetryPolicy = RetryPolicy::STANDARD
     .on(412, Verdict::Delivered)
     .on_with(
         403,
-        Verdict::Retry,
-        "forbidden; kept in the spool until the service account may create objects",
+        Verdict::Refuse,
+        "forbidden: may the service account create objects in the bucket?",
     )
     .on_with(404, Verdict::Refuse, "bucket not found");
 

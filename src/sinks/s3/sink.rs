@@ -9,19 +9,18 @@ use futures_util::future::BoxFuture;
 use super::S3Config;
 use crate::alert::Alert;
 use crate::aws::sdk::{AwsOptions, StaticCredentials, error_text, load};
+use crate::delivery::sink::DENIED_STATUSES;
 use crate::delivery::{BatchPolicy, Sink, SinkError};
 use crate::sinks::archive::{ndjson_gz, object_name};
 use crate::transport::{RetryPolicy, Verdict};
 
 /// S3's answers: 412 (the object exists: this batch was stored by an earlier try) is delivered;
 /// 409 (a concurrent conditional write) and, as everywhere, 429/5xx (`SlowDown`) are retried;
-/// 403 (`AccessDenied`) keeps the alerts until the policy is fixed; other 4xx
-/// (`NoSuchBucket`) dead-letter.
+/// 401/403/404 (`AccessDenied`, `NoSuchBucket`) are denials, retried for
+/// `spool.denied_retry_secs` and then dead-lettered; other 4xx dead-letter.
 const PUT: RetryPolicy = RetryPolicy::STANDARD
     .on(412, Verdict::Delivered)
-    .on(409, Verdict::Retry)
-    .on(403, Verdict::Retry)
-    .on(401, Verdict::Retry);
+    .on(409, Verdict::Retry);
 
 /// Error codes that are passing whatever their status.
 const PASSING_CODES: [&str; 4] = [
@@ -104,6 +103,9 @@ impl S3Sink {
                 match verdict {
                     Verdict::Delivered => Ok(()),
                     Verdict::Retry => Err(SinkError::retryable(text)),
+                    Verdict::Refuse if DENIED_STATUSES.contains(&status) => {
+                        Err(SinkError::Denied(text))
+                    }
                     Verdict::Refuse => Err(SinkError::Permanent(text)),
                 }
             }

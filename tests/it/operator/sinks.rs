@@ -236,3 +236,56 @@ fn sink_credentials_come_from_secrets_only() {
     );
     assert!(!data.values().any(|v| v.0 == b"victim-pw"));
 }
+
+/// Settings a sink type declares as credentials (a chat webhook URL carrying its token, a
+/// PagerDuty routing key) are refused inline and rendered as `*_file` from a Secret.
+#[test]
+fn typed_credential_settings_come_from_secrets() {
+    let k = kd(json!({}));
+    let mut secrets = BTreeMap::new();
+    secrets.insert(
+        ("team-a".to_string(), "hooks".to_string()),
+        BTreeMap::from([(
+            "slack".to_string(),
+            b"https://hooks.example/T/B/s3cret".to_vec(),
+        )]),
+    );
+    let inputs = Inputs {
+        sinks: vec![
+            sink(
+                "team-a",
+                "ok",
+                json!({"type": "slack", "settings": {}, "secretRefs": [{"setting": "webhook_url_file", "name": "hooks", "key": "slack"}]}),
+            ),
+            sink(
+                "team-a",
+                "inline",
+                json!({"type": "slack", "settings": {"webhook_url": "https://hooks.example/T/B/s3cret"}}),
+            ),
+            sink(
+                "team-a",
+                "pd",
+                json!({"type": "pagerduty", "settings": {"routing_key": "R0000000000000000000000000000000"}}),
+            ),
+        ],
+        secrets,
+        ..Default::default()
+    };
+    let d = render(&k, &inputs);
+    assert!(outcome(&d, ItemKind::AlertSink, "ok").error.is_none());
+    for n in ["inline", "pd"] {
+        let e = outcome(&d, ItemKind::AlertSink, n).error.clone();
+        assert!(
+            e.as_deref().is_some_and(|e| e.contains("_file")),
+            "{n}: {e:?}"
+        );
+    }
+    assert!(
+        !d.kaudit_config.contains("s3cret"),
+        "credential in the config"
+    );
+    assert!(
+        d.kaudit_config
+            .contains("webhook_url_file: /etc/kaudit/config/cred.ns_team-a_ok.webhook_url_file.")
+    );
+}

@@ -2,7 +2,7 @@
 //! service does (`POST /upload/storage/v1/b/<bucket>/o?uploadType=multipart`, a bearer token,
 //! a `multipart/related` body of JSON metadata then media, `ifGenerationMatch=0` = create only)
 //! and answers as it does: 412 `conditionNotMet` for an existing object, 404 for a missing
-//! bucket. The token comes from a loopback metadata server (Workload Identity).
+//! bucket (a denial: dead-lettered once `spool.denied_retry_secs` is over). The token comes from a loopback metadata server (Workload Identity).
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -14,7 +14,7 @@ use kaudit::alert::Priority;
 use serde_json::{Value, json};
 
 use super::{start, wait_sent};
-use crate::support::{Recorder, Req, alert, config};
+use crate::support::{Recorder, Req, alert};
 
 fn error(status: StatusCode, reason: &str, message: &str) -> Response {
     let body = json!({"error": {"code": status.as_u16(), "message": message,
@@ -169,7 +169,7 @@ async fn a_missing_bucket_is_dead_lettered() {
     let api = Recorder::start(gcs(Arc::default())).await;
     let md = metadata().await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &sink(&api, &md, "nowhere"));
+    let cfg = super::config_denied_at_once(dir.path(), &sink(&api, &md, "nowhere"));
     let l = crate::support::refused_alert(&cfg, "gcs").await;
     assert!(l["reason"].as_str().unwrap().contains("404"), "{l}");
 }
