@@ -74,10 +74,11 @@ pub fn try_config(yaml: &str) -> Result<Config, kaudit::config::ConfigError> {
     Config::load_with_env(Some(f.path()), &Overrides::default(), Vec::new())
 }
 
-/// A config with `data_dir`, fast retries and the given `sinks:` YAML (indented list items).
+/// A config with `data_dir`, fast retries, denials (401/403/404) dead-lettered at once (their
+/// grace period has its own test in `deadletter`) and the given `sinks:` YAML (indented items).
 pub fn config(data_dir: &Path, sinks_yaml: &str) -> Config {
     config_from_yaml(&format!(
-        "data_dir: {}\nspool:\n  retry_initial_ms: 20\n  retry_max_ms: 100\n  shutdown_flush_ms: 2000\nsinks:\n{sinks_yaml}",
+        "data_dir: {}\nspool:\n  retry_initial_ms: 20\n  retry_max_ms: 100\n  shutdown_flush_ms: 2000\n  denied_retry_secs: 0\nsinks:\n{sinks_yaml}",
         data_dir.display()
     ))
 }
