@@ -69,10 +69,12 @@ fn apply_examples(c: &Cluster) {
     let dir = root().join("examples/operator");
     for f in [
         "secrets.yaml",
+        "secrets-chat-oncall.yaml",
         "falcorulesfile.yaml",
         "falcorule-shell-in-container.yaml",
         "sinks-namespaced.yaml",
         "sinks-cluster.yaml",
+        "sinks-chat-oncall.yaml",
         "kauditdeployment.yaml",
     ] {
         c.kubectl_ok(

@@ -14,7 +14,7 @@ use kaudit::alert::Priority;
 use serde_json::{Value, json};
 
 use super::{start, wait_sent};
-use crate::support::{Recorder, Req, alert};
+use crate::support::{Recorder, Req, alert, config};
 
 fn error(status: StatusCode, reason: &str, message: &str) -> Response {
     let body = json!({"error": {"code": status.as_u16(), "message": message,
@@ -169,7 +169,7 @@ async fn a_missing_bucket_is_dead_lettered() {
     let api = Recorder::start(gcs(Arc::default())).await;
     let md = metadata().await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = super::config_denied_at_once(dir.path(), &sink(&api, &md, "nowhere"));
+    let cfg = config(dir.path(), &sink(&api, &md, "nowhere"));
     let l = crate::support::refused_alert(&cfg, "gcs").await;
     assert!(l["reason"].as_str().unwrap().contains("404"), "{l}");
 }

@@ -63,15 +63,6 @@ pub async fn start(dir: &Path, sinks_yaml: &str) -> (router::RouterHandle, Metri
     (r, metrics)
 }
 
-/// As `support::config`, with denials (HTTP 401/403/404) dead-lettered at once
-/// (`spool.denied_retry_secs: 0`), for the tests of a refused alert.
-pub fn config_denied_at_once(dir: &Path, sinks_yaml: &str) -> kaudit::config::Config {
-    crate::support::config_from_yaml(&format!(
-        "data_dir: {}\nspool:\n  retry_initial_ms: 20\n  retry_max_ms: 100\n  denied_retry_secs: 0\nsinks:\n{sinks_yaml}",
-        dir.display()
-    ))
-}
-
 /// Waits until sink `name` confirmed at least `n` alerts (an empty spool can also mean "not
 /// spooled yet").
 pub async fn wait_sent(metrics: &Metrics, name: &str, n: usize) {

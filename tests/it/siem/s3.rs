@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::servers::Proxy;
 use super::{Destination, outage_then_restart, start, wait_sent};
 use crate::brokers::{Moto, moto_bin};
-use crate::support::alert;
+use crate::support::{alert, config};
 
 const AUTH: &str = "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0";
 
@@ -121,7 +121,7 @@ async fn a_missing_bucket_is_dead_lettered() {
     let Some(bin) = moto_bin() else { return };
     let moto = Moto::start(bin).await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = super::config_denied_at_once(dir.path(), &sink(dir.path(), &moto, "nowhere"));
+    let cfg = config(dir.path(), &sink(dir.path(), &moto, "nowhere"));
     let l = crate::support::refused_alert(&cfg, "s3").await;
     assert!(
         l["reason"].as_str().unwrap().contains("NoSuchBucket"),
