@@ -20,8 +20,22 @@ async fn conn(port: u16) -> redis::aio::MultiplexedConnection {
         .unwrap()
 }
 
+/// The entries of `key`; a restarted server answers LOADING while it replays its append-only
+/// file, so that answer is asked again.
 async fn entries(port: u16, key: &str) -> StreamRangeReply {
-    conn(port).await.xrange_all(key).await.unwrap()
+    let start = std::time::Instant::now();
+    loop {
+        match conn(port).await.xrange_all(key).await {
+            Ok(r) => return r,
+            Err(e)
+                if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
+                    && start.elapsed() < crate::support::PATIENCE =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("XRANGE {key}: {e}"),
+        }
+    }
 }
 
 fn password_file(dir: &std::path::Path) -> String {
