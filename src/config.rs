@@ -20,8 +20,8 @@ use crate::server::auth::AuthConfig;
 use crate::server::conn::ConnectionsConfig;
 use crate::server::tls::TlsConfig;
 use crate::sinks::{SinkConfig, SinkRules};
-use crate::transport::egress::EgressConfig;
 use crate::sources::SourceConfig;
+use crate::transport::egress::EgressConfig;
 
 /// The rules engine owns its section of the config (`rules:`).
 pub use crate::rules::{RuleMatching, RulesConfig};

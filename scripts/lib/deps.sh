@@ -45,8 +45,8 @@ ensure_tansu() {
   cargo install --quiet tansu --features dynostore
 }
 
-# moto's AWS server (SNS + SQS for the sns sink, CloudWatch Logs for the eks source), in a venv
-# under .tools/.
+# moto's AWS server (SNS + SQS for the sns sink, S3 for the s3 sink, CloudWatch Logs for the eks
+# source), in a venv under .tools/.
 ensure_moto() {
   local venv=.tools/venv
   [ -x "$venv/bin/moto_server" ] && return
@@ -83,6 +83,19 @@ ensure_pubsub_emulator() {
   log "$msg; the pubsub and gke tests will be skipped"
 }
 
+# The servers of the log, SIEM and broker sink tests, from Debian: rsyslog with its GnuTLS driver
+# (syslog over TLS), redis-server, mosquitto (with mosquitto_passwd) and rabbitmq-server. The
+# tests start their own instances on ephemeral ports; a service the package starts is not used.
+ensure_siem_servers() {
+  local missing=()
+  [ -x /usr/sbin/rsyslogd ] || missing+=(rsyslog)
+  compgen -G '/usr/lib/*/rsyslog/lmnsd_gtls.so' >/dev/null || missing+=(rsyslog-gnutls)
+  [ -x /usr/bin/redis-server ] || missing+=(redis-server)
+  [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+  [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing+=(rabbitmq-server)
+  [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+}
+
 # Prometheus Alertmanager for the alertmanager sink tests; the tests start their own instances
 # on ephemeral ports (a service the package may start on :9093 is not used).
 ensure_alertmanager() {
@@ -92,6 +105,7 @@ ensure_alertmanager() {
 
 ensure_test_servers() {
   ensure_nats_server
+  ensure_siem_servers
   ensure_alertmanager
   ensure_tansu
   ensure_moto

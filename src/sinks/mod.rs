@@ -14,21 +14,32 @@ use crate::alert::Priority;
 use crate::invalid::Invalid;
 
 pub mod alertmanager;
+pub mod archive;
 pub mod discord;
+pub mod elasticsearch;
 pub mod file;
+pub mod gcs;
 pub mod gcscc;
 pub mod googlechat;
 pub mod http;
 pub mod kafka;
+pub mod loki;
+pub mod mqtt;
 pub mod nats;
 pub mod opsgenie;
 pub mod pagerduty;
+pub mod policyreport;
 pub mod pubsub;
+pub mod rabbitmq;
+pub mod redis;
 pub mod registry;
+pub mod s3;
 pub mod shape;
 pub mod slack;
 pub mod sns;
+pub mod splunk;
 pub mod stdout;
+pub mod syslog;
 pub mod teams;
 pub mod template;
 pub mod tenancy;
@@ -76,6 +87,17 @@ sink_types! {
     Kafka => kafka::Kafka,
     Sns => sns::Sns,
     Pubsub => pubsub::Pubsub,
+    Syslog => syslog::Syslog,
+    Elasticsearch => elasticsearch::Elasticsearch,
+    Opensearch => elasticsearch::Opensearch,
+    Loki => loki::Loki,
+    Splunk => splunk::Splunk,
+    Redis => redis::Redis,
+    Mqtt => mqtt::Mqtt,
+    Rabbitmq => rabbitmq::Rabbitmq,
+    S3 => s3::S3,
+    Gcs => gcs::Gcs,
+    Policyreport => policyreport::PolicyReport,
     Slack => slack::Slack,
     Mattermost => slack::Mattermost,
     Rocketchat => slack::Rocketchat,

@@ -13,10 +13,12 @@ pub mod client;
 pub mod egress;
 pub mod encode;
 pub mod retry;
+pub mod stream_tls;
 pub mod tls;
 
 pub use client::{ClientSettings, client};
 pub use retry::{RetryPolicy, TransportError, Verdict};
+pub use stream_tls::TlsConnector;
 pub use tls::ClientTls;
 
 /// The request timeout of the HTTP-speaking sinks when `timeout_ms` is not set, in milliseconds.

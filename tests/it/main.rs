@@ -26,6 +26,7 @@ mod rules;
 mod rules_default;
 mod rules_engine;
 mod rules_robust;
+mod siem;
 mod sns;
 mod sources;
 mod support;

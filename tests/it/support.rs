@@ -419,23 +419,32 @@ pub fn install_crypto_provider() {
     kaudit::transport::tls::install_crypto_provider();
 }
 
-/// Writes a CA, a server certificate for 127.0.0.1 and a client certificate; returns paths
+/// Writes a CA, a server certificate for 127.0.0.1 and localhost, and a client certificate,
+/// each with its own subject (OpenSSL-based servers such as rsyslog, Redis, Mosquitto and
+/// RabbitMQ take a leaf whose subject equals its issuer's for self-signed); returns paths
 /// (ca, server cert, server key, client cert, client key).
 pub fn write_pki(dir: &std::path::Path) -> [std::path::PathBuf; 5] {
     use rcgen::{
-        BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    let named = |sans: Vec<String>, cn: &str| {
+        let mut p = CertificateParams::new(sans).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p
     };
     let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    let mut ca_params = named(Vec::new(), "kaudit test CA");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca_cert = ca_params.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca_params, ca_key);
     let srv_key = KeyPair::generate().unwrap();
-    let mut srv_params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    let mut srv_params = named(vec!["127.0.0.1".into(), "localhost".into()], "127.0.0.1");
     srv_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let srv_cert = srv_params.signed_by(&srv_key, &issuer).unwrap();
     let cli_key = KeyPair::generate().unwrap();
-    let mut cli_params = CertificateParams::new(vec!["kaudit".to_string()]).unwrap();
+    let mut cli_params = named(vec!["kaudit".into()], "kaudit");
     cli_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     let cli_cert = cli_params.signed_by(&cli_key, &issuer).unwrap();
     let files = [

@@ -289,7 +289,8 @@ mod tests {
         assert_eq!(
             top,
             [
-                "listen", "data_dir", "log", "detect", "rules", "sinks", "sources", "falco", "tenancy"
+                "listen", "data_dir", "log", "detect", "rules", "sinks", "sources", "falco",
+                "tenancy"
             ]
         );
         assert!(doc["falco"].get("intake_token_file").is_none());

@@ -16,5 +16,6 @@ mod install;
 mod operator;
 mod ops;
 mod pki;
+mod policyreport;
 mod tenancy;
 mod webhook;

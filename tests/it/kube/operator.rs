@@ -71,10 +71,12 @@ fn apply_examples(c: &Cluster) {
     let dir = root().join("examples/operator");
     for f in [
         "secrets.yaml",
+        "secrets-chat-oncall.yaml",
         "falcorulesfile.yaml",
         "falcorule-shell-in-container.yaml",
         "sinks-namespaced.yaml",
         "sinks-cluster.yaml",
+        "sinks-chat-oncall.yaml",
         "kauditdeployment.yaml",
     ] {
         c.kubectl_ok(
@@ -190,14 +192,27 @@ async fn operator_under_its_own_service_account_reconciles_the_examples_and_hand
         .iter()
         .filter_map(|s| s["name"].as_str())
         .collect();
-    // Every example sink renders, except those whose example Secret holds a placeholder
-    // service-account key ({"type": "service_account"}): the operator's dry run with the real
-    // credential bytes refuses them, as kaudit would, and says so in their status.
-    let placeholder_keys = ["cluster_gcscc", "cluster_pubsub", "ns_payments_pubsub"];
+    // Every example sink renders (one namespaced and one cluster sink per type), except those
+    // whose example Secret holds a placeholder (a service-account key {"type":
+    // "service_account"}, a certificate, a kubeconfig) or that need a credential the example
+    // leaves out: the operator's dry run with the real credential bytes refuses them, as kaudit
+    // would, and says so in their status.
+    let placeholder_keys = [
+        "cluster_gcscc",
+        "cluster_pubsub",
+        "ns_payments_pubsub",
+        "cluster_gcs",
+        "ns_payments_gcs",
+        "cluster_policyreport",
+        "ns_payments_policyreport",
+        "cluster_syslog",
+        "ns_payments_s3",
+    ];
+    let types = kaudit::sinks::TYPES.len();
     assert_eq!(
         sinks.len(),
-        16 - placeholder_keys.len(),
-        "8 namespaced and 8 cluster sinks, less the placeholder keys: {sinks:?}"
+        2 * types - placeholder_keys.len(),
+        "{types} namespaced and {types} cluster sinks, less the placeholder keys: {sinks:?}"
     );
     assert!(
         placeholder_keys.iter().all(|p| !sinks.contains(p)),
@@ -362,7 +377,12 @@ async fn operator_under_its_own_service_account_reconciles_the_examples_and_hand
         }
     })
     .await;
-    assert_eq!(kd["status"]["sinks"], 13, "{}", kd["status"]);
+    assert_eq!(
+        kd["status"]["sinks"],
+        2 * kaudit::sinks::TYPES.len() - 9,
+        "{}",
+        kd["status"]
+    );
     let events = c.kubectl_ok(
         &c.admin,
         &["get", "events.events.k8s.io", "-A", "-o", "json"],
