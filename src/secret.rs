@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::invalid::{Invalid, existing_file};
+
 /// A value that must never be printed: shown as `<redacted>` by `config check` and in logs.
 #[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
@@ -81,6 +83,55 @@ pub fn resolve_secret(
     }
 }
 
+/// A secret setting: the inline key `key` and its file form `key_file`.
+#[derive(Clone, Copy, Debug)]
+pub struct SecretSetting<'a> {
+    key: &'a str,
+    inline: Option<&'a Secret>,
+    file: Option<&'a Path>,
+}
+
+impl<'a> SecretSetting<'a> {
+    /// The setting `key` (e.g. `password`), from its inline and `_file` fields.
+    pub fn new(key: &'a str, inline: &'a Option<Secret>, file: &'a Option<PathBuf>) -> Self {
+        SecretSetting {
+            key,
+            inline: inline.as_ref(),
+            file: file.as_deref(),
+        }
+    }
+
+    /// The inline key (`password`).
+    pub fn key(&self) -> &'a str {
+        self.key
+    }
+
+    /// Either form is set.
+    pub fn is_set(&self) -> bool {
+        self.inline.is_some() || self.file.is_some()
+    }
+
+    /// Refuses both forms at once, and a file that does not exist.
+    pub fn check(&self) -> Result<(), Invalid> {
+        let key = self.key;
+        if self.inline.is_some() && self.file.is_some() {
+            return Err(Invalid::new(
+                key,
+                format!("set either `{key}` or `{key}_file`, not both"),
+            ));
+        }
+        match self.file {
+            Some(p) => existing_file(&format!("{key}_file"), p),
+            None => Ok(()),
+        }
+    }
+
+    /// The value (a file's trailing newlines dropped), or `None` when unset.
+    pub fn read(&self) -> Result<Option<String>, SecretError> {
+        resolve_secret(self.inline, self.file, self.key).map(|s| s.map(|s| s.0))
+    }
+}
+
 /// `text` with the user information of every URL in it (`scheme://user:password@host`)
 /// replaced by `<redacted>`: for messages that quote URLs (logs, dead-letter reasons,
 /// `config check`). A NATS token travels as the user name, so the whole part goes.
@@ -118,6 +169,26 @@ pub fn redact_text(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checks_and_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pw");
+        std::fs::write(&f, "s3cret\n").unwrap();
+        let inline = Some(Secret::new("x"));
+        let file = Some(f);
+        let both = SecretSetting::new("password", &inline, &file);
+        assert_eq!(both.check().unwrap_err().key, "password");
+        let from_file = SecretSetting::new("password", &None, &file);
+        assert!(from_file.is_set() && from_file.check().is_ok());
+        assert_eq!(from_file.read().unwrap().as_deref(), Some("s3cret"));
+        let missing = Some(dir.path().join("nope"));
+        let gone = SecretSetting::new("token", &None, &missing);
+        assert_eq!(gone.check().unwrap_err().key, "token_file");
+        assert!(matches!(gone.read(), Err(SecretError::Unreadable { .. })));
+        assert_eq!(SecretSetting::new("t", &None, &None).read().unwrap(), None);
+    }
+
     use std::io::Write;
 
     #[test]

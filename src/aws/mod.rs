@@ -15,6 +15,9 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
 
+use crate::invalid::Invalid;
+use crate::secret::{SecretError, SecretSetting};
+
 /// What a part of kaudit sets on the shared AWS config; everything unset is the SDK's default.
 #[derive(Clone, Debug, Default)]
 pub struct AwsOptions {
@@ -39,6 +42,52 @@ pub struct StaticCredentials {
     pub secret_access_key: String,
     /// Session token of temporary keys.
     pub session_token: Option<String>,
+}
+
+/// Checks the static-key settings of an AWS client: the access key id and the secret access key
+/// both or neither (inline or from files), a session token only with them, each setting alone.
+pub fn check_static_keys(
+    access_key_id: SecretSetting<'_>,
+    secret_access_key: SecretSetting<'_>,
+    session_token: Option<SecretSetting<'_>>,
+) -> Result<(), Invalid> {
+    if access_key_id.is_set() != secret_access_key.is_set() {
+        return Err(Invalid::new(
+            "",
+            "set both `access_key_id` and `secret_access_key` (or their `_file` forms), or neither",
+        ));
+    }
+    if session_token.is_some_and(|t| t.is_set()) && !access_key_id.is_set() {
+        return Err(Invalid::new(
+            "session_token",
+            "needs `access_key_id` and `secret_access_key`",
+        ));
+    }
+    access_key_id.check()?;
+    secret_access_key.check()?;
+    session_token.map_or(Ok(()), |t| t.check())
+}
+
+/// Reads the static keys [`check_static_keys`] accepted; `None` when they are unset (the SDK's
+/// chain then). Each value is trimmed: AWS keys hold no whitespace, and a stray space or newline
+/// in a mounted Secret must not break request signing.
+pub fn read_static_keys(
+    access_key_id: SecretSetting<'_>,
+    secret_access_key: SecretSetting<'_>,
+    session_token: Option<SecretSetting<'_>>,
+) -> Result<Option<StaticCredentials>, SecretError> {
+    let read = |s: SecretSetting<'_>| s.read().map(|v| v.map(|v| v.trim().to_string()));
+    let (Some(id), Some(key)) = (read(access_key_id)?, read(secret_access_key)?) else {
+        return Ok(None);
+    };
+    Ok(Some(StaticCredentials {
+        access_key_id: id,
+        secret_access_key: key,
+        session_token: match session_token {
+            Some(t) => read(t)?,
+            None => None,
+        },
+    }))
 }
 
 impl std::fmt::Debug for StaticCredentials {
@@ -198,5 +247,36 @@ where
     match e {
         aws_smithy_runtime_api::client::result::SdkError::ServiceError(s) => s.err().code(),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    #[test]
+    fn static_keys_pair_up_and_read_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("secret");
+        std::fs::write(&f, "s3cret \n").unwrap();
+        let (id, none, file) = (Some(Secret::new("AKID")), None, Some(f));
+        let id_s = SecretSetting::new("access_key_id", &id, &none);
+        let secret_s = SecretSetting::new("secret_access_key", &None, &file);
+        let unset = SecretSetting::new("secret_access_key", &None, &None);
+        assert!(check_static_keys(id_s, secret_s, None).is_ok());
+        assert!(check_static_keys(id_s, unset, None).is_err());
+        let token = Some(Secret::new("t"));
+        let lone_token = SecretSetting::new("session_token", &token, &None);
+        let no_id = SecretSetting::new("access_key_id", &None, &None);
+        assert_eq!(
+            check_static_keys(no_id, unset, Some(lone_token))
+                .unwrap_err()
+                .key,
+            "session_token"
+        );
+        let keys = read_static_keys(id_s, secret_s, None).unwrap().unwrap();
+        assert_eq!(keys.secret_access_key, "s3cret");
+        assert!(read_static_keys(no_id, unset, None).unwrap().is_none());
     }
 }

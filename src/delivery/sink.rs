@@ -46,6 +46,13 @@ impl SinkError {
 /// HTTP statuses that mean [`SinkError::Denied`] unless a sink's policy says otherwise.
 pub const DENIED_STATUSES: [u16; 3] = [401, 403, 404];
 
+impl From<crate::secret::SecretError> for SinkError {
+    /// A secret that cannot be read (a missing or unreadable file) is a config that cannot work.
+    fn from(e: crate::secret::SecretError) -> Self {
+        SinkError::Permanent(e.to_string())
+    }
+}
+
 impl From<TransportError> for SinkError {
     fn from(e: TransportError) -> Self {
         if !e.retry && e.status.is_some_and(|s| DENIED_STATUSES.contains(&s)) {

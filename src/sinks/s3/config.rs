@@ -111,21 +111,7 @@ impl S3Config {
             parse_url("endpoint", e)?;
         }
         let [id, secret, token] = self.secrets();
-        if id.is_set() != secret.is_set() {
-            return Err(Invalid::new(
-                "",
-                "set both `access_key_id` and `secret_access_key` (or their `_file` forms), or neither",
-            ));
-        }
-        if token.is_set() && !id.is_set() {
-            return Err(Invalid::new(
-                "session_token",
-                "needs `access_key_id` and `secret_access_key`",
-            ));
-        }
-        for s in [id, secret, token] {
-            s.check()?;
-        }
+        crate::aws::check_static_keys(id, secret, Some(token))?;
         positive("batch_max", self.batch_max as u64)?;
         positive("timeout_ms", self.timeout_ms)?;
         if let Some(p) = &self.ca_file {

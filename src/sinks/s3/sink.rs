@@ -8,7 +8,7 @@ use futures_util::future::BoxFuture;
 
 use super::S3Config;
 use crate::alert::Alert;
-use crate::aws::{AwsOptions, StaticCredentials, error_text, load};
+use crate::aws::{AwsOptions, error_text, load};
 use crate::delivery::sink::DENIED_STATUSES;
 use crate::delivery::{BatchPolicy, Sink, SinkError};
 use crate::sinks::archive::{ndjson_gz, object_name};
@@ -40,14 +40,7 @@ impl S3Sink {
     /// Loads the SDK configuration (reads the credential and TLS files now).
     pub async fn new(cfg: S3Config) -> Result<S3Sink, SinkError> {
         let [id, secret, token] = cfg.secrets();
-        let credentials = match (id.read()?, secret.read()?) {
-            (Some(access_key_id), Some(secret_access_key)) => Some(StaticCredentials {
-                access_key_id,
-                secret_access_key,
-                session_token: token.read()?,
-            }),
-            _ => None,
-        };
+        let credentials = crate::aws::read_static_keys(id, secret, Some(token))?;
         let sdk = load(&AwsOptions {
             region: cfg.region.clone(),
             endpoint: cfg.endpoint.clone(),

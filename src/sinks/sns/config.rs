@@ -88,21 +88,7 @@ impl SnsConfig {
         }
         positive("timeout_ms", self.timeout_ms)?;
         let [id, secret, token] = self.secrets();
-        if id.is_set() != secret.is_set() {
-            return Err(Invalid::new(
-                "",
-                "set both `access_key_id` and `secret_access_key` (or their `_file` forms), or neither",
-            ));
-        }
-        if token.is_set() && !id.is_set() {
-            return Err(Invalid::new(
-                "session_token",
-                "needs `access_key_id` and `secret_access_key`",
-            ));
-        }
-        for s in [id, secret, token] {
-            s.check()?;
-        }
+        crate::aws::check_static_keys(id, secret, Some(token))?;
         if let Some(t) = &self.tls {
             t.validate().map_err(|e| e.under("tls"))?;
             if t.cert_file.is_some() || t.key_file.is_some() {

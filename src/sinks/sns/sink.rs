@@ -7,7 +7,7 @@ use aws_sdk_sns::types::MessageAttributeValue;
 use futures_util::future::BoxFuture;
 
 use crate::alert::Alert;
-use crate::aws::{AwsOptions, StaticCredentials, error_code, error_text};
+use crate::aws::{AwsOptions, error_code, error_text};
 use crate::delivery::sink::one_by_one;
 use crate::delivery::{Sink, SinkError};
 
@@ -44,18 +44,8 @@ impl SnsSink {
             (None, Some(r)) => r.to_string(),
             (None, None) => return Err(perm(format!("bad topic_arn {:?}", cfg.topic_arn))),
         };
-        // AWS keys never hold whitespace: a stray space or newline in a file is dropped.
-        let [id, secret, token] = cfg
-            .secrets()
-            .map(|s| s.read().map(|v| v.map(|v| v.trim().to_string())));
-        let credentials = match (id?, secret?) {
-            (Some(id), Some(key)) => Some(StaticCredentials {
-                access_key_id: id,
-                secret_access_key: key,
-                session_token: token?,
-            }),
-            _ => None,
-        };
+        let [id, secret, token] = cfg.secrets();
+        let credentials = crate::aws::read_static_keys(id, secret, Some(token))?;
         let sdk = crate::aws::load(&AwsOptions {
             region: Some(region),
             endpoint: cfg.endpoint.clone(),

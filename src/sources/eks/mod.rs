@@ -18,9 +18,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::{Source, SourceEnv, SourceError, SourceType};
-use crate::aws::{AwsOptions, StaticCredentials};
+use crate::aws::AwsOptions;
 use crate::invalid::{Invalid, existing_file, positive};
-use crate::secret::{Secret, resolve_secret};
+use crate::secret::{Secret, SecretSetting};
 
 pub use source::EksSource;
 
@@ -107,70 +107,39 @@ impl EksConfig {
             reqwest::Url::parse(e)
                 .map_err(|err| Invalid::new("endpoint", format!("{e:?}: {err}")))?;
         }
-        let id = self.access_key_id.is_some() || self.access_key_id_file.is_some();
-        let secret = self.secret_access_key.is_some() || self.secret_access_key_file.is_some();
-        if id != secret {
-            return Err(Invalid::new(
-                "",
-                "set both `access_key_id` and `secret_access_key` (or their `_file` forms), or neither",
-            ));
-        }
-        for (key, inline, file) in [
-            (
-                "access_key_id",
-                &self.access_key_id,
-                &self.access_key_id_file,
-            ),
-            (
-                "secret_access_key",
-                &self.secret_access_key,
-                &self.secret_access_key_file,
-            ),
-        ] {
-            if inline.is_some() && file.is_some() {
-                return Err(Invalid::new(
-                    key,
-                    format!("set either `{key}` or `{key}_file`, not both"),
-                ));
-            }
-            if let Some(f) = file {
-                existing_file(&format!("{key}_file"), f)?;
-            }
-        }
+        let (id, secret) = self.keys();
+        crate::aws::check_static_keys(id, secret, None)?;
         if let Some(f) = &self.ca_file {
             existing_file("ca_file", f)?;
         }
         Ok(())
     }
 
+    /// The static-key settings: access key id, secret access key.
+    fn keys(&self) -> (SecretSetting<'_>, SecretSetting<'_>) {
+        (
+            SecretSetting::new(
+                "access_key_id",
+                &self.access_key_id,
+                &self.access_key_id_file,
+            ),
+            SecretSetting::new(
+                "secret_access_key",
+                &self.secret_access_key,
+                &self.secret_access_key_file,
+            ),
+        )
+    }
+
     /// The shared AWS config's options, static keys read from their files.
     pub fn aws_options(&self) -> Result<AwsOptions, SourceError> {
-        let read = |inline: &Option<Secret>, file: &Option<PathBuf>, key: &str| {
-            resolve_secret(inline.as_ref(), file.as_deref(), key)
-                .map(|s| s.map(|s| s.expose().trim().to_string()))
-                .map_err(|e| SourceError::Config(e.to_string()))
-        };
-        let id = read(
-            &self.access_key_id,
-            &self.access_key_id_file,
-            "access_key_id",
-        )?;
-        let secret = read(
-            &self.secret_access_key,
-            &self.secret_access_key_file,
-            "secret_access_key",
-        )?;
+        let (id, secret) = self.keys();
+        let credentials = crate::aws::read_static_keys(id, secret, None)
+            .map_err(|e| SourceError::Config(e.to_string()))?;
         Ok(AwsOptions {
             region: self.region.clone(),
             endpoint: self.endpoint.clone(),
-            credentials: match (id, secret) {
-                (Some(access_key_id), Some(secret_access_key)) => Some(StaticCredentials {
-                    access_key_id,
-                    secret_access_key,
-                    session_token: None,
-                }),
-                _ => None,
-            },
+            credentials,
             timeout: Some(std::time::Duration::from_millis(self.timeout_ms)),
             ca_file: self.ca_file.clone(),
         })
