@@ -126,6 +126,21 @@ impl<'a> SecretSetting<'a> {
         }
     }
 
+    /// Refuses this password set without `username`, or `username` without it (basic auth
+    /// comes as a pair).
+    pub fn paired_with_username(&self, username: Option<&str>) -> Result<(), Invalid> {
+        if self.is_set() != username.is_some() {
+            return Err(Invalid::new(
+                "username",
+                format!(
+                    "set `username` and `{0}` (or `{0}_file`) together",
+                    self.key
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// The value (a file's trailing newlines dropped), or `None` when unset.
     pub fn read(&self) -> Result<Option<String>, SecretError> {
         resolve_secret(self.inline, self.file, self.key).map(|s| s.map(|s| s.0))

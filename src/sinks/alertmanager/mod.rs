@@ -147,12 +147,7 @@ impl SinkType for Alertmanager {
         let [token, password] = o.secrets();
         token.check()?;
         password.check()?;
-        if password.is_set() != o.username.is_some() {
-            return Err(Invalid::new(
-                "username",
-                "set `username` and `password` (or `password_file`) together",
-            ));
-        }
+        password.paired_with_username(o.username.as_deref())?;
         if token.is_set() && password.is_set() {
             return Err(Invalid::new(
                 "bearer_token",

@@ -128,12 +128,7 @@ impl ElasticsearchConfig {
                 "choose one authentication: username/password or api_key",
             ));
         }
-        if password.is_set() != self.username.is_some() {
-            return Err(Invalid::new(
-                "username",
-                "set `username` and `password` (or `password_file`) together",
-            ));
-        }
+        password.paired_with_username(self.username.as_deref())?;
         positive("batch_max", self.batch_max as u64)?;
         positive("timeout_ms", self.timeout_ms)?;
         if let Some(t) = &self.tls {

@@ -115,12 +115,7 @@ impl LokiConfig {
         let [password, token] = self.secrets();
         password.check()?;
         token.check()?;
-        if password.is_set() != self.username.is_some() {
-            return Err(Invalid::new(
-                "username",
-                "set `username` and `password` (or `password_file`) together",
-            ));
-        }
+        password.paired_with_username(self.username.as_deref())?;
         if token.is_set() && self.username.is_some() {
             return Err(Invalid::new(
                 "token",

@@ -97,8 +97,7 @@ impl MqttConfig {
         if self.tls.is_some() && !tls {
             return Err(Invalid::new("tls", "needs an mqtts:// URL"));
         }
-        let t = Template::parse(&self.topic).map_err(|e| Invalid::new("topic", e))?;
-        let _ = t;
+        Template::parse(&self.topic).map_err(|e| Invalid::new("topic", e))?;
         if self.topic.contains(['+', '#']) {
             return Err(Invalid::new(
                 "topic",

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::invalid::{Invalid, positive};
 use crate::secret::Secret;
 use crate::sinks::template::Template;
-use crate::sinks::util::{SecretSetting, parse_url};
+use crate::sinks::util::{SecretSetting, broker_url};
 use crate::transport::ClientTls;
 
 /// Settings of a `rabbitmq` sink.
@@ -63,37 +63,14 @@ impl RabbitmqConfig {
 
     /// Checks the URL, the routing key and the credentials.
     pub fn validate(&self) -> Result<(), Invalid> {
-        let url = parse_url("url", &self.url)?;
-        match url.scheme() {
-            "amqp" | "amqps" => {}
-            s => {
-                return Err(Invalid::new(
-                    "url",
-                    format!("scheme {s:?}: use amqp:// or amqps://"),
-                ));
-            }
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(Invalid::new(
-                "url",
-                "put credentials in `username` and `password_file`, not in the URL",
-            ));
-        }
-        if self.tls.is_some() && url.scheme() != "amqps" {
-            return Err(Invalid::new("tls", "needs an amqps:// URL"));
-        }
+        broker_url(&self.url, "amqp", "amqps", self.tls.is_some())?;
         Template::parse(&self.routing_key).map_err(|e| Invalid::new("routing_key", e))?;
         if self.exchange.len() > 255 {
             return Err(Invalid::new("exchange", "at most 255 bytes"));
         }
         let pw = self.password();
         pw.check()?;
-        if pw.is_set() != self.username.is_some() {
-            return Err(Invalid::new(
-                "username",
-                "set `username` and `password` (or `password_file`) together",
-            ));
-        }
+        pw.paired_with_username(self.username.as_deref())?;
         positive("timeout_ms", self.timeout_ms)?;
         positive("batch_max", self.batch_max as u64)?;
         if let Some(t) = &self.tls {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::invalid::{Invalid, positive};
 use crate::secret::Secret;
 use crate::sinks::template::Template;
-use crate::sinks::util::{SecretSetting, parse_url};
+use crate::sinks::util::{SecretSetting, broker_url};
 use crate::transport::ClientTls;
 
 /// Settings of a `redis` sink.
@@ -68,25 +68,7 @@ impl RedisConfig {
 
     /// Checks the URL, the stream template and the credentials.
     pub fn validate(&self) -> Result<(), Invalid> {
-        let url = parse_url("url", &self.url)?;
-        match url.scheme() {
-            "redis" | "rediss" => {}
-            s => {
-                return Err(Invalid::new(
-                    "url",
-                    format!("scheme {s:?}: use redis:// or rediss://"),
-                ));
-            }
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(Invalid::new(
-                "url",
-                "put credentials in `username` and `password_file`, not in the URL",
-            ));
-        }
-        if self.tls.is_some() && url.scheme() != "rediss" {
-            return Err(Invalid::new("tls", "needs a rediss:// URL"));
-        }
+        broker_url(&self.url, "redis", "rediss", self.tls.is_some())?;
         Template::parse(&self.stream).map_err(|e| Invalid::new("stream", e))?;
         let pw = self.password();
         pw.check()?;
