@@ -139,7 +139,7 @@ fn summarize(files: &[PathBuf]) -> Summary {
     };
     for f in files {
         s.bytes += std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
-        for_each_line(f, |_, line| match line {
+        for_each_line(f, |line| match line {
             Ok(l) => {
                 s.records += 1;
                 if let Some(t) = l.time {
@@ -158,12 +158,12 @@ fn summarize(files: &[PathBuf]) -> Summary {
     s
 }
 
-/// Calls `f` with each line's number and its parse.
-fn for_each_line(path: &Path, mut f: impl FnMut(usize, Result<Line, String>)) {
+/// Calls `f` with each line's parse; an error names the file and line.
+fn for_each_line(path: &Path, mut f: impl FnMut(Result<Line, String>)) {
     let file = match std::fs::File::open(path) {
         Ok(x) => x,
         Err(e) => {
-            f(0, Err(format!("{}: {e}", path.display())));
+            f(Err(format!("{}: {e}", path.display())));
             return;
         }
     };
@@ -172,7 +172,7 @@ fn for_each_line(path: &Path, mut f: impl FnMut(usize, Result<Line, String>)) {
             .map_err(|e| e.to_string())
             .and_then(|l| serde_json::from_str::<Line>(&l).map_err(|e| e.to_string()))
             .map_err(|e| format!("{}:{}: {e}", path.display(), i + 1));
-        f(i + 1, parsed);
+        f(parsed);
     }
 }
 
@@ -289,10 +289,12 @@ async fn replay(cfg: &Config, name: &str, attempts: u32) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let back = DeadLetters::new(
+    // Refused-again records go back under the same cap and rotation as a running kaudit's.
+    let back = DeadLetters::with_limits(
         LanePaths::under(&cfg.data_dir, name).dead_letter,
         name,
         DEAD_LETTER_FIELD,
+        cfg.spool.dead_letter_limits(),
     );
     let mut tally = Tally::default();
     for f in &files {
@@ -328,7 +330,7 @@ async fn replay_file(
 ) -> Result<(), String> {
     let mut alerts = Vec::new();
     let mut bad = Vec::new();
-    for_each_line(path, |_, line| {
+    for_each_line(path, |line| {
         match line.and_then(|l| {
             let v = l
                 .alert

@@ -148,10 +148,7 @@ impl Lane {
                 paths.dead_letter.clone(),
                 name,
                 dead_letter_field,
-                super::deadletter::Limits {
-                    max_bytes: cfg.dead_letter_max_bytes,
-                    keep: cfg.dead_letter_keep,
-                },
+                cfg.dead_letter_limits(),
             )
             .counting_discards(
                 metrics

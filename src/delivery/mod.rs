@@ -74,6 +74,14 @@ impl Default for SpoolConfig {
 }
 
 impl SpoolConfig {
+    /// How much dead-letter data each destination keeps under these settings.
+    pub fn dead_letter_limits(&self) -> deadletter::Limits {
+        deadletter::Limits {
+            max_bytes: self.dead_letter_max_bytes,
+            keep: self.dead_letter_keep,
+        }
+    }
+
     /// Checks values types alone cannot; keys are relative to `spool`.
     pub fn validate(&self) -> Result<(), crate::invalid::Invalid> {
         use crate::invalid::{Invalid, positive};
