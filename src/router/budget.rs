@@ -290,10 +290,13 @@ impl Budgets {
             .and_then(|v| v.as_str())
             .unwrap_or("");
         let stored = bytes as u64 + crate::delivery::spool::META_LEN as u64;
-        let b = self
-            .sinks
-            .entry(sink.to_string())
-            .or_insert_with(|| SinkBudget::new(spool));
+        // Looked up before inserting: no String allocated per alert once the sink is known.
+        if !self.sinks.contains_key(sink) {
+            self.sinks.insert(sink.to_string(), SinkBudget::new(spool));
+        }
+        let Some(b) = self.sinks.get_mut(sink) else {
+            return true;
+        };
         b.reconcile(spool.bytes());
         let key = b.key(ns);
         if !b.take_token(&key, &self.cfg, Instant::now()) {
