@@ -5,7 +5,7 @@
 //! version conflict, counted as delivered. The answer is read item by item ([`bulk`]): items
 //! rejected for a passing reason (429 `es_rejected_execution_exception`, 5xx) are sent again,
 //! and only they; items refused for good (a mapping conflict) are dead-lettered with the
-//! reason. 401 and 403 keep the alerts in the spool until the credentials are fixed. Basic
+//! reason. 401 and 403 are denials, retried for `spool.denied_retry_secs`, then dead-lettered. Basic
 //! authentication, or an Elasticsearch API key (`Authorization: ApiKey`); OpenSearch takes the
 //! same requests, with basic authentication.
 

@@ -17,20 +17,11 @@ use super::ElasticsearchConfig;
 use super::bulk::{ItemOutcome, body, outcomes};
 use crate::alert::Alert;
 use crate::delivery::{BatchPolicy, Sink, SinkError};
-use crate::transport::{self, RetryPolicy, Verdict};
+use crate::transport::{self, RetryPolicy};
 
-/// Wrong or expired credentials are fixed by rotating a Secret: keep the alerts meanwhile.
-const BULK: RetryPolicy = RetryPolicy::STANDARD
-    .on_with(
-        401,
-        Verdict::Retry,
-        "authentication failed; kept in the spool until the credentials are fixed",
-    )
-    .on_with(
-        403,
-        Verdict::Retry,
-        "not authorized to write the index; kept in the spool until the role is fixed",
-    );
+/// The standard rules: 401 and 403 are denials (a key being rotated, a role being fixed), retried
+/// for `spool.denied_retry_secs` and then dead-lettered like every other sink's.
+const BULK: RetryPolicy = RetryPolicy::STANDARD;
 
 /// The most uuids remembered as confirmed: a few batches' worth.
 const REMEMBER: usize = 100_000;

@@ -4,8 +4,8 @@
 //! (`ka.target.namespace`, when the alert has one) and the constant `labels` of the config;
 //! everything else is in the line (the alert's Falco JSON, or its output). The entry time is the
 //! alert's time. 429 (rate limited) and 5xx are retried, honouring `Retry-After`; 400 (an entry
-//! too old, a line too long) dead-letters; 401/403 keep the alerts until the credentials are
-//! fixed. Basic authentication (Grafana Cloud), a bearer token, and `X-Scope-OrgID`.
+//! too old, a line too long) dead-letters; 401/403 are denials, retried for `spool.denied_retry_secs`, then
+//! dead-lettered. Basic authentication (Grafana Cloud), a bearer token, and `X-Scope-OrgID`.
 
 mod config;
 mod sink;

@@ -14,24 +14,14 @@ use serde_json::{Value, json};
 use super::{LineFormat, LokiConfig};
 use crate::alert::Alert;
 use crate::delivery::{BatchPolicy, Sink, SinkError};
-use crate::transport::{self, RetryPolicy, Verdict};
+use crate::transport::{self, RetryPolicy};
 
 /// Loki's default `max_label_value_length`; longer values are cut there (the line keeps all).
 pub const MAX_LABEL_VALUE: usize = 2048;
 
-/// 429 is Loki's rate limit (retried by the standard rules); 400 refuses the push for good (an
-/// entry too old, a line too long); wrong credentials keep the alerts until fixed.
-const PUSH: RetryPolicy = RetryPolicy::STANDARD
-    .on_with(
-        401,
-        Verdict::Retry,
-        "authentication failed; kept in the spool until the credentials are fixed",
-    )
-    .on_with(
-        403,
-        Verdict::Retry,
-        "not authorized; kept in the spool until the credentials are fixed",
-    );
+/// The standard rules: 429 is Loki's rate limit (retried); 400 refuses the push for good (an
+/// entry too old, a line too long); 401/403 are denials, retried for `spool.denied_retry_secs`.
+const PUSH: RetryPolicy = RetryPolicy::STANDARD;
 
 /// The labels of an alert's stream.
 pub fn labels(a: &Alert, constant: &BTreeMap<String, String>) -> BTreeMap<String, String> {

@@ -44,12 +44,17 @@ fn classify(what: &str, e: kube::Error) -> WriteError {
         kube::Error::Api(s) if s.code == 404 && s.message.contains("namespaces") => {
             WriteError::NamespaceGone
         }
-        kube::Error::Api(s) if s.code == 404 => WriteError::Sink(SinkError::retryable(format!(
+        // Denials, as for every sink: retried for `spool.denied_retry_secs` (time to install the
+        // CRD or grant the role), then dead-lettered, so that a misconfiguration cannot hold the
+        // spool forever.
+        kube::Error::Api(s) if s.code == 404 => WriteError::Sink(SinkError::Denied(format!(
             "{message} (is the wgpolicyk8s.io/v1alpha2 PolicyReport CRD installed?)"
         ))),
-        kube::Error::Api(s) if s.code == 403 => WriteError::Sink(SinkError::retryable(format!(
-            "{message} (kaudit's service account needs get, create and update on policyreports and clusterpolicyreports)"
-        ))),
+        kube::Error::Api(s) if s.code == 401 || s.code == 403 => {
+            WriteError::Sink(SinkError::Denied(format!(
+                "{message} (kaudit's service account needs get, create and update on policyreports and clusterpolicyreports)"
+            )))
+        }
         kube::Error::Api(s) if s.code == 422 || s.code == 400 => {
             WriteError::Sink(SinkError::Permanent(message))
         }

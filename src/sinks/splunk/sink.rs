@@ -14,23 +14,13 @@ use serde_json::{Map, Value, json};
 use super::SplunkConfig;
 use crate::alert::Alert;
 use crate::delivery::{BatchPolicy, Sink, SinkError};
-use crate::transport::{self, RetryPolicy, Verdict};
+use crate::transport::{self, RetryPolicy};
 
-/// HEC's answers: 400 with codes 5–7 and 10–16 (bad data, an index the token may not write,
-/// acknowledgement disabled on the token) refuse for good; 500 (code 8) and 503 (code 9, busy;
-/// unhealthy queues) are retried; 401/403 (codes 1–4: a token missing, disabled or unknown) keep
-/// the alerts in the spool until the token is fixed.
-const HEC: RetryPolicy = RetryPolicy::STANDARD
-    .on_with(
-        401,
-        Verdict::Retry,
-        "token refused; kept in the spool until the token is fixed",
-    )
-    .on_with(
-        403,
-        Verdict::Retry,
-        "token disabled or unknown; kept in the spool until the token is fixed",
-    );
+/// HEC's answers, by the standard rules: 400 with codes 5–7 and 10–16 (bad data, an index the
+/// token may not write, acknowledgement disabled on the token) refuse for good; 500 (code 8) and
+/// 503 (code 9, busy; unhealthy queues) are retried; 401/403 (codes 1–4: a token missing,
+/// disabled or unknown) are denials, retried for `spool.denied_retry_secs`, then dead-lettered.
+const HEC: RetryPolicy = RetryPolicy::STANDARD;
 
 /// How often an acknowledgement is asked for.
 const ACK_POLL: Duration = Duration::from_millis(250);

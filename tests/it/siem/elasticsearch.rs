@@ -383,7 +383,7 @@ async fn refused_items_are_dead_lettered_naming_them() {
 }
 
 #[tokio::test]
-async fn refused_credentials_are_retried_until_fixed() {
+async fn refused_credentials_are_retried_within_the_denial_window() {
     let es = Loopback::start(Cluster {
         auth: Some("ApiKey old-key".into()),
         ..Cluster::default()
@@ -395,7 +395,11 @@ async fn refused_credentials_are_retried_until_fixed() {
     );
     let metrics = Metrics::new();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &yaml);
+    // A 401 is a denial like any sink's: retried for `spool.denied_retry_secs`, here an hour.
+    let cfg = crate::support::config_from_yaml(&format!(
+        "data_dir: {}\nspool:\n  retry_initial_ms: 20\n  retry_max_ms: 100\n  denied_retry_secs: 3600\nsinks:\n{yaml}",
+        dir.path().display()
+    ));
     let r = router::start(cfg.router_setup(), &metrics.delivery)
         .await
         .unwrap();
@@ -411,6 +415,39 @@ async fn refused_credentials_are_retried_until_fixed() {
     wait_until("the document", || es.state.lock().unwrap().docs.len() == 1).await;
     r.shutdown().await;
     assert!(json_lines(&dir.path().join("dead-letter/es.jsonl")).is_empty());
+}
+
+#[tokio::test]
+async fn refused_credentials_are_dead_lettered_once_the_window_is_over() {
+    let es = Loopback::start(Cluster {
+        auth: Some("ApiKey old-key".into()),
+        ..Cluster::default()
+    })
+    .await;
+    let yaml = format!(
+        "  - name: es\n    type: elasticsearch\n    url: {}\n    api_key: bmV3OmtleQ==\n    batch_wait_ms: 0\n",
+        es.url()
+    );
+    let metrics = Metrics::new();
+    let dir = tempfile::tempdir().unwrap();
+    // `config` sets `denied_retry_secs: 0`: the first denial is final.
+    let cfg = config(dir.path(), &yaml);
+    let r = router::start(cfg.router_setup(), &metrics.delivery)
+        .await
+        .unwrap();
+    r.sender()
+        .send(alert("Denied", Priority::Error))
+        .await
+        .unwrap();
+    let dead = dir.path().join("dead-letter/es.jsonl");
+    wait_until("the dead letter", || !json_lines(&dead).is_empty()).await;
+    r.shutdown().await;
+    let reason = json_lines(&dead)[0]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(reason.contains("401"), "{reason}");
+    assert!(es.state.lock().unwrap().docs.is_empty());
 }
 
 #[tokio::test]
