@@ -217,13 +217,35 @@ impl Config {
         let origin = file
             .map(|f| f.display().to_string())
             .unwrap_or_else(|| "<defaults>".to_string());
-        let mut builder = config::Config::builder();
-        if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Source {
+        let text = match file {
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| ConfigError::Source {
                 file: origin.clone(),
                 message: format!("cannot read config file: {e}"),
-            })?;
-            builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Yaml));
+            })?),
+            None => None,
+        };
+        Self::layer(&origin, text.as_deref(), overrides, env)
+    }
+
+    /// Parses and validates `text` as a config file named `origin`, on the defaults, without
+    /// the environment or flags: what `kaudit config check` does to a file's contents (and the
+    /// config fuzz target's entry point).
+    pub fn from_yaml(origin: &str, text: &str) -> Result<Config, ConfigError> {
+        Self::layer(origin, Some(text), &Overrides::default(), Vec::new())
+    }
+
+    /// Defaults, then the file's `text`, then `KAUDIT_*` entries of `env`, then `overrides`;
+    /// errors name `origin` and the key.
+    fn layer(
+        origin: &str,
+        text: Option<&str>,
+        overrides: &Overrides,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let origin = origin.to_string();
+        let mut builder = config::Config::builder();
+        if let Some(text) = text {
+            builder = builder.add_source(config::File::from_str(text, config::FileFormat::Yaml));
         }
         let env_map: std::collections::HashMap<String, String> = env
             .into_iter()
@@ -381,6 +403,18 @@ mod tests {
         assert_eq!(cfg.listen.port(), DEFAULT_PORT);
         assert_eq!(cfg.ingest.max_body_bytes, 12 * 1024 * 1024);
         assert_eq!(cfg.sinks.len(), 1);
+    }
+
+    #[test]
+    fn from_yaml_names_its_origin_and_the_key() {
+        let cfg = Config::from_yaml("team.yaml", "ingest:\n  max_body_bytes: 1000\n").unwrap();
+        assert_eq!(cfg.ingest.max_body_bytes, 1000);
+        let e = Config::from_yaml("team.yaml", "ingest:\n  max_body_bytez: 1\n").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with("team.yaml: key `ingest`"), "{msg}");
+        assert!(msg.contains("max_body_bytez"), "{msg}");
+        let e = Config::from_yaml("team.yaml", "ingest: [").unwrap_err();
+        assert!(matches!(e, ConfigError::Source { ref file, .. } if file == "team.yaml"), "{e}");
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod gcp;
 pub mod health;
 pub mod ingest;
 pub mod invalid;
+pub mod memory;
 pub mod metrics;
 pub mod operator;
 pub mod pipeline;

@@ -83,6 +83,7 @@ enum SourcesCommand {
 const EXIT_BAD_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
+    kaudit::memory::tune_allocator();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config, listen } => {
