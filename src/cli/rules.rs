@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use crate::alert::{Alert, Priority};
-use crate::audit::{self, AuditEvent, NOT_AN_AUDIT_EVENT};
+use crate::audit::{self, AuditEvent, NOT_AN_AUDIT_EVENT, Rejection};
+use crate::lazy::{self, RawEvent};
 use crate::rules::{LoadOptions, LoadReport, RuleMatching, Ruleset};
 
 /// The `rules` subcommands.
@@ -30,7 +31,8 @@ pub enum RulesCommand {
         /// Rules file (repeatable, loaded in order); none means the embedded default ruleset.
         #[arg(short = 'r', long = "rules")]
         rules: Vec<PathBuf>,
-        /// Event files: JSON lines of Events, an EventList, or arrays.
+        /// Event files: JSON lines of Events, an EventList, or arrays. Read one event at a
+        /// time, each built only as far as the rules read it.
         #[arg(required = true)]
         events: Vec<PathBuf>,
         /// `first` (at most one alert per event, Falco's default) or `all`.
@@ -150,30 +152,28 @@ pub fn run(cmd: RulesCommand) -> ExitCode {
             let mut out = std::io::stdout().lock();
             let mut alerts: Vec<Alert> = Vec::new();
             for f in &events {
-                let evs = match read_events(f) {
-                    Ok((evs, problems)) => {
-                        for p in problems {
-                            eprintln!("{p}");
-                            ok = false;
-                        }
-                        evs
-                    }
+                let bytes = match std::fs::read(f) {
+                    Ok(b) => b,
                     Err(e) => {
                         eprintln!("kaudit: {}: {e}", f.display());
                         ok = false;
                         continue;
                     }
                 };
-                for ev in &evs {
-                    n_events += 1;
+                let name = f.display().to_string();
+                // One event at a time, each built only as far as the rules read it.
+                let streamed = stream_events(&name, &bytes, |raw| {
                     alerts.clear();
-                    rs.evaluate(ev, &mut alerts);
+                    rs.evaluate_raw(&raw, &mut alerts)?;
+                    n_events += 1;
                     for a in &alerts {
                         *by_rule.entry(a.rule.clone()).or_default() += 1;
                         *by_prio.entry(a.priority).or_default() += 1;
                         let _ = writeln!(out, "{}", a.to_json());
                     }
-                }
+                    Ok(())
+                });
+                ok &= streamed;
             }
             let total: usize = by_rule.values().sum();
             eprintln!("events: {n_events}, alerts: {total}");
@@ -190,6 +190,72 @@ pub fn run(cmd: RulesCommand) -> ExitCode {
             }
         }
     }
+}
+
+/// Hands the events of a file's bytes to `visit` one at a time, unparsed: the whole text as one
+/// payload if it is one, else one payload per line (as [`decode_text`] reads them). Prints one
+/// message per line or item that is not an event (`visit` says why an item is not) and returns
+/// false when there was any.
+pub fn stream_events(
+    name: &str,
+    bytes: &[u8],
+    mut visit: impl FnMut(RawEvent<'_>) -> Result<(), Rejection>,
+) -> bool {
+    let mut ok = true;
+    let mut problem = |m: String| {
+        eprintln!("{m}");
+        ok = false;
+    };
+    // Collecting the items' places (not their events) first keeps the whole-text-or-lines
+    // decision exactly that of `decode_text`: a payload failing late is read per line.
+    let mut items = Vec::new();
+    if lazy::for_each_raw(bytes, usize::MAX, |it| items.push(it)).is_ok() {
+        for it in items {
+            let dropped = match it {
+                Ok(raw) => visit(raw).err().map(|r| (raw.index, r)),
+                Err(d) => Some(d),
+            };
+            if let Some((i, r)) = dropped {
+                problem(format!(
+                    "{name}: item {}: event dropped: {}",
+                    i + 1,
+                    r.as_str()
+                ));
+            }
+        }
+        return ok;
+    }
+    for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        items.clear();
+        match lazy::for_each_raw(line, usize::MAX, |it| items.push(it)) {
+            Ok(()) => {
+                for it in items.drain(..) {
+                    let dropped = match it {
+                        Ok(raw) => visit(raw).err().map(|r| (raw.index, r)),
+                        Err(d) => Some(d),
+                    };
+                    if let Some((i, r)) = dropped {
+                        problem(format!(
+                            "{name}:{}: item {}: event dropped: {}",
+                            n + 1,
+                            i + 1,
+                            r.as_str()
+                        ));
+                    }
+                }
+            }
+            Err(audit::DecodeError::NotAuditEvent(m)) => {
+                problem(format!("{name}:{}: {NOT_AN_AUDIT_EVENT}: {m}", n + 1));
+            }
+            Err(e) => {
+                problem(format!("{name}:{}: {NOT_AN_AUDIT_EVENT}: {e}", n + 1));
+            }
+        }
+    }
+    ok
 }
 
 /// Reads the events of a file: the whole file as one payload if it decodes, else one payload
