@@ -144,12 +144,13 @@ pub struct ReloadLabel {
 /// Evaluates one event, appending its alerts.
 pub type EvaluateFn = dyn Fn(&AuditEvent, &mut Vec<Alert>) + Send + Sync;
 
-/// The evaluator in force and what it reads of an event.
+/// The evaluator in force.
 #[derive(Clone)]
-struct InForce {
-    eval: Arc<EvaluateFn>,
-    /// The paths lazy extraction builds for `eval` (the whole event for an opaque one).
-    paths: Arc<PathSet>,
+enum InForce {
+    /// Any function; it sees the whole event.
+    Opaque(Arc<EvaluateFn>),
+    /// A ruleset; it sees each event with only what its rules read built.
+    Rules(Arc<Ruleset>),
 }
 
 /// The evaluator in force; replaced in place when rules are reloaded.
@@ -168,17 +169,18 @@ impl Detector {
 
     /// Puts `f` in force for the next batch; it sees every event fully parsed.
     pub fn set(&self, f: Arc<EvaluateFn>) {
-        self.set_reading(f, PathSet::whole());
+        self.put(InForce::Opaque(f));
     }
 
-    /// Puts `f` in force for the next batch; it sees each event with only `paths` built (see
-    /// `kaudit_engine::lazy`), which must cover everything it reads.
-    pub fn set_reading(&self, f: Arc<EvaluateFn>, paths: PathSet) {
+    /// Puts `rs` in force for the next batch, its alerts marked `kaudit.origin: embedded`; each
+    /// event is built only as far as its rules read it (see `kaudit_engine::lazy`).
+    pub fn set_rules(&self, rs: Arc<Ruleset>) {
+        self.put(InForce::Rules(rs));
+    }
+
+    fn put(&self, f: InForce) {
         if let Ok(mut g) = self.current.write() {
-            *g = Some(InForce {
-                eval: f,
-                paths: Arc::new(paths),
-            });
+            *g = Some(f);
         }
     }
 
@@ -199,15 +201,25 @@ fn evaluate_batch(body: &[u8], seq: u64, max_event_bytes: usize, f: Option<InFor
     let start = std::time::Instant::now();
     let mut out = Vec::new();
     let mut events = 0u64;
-    if let Some(f) = f {
-        let decoded = lazy::for_each_event(body, max_event_bytes, &f.paths, |i, ev| {
-            if let Ok(ev) = ev {
-                events += 1;
-                let from = out.len();
-                (f.eval)(&ev, &mut out);
-                for a in &mut out[from..] {
-                    a.uuid = alert_uuid(&ev, seq, i, &a.rule, "embedded");
+    let whole = PathSet::whole();
+    let paths = match &f {
+        Some(InForce::Rules(rs)) => rs.paths(),
+        _ => &whole,
+    };
+    if let Some(f) = &f {
+        let decoded = lazy::for_each_event(body, max_event_bytes, paths, |i, item| {
+            let Ok((raw, ev)) = item else { return };
+            events += 1;
+            let from = out.len();
+            match f {
+                InForce::Opaque(eval) => eval(&ev, &mut out),
+                InForce::Rules(rs) => {
+                    rs.evaluate_extracted(&ev, &raw, &mut out);
+                    mark_embedded(&mut out[from..]);
                 }
+            }
+            for a in &mut out[from..] {
+                a.uuid = alert_uuid(&ev, seq, i, &a.rule, "embedded");
             }
         });
         if let Err(e) = decoded {
@@ -355,17 +367,23 @@ pub fn load_rules(
     }
 }
 
-/// An evaluator over `rs` that marks its alerts `kaudit.origin: embedded`.
+/// Marks alerts `kaudit.origin: embedded`.
+fn mark_embedded(alerts: &mut [Alert]) {
+    for a in alerts {
+        a.output_fields.insert(
+            ORIGIN_FIELD.into(),
+            serde_json::Value::String("embedded".into()),
+        );
+    }
+}
+
+/// An evaluator over `rs` that marks its alerts `kaudit.origin: embedded` (for fully parsed
+/// events; the detect stage itself uses [`Detector::set_rules`]).
 pub fn evaluator(rs: Arc<Ruleset>) -> Arc<EvaluateFn> {
     Arc::new(move |ev: &AuditEvent, out: &mut Vec<Alert>| {
         let from = out.len();
         rs.evaluate(ev, out);
-        for a in &mut out[from..] {
-            a.output_fields.insert(
-                ORIGIN_FIELD.into(),
-                serde_json::Value::String("embedded".into()),
-            );
-        }
+        mark_embedded(&mut out[from..]);
     })
 }
 
@@ -373,8 +391,7 @@ pub fn evaluator(rs: Arc<Ruleset>) -> Arc<EvaluateFn> {
 /// the metrics.
 pub fn install(detector: &Detector, rs: Ruleset, report: &LoadReport, metrics: &DetectMetrics) {
     metrics.rules_active.set(report.rules_active as i64);
-    let paths = rs.paths().clone();
-    detector.set_reading(evaluator(Arc::new(rs)), paths);
+    detector.set_rules(Arc::new(rs));
 }
 
 /// Reloads the rules when any of their files changes; a set that fails to load is reported and

@@ -9,7 +9,7 @@ use clap::Subcommand;
 
 use crate::alert::{Alert, Priority};
 use crate::audit::{self, AuditEvent, NOT_AN_AUDIT_EVENT, Rejection};
-use crate::lazy::{self, RawEvent};
+use crate::lazy::{self, PathSet, RawEvent};
 use crate::rules::{LoadOptions, LoadReport, RuleMatching, Ruleset};
 
 /// The `rules` subcommands.
@@ -162,16 +162,15 @@ pub fn run(cmd: RulesCommand) -> ExitCode {
                 };
                 let name = f.display().to_string();
                 // One event at a time, each built only as far as the rules read it.
-                let streamed = stream_events(&name, &bytes, |raw| {
+                let streamed = stream_events(&name, &bytes, rs.paths(), |raw, ev| {
                     alerts.clear();
-                    rs.evaluate_raw(&raw, &mut alerts)?;
+                    rs.evaluate_extracted(ev, raw, &mut alerts);
                     n_events += 1;
                     for a in &alerts {
                         *by_rule.entry(a.rule.clone()).or_default() += 1;
                         *by_prio.entry(a.priority).or_default() += 1;
                         let _ = writeln!(out, "{}", a.to_json());
                     }
-                    Ok(())
                 });
                 ok &= streamed;
             }
@@ -192,70 +191,73 @@ pub fn run(cmd: RulesCommand) -> ExitCode {
     }
 }
 
-/// Hands the events of a file's bytes to `visit` one at a time, unparsed: the whole text as one
-/// payload if it is one, else one payload per line (as [`decode_text`] reads them). Prints one
-/// message per line or item that is not an event (`visit` says why an item is not) and returns
-/// false when there was any.
+/// Hands the events of a file's bytes to `visit` one at a time, each built only over `paths`
+/// (see `kaudit_engine::lazy`): the whole text as one payload if it is one, else one payload per
+/// line, decided as [`decode_text`] decides. Prints one message per line or item that is not an
+/// event and returns false when there was any.
 pub fn stream_events(
     name: &str,
     bytes: &[u8],
-    mut visit: impl FnMut(RawEvent<'_>) -> Result<(), Rejection>,
+    paths: &PathSet,
+    mut visit: impl FnMut(&RawEvent<'_>, &AuditEvent),
 ) -> bool {
     let mut ok = true;
-    let mut problem = |m: String| {
-        eprintln!("{m}");
-        ok = false;
-    };
-    // Collecting the items' places (not their events) first keeps the whole-text-or-lines
-    // decision exactly that of `decode_text`: a payload failing late is read per line.
+    let mut take =
+        |at: &str, item: Result<(RawEvent<'_>, AuditEvent), (usize, Rejection)>| match item {
+            Ok((raw, ev)) => visit(&raw, &ev),
+            Err((i, r)) => {
+                eprintln!("{name}{at}: item {}: event dropped: {}", i + 1, r.as_str());
+                ok = false;
+            }
+        };
+    type Item<'a> = Result<(RawEvent<'a>, AuditEvent), (usize, Rejection)>;
+    fn built<'a>(it: Result<RawEvent<'a>, (usize, Rejection)>, paths: &PathSet) -> Item<'a> {
+        it.and_then(|raw| match raw.extract(paths) {
+            Ok(ev) => Ok((raw, ev)),
+            Err(r) => Err((raw.index, r)),
+        })
+    }
+    let read = |it| built(it, paths);
+    // A payload's items are placed (not parsed) before any is evaluated, so one that fails
+    // late is read per line, as `decode_text` does; a line that is one Event is read in one pass.
     let mut items = Vec::new();
     if lazy::for_each_raw(bytes, usize::MAX, |it| items.push(it)).is_ok() {
         for it in items {
-            let dropped = match it {
-                Ok(raw) => visit(raw).err().map(|r| (raw.index, r)),
-                Err(d) => Some(d),
-            };
-            if let Some((i, r)) = dropped {
-                problem(format!(
-                    "{name}: item {}: event dropped: {}",
-                    i + 1,
-                    r.as_str()
-                ));
-            }
+            take("", read(it));
         }
+
         return ok;
     }
+    // Lines that are no payload at all (`take` holds `ok`).
+    let mut bad = false;
     for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
         if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let at = format!(":{}", n + 1);
+        if let Some((raw, ev)) = lazy::single_event(line, usize::MAX, paths) {
+            take(&at, ev.map(|ev| (raw, ev)).map_err(|r| (0, r)));
             continue;
         }
         items.clear();
         match lazy::for_each_raw(line, usize::MAX, |it| items.push(it)) {
             Ok(()) => {
                 for it in items.drain(..) {
-                    let dropped = match it {
-                        Ok(raw) => visit(raw).err().map(|r| (raw.index, r)),
-                        Err(d) => Some(d),
-                    };
-                    if let Some((i, r)) = dropped {
-                        problem(format!(
-                            "{name}:{}: item {}: event dropped: {}",
-                            n + 1,
-                            i + 1,
-                            r.as_str()
-                        ));
-                    }
+                    take(&at, read(it));
                 }
             }
-            Err(audit::DecodeError::NotAuditEvent(m)) => {
-                problem(format!("{name}:{}: {NOT_AN_AUDIT_EVENT}: {m}", n + 1));
-            }
             Err(e) => {
-                problem(format!("{name}:{}: {NOT_AN_AUDIT_EVENT}: {e}", n + 1));
+                let m = match e {
+                    audit::DecodeError::NotAuditEvent(m) => m,
+                    e => e.to_string(),
+                };
+                eprintln!("{name}{at}: {NOT_AN_AUDIT_EVENT}: {m}");
+                bad = true;
             }
         }
     }
-    ok
+
+    ok && !bad
 }
 
 /// Reads the events of a file: the whole file as one payload if it decodes, else one payload

@@ -20,7 +20,6 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
 
 use crate::audit::{self, AuditEvent, DecodeError, Rejection};
@@ -152,14 +151,14 @@ pub struct RawEvent<'a> {
     /// Position among all items of the payload (rejected ones included).
     pub index: usize,
     /// The item's JSON text.
-    pub text: &'a RawValue,
+    pub text: &'a str,
 }
 
 impl<'a> RawEvent<'a> {
     /// The event with only the members on `paths` built (plus its time, checked exactly as
     /// [`AuditEvent::from_json`] checks a full parse).
     pub fn extract(&self, paths: &PathSet) -> Result<AuditEvent, Rejection> {
-        extract(self.text.get(), paths)
+        extract(self.text, paths)
     }
 }
 
@@ -190,22 +189,136 @@ pub fn for_each_raw<'a>(
     mut visit: impl FnMut(Result<RawEvent<'a>, (usize, Rejection)>),
 ) -> Result<(), DecodeError> {
     audit::for_each_item(body, max_event_bytes, |index, item| match item {
-        Ok(text) => visit(Ok(RawEvent { index, text })),
+        Ok(text) => visit(Ok(RawEvent {
+            index,
+            text: text.get(),
+        })),
         Err(r) => visit(Err((index, r))),
     })
 }
 
-/// As [`audit::for_each_event`], building only the members on `paths` of each event.
-pub fn for_each_event(
-    body: &[u8],
+/// As [`audit::for_each_event`], building only the members on `paths` of each event; `visit`
+/// also gets each event's raw item.
+pub fn for_each_event<'a>(
+    body: &'a [u8],
     max_event_bytes: usize,
     paths: &PathSet,
-    mut visit: impl FnMut(usize, Result<AuditEvent, Rejection>),
+    mut visit: impl FnMut(usize, Result<(RawEvent<'a>, AuditEvent), Rejection>),
 ) -> Result<(), DecodeError> {
+    if let Some((raw, ev)) = single_event(body, max_event_bytes, paths) {
+        visit(0, ev.map(|ev| (raw, ev)));
+        return Ok(());
+    }
     for_each_raw(body, max_event_bytes, |item| match item {
-        Ok(raw) => visit(raw.index, raw.extract(paths)),
+        Ok(raw) => visit(raw.index, raw.extract(paths).map(|ev| (raw, ev))),
         Err((i, r)) => visit(i, Err(r)),
     })
+}
+
+/// The common payload of a JSON-lines file, one `Event` object, read in one pass (checking,
+/// probing its `kind` and building the paths at once) instead of three. `None` when the payload
+/// is anything else, or anything unusual (`items` present, a repeated `kind` or `apiVersion`,
+/// a syntax error, over the size limit): the general walk then decides exactly as
+/// [`audit::decode`] does.
+pub fn single_event<'a>(
+    body: &'a [u8],
+    max_event_bytes: usize,
+    paths: &PathSet,
+) -> Option<(RawEvent<'a>, Result<AuditEvent, Rejection>)> {
+    if paths.is_whole() {
+        return None;
+    }
+    let text = std::str::from_utf8(body)
+        .ok()?
+        .trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'));
+    if !text.starts_with('{') || text.len() > max_event_bytes {
+        return None;
+    }
+    let mut probe = Probe::default();
+    let mut de = serde_json::Deserializer::from_str(text);
+    let v = Root {
+        node: &paths.root,
+        probe: &mut probe,
+    }
+    .deserialize(&mut de)
+    .ok()?;
+    de.end().ok()?;
+    let is_event = matches!(&probe.kind, Some(Value::String(k)) if k == "Event");
+    let audit_version = match &probe.api_version {
+        Some(Value::String(v)) => v.starts_with("audit.k8s.io/"),
+        _ => true,
+    };
+    if probe.unusual || !is_event || !audit_version {
+        return None;
+    }
+    Some((RawEvent { index: 0, text }, AuditEvent::from_json(v)))
+}
+
+/// What the root of a payload says about itself, read while it is scanned.
+#[derive(Default)]
+struct Probe {
+    kind: Option<Value>,
+    api_version: Option<Value>,
+    /// `items` present, or `kind`/`apiVersion` repeated: left to the general walk.
+    unusual: bool,
+}
+
+/// The root object of a payload: [`Partial`] at the root, also reading the probe's keys.
+struct Root<'p, 'q> {
+    node: &'p Node,
+    probe: &'q mut Probe,
+}
+
+impl<'de> DeserializeSeed<'de> for Root<'_, '_> {
+    type Value = Value;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Root<'_, '_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an audit event object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = map.next_key_seed(Key)? {
+            let probed = match key.as_ref() {
+                "kind" => Some(&mut self.probe.kind),
+                "apiVersion" => Some(&mut self.probe.api_version),
+                "items" => {
+                    self.probe.unusual = true;
+                    None
+                }
+                _ => None,
+            };
+            if let Some(slot) = probed {
+                let v: Value = map.next_value()?;
+                if slot.is_some() {
+                    self.probe.unusual = true;
+                }
+                *slot = Some(v.clone());
+                if self.node.child(&key).is_some() {
+                    out.insert(key.into_owned(), v);
+                }
+                continue;
+            }
+            match self.node.child(&key) {
+                Some(child) => {
+                    let v = map.next_value_seed(Partial(child))?;
+                    out.insert(key.into_owned(), v);
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Value::Object(out))
+    }
 }
 
 /// Builds a value keeping only the members of objects that are on the trie below `.0`.
@@ -361,6 +474,49 @@ mod tests {
             Rejection::BadStageTimestamp
         );
         assert_eq!(extract(r#"{"a":"#, &set).unwrap_err(), Rejection::Malformed);
+    }
+
+    #[test]
+    fn a_lone_event_is_read_in_one_pass_and_anything_else_is_left_to_the_walk() {
+        let mut set = PathSet::new();
+        set.add_pointer("/verb");
+        let ev = format!(r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1",{TS},"verb":"get"}}"#);
+        let padded = format!(" \n{ev}\r\n");
+        let (raw, got) = single_event(padded.as_bytes(), 1 << 20, &set).expect("one pass");
+        assert_eq!(raw.text, ev);
+        assert_eq!(got.unwrap().json["verb"], "get");
+        for other in [
+            format!(r#"{{"kind":"EventList","items":[{ev}]}}"#),
+            format!(r#"{{"kind":"Event","items":3,{TS}}}"#),
+            format!(r#"{{"kind":"Event","kind":"Event",{TS}}}"#),
+            format!(r#"{{"kind":"Event","apiVersion":"v1",{TS}}}"#),
+            format!(r#"{{{TS}}}"#),
+            format!(r#"{{"kind":"Event",{TS}"#),
+            format!("[{ev}]"),
+        ] {
+            assert!(
+                single_event(other.as_bytes(), 1 << 20, &set).is_none(),
+                "{other}"
+            );
+        }
+        assert!(single_event(ev.as_bytes(), 10, &set).is_none());
+        // Every way in agrees with the general walk.
+        let mut seen = Vec::new();
+        for_each_event(padded.as_bytes(), 1 << 20, &set, |i, r| {
+            seen.push((i, r.map(|(_, e)| e.json)))
+        })
+        .unwrap();
+        let mut walked = Vec::new();
+        for_each_raw(padded.as_bytes(), 1 << 20, |r| {
+            walked.push(r.map(|raw| (raw.index, raw.extract(&set).map(|e| e.json))))
+        })
+        .unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(walked.len(), 1);
+        let Ok((i, w)) = walked.remove(0) else {
+            panic!("walked")
+        };
+        assert_eq!((i, w), seen.remove(0));
     }
 
     #[test]

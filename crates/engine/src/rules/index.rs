@@ -2,11 +2,13 @@
 //! condition runs, so that the cost of an event grows with the rules it can reach, not with
 //! all the rules loaded.
 //!
-//! A rule whose condition requires `ka.verb` to be one of some literals (a conjunct
-//! `ka.verb = x` or `ka.verb in (...)`, or an `or` of such) is filed under those verbs; one
-//! without but requiring `ka.target.resource` likewise is filed under those resources; the rest
-//! are always candidates. An event's candidates are the rules filed under its verb, under its
-//! resource, and the unfiled ones, in definition order: a rule left out could only have failed.
+//! A rule whose condition requires `ka.target.namespace` to be one of some literals (a
+//! conjunct `field = x` or `field in (...)`, or an `or` of such; every tenant rule does) is
+//! filed under those namespaces; one that does not, but requires `ka.target.resource` so, under
+//! those resources; else under its `ka.verb` literals; the rest are always candidates. All three
+//! are single values at fixed paths, the cheapest fields to read. An event's candidates are the
+//! rules filed under its namespace, its resource and its verb, and the unfiled ones, in
+//! definition order: a rule left out could only have failed.
 
 use std::collections::HashMap;
 
@@ -14,8 +16,8 @@ use super::compiler::{Node, Slot, Slots, Test};
 use super::eval::Ctx;
 use super::fields;
 
-/// The fields the index files rules under, cheapest and most selective first.
-const INDEXED: [&str; 2] = ["ka.verb", "ka.target.resource"];
+/// The fields the index files rules under, most selective first.
+const INDEXED: [&str; 3] = ["ka.target.namespace", "ka.target.resource", "ka.verb"];
 
 /// Rules filed under the values of one field.
 #[derive(Debug, Default)]

@@ -247,6 +247,12 @@ impl Ruleset {
         Ok(ev)
     }
 
+    /// Evaluates `ev`, built from `raw` over at least [`Ruleset::paths`] (as
+    /// [`crate::lazy::for_each_event`] hands them out): the alerts of [`Ruleset::evaluate_raw`].
+    pub fn evaluate_extracted(&self, ev: &AuditEvent, raw: &RawEvent<'_>, out: &mut Vec<Alert>) {
+        self.run(ev, Some(raw), out);
+    }
+
     /// Evaluates one event, appending its alerts to `out`.
     pub fn evaluate(&self, ev: &AuditEvent, out: &mut Vec<Alert>) {
         self.run(ev, None, out);
