@@ -20,7 +20,8 @@ use crate::delivery::Hold;
 use crate::delivery::alerts::AlertSender;
 use crate::delivery::inbox::{InboxBatch, InboxReader, InboxRecord};
 use crate::health::Probe;
-use crate::rules::{LoadError, LoadOptions, LoadReport, RulesConfig, Ruleset};
+use crate::lazy::{self, PathSet};
+use crate::rules::{LoadError, LoadOptions, LoadReport, RuleLimits, RulesConfig, Ruleset};
 
 /// The output field that says where an alert was raised: `embedded` (kaudit's engine) or
 /// `falco`.
@@ -143,10 +144,19 @@ pub struct ReloadLabel {
 /// Evaluates one event, appending its alerts.
 pub type EvaluateFn = dyn Fn(&AuditEvent, &mut Vec<Alert>) + Send + Sync;
 
+/// The evaluator in force.
+#[derive(Clone)]
+enum InForce {
+    /// Any function; it sees the whole event.
+    Opaque(Arc<EvaluateFn>),
+    /// A ruleset; it sees each event with only what its rules read built.
+    Rules(Arc<Ruleset>),
+}
+
 /// The evaluator in force; replaced in place when rules are reloaded.
 #[derive(Clone)]
 pub struct Detector {
-    current: Arc<RwLock<Option<Arc<EvaluateFn>>>>,
+    current: Arc<RwLock<Option<InForce>>>,
 }
 
 impl Detector {
@@ -157,22 +167,84 @@ impl Detector {
         }
     }
 
-    /// Puts `f` in force for the next batch.
+    /// Puts `f` in force for the next batch; it sees every event fully parsed.
     pub fn set(&self, f: Arc<EvaluateFn>) {
+        self.put(InForce::Opaque(f));
+    }
+
+    /// Puts `rs` in force for the next batch, its alerts marked `kaudit.origin: embedded`; each
+    /// event is built only as far as its rules read it (see `kaudit_engine::lazy`).
+    pub fn set_rules(&self, rs: Arc<Ruleset>) {
+        self.put(InForce::Rules(rs));
+    }
+
+    fn put(&self, f: InForce) {
         if let Ok(mut g) = self.current.write() {
             *g = Some(f);
         }
     }
 
-    fn get(&self) -> Option<Arc<EvaluateFn>> {
+    fn get(&self) -> Option<InForce> {
         self.current.read().ok().and_then(|g| g.clone())
     }
 }
 
+/// One batch's evaluation, done on a blocking thread.
+struct Evaluated {
+    alerts: Vec<Alert>,
+    events: u64,
+    seconds: f64,
+}
+
+/// Evaluates every event of a batch body (lazy extraction over the evaluator's paths).
+fn evaluate_batch(body: &[u8], seq: u64, max_event_bytes: usize, f: Option<InForce>) -> Evaluated {
+    let start = std::time::Instant::now();
+    let mut out = Vec::new();
+    let mut events = 0u64;
+    let whole = PathSet::whole();
+    let paths = match &f {
+        Some(InForce::Rules(rs)) => rs.paths(),
+        _ => &whole,
+    };
+    if let Some(f) = &f {
+        let decoded = lazy::for_each_event(body, max_event_bytes, paths, |i, item| {
+            let Ok((raw, ev)) = item else { return };
+            events += 1;
+            let from = out.len();
+            match f {
+                InForce::Opaque(eval) => eval(&ev, &mut out),
+                InForce::Rules(rs) => {
+                    rs.evaluate_extracted(&ev, &raw, &mut out);
+                    mark_embedded(&mut out[from..]);
+                }
+            }
+            for a in &mut out[from..] {
+                a.uuid = alert_uuid(&ev, seq, i, &a.rule, "embedded");
+            }
+        });
+        if let Err(e) = decoded {
+            // Only a payload that was valid JSON when accepted is in the inbox.
+            tracing::error!(seq, error = %e, "inbox batch no longer decodes");
+        }
+    }
+    Evaluated {
+        alerts: out,
+        events,
+        seconds: start.elapsed().as_secs_f64(),
+    }
+}
+
+/// The evaluators working at once: one per core.
+fn pool_size() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// Runs the stage until the inbox is closed and every batch it had was read: each batch is
-/// first handed to the taps (the Falco forwarder), then its events are evaluated one at a time
-/// and the alerts routed, every one carrying a share of the batch's hold, so the batch leaves
-/// the inbox only once all of them are spooled.
+/// first handed to the taps (the Falco forwarder), in inbox order; its events are then
+/// evaluated on a blocking thread, up to one batch per core at once; the alerts of each batch
+/// are routed in inbox order, batch after batch, every one carrying a share of the batch's
+/// hold, so the batch leaves the inbox only once all of them are spooled (a batch whose
+/// evaluation failed is dropped unreleased, and comes back).
 pub fn spawn(
     mut reader: InboxReader,
     detector: Detector,
@@ -184,8 +256,43 @@ pub fn spawn(
 ) -> JoinHandle<()> {
     probe.ready();
     let supervised = probe.clone();
+    let workers = pool_size();
     tokio::spawn(crate::health::supervise(supervised, async move {
-        let mut out = Vec::new();
+        // Batches being evaluated, in inbox order; the bound keeps at most `workers` running.
+        let (tx, mut rx) =
+            tokio::sync::mpsc::channel::<(u64, Hold, tokio::task::JoinHandle<Evaluated>)>(
+                workers.max(1),
+            );
+        let route_metrics = metrics.clone();
+        let routing = tokio::spawn(async move {
+            while let Some((seq, hold, job)) = rx.recv().await {
+                let done = match job.await {
+                    Ok(done) => done,
+                    Err(e) => {
+                        tracing::error!(seq, error = %e, "evaluating the batch failed; it stays in the inbox");
+                        continue;
+                    }
+                };
+                route_metrics.events_evaluated.inc_by(done.events);
+                if done.events > 0 {
+                    route_metrics.batch_duration.observe(done.seconds);
+                }
+                for alert in done.alerts {
+                    route_metrics
+                        .alerts
+                        .get_or_create(&AlertLabels {
+                            priority: alert.priority.as_lower(),
+                            origin: "embedded",
+                        })
+                        .inc();
+                    tracing::debug!(seq, uuid = %alert.uuid, rule = %alert.rule, "alert");
+                    if alerts.send_held(alert, hold.share()).await.is_err() {
+                        tracing::error!(seq, "router is gone; the batch stays in the inbox");
+                    }
+                }
+                hold.release();
+            }
+        });
         while let Some(InboxBatch { record, hold }) = reader.next().await {
             probe.busy(STALL);
             let seq = record.seq;
@@ -194,44 +301,19 @@ pub fn spawn(
                     tracing::error!(seq, error = %e, "cannot hand the batch on");
                 }
             }
-            if let Some(eval) = detector.get() {
-                let start = std::time::Instant::now();
-                let mut evaluated = 0u64;
-                let decoded =
-                    crate::audit::for_each_event(&record.body, max_event_bytes, |i, ev| {
-                        if let Ok(ev) = ev {
-                            evaluated += 1;
-                            let from = out.len();
-                            eval(&ev, &mut out);
-                            for a in &mut out[from..] {
-                                a.uuid = alert_uuid(&ev, seq, i, &a.rule, "embedded");
-                            }
-                        }
-                    });
-                if let Err(e) = decoded {
-                    // Only a payload that was valid JSON when accepted is in the inbox.
-                    tracing::error!(seq, error = %e, "inbox batch no longer decodes");
-                }
-                metrics.events_evaluated.inc_by(evaluated);
-                metrics
-                    .batch_duration
-                    .observe(start.elapsed().as_secs_f64());
+            let f = detector.get();
+            let body = record.body.clone();
+            let job =
+                tokio::task::spawn_blocking(move || evaluate_batch(&body, seq, max_event_bytes, f));
+            if tx.send((seq, hold, job)).await.is_err() {
+                tracing::error!(seq, "alert routing stopped; the batch stays in the inbox");
+                break;
             }
-            for alert in out.drain(..) {
-                metrics
-                    .alerts
-                    .get_or_create(&AlertLabels {
-                        priority: alert.priority.as_lower(),
-                        origin: "embedded",
-                    })
-                    .inc();
-                tracing::debug!(seq, uuid = %alert.uuid, rule = %alert.rule, "alert");
-                if alerts.send_held(alert, hold.share()).await.is_err() {
-                    tracing::error!(seq, "router is gone; the batch stays in the inbox");
-                }
-            }
-            hold.release();
             probe.ready();
+        }
+        drop(tx);
+        if let Err(e) = routing.await {
+            tracing::error!(error = %e, "alert routing failed");
         }
     }))
 }
@@ -271,7 +353,9 @@ pub fn rules_options(rules: &RulesConfig, hostname: String) -> LoadOptions {
     }
 }
 
-/// Loads `rules.files`, or the embedded default ruleset when there are none.
+/// Loads `rules.files`, or the embedded default ruleset when there are none. The files the
+/// operator renders from namespaced `FalcoRule`s (`50-ns-*`) load under the tenant cost limits
+/// ([`RuleLimits::tenant`]), as the operator checked them.
 pub fn load_rules(
     rules: &RulesConfig,
     opts: &LoadOptions,
@@ -279,28 +363,35 @@ pub fn load_rules(
     if rules.files.is_empty() {
         Ruleset::load_default(opts)
     } else {
-        Ruleset::load_files(&rules.files, opts)
+        Ruleset::load_files_limited(&rules.files, opts, Some(&RuleLimits::tenant()))
     }
 }
 
-/// An evaluator over `rs` that marks its alerts `kaudit.origin: embedded`.
+/// Marks alerts `kaudit.origin: embedded`.
+fn mark_embedded(alerts: &mut [Alert]) {
+    for a in alerts {
+        a.output_fields.insert(
+            ORIGIN_FIELD.into(),
+            serde_json::Value::String("embedded".into()),
+        );
+    }
+}
+
+/// An evaluator over `rs` that marks its alerts `kaudit.origin: embedded` (for fully parsed
+/// events; the detect stage itself uses [`Detector::set_rules`]).
 pub fn evaluator(rs: Arc<Ruleset>) -> Arc<EvaluateFn> {
     Arc::new(move |ev: &AuditEvent, out: &mut Vec<Alert>| {
         let from = out.len();
         rs.evaluate(ev, out);
-        for a in &mut out[from..] {
-            a.output_fields.insert(
-                ORIGIN_FIELD.into(),
-                serde_json::Value::String("embedded".into()),
-            );
-        }
+        mark_embedded(&mut out[from..]);
     })
 }
 
-/// Puts `rs` in force and records it in the metrics.
+/// Puts `rs` in force (building only what its rules read of each event) and records it in
+/// the metrics.
 pub fn install(detector: &Detector, rs: Ruleset, report: &LoadReport, metrics: &DetectMetrics) {
     metrics.rules_active.set(report.rules_active as i64);
-    detector.set(evaluator(Arc::new(rs)));
+    detector.set_rules(Arc::new(rs));
 }
 
 /// Reloads the rules when any of their files changes; a set that fails to load is reported and

@@ -9,7 +9,7 @@
 
 // The model and the rules engine live in the `kaudit-engine` crate (crates/engine), the bottom
 // layer; their paths stay `kaudit::audit`, `kaudit::alert`, `kaudit::rules`.
-pub use kaudit_engine::{alert, audit, rules};
+pub use kaudit_engine::{alert, audit, lazy, rules};
 
 pub mod aws;
 pub mod cli;

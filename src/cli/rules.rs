@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use crate::alert::{Alert, Priority};
-use crate::audit::{self, AuditEvent, NOT_AN_AUDIT_EVENT};
+use crate::audit::{self, AuditEvent, NOT_AN_AUDIT_EVENT, Rejection};
+use crate::lazy::{self, PathSet, RawEvent};
 use crate::rules::{LoadOptions, LoadReport, RuleMatching, Ruleset};
 
 /// The `rules` subcommands.
@@ -30,7 +31,8 @@ pub enum RulesCommand {
         /// Rules file (repeatable, loaded in order); none means the embedded default ruleset.
         #[arg(short = 'r', long = "rules")]
         rules: Vec<PathBuf>,
-        /// Event files: JSON lines of Events, an EventList, or arrays.
+        /// Event files: JSON lines of Events, an EventList, or arrays. Read one event at a
+        /// time, each built only as far as the rules read it.
         #[arg(required = true)]
         events: Vec<PathBuf>,
         /// `first` (at most one alert per event, Falco's default) or `all`.
@@ -150,30 +152,27 @@ pub fn run(cmd: RulesCommand) -> ExitCode {
             let mut out = std::io::stdout().lock();
             let mut alerts: Vec<Alert> = Vec::new();
             for f in &events {
-                let evs = match read_events(f) {
-                    Ok((evs, problems)) => {
-                        for p in problems {
-                            eprintln!("{p}");
-                            ok = false;
-                        }
-                        evs
-                    }
+                let bytes = match std::fs::read(f) {
+                    Ok(b) => b,
                     Err(e) => {
                         eprintln!("kaudit: {}: {e}", f.display());
                         ok = false;
                         continue;
                     }
                 };
-                for ev in &evs {
-                    n_events += 1;
+                let name = f.display().to_string();
+                // One event at a time, each built only as far as the rules read it.
+                let streamed = stream_events(&name, &bytes, rs.paths(), |raw, ev| {
                     alerts.clear();
-                    rs.evaluate(ev, &mut alerts);
+                    rs.evaluate_extracted(ev, raw, &mut alerts);
+                    n_events += 1;
                     for a in &alerts {
                         *by_rule.entry(a.rule.clone()).or_default() += 1;
                         *by_prio.entry(a.priority).or_default() += 1;
                         let _ = writeln!(out, "{}", a.to_json());
                     }
-                }
+                });
+                ok &= streamed;
             }
             let total: usize = by_rule.values().sum();
             eprintln!("events: {n_events}, alerts: {total}");
@@ -190,6 +189,75 @@ pub fn run(cmd: RulesCommand) -> ExitCode {
             }
         }
     }
+}
+
+/// Hands the events of a file's bytes to `visit` one at a time, each built only over `paths`
+/// (see `kaudit_engine::lazy`): the whole text as one payload if it is one, else one payload per
+/// line, decided as [`decode_text`] decides. Prints one message per line or item that is not an
+/// event and returns false when there was any.
+pub fn stream_events(
+    name: &str,
+    bytes: &[u8],
+    paths: &PathSet,
+    mut visit: impl FnMut(&RawEvent<'_>, &AuditEvent),
+) -> bool {
+    let mut ok = true;
+    let mut take =
+        |at: &str, item: Result<(RawEvent<'_>, AuditEvent), (usize, Rejection)>| match item {
+            Ok((raw, ev)) => visit(&raw, &ev),
+            Err((i, r)) => {
+                eprintln!("{name}{at}: item {}: event dropped: {}", i + 1, r.as_str());
+                ok = false;
+            }
+        };
+    type Item<'a> = Result<(RawEvent<'a>, AuditEvent), (usize, Rejection)>;
+    fn built<'a>(it: Result<RawEvent<'a>, (usize, Rejection)>, paths: &PathSet) -> Item<'a> {
+        it.and_then(|raw| match raw.extract(paths) {
+            Ok(ev) => Ok((raw, ev)),
+            Err(r) => Err((raw.index, r)),
+        })
+    }
+    let read = |it| built(it, paths);
+    // A payload's items are placed (not parsed) before any is evaluated, so one that fails
+    // late is read per line, as `decode_text` does; a line that is one Event is read in one pass.
+    let mut items = Vec::new();
+    if lazy::for_each_raw(bytes, usize::MAX, |it| items.push(it)).is_ok() {
+        for it in items {
+            take("", read(it));
+        }
+
+        return ok;
+    }
+    // Lines that are no payload at all (`take` holds `ok`).
+    let mut bad = false;
+    for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let at = format!(":{}", n + 1);
+        if let Some((raw, ev)) = lazy::single_event(line, usize::MAX, paths) {
+            take(&at, ev.map(|ev| (raw, ev)).map_err(|r| (0, r)));
+            continue;
+        }
+        items.clear();
+        match lazy::for_each_raw(line, usize::MAX, |it| items.push(it)) {
+            Ok(()) => {
+                for it in items.drain(..) {
+                    take(&at, read(it));
+                }
+            }
+            Err(e) => {
+                let m = match e {
+                    audit::DecodeError::NotAuditEvent(m) => m,
+                    e => e.to_string(),
+                };
+                eprintln!("{name}{at}: {NOT_AN_AUDIT_EVENT}: {m}");
+                bad = true;
+            }
+        }
+    }
+
+    ok && !bad
 }
 
 /// Reads the events of a file: the whole file as one payload if it decodes, else one payload

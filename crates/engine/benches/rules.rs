@@ -1,5 +1,7 @@
 //! Events per second through the newest upstream k8s_audit ruleset (loaded after
-//! falco_rules-1.0.1), over the events of Falco's trace files, beside a parse-only baseline.
+//! falco_rules-1.0.1), over the events of Falco's trace files, beside a parse-only baseline:
+//! evaluation of parsed events, a full parse plus evaluation, and lazy extraction (only what
+//! the rules read built) plus evaluation.
 //!
 //! `cargo bench --bench rules -- --quick` (from the repository root or crates/engine).
 
@@ -108,6 +110,17 @@ fn bench(c: &mut Criterion) {
                     continue;
                 };
                 let Ok(ev) = AuditEvent::from_json(v) else {
+                    continue;
+                };
+                out.clear();
+                first.evaluate(&ev, &mut out);
+            }
+        })
+    });
+    g.bench_function("lazy extract + evaluate (first match)", |b| {
+        b.iter(|| {
+            for l in &lines {
+                let Ok(ev) = kaudit_engine::lazy::extract(black_box(l), first.paths()) else {
                     continue;
                 };
                 out.clear();

@@ -210,14 +210,14 @@ fn check_event(raw: &RawValue) -> Result<(), Rejection> {
 
 /// Walks a payload's items (an `EventList`'s, an `Event`, arrays of them): `visit` gets each
 /// item's index and raw text, or [`Rejection::TooLarge`].
-fn for_each_item(
-    body: &[u8],
+pub(crate) fn for_each_item<'a>(
+    body: &'a [u8],
     max_event_bytes: usize,
-    mut visit: impl FnMut(usize, Result<&RawValue, Rejection>),
+    mut visit: impl FnMut(usize, Result<&'a RawValue, Rejection>),
 ) -> Result<(), DecodeError> {
-    let raw: &RawValue = serde_json::from_slice(body).map_err(malformed)?;
+    let raw: &'a RawValue = serde_json::from_slice(body).map_err(malformed)?;
     let mut index = 0usize;
-    let mut add = |item: &RawValue| {
+    let mut add = |item: &'a RawValue| {
         let i = index;
         index += 1;
         if item.get().len() > max_event_bytes {
@@ -239,10 +239,10 @@ fn malformed(e: serde_json::Error) -> DecodeError {
     }
 }
 
-fn decode_value(
-    raw: &RawValue,
+fn decode_value<'a>(
+    raw: &'a RawValue,
     depth: usize,
-    add: &mut dyn FnMut(&RawValue),
+    add: &mut dyn FnMut(&'a RawValue),
 ) -> Result<(), DecodeError> {
     if depth > MAX_NESTING {
         return Err(DecodeError::NotAuditEvent(format!(
@@ -252,14 +252,14 @@ fn decode_value(
     let text = raw.get();
     match text.as_bytes().first() {
         Some(b'[') => {
-            let items: Vec<&RawValue> = serde_json::from_str(text).map_err(malformed)?;
+            let items: Vec<&'a RawValue> = serde_json::from_str(text).map_err(malformed)?;
             for item in items {
                 decode_value(item, depth + 1, add)?;
             }
             Ok(())
         }
         Some(b'{') => {
-            let probe: Probe = serde_json::from_str(text).map_err(malformed)?;
+            let probe: Probe<'a> = serde_json::from_str(text).map_err(malformed)?;
             if let Some(Value::String(v)) = &probe.api_version
                 && !v.starts_with("audit.k8s.io/")
             {

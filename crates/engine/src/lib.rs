@@ -2,6 +2,7 @@
 //!
 //! The bottom layer of kaudit, pure computation with no I/O beyond reading rules files:
 //! - [`audit`]: the audit event model and payload decoding (`EventList`, `Event`, arrays);
+//! - [`lazy`]: lazy extraction, an event scanned once and only the parts rules read built;
 //! - [`alert`]: the alert, Falco's alert JSON plus falcosidekick's `uuid`;
 //! - [`rules`]: the Falco-compatible `k8s_audit` rules engine (loader, condition language,
 //!   fields, evaluation, output formats) and the alert filters sinks use.
@@ -20,4 +21,5 @@
 
 pub mod alert;
 pub mod audit;
+pub mod lazy;
 pub mod rules;

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::operator::crd::{FalcoRule, FalcoRuleSpec, FalcoRulesFile};
 use crate::operator::inputs::Inputs;
 use crate::operator::tenancy::{self, TenancyError};
-use crate::rules::{LoadError, LoadOptions, Ruleset};
+use crate::rules::{LoadError, LoadOptions, RuleLimits, Ruleset, TENANT_FILE_PREFIX};
 
 use super::limits::{self, MAX_RULE_BYTES, MAX_RULES_BYTES};
 use super::object::Object;
@@ -85,8 +85,15 @@ pub fn render_rule(ns: &str, name: &str, spec: &FalcoRuleSpec) -> Result<Value, 
     }))
 }
 
+/// Where tenant rules are loaded from while checking them: the per-namespace files, the
+/// combined trial and one rule alone (`50-ns-<ns>/<name>`).
+const TENANT_TRIAL: &str = "<namespace rules>";
+
+/// Loads `sources` as kaudit will, with the cost limits of tenant rules on the tenant inputs.
 fn load_check(sources: &[(String, String)]) -> Result<(), LoadError> {
-    Ruleset::load_sources(sources, &LoadOptions::default()).map(|_| ())
+    let mut limits = RuleLimits::tenant();
+    limits.files.push(TENANT_TRIAL.to_string());
+    Ruleset::load_sources_limited(sources, &LoadOptions::default(), Some(&limits)).map(|_| ())
 }
 
 /// Rule files and their outcomes: cluster files first (by order, then name), then one file per
@@ -180,10 +187,7 @@ pub fn files(
         .iter()
         .filter_map(|(_, _, _, i)| i.as_ref().ok().cloned())
         .collect();
-    together.push((
-        "<namespace rules>".into(),
-        yaml("namespace rules", &all_items)?,
-    ));
+    together.push((TENANT_TRIAL.into(), yaml("namespace rules", &all_items)?));
     let all_load = load_check(&together).is_ok();
     // Accepted rule items: (outcome index, namespace, item, bytes).
     let mut accepted: Vec<(usize, String, Value, usize)> = Vec::new();
@@ -194,7 +198,7 @@ pub fn files(
             }
             let text = yaml("rule", &vec![item.clone()])?;
             let mut trial = base.clone();
-            trial.push((format!("{ns}/{name}"), text));
+            trial.push((format!("{TENANT_FILE_PREFIX}{ns}/{name}"), text));
             load_check(&trial)?;
             Ok(item)
         });
@@ -245,7 +249,7 @@ pub fn files(
             "# Rules of namespace {ns}, rendered by the kaudit operator; each is scoped to {ns}.\n{}",
             yaml("namespace rules", &items)?
         );
-        files.push((format!("50-ns-{ns}.yaml"), text));
+        files.push((format!("{TENANT_FILE_PREFIX}{ns}.yaml"), text));
     }
     // Each rule passed alone; make sure the whole set loads too, else keep the cluster files.
     if let Err(e) = load_check(&files) {

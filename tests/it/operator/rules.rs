@@ -517,3 +517,27 @@ fn oversized_rules_fail_alone_and_a_flood_only_costs_its_namespace() {
     // What was kept still loads.
     engine(&d);
 }
+
+/// A tenant rule over the cost limits (issue 13: 20,000 distinct fields made every event
+/// slower) is refused with the reason in its outcome; the namespace's other rules stay.
+#[test]
+fn a_tenant_rule_reading_too_many_fields_is_refused() {
+    let k = kd(json!({"defaultRules": false}));
+    let checks: Vec<String> = (0..100).map(|i| format!("jevt.value[/f{i}] = x")).collect();
+    let inputs = Inputs {
+        rules: vec![
+            rule("team", "wide", &checks.join(" or ")),
+            rule("team", "small", "ka.verb = create"),
+        ],
+        ..Default::default()
+    };
+    let d = render(&k, &inputs);
+    let wide = outcome(&d, ItemKind::FalcoRule, "wide").error.clone();
+    assert!(
+        wide.as_deref()
+            .is_some_and(|e| e.contains("distinct fields")),
+        "{wide:?}"
+    );
+    assert!(outcome(&d, ItemKind::FalcoRule, "small").error.is_none());
+    engine(&d);
+}

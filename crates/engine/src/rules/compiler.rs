@@ -56,6 +56,11 @@ pub struct Slots {
 }
 
 impl Slots {
+    /// The slot of `s`, if interned.
+    pub fn find(&self, s: &Slot) -> Option<usize> {
+        self.index.get(s).copied()
+    }
+
     /// The slot of `s`, added if new.
     pub fn intern(&mut self, s: Slot) -> usize {
         if let Some(&i) = self.index.get(&s) {
@@ -83,6 +88,14 @@ impl Set {
             Set::Small(items)
         } else {
             Set::Hash(items.into_iter().collect())
+        }
+    }
+
+    /// The items, in no particular order.
+    pub fn items(&self) -> Box<dyn Iterator<Item = &str> + '_> {
+        match self {
+            Set::Small(items) => Box::new(items.iter().map(String::as_str)),
+            Set::Hash(h) => Box::new(h.iter().map(String::as_str)),
         }
     }
 
@@ -288,6 +301,12 @@ pub enum CheckError {
     },
 }
 
+/// The most memory one compiled `regex` operand may take (program and lazy DFA each).
+pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// How deeply a `regex` operand may nest groups and repetitions.
+pub const REGEX_NEST_LIMIT: u32 = 64;
+
 /// Checks an operator against a field's type and precomputes its operand.
 pub fn make_test(op: Op, rhs: &Rhs, list: bool) -> Result<Test, CheckError> {
     if matches!(op, Op::BContains | Op::BStartsWith) {
@@ -321,10 +340,17 @@ pub fn make_test(op: Op, rhs: &Rhs, list: bool) -> Result<Test, CheckError> {
         Op::IGlob => Test::IGlob(value()?.to_ascii_lowercase()),
         Op::Regex => {
             let v = value()?;
-            let re = regex::Regex::new(&format!("^(?:{v})$")).map_err(|e| CheckError::Regex {
-                message: e.to_string(),
-                pattern: v,
-            })?;
+            // The regex crate matches in linear time; the size limits bound its memory (a
+            // `(a{1000}){1000}` is refused at load, not built).
+            let re = regex::RegexBuilder::new(&format!("^(?:{v})$"))
+                .size_limit(REGEX_SIZE_LIMIT)
+                .dfa_size_limit(REGEX_SIZE_LIMIT)
+                .nest_limit(REGEX_NEST_LIMIT)
+                .build()
+                .map_err(|e| CheckError::Regex {
+                    message: e.to_string(),
+                    pattern: v,
+                })?;
             Test::Regex(re)
         }
         Op::In => Test::In(Set::new(items()?)),
@@ -332,4 +358,15 @@ pub fn make_test(op: Op, rhs: &Rhs, list: bool) -> Result<Test, CheckError> {
         Op::PMatch => Test::PMatch(items()?),
         Op::BContains | Op::BStartsWith => return Err(CheckError::ByteOperator(op)),
     })
+}
+
+/// Adds the slots a condition reads to `out`.
+pub fn node_slots(n: &Node, out: &mut HashSet<usize>) {
+    match n {
+        Node::And(k) | Node::Or(k) => k.iter().for_each(|x| node_slots(x, out)),
+        Node::Not(x) => node_slots(x, out),
+        Node::Check { slot, .. } => {
+            out.insert(*slot);
+        }
+    }
 }

@@ -41,3 +41,41 @@ impl Default for RulesConfig {
         }
     }
 }
+
+/// Limits on one rule's cost, so that a rule written by a tenant cannot make everyone's events
+/// slower: a rule over a limit is an error of the load, naming the rule and the limit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleLimits {
+    /// The longest condition text (with its exceptions, after list substitution), in bytes.
+    pub max_condition_bytes: usize,
+    /// The most distinct fields the condition and output may read together.
+    pub max_fields: usize,
+    /// The rules files the limits apply to: those with a path component (split at `/`) that
+    /// starts with one of these; empty applies them to every rule.
+    pub files: Vec<String>,
+}
+
+/// The file-name prefix of the rules files the operator renders from namespaced `FalcoRule`s.
+pub const TENANT_FILE_PREFIX: &str = "50-ns-";
+
+impl RuleLimits {
+    /// The limits for tenant rules: 32 KiB of condition (the operator's limit on a whole
+    /// rendered rule) and 64 distinct fields per rule (an upstream Falco rule reads at most
+    /// about a dozen), applied to the operator's per-namespace rules files
+    /// ([`TENANT_FILE_PREFIX`]).
+    pub fn tenant() -> RuleLimits {
+        RuleLimits {
+            max_condition_bytes: 32 * 1024,
+            max_fields: 64,
+            files: vec![TENANT_FILE_PREFIX.to_string()],
+        }
+    }
+
+    /// True when the limits apply to rules defined in `file`.
+    pub fn applies_to(&self, file: &str) -> bool {
+        self.files.is_empty()
+            || file
+                .split('/')
+                .any(|c| self.files.iter().any(|p| c.starts_with(p.as_str())))
+    }
+}

@@ -12,6 +12,7 @@ pub mod eval;
 pub mod exception;
 pub mod fields;
 pub mod filter;
+pub mod index;
 pub mod load;
 pub mod output;
 pub mod parser;
@@ -23,8 +24,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::alert::{Alert, Priority};
-use crate::audit::AuditEvent;
-pub use config::{RuleMatching, RulesConfig};
+use crate::audit::{AuditEvent, Rejection};
+use crate::lazy::{PathSet, RawEvent};
+pub use config::{RuleLimits, RuleMatching, RulesConfig, TENANT_FILE_PREFIX};
 pub use filter::{AlertFilter, FilterError};
 pub use load::{Diagnostic, ENGINE_VERSION, LoadError, LoadReport, Loc};
 
@@ -104,6 +106,12 @@ pub struct Ruleset {
     slots: compiler::Slots,
     matching: RuleMatching,
     hostname: String,
+    /// What the active rules read of an event (conditions and outputs).
+    paths: PathSet,
+    /// Which active rules an event can reach.
+    index: index::RuleIndex,
+    /// Per rule: its output reads the whole event, beyond `paths`.
+    whole_output: Vec<bool>,
 }
 
 impl Ruleset {
@@ -111,6 +119,15 @@ impl Ruleset {
     pub fn load_files(
         paths: &[PathBuf],
         opts: &LoadOptions,
+    ) -> Result<(Ruleset, LoadReport), LoadError> {
+        Self::load_files_limited(paths, opts, None)
+    }
+
+    /// As [`Ruleset::load_files`], refusing rules over `limits` in the files they apply to.
+    pub fn load_files_limited(
+        paths: &[PathBuf],
+        opts: &LoadOptions,
+        limits: Option<&RuleLimits>,
     ) -> Result<(Ruleset, LoadReport), LoadError> {
         let mut sources = Vec::with_capacity(paths.len());
         for p in paths {
@@ -120,7 +137,7 @@ impl Ruleset {
             })?;
             sources.push((p.display().to_string(), text));
         }
-        Self::load_sources(&sources, opts)
+        Self::load_sources_limited(&sources, opts, limits)
     }
 
     /// Loads the embedded default ruleset.
@@ -136,7 +153,18 @@ impl Ruleset {
         sources: &[(String, String)],
         opts: &LoadOptions,
     ) -> Result<(Ruleset, LoadReport), LoadError> {
-        let compiled = with_big_stack(|| load::load(sources, compiler::Catalog::Event))?;
+        Self::load_sources_limited(sources, opts, None)
+    }
+
+    /// As [`Ruleset::load_sources`], refusing rules over `limits` (a tenant's) in the files
+    /// they apply to: the rule is an error of the load, naming the limit.
+    pub fn load_sources_limited(
+        sources: &[(String, String)],
+        opts: &LoadOptions,
+        limits: Option<&RuleLimits>,
+    ) -> Result<(Ruleset, LoadReport), LoadError> {
+        let compiled =
+            with_big_stack(|| load::load_limited(sources, compiler::Catalog::Event, limits))?;
         let mut report = compiled.report;
         let mut active = Vec::new();
         for (i, r) in compiled.rules.iter().enumerate() {
@@ -152,6 +180,39 @@ impl Ruleset {
             }
         }
         report.rules_active = active.len();
+        let conds: Vec<&compiler::Node> = active
+            .iter()
+            .filter_map(|&i| compiled.rules[i].cond.as_ref())
+            .collect();
+        let index = index::RuleIndex::build(&conds, &compiled.slots);
+        // What an event's scan builds: every condition's fields, and every output's unless it
+        // reads the whole event (`%jevt.obj`): such an output is rendered from a second, full
+        // read of the event, only when its rule matches.
+        let reads = |slots: &mut dyn Iterator<Item = usize>| {
+            let mut set = PathSet::new();
+            for s in slots {
+                if let Some(compiler::Slot::Event(f)) = compiled.slots.list.get(s) {
+                    f.add_reads(&mut set);
+                }
+            }
+            set
+        };
+        let mut paths = PathSet::new();
+        let mut whole_output = vec![false; compiled.rules.len()];
+        for &i in &active {
+            let r = &compiled.rules[i];
+            let mut read = std::collections::HashSet::new();
+            if let Some(c) = &r.cond {
+                compiler::node_slots(c, &mut read);
+            }
+            paths.merge(&reads(&mut read.into_iter()));
+            let out = reads(&mut r.output.slots());
+            if out.is_whole() {
+                whole_output[i] = true;
+            } else {
+                paths.merge(&out);
+            }
+        }
         Ok((
             Ruleset {
                 rules: compiled.rules,
@@ -159,21 +220,73 @@ impl Ruleset {
                 slots: compiled.slots,
                 matching: opts.rule_matching,
                 hostname: opts.hostname.clone(),
+                paths,
+                index,
+                whole_output,
             },
             report,
         ))
     }
 
+    /// The paths of an event the active rules read: what [`Ruleset::evaluate_raw`] builds.
+    pub fn paths(&self) -> &PathSet {
+        &self.paths
+    }
+
+    /// Evaluates one event from its raw text, building only what the rules read (see
+    /// [`crate::lazy`]); returns that partial event (its time and identity keys included), or
+    /// why the item is not an event. Raises exactly the alerts [`Ruleset::evaluate`] raises
+    /// for the fully parsed event.
+    pub fn evaluate_raw(
+        &self,
+        raw: &RawEvent<'_>,
+        out: &mut Vec<Alert>,
+    ) -> Result<AuditEvent, Rejection> {
+        let ev = raw.extract(&self.paths)?;
+        self.run(&ev, Some(raw), out);
+        Ok(ev)
+    }
+
+    /// Evaluates `ev`, built from `raw` over at least [`Ruleset::paths`] (as
+    /// [`crate::lazy::for_each_event`] hands them out): the alerts of [`Ruleset::evaluate_raw`].
+    pub fn evaluate_extracted(&self, ev: &AuditEvent, raw: &RawEvent<'_>, out: &mut Vec<Alert>) {
+        self.run(ev, Some(raw), out);
+    }
+
     /// Evaluates one event, appending its alerts to `out`.
     pub fn evaluate(&self, ev: &AuditEvent, out: &mut Vec<Alert>) {
+        self.run(ev, None, out);
+    }
+
+    /// Evaluates `ev`; when it was built lazily from `raw`, an output reading the whole event
+    /// is rendered from a full read of `raw`, made once, at the first such match.
+    fn run(&self, ev: &AuditEvent, raw: Option<&RawEvent<'_>>, out: &mut Vec<Alert>) {
         let mut ctx = eval::Ctx::new(eval::Source::Event(ev), &self.slots.list);
-        for &i in &self.active {
+        let mut full: Option<AuditEvent> = None;
+        let mut reach = Vec::new();
+        self.index.candidates(&mut ctx, &mut reach);
+        for &pos in &reach {
+            let Some(&i) = self.active.get(pos) else {
+                continue;
+            };
             let r = &self.rules[i];
             let Some(cond) = &r.cond else { continue };
             if !eval::eval(cond, &mut ctx) {
                 continue;
             }
-            let (text, mut fields) = r.output.render(&mut ctx);
+            let whole = raw.filter(|_| self.whole_output.get(i).copied().unwrap_or(false));
+            if let Some(raw) = whole
+                && full.is_none()
+            {
+                full = raw.extract(&PathSet::whole()).ok();
+            }
+            let (text, mut fields) = match (whole, &full) {
+                (Some(_), Some(f)) => r.output.render(&mut eval::Ctx::new(
+                    eval::Source::Event(f),
+                    &self.slots.list,
+                )),
+                _ => r.output.render(&mut ctx),
+            };
             fields.insert(
                 "evt.time".to_string(),
                 Value::from(fields::raw_time(&ev.time)),

@@ -6,6 +6,17 @@ use super::compiler::{Catalog, Slots, resolve_field};
 use super::eval::Ctx;
 use super::fields::{self, FieldError};
 
+/// The widest a `%Nfield` may pad or cut to: a larger width is taken as this one, so a rule
+/// cannot make one alert cost more than a few KiB of padding (`%1000000000ka.verb`).
+pub const MAX_WIDTH: usize = 1024;
+
+/// The longest an alert's output text may be; a longer one is cut at a character boundary and
+/// ends with [`TRUNCATED`].
+pub const MAX_OUTPUT_BYTES: usize = 64 * 1024;
+
+/// What a cut output text ends with.
+pub const TRUNCATED: &str = "…(truncated)";
+
 /// One piece of a format.
 #[derive(Clone, Debug)]
 enum Seg {
@@ -72,7 +83,13 @@ pub fn compile_format(
         while i < b.len() && b[i].is_ascii_digit() {
             i += 1;
         }
-        let width = fmt[ws..i].parse::<usize>().ok();
+        // Digits too many for a number are the widest width too.
+        let width = (i > ws).then(|| {
+            fmt[ws..i]
+                .parse::<usize>()
+                .unwrap_or(usize::MAX)
+                .min(MAX_WIDTH)
+        });
         let start = i;
         let mut end = start;
         while end < b.len() && is_name_char(b[end]) {
@@ -142,6 +159,16 @@ pub fn compile_format(
     Ok(Format { segs })
 }
 
+/// Appends `shown` cut or padded with spaces to exactly `width` characters, in one pass.
+fn pad_to(text: &mut String, shown: &str, width: usize) {
+    let mut n = 0;
+    for c in shown.chars().take(width) {
+        text.push(c);
+        n += 1;
+    }
+    text.extend(std::iter::repeat_n(' ', width - n));
+}
+
 fn excerpt(s: &str) -> String {
     s.chars().take(40).collect()
 }
@@ -153,7 +180,8 @@ impl Format {
         let mut map = Map::new();
         for s in &self.segs {
             match s {
-                Seg::Lit(l) => text.push_str(l),
+                Seg::Lit(l) if text.len() <= MAX_OUTPUT_BYTES => text.push_str(l),
+                Seg::Lit(_) => {}
                 Seg::Field {
                     slot,
                     name,
@@ -161,33 +189,62 @@ impl Format {
                     list,
                 } => {
                     let vals = ctx.values(*slot);
-                    let (shown, json) = if vals.is_empty() {
-                        ("<NA>".to_string(), Value::Null)
-                    } else if *list {
-                        (
-                            format!("({})", vals.join(",")),
+                    // Past the cap the text stops growing, and a field repeated in the format
+                    // is converted once; every field is still recorded (routing reads them,
+                    // e.g. a tenant rule's trailing namespace).
+                    if text.len() <= MAX_OUTPUT_BYTES {
+                        let at = text.len();
+                        if vals.is_empty() {
+                            text.push_str("<NA>");
+                        } else if *list {
+                            text.push('(');
+                            for (k, v) in vals.iter().enumerate() {
+                                if k > 0 {
+                                    text.push(',');
+                                }
+                                text.push_str(v);
+                            }
+                            text.push(')');
+                        } else {
+                            text.push_str(&vals[0]);
+                        }
+                        if let Some(w) = width {
+                            let shown = text.split_off(at);
+                            pad_to(&mut text, &shown, *w);
+                        }
+                    }
+                    if !map.contains_key(name.as_str()) {
+                        let json = if vals.is_empty() {
+                            Value::Null
+                        } else if *list {
                             Value::Array(
                                 vals.iter().map(|v| Value::String(v.to_string())).collect(),
-                            ),
-                        )
-                    } else {
-                        (vals[0].to_string(), Value::String(vals[0].to_string()))
-                    };
-                    match width {
-                        Some(w) => {
-                            let mut t: String = shown.chars().take(*w).collect();
-                            while t.chars().count() < *w {
-                                t.push(' ');
-                            }
-                            text.push_str(&t);
-                        }
-                        None => text.push_str(&shown),
+                            )
+                        } else {
+                            Value::String(vals[0].to_string())
+                        };
+                        map.insert(name.clone(), json);
                     }
-                    map.insert(name.clone(), json);
                 }
             }
         }
+        if text.len() > MAX_OUTPUT_BYTES {
+            let mut cut = MAX_OUTPUT_BYTES - TRUNCATED.len();
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+            text.push_str(TRUNCATED);
+        }
         (text, map)
+    }
+
+    /// The slots the format reads.
+    pub fn slots(&self) -> impl Iterator<Item = usize> + '_ {
+        self.segs.iter().filter_map(|s| match s {
+            Seg::Field { slot, .. } => Some(*slot),
+            Seg::Lit(_) => None,
+        })
     }
 
     /// The field names the format interpolates.

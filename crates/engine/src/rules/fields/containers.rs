@@ -25,7 +25,8 @@ pub enum Group {
 impl Group {
     const ALL: [Group; 3] = [Group::Containers, Group::Init, Group::Ephemeral];
 
-    fn key(self) -> &'static str {
+    /// The pod spec's key of the list.
+    pub(super) fn key(self) -> &'static str {
         match self {
             Group::Containers => "containers",
             Group::Init => "initContainers",
@@ -114,6 +115,7 @@ pub(super) fn rows() -> Vec<(Row, String)> {
                 arg: ArgKind::Index,
                 desc: p.desc,
                 extract: Extract::Container(g, p.read),
+                reads: super::Reads::Nothing,
             };
             out.push((row, format!("ka.req.pod.{}.{}", g.key(), p.name)));
         }

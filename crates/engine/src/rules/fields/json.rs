@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use chrono::{DateTime, Utc};
 
 use super::values::{json_pointer, stringify};
-use super::{ArgKind as A, Field, Row, Values};
+use super::{ArgKind as A, Field, Reads, Row, Values};
 use crate::audit::AuditEvent;
 
 /// The rows, in documentation order.
@@ -16,14 +16,16 @@ pub(super) const FIELDS: &[Row] = &[
         A::Key,
         "the value at a JSON pointer, e.g. jevt.value[/verb]",
         value,
-    ),
+    )
+    .reads(Reads::KeyPointer),
     Row::scalar("jevt.obj", A::None, "the whole event as indented JSON", obj),
     Row::scalar(
         "jevt.rawtime",
         A::None,
         "event time in nanoseconds since the epoch",
         rawtime,
-    ),
+    )
+    .reads(Reads::Nothing),
     Row::alias("json.value", "jevt.value"),
     Row::alias("json.obj", "jevt.obj"),
     Row::alias("json.rawtime", "jevt.rawtime"),
@@ -32,21 +34,24 @@ pub(super) const FIELDS: &[Row] = &[
         A::None,
         "event time as HH:MM:SS.nnnnnnnnn (UTC)",
         time,
-    ),
+    )
+    .reads(Reads::Nothing),
     Row::scalar(
         "evt.time.iso8601",
         A::None,
         "event time as ISO 8601 (UTC)",
         time_iso,
-    ),
+    )
+    .reads(Reads::Nothing),
     Row::scalar(
         "evt.datetime",
         A::None,
         "event time as YYYY-MM-DD HH:MM:SS (UTC)",
         datetime,
-    ),
+    )
+    .reads(Reads::Nothing),
     Row::alias("evt.rawtime", "jevt.rawtime"),
-    Row::scalar("evt.source", A::None, "the event source, k8s_audit", source),
+    Row::scalar("evt.source", A::None, "the event source, k8s_audit", source).reads(Reads::Nothing),
 ];
 
 /// `HH:MM:SS.nnnnnnnnn` in UTC, Falco's `%evt.time`.

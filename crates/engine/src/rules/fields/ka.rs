@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use serde_json::Value;
 
 use super::values::{array, indexed, json_pointer, stringify, uri_param};
-use super::{ArgKind as A, Field, Row, Values, containers};
+use super::{ArgKind as A, Field, Reads, Row, Values, containers};
 use crate::audit::AuditEvent;
 
 /// The `ka.*` rows (every one needs the event's `auditID`).
@@ -63,7 +63,8 @@ pub const FIELDS: &[Row] = &[
         A::None,
         "the groups of the user",
         user_groups,
-    ),
+    )
+    .reading(&["/user/groups"]),
     Row::path(
         "ka.impuser.name",
         &["impersonatedUser", "username"],
@@ -76,7 +77,8 @@ pub const FIELDS: &[Row] = &[
         A::Key,
         "a query parameter of the request URI, e.g. ka.uri.param[command]",
         uri_param_of,
-    ),
+    )
+    .reading(&["/requestURI"]),
     Row::path(
         "ka.target.name",
         &["objectRef", "name"],
@@ -102,37 +104,47 @@ pub const FIELDS: &[Row] = &[
         A::None,
         "the created pod's name (pods without subresource only)",
         target_pod_name,
-    ),
+    )
+    .reading(&[
+        "/objectRef/resource",
+        "/objectRef/subresource",
+        "/responseObject/metadata/name",
+    ]),
     Row::list(
         "ka.req.binding.subjects",
         A::None,
         "the subjects of a role binding, as JSON",
         subjects,
-    ),
+    )
+    .reading(&["/requestObject/subjects"]),
     Row::list(
         "ka.req.binding.subjects.user_names",
         A::None,
         "names of the User subjects of a role binding",
         subject_users,
-    ),
+    )
+    .reading(&["/requestObject/subjects"]),
     Row::list(
         "ka.req.binding.subjects.serviceaccount_names",
         A::None,
         "names of the ServiceAccount subjects of a role binding",
         subject_service_accounts,
-    ),
+    )
+    .reading(&["/requestObject/subjects"]),
     Row::list(
         "ka.req.binding.subjects.serviceaccount_ns_names",
         A::None,
         "namespace:name of the ServiceAccount subjects of a role binding",
         subject_service_account_ns_names,
-    ),
+    )
+    .reading(&["/requestObject/subjects"]),
     Row::list(
         "ka.req.binding.subjects.group_names",
         A::None,
         "names of the Group subjects of a role binding",
         subject_groups,
-    ),
+    )
+    .reading(&["/requestObject/subjects"]),
     Row::path(
         "ka.req.binding.role",
         &["requestObject", "roleRef", "name"],
@@ -143,7 +155,8 @@ pub const FIELDS: &[Row] = &[
         A::Key,
         "always true, as in the plugin",
         always_true,
-    ),
+    )
+    .reads(Reads::Nothing),
     Row::path(
         "ka.req.configmap.name",
         &["objectRef", "name"],
@@ -159,13 +172,15 @@ pub const FIELDS: &[Row] = &[
         A::None,
         "the first container's image (deprecated)",
         first_image,
-    ),
+    )
+    .reading(&["/requestObject/spec/containers"]),
     Row::scalar(
         "ka.req.container.image.repository",
         A::None,
         "the first container's image without tag (deprecated)",
         first_repository,
-    ),
+    )
+    .reading(&["/requestObject/spec/containers"]),
     Row::path(
         "ka.req.pod.host_ipc",
         &["requestObject", "spec", "hostIPC"],
@@ -191,7 +206,8 @@ pub const FIELDS: &[Row] = &[
         A::None,
         "true when any container is privileged",
         any_privileged,
-    ),
+    )
+    .reading(&["/requestObject/spec/containers"]),
     Row::path(
         "ka.req.pod.run_as_user",
         &["requestObject", "spec", "securityContext", "runAsUser"],
@@ -207,31 +223,36 @@ pub const FIELDS: &[Row] = &[
         A::None,
         "the rules of a role, as JSON",
         role_rules,
-    ),
+    )
+    .reading(&["/requestObject/rules"]),
     Row::list(
         "ka.req.role.rules.apiGroups",
         A::Index,
         "the API groups of a role's rules",
         role_api_groups,
-    ),
+    )
+    .reading(&["/requestObject/rules"]),
     Row::list(
         "ka.req.role.rules.nonResourceURLs",
         A::Index,
         "the non-resource URLs of a role's rules",
         role_non_resource_urls,
-    ),
+    )
+    .reading(&["/requestObject/rules"]),
     Row::list(
         "ka.req.role.rules.verbs",
         A::Index,
         "the verbs of a role's rules",
         role_verbs,
-    ),
+    )
+    .reading(&["/requestObject/rules"]),
     Row::list(
         "ka.req.role.rules.resources",
         A::Index,
         "the resources of a role's rules",
         role_resources,
-    ),
+    )
+    .reading(&["/requestObject/rules"]),
     Row::path(
         "ka.req.pod.fs_group",
         &["requestObject", "spec", "securityContext", "fsGroup"],
@@ -242,7 +263,8 @@ pub const FIELDS: &[Row] = &[
         A::None,
         "the pod's supplemental groups",
         supplemental_groups,
-    ),
+    )
+    .reading(&["/requestObject/spec/securityContext/supplementalGroups"]),
     Row::path(
         "ka.req.service.type",
         &["requestObject", "spec", "type"],
@@ -253,31 +275,36 @@ pub const FIELDS: &[Row] = &[
         A::Index,
         "the service's ports: one value, the JSON of the whole array",
         service_ports,
-    ),
+    )
+    .reading(&["/requestObject/spec/ports"]),
     Row::list(
         "ka.req.pod.volumes.hostpath",
         A::Index,
         "the host paths of the pod's volumes",
         volume_host_paths,
-    ),
+    )
+    .reading(&["/requestObject/spec/volumes"]),
     Row::scalar(
         "ka.req.volume.hostpath",
         A::Key,
         "true when a volume mounts the host path (a trailing * matches a prefix)",
         volume_host_path_match,
-    ),
+    )
+    .reading(&["/requestObject/spec/volumes"]),
     Row::list(
         "ka.req.pod.volumes.flexvolume_driver",
         A::Index,
         "the flexVolume drivers of the pod's volumes",
         flex_volume_drivers,
-    ),
+    )
+    .reading(&["/requestObject/spec/volumes"]),
     Row::list(
         "ka.req.pod.volumes.volume_type",
         A::Index,
         "the types of the pod's volumes (hostPath, secret, ...)",
         volume_types,
-    ),
+    )
+    .reading(&["/requestObject/spec/volumes"]),
     Row::path(
         "ka.resp.name",
         &["responseObject", "metadata", "name"],
@@ -299,7 +326,8 @@ pub const FIELDS: &[Row] = &[
         A::Index,
         "the client's source IP addresses",
         source_ips,
-    ),
+    )
+    .reading(&["/sourceIPs"]),
     Row::path(
         "ka.cluster.name",
         &["annotations", "cluster_name"],

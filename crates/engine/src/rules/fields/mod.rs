@@ -23,6 +23,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::OnceLock;
 
 use crate::audit::AuditEvent;
+use crate::lazy::PathSet;
 
 pub use containers::Group;
 pub use json::{evt_time, raw_time};
@@ -69,6 +70,21 @@ pub enum Extract {
     Alias(&'static str),
 }
 
+/// What part of an event's JSON a function field reads: lazy extraction builds only that
+/// ([`crate::lazy`]). A function row that does not say reads the whole event, which is always
+/// right, only slower.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reads {
+    /// Nothing of the JSON (the event time, a constant).
+    Nothing,
+    /// The values at these RFC 6901 pointers (and everything below them).
+    Pointers(&'static [&'static str]),
+    /// The pointer given as the field's `[key]` (`jevt.value[/verb]`).
+    KeyPointer,
+    /// The whole event.
+    Whole,
+}
+
 /// One row of a field table.
 #[derive(Clone, Copy, Debug)]
 pub struct Row {
@@ -82,6 +98,9 @@ pub struct Row {
     pub desc: &'static str,
     /// How it is read.
     pub extract: Extract,
+    /// What a function row reads of the event ([`Extract::Fn`] only; the others say it
+    /// themselves).
+    pub reads: Reads,
 }
 
 impl Row {
@@ -97,6 +116,7 @@ impl Row {
             arg: ArgKind::None,
             desc,
             extract: Extract::Path(path),
+            reads: Reads::Nothing,
         }
     }
 
@@ -108,6 +128,7 @@ impl Row {
             arg,
             desc,
             extract: Extract::Fn(f),
+            reads: Reads::Whole,
         }
     }
 
@@ -119,6 +140,7 @@ impl Row {
             arg,
             desc,
             extract: Extract::Fn(f),
+            reads: Reads::Whole,
         }
     }
 
@@ -130,7 +152,21 @@ impl Row {
             arg: ArgKind::None,
             desc: "",
             extract: Extract::Alias(of),
+            reads: Reads::Whole,
         }
+    }
+
+    /// The same row, reading the values at these pointers (and below) only.
+    pub const fn reading(self, pointers: &'static [&'static str]) -> Row {
+        Row {
+            reads: Reads::Pointers(pointers),
+            ..self
+        }
+    }
+
+    /// The same row, reading what `reads` says.
+    pub const fn reads(self, reads: Reads) -> Row {
+        Row { reads, ..self }
     }
 }
 
@@ -147,6 +183,8 @@ pub struct FieldDef {
     pub desc: &'static str,
     /// How it is read (never [`Extract::Alias`]).
     pub extract: Extract,
+    /// What a function field reads of the event.
+    pub reads: Reads,
     /// Unavailable when the event has no `auditID` (every `ka.*` field).
     pub needs_audit_id: bool,
     /// The name whose values it reads: its own, or the aliased field's.
@@ -185,6 +223,26 @@ impl Field {
     /// The catalog entry.
     pub fn def(&self) -> &'static FieldDef {
         self.def
+    }
+
+    /// Adds the paths of the event this field reads to `set`, for lazy extraction.
+    pub fn add_reads(&self, set: &mut PathSet) {
+        if self.def.needs_audit_id {
+            set.add(&["auditID"]);
+        }
+        match self.def.extract {
+            Extract::Path(p) => set.add(p),
+            Extract::Container(g, _) => {
+                set.add(&["requestObject", "spec", g.key()]);
+                set.add(&["requestObject", "spec", "securityContext"]);
+            }
+            Extract::Fn(_) | Extract::Alias(_) => match (self.def.reads, &self.key) {
+                (Reads::Nothing, _) => {}
+                (Reads::Pointers(ps), _) => ps.iter().for_each(|p| set.add_pointer(p)),
+                (Reads::KeyPointer, Some(k)) => set.add_pointer(k),
+                (Reads::KeyPointer, None) | (Reads::Whole, _) => set.add::<&str>(&[]),
+            },
+        }
     }
 }
 
@@ -260,6 +318,7 @@ pub fn catalog() -> Vec<FieldDef> {
                 arg: row.arg,
                 desc: row.desc,
                 extract,
+                reads: row.reads,
                 needs_audit_id,
             },
         };

@@ -13,7 +13,9 @@ use super::report::LoadReport;
 use super::resolve::{Resolver, uses_offset};
 use super::source::Sources;
 use crate::alert::Priority;
+use crate::rules::compiler::node_slots;
 use crate::rules::compiler::{self, Catalog, Node, Slots};
+use crate::rules::config::RuleLimits;
 use crate::rules::output::{self, Format};
 use crate::rules::parser;
 
@@ -55,6 +57,7 @@ pub(super) fn rules(
     lists: &Lists<'_>,
     res: &mut Resolver<'_>,
     catalog: Catalog,
+    limits: Option<&RuleLimits>,
     srcs: &Sources<'_>,
     diags: &mut Diags,
 ) -> (Compiled, HashSet<usize>) {
@@ -90,6 +93,21 @@ pub(super) fn rules(
         }
         let mut used = Vec::new();
         let text = lists.substitute(&text, &mut used);
+        let limits = limits.filter(|l| l.applies_to(&r.loc.file));
+        if let Some(l) = limits
+            && text.len() > l.max_condition_bytes
+        {
+            diags.error(
+                r.cond_loc.clone(),
+                &what,
+                format!(
+                    "condition of {} bytes is over the limit of {} for this file",
+                    text.len(),
+                    l.max_condition_bytes
+                ),
+            );
+            continue;
+        }
         let ast = match parser::parse(&text, &[]) {
             Ok(a) => a,
             Err(e) => {
@@ -148,6 +166,23 @@ pub(super) fn rules(
             Ok(f) => rule.output = f,
             Err(m) => {
                 diags.error(r.output_loc.clone(), &what, format!("invalid output: {m}"));
+                continue;
+            }
+        }
+        if let Some(l) = limits {
+            let mut read = HashSet::new();
+            node_slots(&node, &mut read);
+            read.extend(rule.output.slots());
+            if read.len() > l.max_fields {
+                diags.error(
+                    r.cond_loc.clone(),
+                    &what,
+                    format!(
+                        "reads {} distinct fields, over the limit of {} for this file",
+                        read.len(),
+                        l.max_fields
+                    ),
+                );
                 continue;
             }
         }

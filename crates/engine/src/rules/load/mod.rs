@@ -35,9 +35,19 @@ use report::Diags;
 use source::Sources;
 
 use super::compiler::Catalog;
+use super::config::RuleLimits;
 
 /// Loads sources `(name, text)` in order and compiles the `k8s_audit` rules.
 pub fn load(sources: &[(String, String)], catalog: Catalog) -> Result<Compiled, LoadError> {
+    load_limited(sources, catalog, None)
+}
+
+/// As [`load`], refusing rules over `limits` (in the files the limits apply to).
+pub fn load_limited(
+    sources: &[(String, String)],
+    catalog: Catalog,
+    limits: Option<&RuleLimits>,
+) -> Result<Compiled, LoadError> {
     let srcs = Sources::new(sources);
     let mut diags = Diags::default();
     let items = documents::read(&srcs, &mut diags);
@@ -45,8 +55,15 @@ pub fn load(sources: &[(String, String)], catalog: Catalog) -> Result<Compiled, 
     let macros = macros::parse(&items, &lists, &srcs, &mut diags);
     // Exceptions, macro resolution and compilation run per rule, in `compile`.
     let mut resolver = resolve::Resolver::new(&items.macros, &items.macro_idx, macros.exprs);
-    let (mut out, lists_used) =
-        compile::rules(&items, &lists, &mut resolver, catalog, &srcs, &mut diags);
+    let (mut out, lists_used) = compile::rules(
+        &items,
+        &lists,
+        &mut resolver,
+        catalog,
+        limits,
+        &srcs,
+        &mut diags,
+    );
     // Items with errors were left out and the rest compiled, so that one load reports every
     // error it can; any error fails the load.
     if !diags.errors.is_empty() {
