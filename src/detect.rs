@@ -147,6 +147,18 @@ pub type EvaluateFn = dyn Fn(&AuditEvent, &mut Vec<Alert>) + Send + Sync;
 #[derive(Clone)]
 pub struct Detector {
     current: Arc<RwLock<Option<Arc<EvaluateFn>>>>,
+    catalog: Arc<RwLock<RulesCatalog>>,
+}
+
+/// The rules in force and what their last load said, for the console.
+#[derive(Clone, Debug, Default)]
+pub struct RulesCatalog {
+    /// Every rule loaded, as `kaudit rules list` shows it.
+    pub rules: Vec<crate::rules::RuleInfo>,
+    /// Warnings of the load in force.
+    pub warnings: Vec<String>,
+    /// Why the last reload failed (the previous rules stay in force), cleared by a good one.
+    pub error: Option<String>,
 }
 
 impl Detector {
@@ -154,6 +166,18 @@ impl Detector {
     pub fn none() -> Self {
         Detector {
             current: Arc::new(RwLock::new(None)),
+            catalog: Arc::default(),
+        }
+    }
+
+    /// The rules in force and their load's warnings and error.
+    pub fn catalog(&self) -> RulesCatalog {
+        self.catalog.read().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    fn set_catalog(&self, f: impl FnOnce(&mut RulesCatalog)) {
+        if let Ok(mut c) = self.catalog.write() {
+            f(&mut c);
         }
     }
 
@@ -300,6 +324,14 @@ pub fn evaluator(rs: Arc<Ruleset>) -> Arc<EvaluateFn> {
 /// Puts `rs` in force and records it in the metrics.
 pub fn install(detector: &Detector, rs: Ruleset, report: &LoadReport, metrics: &DetectMetrics) {
     metrics.rules_active.set(report.rules_active as i64);
+    let rules: Vec<_> = rs.rules().collect();
+    detector.set_catalog(|c| {
+        *c = RulesCatalog {
+            rules,
+            warnings: report.warnings.clone(),
+            error: None,
+        }
+    });
     detector.set(evaluator(Arc::new(rs)));
 }
 
@@ -341,6 +373,7 @@ pub fn reload_rules(
         }
         Err(e) => {
             tracing::error!("rules reload failed; the previous rules stay in force:\n{e}");
+            detector.set_catalog(|c| c.error = Some(e.to_string()));
             metrics
                 .rules_reloads
                 .get_or_create(&ReloadLabel { result: "failed" })
