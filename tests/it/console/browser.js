@@ -41,11 +41,12 @@ async function postAlert(rule, priority, namespace, user) {
     await page.waitForFunction(() => document.getElementById("live-state")?.textContent === "live");
     step("feed live");
 
-    const rule = "Browser Test Exec " + Date.now();
-    const uuid = await postAlert(rule, "Critical", "payments", "mallory");
+    const rule = "Exec Or Attach Into Pod";
+    const user = "mallory-" + Date.now();
+    const uuid = await postAlert(rule, "Notice", "payments", user);
     await page.locator(`#alerts tr[data-uuid="${uuid}"]`).waitFor();
     step("live alert shown", { uuid });
-    await page.screenshot({ path: path.join(shots, "feed.png"), fullPage: true });
+    await page.screenshot({ path: path.join(shots, "feed.png"), fullPage: false });
 
     await page.fill("#f-rule", rule);
     await page.click("form.filters button[type=submit]");
@@ -65,7 +66,7 @@ async function postAlert(rule, priority, namespace, user) {
       await page.reload();
     }
     const text = await page.locator("main").innerText();
-    for (const want of [rule, "mallory", "payments", "delivered"]) {
+    for (const want of [rule, user, "payments", "delivered", "exec"]) {
       if (!text.includes(want)) throw new Error("alert page lacks " + want);
     }
     step("alert page", { url: page.url() });

@@ -34,33 +34,21 @@ async fn console_ui_in_headless_chromium() {
     let k = Kaudit::start(default_sinks).await;
     // Some history, so that the chart and the top lists have something to show.
     let mut history = Vec::new();
-    for (i, (rule, p, ns, user)) in [
-        ("Read Secret", Priority::Warning, "payments", "ci-bot"),
+    use Priority::*;
+    let kinds = [
         (
-            "Create Privileged Pod",
-            Priority::Critical,
-            "team-a",
-            "alice",
+            "Secret Read By Unexpected User",
+            Warning,
+            "payments",
+            "ci-bot",
         ),
-        (
-            "Anonymous Request Allowed",
-            Priority::Notice,
-            "",
-            "system:anonymous",
-        ),
-        ("Read Secret", Priority::Warning, "team-b", "bob"),
-        (
-            "ClusterRole With Wildcard Created",
-            Priority::Error,
-            "",
-            "alice",
-        ),
-    ]
-    .into_iter()
-    .cycle()
-    .take(40)
-    .enumerate()
-    {
+        ("Create Privileged Pod", Critical, "team-a", "alice"),
+        ("Anonymous Request", Notice, "", "system:anonymous"),
+        ("Exec Or Attach Into Pod", Notice, "team-b", "bob"),
+        ("Secret Read By Unexpected User", Warning, "team-b", "bob"),
+        ("Role With Wildcard Permissions", Error, "", "alice"),
+    ];
+    for (i, (rule, p, ns, user)) in kinds.into_iter().cycle().take(40).enumerate() {
         let t = chrono::Utc::now() - chrono::Duration::minutes(17 * i as i64);
         history.push(alert_at(rule, p, ns, user, t));
     }

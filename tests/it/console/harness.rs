@@ -1,7 +1,7 @@
 //! A kaudit process with the console on: Falco's `http_output` intake takes the alerts the
 //! tests POST (so they choose every field), the console-store sink keeps them.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
