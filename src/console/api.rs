@@ -31,8 +31,8 @@ fn store_error(e: StoreError) -> Response {
 }
 
 /// Parses the query string or answers 400.
-fn parsed(q: &BTreeMap<String, String>, extra: &[&str]) -> Result<Params, Response> {
-    params::parse(q, extra).map_err(|m| error(StatusCode::BAD_REQUEST, m))
+fn parsed(q: &BTreeMap<String, String>, extra: &[&str]) -> Result<Params, Box<Response>> {
+    params::parse(q, extra).map_err(|m| Box::new(error(StatusCode::BAD_REQUEST, m)))
 }
 
 /// `GET /api/v1/alerts`.
@@ -43,11 +43,11 @@ pub async fn alerts(
 ) -> Response {
     let scope = match st.scope(&headers) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let p = match parsed(&q, &["cursor", "limit"]) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match st.store.page(p.filter, scope, p.cursor, p.limit).await {
         Ok(page) => Json(page).into_response(),
@@ -73,7 +73,7 @@ pub async fn alert(
 ) -> Response {
     let scope = match st.scope(&headers) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Ok(uuid) = id.parse::<uuid::Uuid>() else {
         return error(StatusCode::BAD_REQUEST, format!("{id:?} is not a UUID"));
@@ -106,11 +106,11 @@ pub async fn stats(
 ) -> Response {
     let scope = match st.scope(&headers) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let p = match parsed(&q, &["bucket"]) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let bucket = p
         .bucket
@@ -131,11 +131,11 @@ pub async fn stream(
 ) -> Response {
     let scope = match st.scope(&headers) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let p = match parsed(&q, &[]) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let rx = st.store.subscribe();
     let filter = p.filter;

@@ -57,7 +57,7 @@ pub struct SinkStatus {
 pub async fn sinks(State(st): State<ConsoleState>, headers: HeaderMap) -> Response {
     let scope = match st.scope(&headers) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let sinks = st.sinks.borrow().0.clone();
     let m = &st.delivery;
@@ -126,7 +126,7 @@ pub async fn rules(
 ) -> Response {
     let scope = match st.scope(&headers) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let p = match super::params::parse(&q, &[]) {
         Ok(p) => p,
@@ -163,7 +163,7 @@ pub async fn rules(
 pub async fn sources(State(st): State<ConsoleState>, headers: HeaderMap) -> Response {
     let scope = match st.scope(&headers) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let list = match scope {
         Scope::All => st.sources.snapshot(),

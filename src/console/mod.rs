@@ -108,8 +108,8 @@ pub struct ConsoleState {
 }
 
 impl ConsoleState {
-    /// The scope of the request's token, or the 401 to answer.
-    pub fn scope(&self, headers: &HeaderMap) -> Result<Scope, Response> {
+    /// The scope of the request's token, or the 401 to answer (boxed: it is large).
+    pub fn scope(&self, headers: &HeaderMap) -> Result<Scope, Box<Response>> {
         let presented = headers
             .get(header::AUTHORIZATION)
             .map(HeaderValue::as_bytes);
@@ -120,7 +120,7 @@ impl ConsoleState {
             );
             r.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            r
+            Box::new(r)
         })
     }
 }

@@ -199,6 +199,36 @@ pub fn parse_cursor(c: &str) -> Result<i64, StoreError> {
         .ok_or_else(|| StoreError::BadRequest(format!("invalid cursor {c:?}")))
 }
 
+/// The same selection as [`build`], on one alert in memory (for the live feed). Full-text
+/// search is approximated by every word appearing in `output`, ignoring case.
+pub fn matches(f: &Filter, scope: &Scope, a: &super::StoredAlert) -> bool {
+    let d = super::Derived::of(&a.alert);
+    if let Scope::Namespaces(ns) = scope
+        && !d.namespace.as_ref().is_some_and(|n| ns.contains(n))
+    {
+        return false;
+    }
+    let eq =
+        |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| have == Some(w));
+    let al = &a.alert;
+    f.since.is_none_or(|t| al.time >= t)
+        && f.until.is_none_or(|t| al.time < t)
+        && f.priority.is_none_or(|p| al.priority.at_least(p))
+        && eq(&f.rule, Some(&al.rule))
+        && eq(&f.source, Some(&al.source))
+        && eq(&f.origin, Some(&d.origin))
+        && eq(&f.namespace, d.namespace.as_deref())
+        && eq(&f.user, d.user.as_deref())
+        && eq(&f.resource, d.resource.as_deref())
+        && eq(&f.verb, d.verb.as_deref())
+        && f.tags.iter().all(|t| al.tags.contains(t))
+        && f.text.as_deref().is_none_or(|t| {
+            let out = al.output.to_lowercase();
+            t.split_whitespace()
+                .all(|w| out.contains(&w.to_lowercase()))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,34 +267,4 @@ mod tests {
         assert_eq!(parse_cursor(&cursor_after(42)).unwrap(), 42);
         assert!(parse_cursor("42").is_err());
     }
-}
-
-/// The same selection as [`build`], on one alert in memory (for the live feed). Full-text
-/// search is approximated by every word appearing in `output`, ignoring case.
-pub fn matches(f: &Filter, scope: &Scope, a: &super::StoredAlert) -> bool {
-    let d = super::Derived::of(&a.alert);
-    if let Scope::Namespaces(ns) = scope
-        && !d.namespace.as_ref().is_some_and(|n| ns.contains(n))
-    {
-        return false;
-    }
-    let eq =
-        |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| have == Some(w));
-    let al = &a.alert;
-    f.since.is_none_or(|t| al.time >= t)
-        && f.until.is_none_or(|t| al.time < t)
-        && f.priority.is_none_or(|p| al.priority.at_least(p))
-        && eq(&f.rule, Some(&al.rule))
-        && eq(&f.source, Some(&al.source))
-        && eq(&f.origin, Some(&d.origin))
-        && eq(&f.namespace, d.namespace.as_deref())
-        && eq(&f.user, d.user.as_deref())
-        && eq(&f.resource, d.resource.as_deref())
-        && eq(&f.verb, d.verb.as_deref())
-        && f.tags.iter().all(|t| al.tags.contains(t))
-        && f.text.as_deref().is_none_or(|t| {
-            let out = al.output.to_lowercase();
-            t.split_whitespace()
-                .all(|w| out.contains(&w.to_lowercase()))
-        })
 }
