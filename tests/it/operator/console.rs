@@ -101,8 +101,7 @@ fn unsafe_consoles_and_console_sinks_are_refused() {
         ),
     ] {
         let err = render::desired(&kd(spec), &Inputs::default(), &t0())
-            .err()
-            .expect("refused")
+            .expect_err("refused")
             .to_string();
         assert!(err.contains(key), "{err}");
     }
