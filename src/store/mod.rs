@@ -28,6 +28,7 @@ pub mod observer;
 pub mod postgres;
 pub mod query;
 pub mod sqlite;
+pub mod tally;
 
 pub use config::{RetentionConfig, StoreConfig};
 pub use query::{Filter, Scope};

@@ -602,7 +602,7 @@ impl AlertStore for PgStore {
                 )
                 .await
                 .map_err(pg("counting per bucket"))?;
-            let buckets = super::sqlite::fold_buckets(
+            let buckets = super::tally::fold_buckets(
                 rows.iter()
                     .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1), r.get::<_, i64>(2)))
                     .collect(),

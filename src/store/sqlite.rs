@@ -16,11 +16,12 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params, params_from_ite
 use tokio::sync::{broadcast, oneshot};
 
 use super::query::{self, Dialect, Param};
+use super::tally::Tally;
 use super::{
-    AlertStore, Bucket, Count, Delivery, DeliveryState, Derived, Filter, OutcomeBatch, Page, Scope,
-    Stats, StoreConfig, StoreError, StoredAlert, TOP, priority_rank, tags_text,
+    AlertStore, Count, Delivery, DeliveryState, Derived, Filter, OutcomeBatch, Page, Scope, Stats,
+    StoreConfig, StoreError, StoredAlert, priority_rank, tags_text,
 };
-use crate::alert::{Alert, Priority};
+use crate::alert::Alert;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS alerts (
@@ -41,7 +42,7 @@ CREATE TABLE IF NOT EXISTS alerts (
   output TEXT NOT NULL,
   body TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS alerts_time ON alerts(time_ms);
+CREATE INDEX IF NOT EXISTS alerts_time ON alerts(time_ms, priority, rule, namespace, username, resource);
 CREATE INDEX IF NOT EXISTS alerts_rule ON alerts(rule, seq);
 CREATE INDEX IF NOT EXISTS alerts_priority ON alerts(priority, seq);
 CREATE INDEX IF NOT EXISTS alerts_namespace ON alerts(namespace, seq);
@@ -324,59 +325,24 @@ impl AlertStore for SqliteStore {
         Box::pin(async move {
             self.read(move |c, path| {
                 let w = query::build(&filter, &scope, None, Dialect::Sqlite);
-                let p = || params_from_iter(w.params.iter());
-                let total: i64 = c
-                    .query_row(&format!("SELECT count(*) FROM alerts{}", w.sql), p(), |r| {
-                        r.get(0)
-                    })
-                    .map_err(err(path, "counting alerts"))?;
-                let b = bucket_secs.max(1) * 1000;
                 let sql = format!(
-                    "SELECT (time_ms / {b}) * {b} AS b, priority, count(*) FROM alerts{} \
-                     GROUP BY b, priority ORDER BY b",
+                    "SELECT time_ms, priority, rule, namespace, username, resource FROM alerts{}",
                     w.sql
                 );
-                let mut st = c.prepare(&sql).map_err(err(path, "counting per bucket"))?;
-                let rows = st
-                    .query_map(p(), |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, i64>(1)?,
-                            r.get::<_, i64>(2)?,
-                        ))
-                    })
-                    .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-                    .map_err(err(path, "counting per bucket"))?;
-                let buckets = fold_buckets(rows);
-                let mut tops = Vec::new();
-                for col in ["rule", "namespace", "username", "resource"] {
-                    let sql = format!(
-                        "SELECT {col}, count(*) AS n FROM alerts{} GROUP BY {col} \
-                         ORDER BY n DESC, {col} LIMIT {TOP}",
-                        and(&w.sql, &format!("{col} IS NOT NULL"))
+                let mut st = c.prepare(&sql).map_err(err(path, "counting alerts"))?;
+                let mut rows = st
+                    .query(params_from_iter(w.params.iter()))
+                    .map_err(err(path, "counting alerts"))?;
+                let mut tally = Tally::new(bucket_secs);
+                while let Some(r) = rows.next().map_err(err(path, "counting alerts"))? {
+                    let text = |i: usize| r.get_ref(i).ok().and_then(|v| v.as_str().ok());
+                    tally.add(
+                        r.get(0).map_err(err(path, "counting alerts"))?,
+                        r.get(1).map_err(err(path, "counting alerts"))?,
+                        [text(2), text(3), text(4), text(5)],
                     );
-                    let mut st = c.prepare(&sql).map_err(err(path, "counting top values"))?;
-                    let top = st
-                        .query_map(p(), |r| {
-                            Ok(Count {
-                                value: r.get(0)?,
-                                count: r.get::<_, i64>(1)? as u64,
-                            })
-                        })
-                        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-                        .map_err(err(path, "counting top values"))?;
-                    tops.push(top);
                 }
-                let mut tops = tops.into_iter();
-                Ok(Stats {
-                    total: total as u64,
-                    bucket_secs: bucket_secs.max(1),
-                    buckets,
-                    top_rules: tops.next().unwrap_or_default(),
-                    top_namespaces: tops.next().unwrap_or_default(),
-                    top_users: tops.next().unwrap_or_default(),
-                    top_resources: tops.next().unwrap_or_default(),
-                })
+                Ok(tally.finish())
             })
             .await
         })
@@ -422,28 +388,6 @@ impl AlertStore for SqliteStore {
             .await
         })
     }
-}
-
-/// Rows of (bucket start ms, priority rank, count), ordered by bucket, into buckets.
-pub(super) fn fold_buckets(rows: Vec<(i64, i64, i64)>) -> Vec<Bucket> {
-    let mut out: Vec<Bucket> = Vec::new();
-    for (b, p, n) in rows {
-        let start = Utc.timestamp_millis_opt(b).single().unwrap_or_default();
-        if out.last().is_none_or(|l| l.start != start) {
-            out.push(Bucket {
-                start,
-                counts: Default::default(),
-            });
-        }
-        let name = Priority::ALL
-            .get(p.clamp(0, 7) as usize)
-            .map(|p| p.as_str())
-            .unwrap_or("Debug");
-        if let Some(last) = out.last_mut() {
-            *last.counts.entry(name.to_string()).or_default() += n as u64;
-        }
-    }
-    out
 }
 
 /// The writer thread's state.
