@@ -86,6 +86,8 @@ pub struct Running {
     serving: Probe,
     /// Tells the console's live feeds to end (before the server drains).
     console_closing: watch::Sender<bool>,
+    /// The console's store, released as the process's store at shutdown.
+    console_store: Option<Arc<dyn crate::store::AlertStore>>,
     /// Liveness and readiness of every stage.
     pub health: Health,
     /// The metric families, for tests and embedding.
@@ -273,6 +275,7 @@ pub async fn start_with(
 
     let (sinks_tx, sinks_rx) = watch::channel((cfg.sinks.clone(), cfg.tenancy.sink_rules()));
     let (console_closing, closing_rx) = watch::channel(false);
+    let console_store = console.as_ref().map(|(s, _)| s.clone());
     if let Some((store, tokens)) = console {
         app = app.merge(crate::console::routes(crate::console::ConsoleState {
             store,
@@ -390,6 +393,7 @@ pub async fn start_with(
         test_sinks: sinks_tx,
         serving,
         console_closing,
+        console_store,
         health,
         metrics,
         detector,
@@ -444,9 +448,11 @@ impl Running {
             || new.ingest != self.config.ingest
             || new.connections != self.config.connections
             || new.sources != self.config.sources
+            || new.console != self.config.console
+            || new.store != self.config.store
         {
             tracing::warn!(
-                "listen, tls, auth, ingest, connections, sources and detect.mode changes take effect after a restart"
+                "listen, tls, auth, ingest, connections, sources, console, store and detect.mode changes take effect after a restart"
             );
         }
         self.router.reload(new.router_setup()).await?;
@@ -478,6 +484,7 @@ impl Running {
             router,
             serving,
             console_closing,
+            console_store,
             ..
         } = self;
         serving.not_ready("shutting down");
@@ -512,6 +519,9 @@ impl Running {
             }
         }
         router.shutdown().await;
+        if let Some(s) = console_store {
+            crate::store::uninstall(&s);
+        }
         inbox_worker.join().await;
         tracing::info!("pipeline drained");
     }

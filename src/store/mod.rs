@@ -334,6 +334,14 @@ pub fn install(store: Option<Arc<dyn AlertStore>>) {
     *CURRENT.lock().unwrap_or_else(|p| p.into_inner()) = store;
 }
 
+/// Stops `store` being the process's store (at shutdown), unless another took its place.
+pub fn uninstall(store: &Arc<dyn AlertStore>) {
+    let mut cur = CURRENT.lock().unwrap_or_else(|p| p.into_inner());
+    if cur.as_ref().is_some_and(|c| Arc::ptr_eq(c, store)) {
+        *cur = None;
+    }
+}
+
 /// The process's store, if one is open.
 pub fn current() -> Option<Arc<dyn AlertStore>> {
     CURRENT.lock().unwrap_or_else(|p| p.into_inner()).clone()
