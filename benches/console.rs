@@ -280,7 +280,9 @@ fn main() {
         cfg.retention.max_age_secs = 8 * 24 * 3600;
         cfg.retention.max_bytes = 64 * 1024 * 1024 * 1024;
         let dir = tempfile::tempdir().expect("temp dir");
-        let sqlite = kaudit::store::open(&cfg, dir.path()).await.expect("sqlite");
+        let sqlite = kaudit::store::open(&cfg, dir.path(), Default::default())
+            .await
+            .expect("sqlite");
         run("sqlite", sqlite, n).await;
         let db = dir.path().join("console/alerts.db");
         let size = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
@@ -290,7 +292,7 @@ fn main() {
                 url: Some(Secret::new(url)),
                 ..cfg.clone()
             };
-            let pg = kaudit::store::open(&pg_cfg, dir.path())
+            let pg = kaudit::store::open(&pg_cfg, dir.path(), Default::default())
                 .await
                 .expect("postgres");
             run("postgresql", pg, n).await;

@@ -194,7 +194,7 @@ pub async fn start_with(
             cfg.console.token_file.clone(),
         )?;
         tokens.spawn_watch(Duration::from_secs(5));
-        let store = crate::store::open(&cfg.store, &cfg.data_dir).await?;
+        let store = crate::store::open(&cfg.store, &cfg.data_dir, metrics.store.clone()).await?;
         tracing::info!(kind = store.kind(), "alert store open");
         delivery_metrics.observer = Some(Arc::new(crate::store::observer::StoreObserver {
             store: store.clone(),

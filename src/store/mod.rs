@@ -24,6 +24,7 @@ use crate::invalid::Invalid;
 use crate::secret::Secret;
 
 mod config;
+mod metrics;
 pub mod observer;
 pub mod postgres;
 pub mod query;
@@ -31,6 +32,7 @@ pub mod sqlite;
 pub mod tally;
 
 pub use config::{RetentionConfig, StoreConfig};
+pub use metrics::StoreMetrics;
 pub use query::{Filter, Scope};
 
 /// What went wrong in the store; the message names the database and the statement's purpose.
@@ -313,15 +315,16 @@ pub fn tags_text(tags: &[String]) -> String {
 pub async fn open(
     cfg: &StoreConfig,
     data_dir: &std::path::Path,
+    metrics: StoreMetrics,
 ) -> Result<Arc<dyn AlertStore>, StoreError> {
     match cfg.url()? {
-        Some(url) => Ok(Arc::new(postgres::PgStore::open(&url, cfg).await?)),
+        Some(url) => Ok(Arc::new(postgres::PgStore::open(&url, cfg, metrics).await?)),
         None => {
             let path = cfg
                 .path
                 .clone()
                 .unwrap_or_else(|| data_dir.join("console").join("alerts.db"));
-            Ok(Arc::new(sqlite::SqliteStore::open(&path, cfg)?))
+            Ok(Arc::new(sqlite::SqliteStore::open(&path, cfg, metrics)?))
         }
     }
 }

@@ -16,7 +16,7 @@ use tokio_postgres::{Client, NoTls};
 use super::query::{self, Dialect, Param};
 use super::{
     AlertStore, Count, Delivery, DeliveryState, Derived, Filter, OutcomeBatch, Page, Scope, Stats,
-    StoreConfig, StoreError, StoredAlert, TOP, priority_rank, tags_text,
+    StoreConfig, StoreError, StoreMetrics, StoredAlert, TOP, priority_rank, tags_text,
 };
 use crate::alert::Alert;
 use crate::secret::Secret;
@@ -116,6 +116,7 @@ pub struct PgStore {
     tx: mpsc::Sender<Cmd>,
     reader: Arc<Lazy>,
     feed: broadcast::Sender<Arc<StoredAlert>>,
+    metrics: StoreMetrics,
 }
 
 fn to_sql(params: &[Param]) -> Vec<Box<dyn ToSql + Sync + Send>> {
@@ -162,7 +163,11 @@ fn and(w: &str, cond: &str) -> String {
 impl PgStore {
     /// Connects, creates the tables if needed, and starts the writer, the retention task and
     /// the live feed's listener.
-    pub async fn open(url: &Secret, cfg: &StoreConfig) -> Result<PgStore, StoreError> {
+    pub async fn open(
+        url: &Secret,
+        cfg: &StoreConfig,
+        metrics: StoreMetrics,
+    ) -> Result<PgStore, StoreError> {
         let mut setup = connect(url).await?;
         let t = setup
             .transaction()
@@ -186,13 +191,23 @@ impl PgStore {
             url: url.clone(),
             client: None,
         };
-        tokio::spawn(write_loop(writer, rx, cfg.clone()));
+        tokio::spawn(write_loop(writer, rx, cfg.clone(), metrics.clone()));
         tokio::spawn(listen_loop(url.clone(), reader.clone(), feed.clone()));
-        Ok(PgStore { tx, reader, feed })
+        Ok(PgStore {
+            tx,
+            reader,
+            feed,
+            metrics,
+        })
     }
 }
 
-async fn write_loop(mut db: Owned, mut rx: mpsc::Receiver<Cmd>, cfg: StoreConfig) {
+async fn write_loop(
+    mut db: Owned,
+    mut rx: mpsc::Receiver<Cmd>,
+    cfg: StoreConfig,
+    metrics: StoreMetrics,
+) {
     let interval = Duration::from_millis(cfg.retention.check_interval_ms.max(10));
     let mut last_retention = tokio::time::Instant::now() - interval;
     loop {
@@ -227,8 +242,14 @@ async fn write_loop(mut db: Owned, mut rx: mpsc::Receiver<Cmd>, cfg: StoreConfig
                 }
             }
             let r = write(&mut db, &alerts, &outcomes).await;
-            if let Err(e) = &r {
-                tracing::error!(error = %e, alerts = alerts.len(), "alert store write failed");
+            match &r {
+                Ok(n) => {
+                    metrics.written.inc_by(*n);
+                }
+                Err(e) => {
+                    metrics.write_failures.inc();
+                    tracing::error!(error = %e, alerts = alerts.len(), "alert store write failed");
+                }
             }
             for w in waiters {
                 let _ = w.send(
@@ -240,7 +261,7 @@ async fn write_loop(mut db: Owned, mut rx: mpsc::Receiver<Cmd>, cfg: StoreConfig
         }
         if last_retention.elapsed() >= interval {
             last_retention = tokio::time::Instant::now();
-            if let Err(e) = retention(&mut db, &cfg).await {
+            if let Err(e) = retention(&mut db, &cfg, &metrics).await {
                 tracing::error!(error = %e, "alert store retention failed; retrying later");
             }
         }
@@ -266,7 +287,7 @@ async fn write(
     db: &mut Owned,
     alerts: &[Alert],
     outcomes: &[OutcomeBatch],
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
     let client = db.get().await?;
     let t = client
         .transaction()
@@ -351,11 +372,16 @@ async fn write(
             .await
             .map_err(pg("notifying the live feed"))?;
     }
-    t.commit().await.map_err(pg("committing"))
+    t.commit().await.map_err(pg("committing"))?;
+    Ok(seqs.len() as u64)
 }
 
 /// Deletes by age, then the oldest rows while the estimated live data exceeds `max_bytes`.
-async fn retention(db: &mut Owned, cfg: &StoreConfig) -> Result<(), StoreError> {
+async fn retention(
+    db: &mut Owned,
+    cfg: &StoreConfig,
+    metrics: &StoreMetrics,
+) -> Result<(), StoreError> {
     let c = db.get().await?;
     let r = &cfg.retention;
     let cutoff = Utc::now().timestamp_millis() - (r.max_age_secs as i64).saturating_mul(1000);
@@ -365,9 +391,11 @@ async fn retention(db: &mut Owned, cfg: &StoreConfig) -> Result<(), StoreError> 
     )
     .await
     .map_err(pg("deleting old deliveries"))?;
-    c.execute("DELETE FROM alerts WHERE time_ms < $1", &[&cutoff])
+    let aged = c
+        .execute("DELETE FROM alerts WHERE time_ms < $1", &[&cutoff])
         .await
         .map_err(pg("deleting old alerts"))?;
+    metrics.deleted.inc_by(aged);
     c.execute("DELETE FROM deliveries WHERE at_ms < $1", &[&cutoff])
         .await
         .map_err(pg("deleting old deliveries"))?;
@@ -395,12 +423,14 @@ async fn retention(db: &mut Owned, cfg: &StoreConfig) -> Result<(), StoreError> 
         )
         .await
         .map_err(pg("deleting the oldest deliveries"))?;
-        c.execute(
-            "DELETE FROM alerts WHERE seq IN (SELECT seq FROM alerts ORDER BY seq LIMIT $1)",
-            &[&n],
-        )
-        .await
-        .map_err(pg("deleting the oldest alerts"))?;
+        let gone = c
+            .execute(
+                "DELETE FROM alerts WHERE seq IN (SELECT seq FROM alerts ORDER BY seq LIMIT $1)",
+                &[&n],
+            )
+            .await
+            .map_err(pg("deleting the oldest alerts"))?;
+        metrics.deleted.inc_by(gone);
         tracing::info!(deleted = n, "alert store retention");
     }
     Ok(())
@@ -492,7 +522,9 @@ impl AlertStore for PgStore {
     }
 
     fn record(&self, outcome: OutcomeBatch) {
-        let _ = self.tx.try_send(Cmd::Outcome(outcome));
+        if self.tx.try_send(Cmd::Outcome(outcome)).is_err() {
+            self.metrics.outcomes_dropped.inc();
+        }
     }
 
     fn page(

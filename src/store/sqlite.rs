@@ -4,7 +4,6 @@
 //! the writer nor the writer for readers.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,7 +18,7 @@ use super::query::{self, Dialect, Param};
 use super::tally::Tally;
 use super::{
     AlertStore, Count, Delivery, DeliveryState, Derived, Filter, OutcomeBatch, Page, Scope, Stats,
-    StoreConfig, StoreError, StoredAlert, priority_rank, tags_text,
+    StoreConfig, StoreError, StoreMetrics, StoredAlert, priority_rank, tags_text,
 };
 use crate::alert::Alert;
 
@@ -91,8 +90,7 @@ pub struct SqliteStore {
     tx: SyncSender<Cmd>,
     readers: Arc<Mutex<Vec<Connection>>>,
     feed: broadcast::Sender<Arc<StoredAlert>>,
-    /// Outcomes dropped because the writer was far behind.
-    pub dropped_outcomes: Arc<AtomicU64>,
+    metrics: StoreMetrics,
 }
 
 fn err<'a>(path: &'a Path, what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError + 'a {
@@ -105,7 +103,11 @@ fn err<'a>(path: &'a Path, what: &'static str) -> impl FnOnce(rusqlite::Error) -
 
 impl SqliteStore {
     /// Opens (creating) the database at `path` and starts its writer thread.
-    pub fn open(path: &Path, cfg: &StoreConfig) -> Result<SqliteStore, StoreError> {
+    pub fn open(
+        path: &Path,
+        cfg: &StoreConfig,
+        metrics: StoreMetrics,
+    ) -> Result<SqliteStore, StoreError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Sqlite {
                 path: path.display().to_string(),
@@ -130,6 +132,7 @@ impl SqliteStore {
             cfg: cfg.clone(),
             feed: feed.clone(),
             last_retention: Instant::now() - Duration::from_secs(3600),
+            metrics: metrics.clone(),
         };
         std::thread::Builder::new()
             .name("alert-store".into())
@@ -144,7 +147,7 @@ impl SqliteStore {
             tx,
             readers: Arc::default(),
             feed,
-            dropped_outcomes: Arc::default(),
+            metrics,
         })
     }
 
@@ -230,7 +233,7 @@ impl AlertStore for SqliteStore {
 
     fn record(&self, outcome: OutcomeBatch) {
         if self.tx.try_send(Cmd::Outcome(outcome)).is_err() {
-            self.dropped_outcomes.fetch_add(1, Ordering::Relaxed);
+            self.metrics.outcomes_dropped.inc();
         }
     }
 
@@ -397,6 +400,7 @@ struct Writer {
     cfg: StoreConfig,
     feed: broadcast::Sender<Arc<StoredAlert>>,
     last_retention: Instant,
+    metrics: StoreMetrics,
 }
 
 impl Writer {
@@ -449,6 +453,7 @@ impl Writer {
         let r = self.transaction(&alerts, &outcomes);
         match r {
             Ok(stored) => {
+                self.metrics.written.inc_by(stored.len() as u64);
                 for w in waiters {
                     let _ = w.send(Ok(()));
                 }
@@ -457,6 +462,7 @@ impl Writer {
                 }
             }
             Err(e) => {
+                self.metrics.write_failures.inc();
                 tracing::error!(error = %e, alerts = alerts.len(), "alert store write failed");
                 for w in waiters {
                     let _ = w.send(Err(StoreError::Write(e.to_string())));
@@ -587,6 +593,7 @@ impl Writer {
             self.conn
                 .execute_batch("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);")
                 .map_err(err(&path, "vacuuming"))?;
+            self.metrics.deleted.inc_by(deleted);
             tracing::info!(deleted, "alert store retention");
         } else {
             self.conn

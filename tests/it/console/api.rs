@@ -158,6 +158,21 @@ pub async fn filters_pages_and_counts_on(store: &str) {
         .collect();
     assert_eq!(sinks, ["archive"], "the console's own sink is not listed");
 
+    // The store's metrics.
+    let m = k
+        .http
+        .get(format!("{}/metrics", k.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        crate::support::metric_line(&m, "kaudit_console_store_written_total") >= 7.0,
+        "{m}"
+    );
+
     // Refusals.
     assert_eq!(k.get(ADMIN, "alerts?colour=red").await.0, 400);
     assert_eq!(k.get(ADMIN, "alerts?priority=urgent").await.0, 400);
