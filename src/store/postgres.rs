@@ -268,6 +268,37 @@ async fn write_loop(
     }
 }
 
+/// A batch of alerts as columns (one array parameter each).
+#[derive(Default)]
+struct Columns {
+    uuid: Vec<String>,
+    time: Vec<i64>,
+    rule: Vec<String>,
+    priority: Vec<i64>,
+    source: Vec<String>,
+    origin: Vec<String>,
+    hostname: Vec<String>,
+    namespace: Vec<Option<String>>,
+    user: Vec<Option<String>>,
+    resource: Vec<Option<String>>,
+    verb: Vec<Option<String>>,
+    tags: Vec<String>,
+    output: Vec<String>,
+    body: Vec<String>,
+}
+
+/// Delivery outcomes as columns.
+#[derive(Default)]
+struct DeliveryColumns {
+    uuid: Vec<String>,
+    sink: Vec<String>,
+    sink_type: Vec<String>,
+    state: Vec<String>,
+    rank: Vec<i64>,
+    reason: Vec<Option<String>>,
+    at: Vec<i64>,
+}
+
 /// The writer's own connection, made again when it has ended.
 struct Owned {
     url: Secret,
@@ -293,73 +324,103 @@ async fn write(
         .transaction()
         .await
         .map_err(pg("starting a transaction"))?;
-    let ins = t
-        .prepare(
-            "INSERT INTO alerts (uuid, time_ms, received_ms, rule, priority, source, origin, \
-             hostname, namespace, username, resource, verb, tags, output, body) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
-             ON CONFLICT (uuid) DO NOTHING RETURNING seq",
-        )
-        .await
-        .map_err(pg("preparing the insert"))?;
-    let now = Utc::now().timestamp_millis();
-    let mut seqs = Vec::new();
-    for a in alerts {
-        let d = Derived::of(a);
+    // One statement per batch (arrays of columns), not one round trip per alert.
+    let mut seqs: Vec<i64> = Vec::new();
+    if !alerts.is_empty() {
+        let now = Utc::now().timestamp_millis();
+        let mut c = Columns::default();
+        for a in alerts {
+            let d = Derived::of(a);
+            c.uuid.push(a.uuid.to_string());
+            c.time.push(a.time.timestamp_millis());
+            c.rule.push(a.rule.clone());
+            c.priority.push(priority_rank(a.priority));
+            c.source.push(a.source.clone());
+            c.origin.push(d.origin);
+            c.hostname.push(a.hostname.clone());
+            c.namespace.push(d.namespace);
+            c.user.push(d.user);
+            c.resource.push(d.resource);
+            c.verb.push(d.verb);
+            c.tags.push(tags_text(&a.tags));
+            c.output.push(a.output.clone());
+            c.body.push(a.to_json());
+        }
         let rows = t
             .query(
-                &ins,
+                "INSERT INTO alerts (uuid, time_ms, received_ms, rule, priority, source, origin, \
+                 hostname, namespace, username, resource, verb, tags, output, body) \
+                 SELECT u, tm, $3::bigint, r, p, s, o, h, n, us, rs, v, tg, out, b FROM UNNEST(\
+                 $1::text[], $2::bigint[], $4::text[], $5::bigint[], $6::text[], $7::text[], \
+                 $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], \
+                 $14::text[], $15::text[]) AS x(u, tm, r, p, s, o, h, n, us, rs, v, tg, out, b) \
+                 ON CONFLICT (uuid) DO NOTHING RETURNING seq",
                 &[
-                    &a.uuid.to_string(),
-                    &a.time.timestamp_millis(),
+                    &c.uuid,
+                    &c.time,
                     &now,
-                    &a.rule,
-                    &priority_rank(a.priority),
-                    &a.source,
-                    &d.origin,
-                    &a.hostname,
-                    &d.namespace,
-                    &d.user,
-                    &d.resource,
-                    &d.verb,
-                    &tags_text(&a.tags),
-                    &a.output,
-                    &a.to_json(),
+                    &c.rule,
+                    &c.priority,
+                    &c.source,
+                    &c.origin,
+                    &c.hostname,
+                    &c.namespace,
+                    &c.user,
+                    &c.resource,
+                    &c.verb,
+                    &c.tags,
+                    &c.output,
+                    &c.body,
                 ],
             )
             .await
-            .map_err(pg("inserting an alert"))?;
-        seqs.extend(rows.iter().map(|r| r.get::<_, i64>(0)));
+            .map_err(pg("inserting alerts"))?;
+        seqs = rows.iter().map(|r| r.get::<_, i64>(0)).collect();
+        seqs.sort_unstable();
     }
     if !outcomes.is_empty() {
-        let up = t
-            .prepare(
-                "INSERT INTO deliveries (uuid, sink, sink_type, state, rank, reason, at_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (uuid, sink) DO UPDATE SET \
-                 sink_type = excluded.sink_type, state = excluded.state, rank = excluded.rank, \
-                 reason = excluded.reason, at_ms = excluded.at_ms \
-                 WHERE excluded.rank >= deliveries.rank",
-            )
-            .await
-            .map_err(pg("preparing the delivery upsert"))?;
+        // One row per (alert, sink), the furthest state; an upsert may not touch a row twice.
+        let mut latest: std::collections::HashMap<(String, &str), (&OutcomeBatch, i64)> =
+            std::collections::HashMap::new();
         for o in outcomes {
             for u in &o.uuids {
-                t.execute(
-                    &up,
-                    &[
-                        &u.to_string(),
-                        &o.sink,
-                        &o.sink_type,
-                        &o.state.as_str(),
-                        &o.state.rank(),
-                        &o.reason,
-                        &o.at.timestamp_millis(),
-                    ],
-                )
-                .await
-                .map_err(pg("recording a delivery"))?;
+                let e = latest
+                    .entry((u.to_string(), o.sink.as_str()))
+                    .or_insert((o, o.state.rank()));
+                if o.state.rank() >= e.1 {
+                    *e = (o, o.state.rank());
+                }
             }
         }
+        let mut d = DeliveryColumns::default();
+        for ((uuid, sink), (o, rank)) in latest {
+            d.uuid.push(uuid);
+            d.sink.push(sink.to_string());
+            d.sink_type.push(o.sink_type.clone());
+            d.state.push(o.state.as_str().to_string());
+            d.rank.push(rank);
+            d.reason.push(o.reason.clone());
+            d.at.push(o.at.timestamp_millis());
+        }
+        t.execute(
+            "INSERT INTO deliveries (uuid, sink, sink_type, state, rank, reason, at_ms) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], \
+             $6::text[], $7::bigint[]) ON CONFLICT (uuid, sink) DO UPDATE SET \
+             sink_type = excluded.sink_type, state = excluded.state, rank = excluded.rank, \
+             reason = excluded.reason, at_ms = excluded.at_ms \
+             WHERE excluded.rank >= deliveries.rank",
+            &[
+                &d.uuid,
+                &d.sink,
+                &d.sink_type,
+                &d.state,
+                &d.rank,
+                &d.reason,
+                &d.at,
+            ],
+        )
+        .await
+        .map_err(pg("recording deliveries"))?;
     }
     // Sent at commit, to every replica's listener; a payload stays under PostgreSQL's 8000 bytes.
     for chunk in seqs.chunks(400) {
