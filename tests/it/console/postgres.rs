@@ -218,7 +218,20 @@ async fn two_replicas_share_one_history_and_one_live_feed() {
     loop {
         let (s, _) = two.get(ADMIN, &format!("alerts/{}", old.uuid)).await;
         let (_, st) = two.get(ADMIN, "stats").await;
-        if s == 404 && st["total"] == 2 {
+        let mut deleted = 0.0;
+        for k in [&one, &two] {
+            let m = k
+                .http
+                .get(format!("{}/metrics", k.base))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            deleted += crate::support::metric_line(&m, "kaudit_console_store_deleted_total");
+        }
+        if s == 404 && st["total"] == 2 && deleted >= 1.0 {
             break;
         }
         assert!(start.elapsed() < PATIENCE, "old alert never deleted");

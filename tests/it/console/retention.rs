@@ -28,10 +28,30 @@ async fn alerts_past_max_age_are_deleted() {
     let fresh = alert("Secret Read", Priority::Warning, "team-a", "alice");
     k.post(&[old.clone(), fresh.clone()]).await;
     // Stored, then deleted by the next check: only the fresh one stays.
-    k.wait_count("", 1).await;
-    let (_, page) = k.get(ADMIN, "alerts").await;
-    assert_eq!(uuids(&page), [fresh.uuid.to_string()]);
+    let start = Instant::now();
+    loop {
+        let (_, page) = k.get(ADMIN, "alerts").await;
+        if uuids(&page) == [fresh.uuid.to_string()] {
+            break;
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "old alert never deleted: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(k.get(ADMIN, &format!("alerts/{}", old.uuid)).await.0, 404);
+    // The metric counts it.
+    let m = k
+        .http
+        .get(format!("{}/metrics", k.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(crate::support::metric_line(&m, "kaudit_console_store_deleted_total") >= 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
