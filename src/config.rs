@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::console::ConsoleConfig;
 use crate::delivery::SpoolConfig;
 use crate::delivery::inbox::InboxConfig;
 use crate::detect::DetectConfig;
@@ -21,6 +22,7 @@ use crate::server::conn::ConnectionsConfig;
 use crate::server::tls::TlsConfig;
 use crate::sinks::{SinkConfig, SinkRules};
 use crate::sources::SourceConfig;
+use crate::store::StoreConfig;
 use crate::transport::egress::EgressConfig;
 
 /// The rules engine owns its section of the config (`rules:`).
@@ -88,8 +90,12 @@ pub struct Config {
     pub router: RouterConfig,
     /// The durable per-sink spool.
     pub spool: SpoolConfig,
-    /// Alert destinations; the default is one `stdout` sink.
+    /// Alert destinations; the default is one `stdout` sink and the console's `console-store`.
     pub sinks: Vec<SinkConfig>,
+    /// The alert console (`/api/v1/`, `/ui/`).
+    pub console: ConsoleConfig,
+    /// Where the console's alerts are kept.
+    pub store: StoreConfig,
     /// What tenants' sinks obey, and how shared sinks are shared among namespaces.
     pub tenancy: TenancyConfig,
     /// Logging.
@@ -113,7 +119,9 @@ impl Default for Config {
             falco: Default::default(),
             router: Default::default(),
             spool: Default::default(),
-            sinks: vec![SinkConfig::stdout("stdout")],
+            sinks: vec![SinkConfig::stdout("stdout"), SinkConfig::console()],
+            console: ConsoleConfig::default(),
+            store: StoreConfig::default(),
             tenancy: TenancyConfig::default(),
             log: LogConfig::default(),
         }
@@ -321,6 +329,19 @@ impl Config {
         }
         self.spool.validate().map_err(|e| e.under("spool"))?;
         self.tenancy.validate().map_err(|e| e.under("tenancy"))?;
+        self.console.validate().map_err(|e| e.under("console"))?;
+        self.store.validate().map_err(|e| e.under("store"))?;
+        if !self.console.enabled
+            && let Some(i) = self
+                .sinks
+                .iter()
+                .position(|s| s.settings.type_name() == "console")
+        {
+            return Err(Invalid::new(
+                format!("sinks[{i}].type"),
+                "a `console` sink needs the console's store: set `console.enabled: true` or remove the sink",
+            ));
+        }
         crate::sinks::validate_all(&self.sinks, &self.tenancy.sink_rules())?;
         crate::sources::validate_all(&self.sources)?;
         Ok(())
@@ -404,7 +425,8 @@ mod tests {
         let cfg = Config::load_with_env(None, &Overrides::default(), Vec::new()).unwrap();
         assert_eq!(cfg.listen.port(), DEFAULT_PORT);
         assert_eq!(cfg.ingest.max_body_bytes, 12 * 1024 * 1024);
-        assert_eq!(cfg.sinks.len(), 1);
+        assert_eq!(cfg.sinks.len(), 2);
+        assert_eq!(cfg.sinks[1].name, "console-store");
     }
 
     #[test]

@@ -157,6 +157,18 @@ enum InForce {
 #[derive(Clone)]
 pub struct Detector {
     current: Arc<RwLock<Option<InForce>>>,
+    catalog: Arc<RwLock<RulesCatalog>>,
+}
+
+/// The rules in force and what their last load said, for the console.
+#[derive(Clone, Debug, Default)]
+pub struct RulesCatalog {
+    /// Every rule loaded, as `kaudit rules list` shows it.
+    pub rules: Vec<crate::rules::RuleInfo>,
+    /// Warnings of the load in force.
+    pub warnings: Vec<String>,
+    /// Why the last reload failed (the previous rules stay in force), cleared by a good one.
+    pub error: Option<String>,
 }
 
 impl Detector {
@@ -164,6 +176,18 @@ impl Detector {
     pub fn none() -> Self {
         Detector {
             current: Arc::new(RwLock::new(None)),
+            catalog: Arc::default(),
+        }
+    }
+
+    /// The rules in force and their load's warnings and error.
+    pub fn catalog(&self) -> RulesCatalog {
+        self.catalog.read().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    fn set_catalog(&self, f: impl FnOnce(&mut RulesCatalog)) {
+        if let Ok(mut c) = self.catalog.write() {
+            f(&mut c);
         }
     }
 
@@ -391,6 +415,14 @@ pub fn evaluator(rs: Arc<Ruleset>) -> Arc<EvaluateFn> {
 /// the metrics.
 pub fn install(detector: &Detector, rs: Ruleset, report: &LoadReport, metrics: &DetectMetrics) {
     metrics.rules_active.set(report.rules_active as i64);
+    let rules: Vec<_> = rs.rules().collect();
+    detector.set_catalog(|c| {
+        *c = RulesCatalog {
+            rules,
+            warnings: report.warnings.clone(),
+            error: None,
+        }
+    });
     detector.set_rules(Arc::new(rs));
 }
 
@@ -432,6 +464,7 @@ pub fn reload_rules(
         }
         Err(e) => {
             tracing::error!("rules reload failed; the previous rules stay in force:\n{e}");
+            detector.set_catalog(|c| c.error = Some(e.to_string()));
             metrics
                 .rules_reloads
                 .get_or_create(&ReloadLabel { result: "failed" })

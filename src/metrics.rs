@@ -28,6 +28,8 @@ pub struct Metrics {
     pub budget: crate::router::budget::BudgetMetrics,
     /// The audit sources other than the webhook.
     pub sources: crate::sources::SourceMetrics,
+    /// The console's store.
+    pub store: crate::store::StoreMetrics,
 }
 
 impl Metrics {
@@ -43,6 +45,7 @@ impl Metrics {
         let delivery = crate::delivery::DeliveryMetrics::register(&mut registry);
         let budget = crate::router::budget::BudgetMetrics::register(&mut registry);
         let sources = crate::sources::SourceMetrics::register(&mut registry);
+        let store = crate::store::StoreMetrics::register(&mut registry);
         Metrics {
             registry: Arc::new(registry),
             http,
@@ -53,6 +56,7 @@ impl Metrics {
             delivery,
             budget,
             sources,
+            store,
         }
     }
 

@@ -61,6 +61,12 @@ pub enum PipelineError {
     /// A source could not be built.
     #[error(transparent)]
     Source(#[from] crate::sources::SourceError),
+    /// The console's token file is unreadable.
+    #[error(transparent)]
+    ConsoleTokens(#[from] crate::console::auth::TokenFileError),
+    /// The alert store could not be opened.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// A running pipeline.
@@ -78,6 +84,10 @@ pub struct Running {
     /// The sinks `POST /test` sends through (replaced on reload).
     test_sinks: watch::Sender<(Vec<crate::sinks::SinkConfig>, crate::sinks::SinkRules)>,
     serving: Probe,
+    /// Tells the console's live feeds to end (before the server drains).
+    console_closing: watch::Sender<bool>,
+    /// The console's store, released as the process's store at shutdown.
+    console_store: Option<Arc<dyn crate::store::AlertStore>>,
     /// Liveness and readiness of every stage.
     pub health: Health,
     /// The metric families, for tests and embedding.
@@ -97,6 +107,10 @@ pub async fn check(cfg: &Config) -> Result<(), PipelineError> {
         ReloadingTls::new(t)?;
     }
     TokenAuth::from_config(&cfg.auth)?;
+    if cfg.console.enabled {
+        crate::console::ConsoleTokens::new(&cfg.console.tokens, cfg.console.token_file.clone())?;
+        cfg.store.url()?;
+    }
     if cfg.detect.mode.uses_falco() {
         falco::forward::Forwarder::new(&cfg.falco)?;
         if let Some(f) = &cfg.falco.intake_token_file {
@@ -170,13 +184,35 @@ pub async fn start_with(
     let health = Health::new();
     let uses_falco = cfg.detect.mode.uses_falco();
 
+    // The console's store is open before the sinks are built: its `console` sink writes to it,
+    // and every lane reports its outcomes to it.
+    let activity = crate::store::observer::Activity::default();
+    let mut delivery_metrics = metrics.delivery.clone();
+    let console = if cfg.console.enabled {
+        let tokens = crate::console::ConsoleTokens::new(
+            &cfg.console.tokens,
+            cfg.console.token_file.clone(),
+        )?;
+        tokens.spawn_watch(Duration::from_secs(5));
+        let store = crate::store::open(&cfg.store, &cfg.data_dir, metrics.store.clone()).await?;
+        tracing::info!(kind = store.kind(), "alert store open");
+        delivery_metrics.observer = Some(Arc::new(crate::store::observer::StoreObserver {
+            store: store.clone(),
+            activity: activity.clone(),
+        }));
+        crate::store::install(Some(store.clone()));
+        Some((store, tokens))
+    } else {
+        crate::store::install(None);
+        None
+    };
     let router = router::start(
         RouterSetup {
             probe: Some(health.probe("router")),
             budget_metrics: Some(metrics.budget.clone()),
             ..cfg.router_setup()
         },
-        &metrics.delivery,
+        &delivery_metrics,
     )
     .await?;
     let forwarder = if uses_falco {
@@ -238,6 +274,20 @@ pub async fn start_with(
     };
 
     let (sinks_tx, sinks_rx) = watch::channel((cfg.sinks.clone(), cfg.tenancy.sink_rules()));
+    let (console_closing, closing_rx) = watch::channel(false);
+    let console_store = console.as_ref().map(|(s, _)| s.clone());
+    if let Some((store, tokens)) = console {
+        app = app.merge(crate::console::routes(crate::console::ConsoleState {
+            store,
+            tokens,
+            sinks: sinks_tx.subscribe(),
+            delivery: delivery_metrics.clone(),
+            activity,
+            detector: detector.clone(),
+            sources: sources_view.clone(),
+            closing: closing_rx,
+        }));
+    }
     app = app.merge(ingest::test_alert::routes(
         sinks_rx,
         cfg.effective_hostname(),
@@ -342,6 +392,8 @@ pub async fn start_with(
         router,
         test_sinks: sinks_tx,
         serving,
+        console_closing,
+        console_store,
         health,
         metrics,
         detector,
@@ -396,9 +448,11 @@ impl Running {
             || new.ingest != self.config.ingest
             || new.connections != self.config.connections
             || new.sources != self.config.sources
+            || new.console != self.config.console
+            || new.store != self.config.store
         {
             tracing::warn!(
-                "listen, tls, auth, ingest, connections, sources and detect.mode changes take effect after a restart"
+                "listen, tls, auth, ingest, connections, sources, console, store and detect.mode changes take effect after a restart"
             );
         }
         self.router.reload(new.router_setup()).await?;
@@ -429,9 +483,12 @@ impl Running {
             forward,
             router,
             serving,
+            console_closing,
+            console_store,
             ..
         } = self;
         serving.not_ready("shutting down");
+        let _ = console_closing.send(true);
         server.shutdown(SHUTDOWN_REQUESTS).await;
         let _ = stop.send(true);
         // Sources stop reading; what they appended stays, what they had not is read again
@@ -462,6 +519,9 @@ impl Running {
             }
         }
         router.shutdown().await;
+        if let Some(s) = console_store {
+            crate::store::uninstall(&s);
+        }
         inbox_worker.join().await;
         tracing::info!("pipeline drained");
     }

@@ -103,7 +103,29 @@ ensure_alertmanager() {
     || apt_install --no-install-recommends prometheus-alertmanager
 }
 
+# PostgreSQL for the console's shared-store tests: only the server binaries (initdb, pg_ctl)
+# are used; each test starts its own cluster in a temp dir on a free port, as the `postgres`
+# user (the package creates it). A cluster the package may start on :5432 is not used.
+ensure_postgres() {
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || apt_install postgresql
+}
+
+# Headless Chromium (Debian's package, never a browser download) and playwright-core from npm
+# into .tools/console-browser, for the console's browser tests (executablePath=/usr/bin/chromium).
+ensure_chromium() {
+  [ -x /usr/bin/chromium ] || apt_install chromium
+  command -v node >/dev/null || apt_install nodejs npm
+  local dir=.tools/console-browser
+  [ -d "$dir/node_modules/playwright-core" ] && return
+  mkdir -p "$dir"
+  log "npm install playwright-core into $dir"
+  (cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --silent --no-audit --no-fund \
+    --prefix . playwright-core@1 >/dev/null)
+}
+
 ensure_test_servers() {
+  ensure_postgres
+  ensure_chromium
   ensure_nats_server
   ensure_siem_servers
   ensure_alertmanager

@@ -394,6 +394,11 @@ impl Spooler {
                             .spooled
                             .get_or_create(&labels)
                             .inc_by(outcome.appended as u64);
+                        metrics.observe(
+                            &labels,
+                            batch.iter().map(|b| &b[..]),
+                            super::Outcome::Spooled,
+                        );
                         if outcome.evicted > 0 {
                             let n = outcome.evicted as u64;
                             metrics.dropped_at_cap.get_or_create(&labels).inc_by(n);

@@ -41,6 +41,8 @@ pub struct DeliveryMetrics {
     pub spool_bytes: Family<SinkLabels, Gauge>,
     /// Time from enqueue to confirmation, in seconds.
     pub latency: Family<SinkLabels, Histogram>,
+    /// Told each batch's outcome besides the counters (the console's store), when set.
+    pub observer: Option<std::sync::Arc<dyn super::DeliveryObserver>>,
 }
 
 impl DeliveryMetrics {
@@ -60,6 +62,7 @@ impl DeliveryMetrics {
             latency: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0005, 2.5, 16))
             }),
+            observer: None,
         };
         r.register("sink_sent", "Records confirmed by the sink", m.sent.clone());
         r.register(
@@ -113,5 +116,18 @@ impl DeliveryMetrics {
             m.latency.clone(),
         );
         m
+    }
+
+    /// Tells the observer, if any, the outcome of `payloads` on `lane`.
+    pub fn observe<'p>(
+        &self,
+        lane: &SinkLabels,
+        payloads: impl IntoIterator<Item = &'p [u8]>,
+        outcome: super::Outcome<'_>,
+    ) {
+        if let Some(o) = &self.observer {
+            let p: Vec<&[u8]> = payloads.into_iter().collect();
+            o.observe(lane, &p, outcome);
+        }
     }
 }

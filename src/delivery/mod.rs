@@ -20,6 +20,7 @@ pub mod hold;
 pub mod inbox;
 mod lane;
 mod metrics;
+pub mod observe;
 pub mod sink;
 pub mod spool;
 mod worker;
@@ -29,6 +30,7 @@ pub use deadletter::DeadLetters;
 pub use hold::Hold;
 pub use lane::{Lane, LaneError, LanePaths, quarantine_orphans};
 pub use metrics::{DeliveryMetrics, SinkLabels};
+pub use observe::{DeliveryObserver, Outcome};
 pub use sink::{Sink, SinkError};
 pub use spool::{Record, Spool, SpoolError};
 

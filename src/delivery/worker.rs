@@ -202,6 +202,11 @@ impl Worker {
                 }
                 drop(hist);
                 self.metrics.sent.get_or_create(&self.labels).inc_by(n);
+                self.metrics.observe(
+                    &self.labels,
+                    batch.iter().map(|r| &r.payload[..]),
+                    super::Outcome::Delivered,
+                );
                 self.denied_since = None;
                 self.backoff.reset();
                 *retrying = false;
@@ -225,6 +230,11 @@ impl Worker {
                             .dead_lettered
                             .get_or_create(&self.labels)
                             .inc_by(n);
+                        self.metrics.observe(
+                            &self.labels,
+                            batch.iter().map(|r| &r.payload[..]),
+                            super::Outcome::DeadLettered { reason: &reason },
+                        );
                         if let Err(e) = self.remove(&batch).await {
                             tracing::error!(error = %e, "cannot remove dead-lettered records from the spool");
                         }
@@ -244,6 +254,11 @@ impl Worker {
                 retry_after,
             }) => {
                 self.metrics.failed.get_or_create(&self.labels).inc_by(n);
+                self.metrics.observe(
+                    &self.labels,
+                    batch.iter().map(|r| &r.payload[..]),
+                    super::Outcome::Failed { error: &message },
+                );
                 let d = match retry_after {
                     Some(ra) => {
                         self.backoff.next_delay();

@@ -545,6 +545,64 @@ pub struct KauditDeploymentSpec {
     /// Render NetworkPolicies: Falco's audit endpoint reachable from kaudit's pods only.
     #[serde(default = "yes")]
     pub network_policies: bool,
+    /// The alert console (`/ui/`, `/api/v1/`) and the store of alerts it shows.
+    #[serde(default)]
+    pub console: ConsoleSpec,
+}
+
+/// The alert console of a [`KauditDeployment`]: kaudit keeps every alert (SQLite on each pod's
+/// data volume, or PostgreSQL shared by every replica) and serves a read-only UI and API.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsoleSpec {
+    /// Serve the console and keep alerts for it.
+    #[serde(default)]
+    pub enabled: bool,
+    /// A Secret whose key `tokens` lists the console's read-only tokens, one per line, each
+    /// optionally followed by the namespaces it may see (`<token> team-a,team-b`). Required
+    /// when the console is enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_secret: Option<String>,
+    /// A Secret whose key `url` holds a PostgreSQL URL: every replica writes to and reads one
+    /// history there. Required with more than one replica; without it alerts are kept in SQLite
+    /// on the pod's data volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres_secret: Option<String>,
+    /// Alerts below this priority are not kept (`emergency` ... `debug`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_priority: Option<String>,
+    /// Alerts older than this are deleted, in seconds (default 7 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_seconds: Option<u64>,
+    /// Past this size the oldest alerts are deleted, in bytes (default 1 GiB; keep it well
+    /// under `storage.size` with SQLite).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
+    /// The console Service's type: `ClusterIP`, `NodePort` or `LoadBalancer`.
+    #[serde(default = "default_service_type")]
+    pub service_type: String,
+    /// The console Service's port.
+    #[serde(default = "default_console_port")]
+    pub port: i32,
+}
+
+fn default_console_port() -> i32 {
+    80
+}
+
+impl Default for ConsoleSpec {
+    fn default() -> Self {
+        ConsoleSpec {
+            enabled: false,
+            token_secret: None,
+            postgres_secret: None,
+            min_priority: None,
+            max_age_seconds: None,
+            max_bytes: None,
+            service_type: default_service_type(),
+            port: default_console_port(),
+        }
+    }
 }
 
 /// The limits of namespaces' sinks (kaudit's `tenancy` config section).

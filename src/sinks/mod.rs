@@ -15,6 +15,7 @@ use crate::invalid::Invalid;
 
 pub mod alertmanager;
 pub mod archive;
+pub mod console;
 pub mod discord;
 pub mod elasticsearch;
 pub mod file;
@@ -107,6 +108,7 @@ sink_types! {
     Pagerduty => pagerduty::PagerDuty,
     Opsgenie => opsgenie::Opsgenie,
     Alertmanager => alertmanager::Alertmanager,
+    Console => console::Console,
 }
 
 /// Deserializes a type's settings, naming the key at fault.

@@ -4,6 +4,7 @@ mod artifacts;
 mod brokers;
 mod chaos;
 mod chat;
+mod console;
 mod deadletter;
 mod delivery;
 mod e2e;

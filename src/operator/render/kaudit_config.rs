@@ -53,6 +53,11 @@ pub const KEYS: &[&str] = &[
     "tenancy.egress",
     "tenancy.file_max_bytes",
     "tenancy.budget",
+    "console.enabled",
+    "console.token_file",
+    "store.url_file",
+    "store.retention.max_age_secs",
+    "store.retention.max_bytes",
 ];
 
 /// kaudit's `tenancy` section for a deployment's `spec.tenancy`: tenants' sinks read files from the config Secret only,
@@ -137,6 +142,7 @@ pub fn config(plan: &Plan, rule_paths: &[String], sinks: Vec<SinkConfig>) -> Con
             reload_interval_secs: 5,
         });
     }
+    super::console::configure(plan, &mut cfg);
     if service.token_secret.is_some() {
         cfg.auth = AuthConfig {
             token_file: Some("/etc/kaudit/token/tokens".into()),
@@ -229,6 +235,7 @@ pub fn render(
         .copied()
         .filter(|k| plan.falco_on || !k.starts_with(FALCO_PREFIX))
         .filter(|k| *k != "sources" || !sources.entries.is_empty())
+        .filter(|k| plan.kd.spec.console.enabled || !super::console::KEYS.contains(k))
         .collect();
     let entries = Value::Array(entries);
     let source_entries = Value::Array(sources.entries.clone());
@@ -290,7 +297,7 @@ mod tests {
             top,
             [
                 "listen", "data_dir", "log", "detect", "rules", "sinks", "sources", "falco",
-                "tenancy"
+                "tenancy", "console", "store"
             ]
         );
         assert!(doc["falco"].get("intake_token_file").is_none());

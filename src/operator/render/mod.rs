@@ -15,12 +15,14 @@
 //! | [`kaudit_config`] | `kaudit.yaml` (a typed kaudit `Config`) and the config Secret |
 //! | [`falco`] | `falco.yaml` and its ConfigMap |
 //! | [`workloads`] | kaudit's StatefulSet (or Deployment) and PodDisruptionBudget, Falco's Deployment or DaemonSet |
+//! | [`console`] | the console: its sink, config sections, Secrets' mounts and Service |
 //! | [`service`] | the ServiceAccounts and Services (kaudit's, its headless one, Falco's) |
 //! | [`limits`] | size limits keeping every object under the apiserver's limit |
 //! | [`network`] | the NetworkPolicies (Falco's audit endpoint: kaudit's pods only) |
 //! | [`status`], [`outcome`] | the deployment's status, every input's outcome and status |
 //! | [`plan`], [`object`] | fixed names and ports, metadata, the typed object list |
 
+pub mod console;
 pub mod falco;
 pub mod kaudit_config;
 pub mod limits;
@@ -83,8 +85,10 @@ pub fn desired(kd: &KauditDeployment, inputs: &Inputs, now: &Time) -> Result<Des
         key: format!("spec.tenancy.{}", e.key),
         message: e.message,
     })?;
-    let sinks = sinks::render_all(inputs, &tenancy.sink_rules(), &mut outcomes);
+    console::validate(&plan)?;
+    let mut sinks = sinks::render_all(inputs, &tenancy.sink_rules(), &mut outcomes);
     let sink_count = sinks.entries.len();
+    sinks.entries.extend(console::sink(&plan));
     let sources = sources::render(&plan.ns, &kd.spec.sources, &inputs.secrets)?;
     let kaudit_config = kaudit_config::render(&plan, &rule_paths, sinks.entries, &sources)?;
     let mut cred_files = sinks.files;
@@ -98,6 +102,7 @@ pub fn desired(kd: &KauditDeployment, inputs: &Inputs, now: &Time) -> Result<Des
     service::kaudit_headless(&plan, &mut out);
     workloads::kaudit(&plan, &mut out)?;
     out.add(service::kaudit(&plan));
+    console::service(&plan, &mut out);
     out.add(workloads::disruption_budget(&plan));
     match falco_hash {
         Some(hash) => {

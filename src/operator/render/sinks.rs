@@ -211,6 +211,13 @@ fn render_sink(
         });
     }
     check_settings(&spec.settings, "").map_err(SinkRefusal::Settings)?;
+    // The console's store is the deployment's (`spec.console`), not a sink's to choose.
+    if spec.type_ == crate::store::observer::CONSOLE_SINK_TYPE {
+        return Err(SinkRefusal::Settings(Invalid::new(
+            "type",
+            "`console` is rendered from the KauditDeployment's spec.console, not from a sink",
+        )));
+    }
     // Settings that are credentials by their sink type (a webhook URL holding its token).
     if let Some(k) = crate::sinks::SinkSettings::secret_settings(&spec.type_)
         .iter()

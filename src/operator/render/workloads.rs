@@ -187,6 +187,17 @@ fn kaudit_template(plan: &Plan) -> Result<PodTemplateSpec, RenderError> {
         volumes.push(secret_volume("token", t));
         mounts.push(mount("token", "/etc/kaudit/token", true));
     }
+    if spec.console.enabled {
+        use super::console::{STORE_DIR, TOKENS_DIR};
+        if let Some(t) = &spec.console.token_secret {
+            volumes.push(secret_volume("console-tokens", t));
+            mounts.push(mount("console-tokens", TOKENS_DIR, true));
+        }
+        if let Some(p) = &spec.console.postgres_secret {
+            volumes.push(secret_volume("console-store", p));
+            mounts.push(mount("console-store", STORE_DIR, true));
+        }
+    }
     // A `file` source reads the node's audit log directory, read-only.
     for (i, dir) in super::sources::host_dirs(&spec.sources).iter().enumerate() {
         let name = format!("source-log-{i}");

@@ -27,6 +27,7 @@ use kaudit::rules::{AlertFilter, LoadOptions, Ruleset};
 use kube::api::ObjectMeta;
 use serde_json::{Value, json};
 
+mod console;
 mod desired;
 mod manifests;
 mod rules;

@@ -150,7 +150,7 @@ async fn steady_state_writes_no_status_and_no_events() {
                     .unwrap(),
             );
         }
-        for _ in 0..7 {
+        for _ in 0..8 {
             let (req, send) = h.next_request().await.unwrap();
             assert_eq!(req.method(), "GET", "{}", req.uri());
             send.send_response(

@@ -227,6 +227,11 @@ async fn first_run_script(mut h: ApiHandle, owned_daemonset: bool) -> Vec<Call> 
             "/apis/apps/v1/namespaces/kaudit-system/deployments/kaudit",
             false,
         ),
+        // The console is off: its Service is pruned.
+        (
+            "/api/v1/namespaces/kaudit-system/services/kaudit-console",
+            false,
+        ),
         (
             "/apis/apps/v1/namespaces/kaudit-system/deployments/kaudit-falco",
             false,
