@@ -1,7 +1,8 @@
 //! The UI in real headless Chromium (Debian's `chromium`, driven by `playwright-core` from
 //! npm in `.tools/console-browser`, both installed by `ensure_chromium`): load the console, see
 //! an alert POSTed during the test appear in the live feed, filter by rule, open the alert's
-//! page, check the sinks and rules pages. Screenshots of each page go to `docs/console/`.
+//! page, check the sinks and rules pages. Screenshots of each page go to a temporary directory,
+//! or to `docs/console/` (the README's pictures) with `UPDATE_SCREENSHOTS=1`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -55,8 +56,15 @@ async fn console_ui_in_headless_chromium() {
     k.post(&history).await;
     k.wait_count("", 40).await;
 
-    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/console");
-    std::fs::create_dir_all(&shots).expect("docs/console");
+    // A run leaves the tree as it was unless asked to refresh the README's pictures.
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let shots = if std::env::var("UPDATE_SCREENSHOTS").as_deref() == Ok("1") {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/console")
+    } else {
+        tmp.path().to_path_buf()
+    };
+    std::fs::create_dir_all(&shots).expect("screenshot dir");
+    let shots_arg = shots.clone();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/console/browser.js");
     let out = tokio::task::spawn_blocking(move || {
         Command::new("node")
@@ -65,7 +73,7 @@ async fn console_ui_in_headless_chromium() {
             .arg(&k.base)
             .arg(ADMIN)
             .arg(WEBHOOK_TOKEN)
-            .arg(&shots)
+            .arg(&shots_arg)
             .output()
             .map(|o| (o, k))
     })
@@ -95,9 +103,7 @@ async fn console_ui_in_headless_chromium() {
         );
     }
     for png in ["feed.png", "alert.png", "sinks.png", "rules.png"] {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("docs/console")
-            .join(png);
+        let p = shots.join(png);
         assert!(std::fs::metadata(&p).is_ok_and(|m| m.len() > 1000), "{png}");
     }
 }
