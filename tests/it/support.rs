@@ -62,6 +62,30 @@ pub fn alert(rule: &str, priority: Priority) -> Alert {
     }
 }
 
+/// A tiny deterministic generator (xorshift) for generated-input tests, so that a failing round
+/// can be replayed from its seed.
+pub struct Gen(pub u64);
+
+impl Gen {
+    /// The next value.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A value in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// One of `from`.
+    pub fn pick<'a, T>(&mut self, from: &'a [T]) -> &'a T {
+        &from[self.below(from.len())]
+    }
+}
+
 /// Loads a config from YAML text (the real loader, with validation), environment ignored.
 pub fn config_from_yaml(yaml: &str) -> Config {
     try_config(yaml).unwrap_or_else(|e| panic!("config does not load: {e}\n{yaml}"))

@@ -13,24 +13,9 @@ use serde_json::{Value, json};
 
 use super::{Kaudit, eventually};
 use crate::operator::{config_secret, kd, outcome, render, sink};
+use crate::support::Gen;
 
 const NS: &str = "team-a";
-
-/// A tiny deterministic generator (xorshift), so that a failing round can be replayed.
-struct Gen(u64);
-
-impl Gen {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn pick<'a, T>(&mut self, from: &'a [T]) -> &'a T {
-        &from[(self.next() % from.len() as u64) as usize]
-    }
-}
 
 /// Setting values, good and bad, per key.
 fn generated(g: &mut Gen) -> Value {

@@ -2,6 +2,7 @@
 //! one invalid rule never breaking the rest), cluster rules files, and input statuses.
 
 use super::*;
+use crate::support::Gen;
 
 /// The adversarial suite: each rule tries to see another namespace's events. Accepted rules
 /// must fire on their own namespace (so they are live) and never elsewhere; the rest must be
@@ -540,22 +541,6 @@ fn a_tenant_rule_reading_too_many_fields_is_refused() {
     );
     assert!(outcome(&d, ItemKind::FalcoRule, "small").error.is_none());
     engine(&d);
-}
-
-/// A tiny deterministic generator (xorshift), so that a failing round can be replayed.
-struct Gen(u64);
-
-impl Gen {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
 }
 
 /// A generated tenant rule: conditions of every size and shape (many fields, regexes good,
