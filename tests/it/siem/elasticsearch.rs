@@ -14,8 +14,8 @@ use kaudit::metrics::Metrics;
 use kaudit::router;
 use serde_json::{Value, json};
 
-use super::{Destination, outage_then_restart};
-use crate::support::{Recorder, Req, alert, config, json_lines, wait_until};
+use super::outage_then_restart;
+use crate::support::{Req, alert, config, json_lines, wait_until};
 
 /// What the loopback cluster holds and how it misbehaves.
 #[derive(Default)]
@@ -198,60 +198,20 @@ fn bulk(state: &Shared, req: &Req) -> Response {
         .into_response()
 }
 
-/// A loopback cluster on a port, restartable on the same port with its documents.
-pub struct Loopback {
-    /// Its state.
-    pub state: Shared,
-    port: u16,
-    server: Option<Recorder>,
-}
+type Loopback = super::Loopback<Cluster>;
 
-impl Loopback {
-    /// Starts one on an ephemeral port.
-    pub async fn start(state: Cluster) -> Loopback {
-        let mut l = Loopback {
-            state: Arc::new(Mutex::new(state)),
-            port: 0,
-            server: None,
-        };
-        l.up().await;
-        l
+impl super::ApiState for Cluster {
+    fn violations(&self) -> &[String] {
+        &self.violations
     }
-
-    async fn up(&mut self) {
-        let st = self.state.clone();
-        let r = Recorder::start_on(self.port, Arc::new(move |_, req| bulk(&st, req))).await;
-        self.port = r.addr.port();
-        self.server = Some(r);
-    }
-
-    /// `http://127.0.0.1:<port>`.
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn check(&self) {
-        let v = &self.state.lock().unwrap().violations;
-        assert!(v.is_empty(), "schema violations: {v:?}");
+    fn uuids(&self) -> HashSet<String> {
+        self.docs.keys().map(|(_, id)| id.clone()).collect()
     }
 }
 
-impl Destination for Loopback {
-    async fn stop(&mut self) {
-        self.server = None;
-    }
-    async fn start(&mut self) {
-        self.up().await;
-    }
-    async fn received(&mut self) -> HashSet<String> {
-        self.state
-            .lock()
-            .unwrap()
-            .docs
-            .keys()
-            .map(|(_, id)| id.clone())
-            .collect()
-    }
+/// Starts the loopback API on an ephemeral port.
+async fn start(state: Cluster) -> Loopback {
+    super::Loopback::serve(state, bulk).await
 }
 
 async fn send_all(yaml: &str, alerts: &[Alert]) -> (tempfile::TempDir, router::RouterHandle) {
@@ -272,7 +232,7 @@ async fn daily_indices_documents_and_basic_auth_from_a_file() {
         "Basic {}",
         base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "kaudit:s3cret")
     );
-    let es = Loopback::start(Cluster {
+    let es = start(Cluster {
         auth: Some(auth),
         ..Cluster::default()
     })
@@ -317,7 +277,7 @@ async fn a_partial_bulk_failure_sends_again_only_the_failed_items() {
     let alerts: Vec<Alert> = (0..6)
         .map(|i| alert(&format!("R{i}"), Priority::Warning))
         .collect();
-    let es = Loopback::start(Cluster {
+    let es = start(Cluster {
         reject_once: [1, 4]
             .iter()
             .map(|i: &usize| alerts[*i].uuid.to_string())
@@ -349,7 +309,7 @@ async fn a_partial_bulk_failure_sends_again_only_the_failed_items() {
 
 #[tokio::test]
 async fn refused_items_are_dead_lettered_naming_them() {
-    let es = Loopback::start(Cluster::default()).await;
+    let es = start(Cluster::default()).await;
     let alerts = vec![
         alert("Fine", Priority::Warning),
         alert("Unmappable", Priority::Warning),
@@ -384,7 +344,7 @@ async fn refused_items_are_dead_lettered_naming_them() {
 
 #[tokio::test]
 async fn refused_credentials_are_retried_within_the_denial_window() {
-    let es = Loopback::start(Cluster {
+    let es = start(Cluster {
         auth: Some("ApiKey old-key".into()),
         ..Cluster::default()
     })
@@ -419,7 +379,7 @@ async fn refused_credentials_are_retried_within_the_denial_window() {
 
 #[tokio::test]
 async fn refused_credentials_are_dead_lettered_once_the_window_is_over() {
-    let es = Loopback::start(Cluster {
+    let es = start(Cluster {
         auth: Some("ApiKey old-key".into()),
         ..Cluster::default()
     })
@@ -452,7 +412,7 @@ async fn refused_credentials_are_dead_lettered_once_the_window_is_over() {
 
 #[tokio::test]
 async fn an_outage_and_a_restart_lose_nothing() {
-    let mut es = Loopback::start(Cluster::default()).await;
+    let mut es = start(Cluster::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let yaml = format!(
         "  - name: es\n    type: elasticsearch\n    url: {}\n    batch_wait_ms: 0\n    timeout_ms: 1000\n",

@@ -13,8 +13,8 @@ use kaudit::metrics::Metrics;
 use kaudit::router;
 use serde_json::Value;
 
-use super::{Destination, outage_then_restart};
-use crate::support::{Recorder, Req, alert, config, json_lines, wait_until};
+use super::outage_then_restart;
+use crate::support::{Req, alert, config, json_lines, wait_until};
 
 /// One stored entry.
 #[derive(Clone, Debug)]
@@ -124,49 +124,14 @@ fn push(state: &Shared, req: &Req) -> Response {
     StatusCode::NO_CONTENT.into_response()
 }
 
-struct Loopback {
-    state: Shared,
-    port: u16,
-    server: Option<Recorder>,
-}
+type Loopback = super::Loopback<Store>;
 
-impl Loopback {
-    async fn start(store: Store) -> Loopback {
-        let mut l = Loopback {
-            state: Arc::new(Mutex::new(store)),
-            port: 0,
-            server: None,
-        };
-        l.up().await;
-        l
+impl super::ApiState for Store {
+    fn violations(&self) -> &[String] {
+        &self.violations
     }
-    async fn up(&mut self) {
-        let st = self.state.clone();
-        let r = Recorder::start_on(self.port, Arc::new(move |_, req| push(&st, req))).await;
-        self.port = r.addr.port();
-        self.server = Some(r);
-    }
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-    fn check(&self) {
-        let v = &self.state.lock().unwrap().violations;
-        assert!(v.is_empty(), "schema violations: {v:?}");
-    }
-}
-
-impl Destination for Loopback {
-    async fn stop(&mut self) {
-        self.server = None;
-    }
-    async fn start(&mut self) {
-        self.up().await;
-    }
-    async fn received(&mut self) -> HashSet<String> {
-        self.state
-            .lock()
-            .unwrap()
-            .entries
+    fn uuids(&self) -> HashSet<String> {
+        self.entries
             .iter()
             .filter_map(|e| serde_json::from_str::<Value>(&e.line).ok())
             .filter_map(|v| v["uuid"].as_str().map(str::to_string))
@@ -174,9 +139,14 @@ impl Destination for Loopback {
     }
 }
 
+/// Starts the loopback API on an ephemeral port.
+async fn start(state: Store) -> Loopback {
+    super::Loopback::serve(state, push).await
+}
+
 #[tokio::test]
 async fn bounded_labels_json_lines_tenant_and_token() {
-    let loki = Loopback::start(Store {
+    let loki = start(Store {
         auth: Some("Bearer t0ken".into()),
         tenant: Some("security".into()),
         ..Store::default()
@@ -244,7 +214,7 @@ async fn bounded_labels_json_lines_tenant_and_token() {
 
 #[tokio::test]
 async fn rate_limits_are_retried_and_too_old_entries_dead_lettered() {
-    let loki = Loopback::start(Store {
+    let loki = start(Store {
         rate_limited: 2,
         ..Store::default()
     })
@@ -288,7 +258,7 @@ async fn rate_limits_are_retried_and_too_old_entries_dead_lettered() {
 
 #[tokio::test]
 async fn an_outage_and_a_restart_lose_nothing() {
-    let mut loki = Loopback::start(Store::default()).await;
+    let mut loki = start(Store::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let yaml = format!(
         "  - name: loki\n    type: loki\n    url: {}\n    batch_wait_ms: 0\n    timeout_ms: 1000\n",

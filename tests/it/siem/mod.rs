@@ -7,12 +7,15 @@
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use axum::response::Response;
 
 use kaudit::alert::{Alert, Priority};
 use kaudit::metrics::Metrics;
 use kaudit::router;
 
-use crate::support::{alert, config, json_lines, wait_until};
+use crate::support::{Recorder, Req, alert, config, json_lines, wait_until};
 
 mod elasticsearch;
 mod gcs;
@@ -120,4 +123,68 @@ pub async fn outage_then_restart<D: Destination>(
     r.shutdown().await;
     let dead = json_lines(&data_dir.join(format!("dead-letter/{sink}.jsonl")));
     assert!(dead.is_empty(), "dead-lettered: {dead:?}");
+}
+
+/// What a loopback SaaS API keeps between requests: the protocol violations it saw and the
+/// uuids of the alerts it stored.
+pub trait ApiState: Send + 'static {
+    /// The requests that broke the documented API, described.
+    fn violations(&self) -> &[String];
+    /// The uuids of the alerts it holds.
+    fn uuids(&self) -> HashSet<String>;
+}
+
+/// A loopback server for a SaaS API with no local server (Elasticsearch, Loki, Splunk HEC): it
+/// answers with `handle` over its state, on an ephemeral port it keeps across a stop and start.
+pub struct Loopback<S> {
+    /// Its state.
+    pub state: Arc<Mutex<S>>,
+    handle: fn(&Arc<Mutex<S>>, &Req) -> Response,
+    port: u16,
+    server: Option<Recorder>,
+}
+
+impl<S: ApiState> Loopback<S> {
+    /// Starts one on an ephemeral port.
+    pub async fn serve(state: S, handle: fn(&Arc<Mutex<S>>, &Req) -> Response) -> Loopback<S> {
+        let mut l = Loopback {
+            state: Arc::new(std::sync::Mutex::new(state)),
+            handle,
+            port: 0,
+            server: None,
+        };
+        l.up().await;
+        l
+    }
+
+    async fn up(&mut self) {
+        let (st, handle) = (self.state.clone(), self.handle);
+        let r = Recorder::start_on(self.port, Arc::new(move |_, req| handle(&st, req))).await;
+        self.port = r.addr.port();
+        self.server = Some(r);
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Fails the test when any request broke the API.
+    pub fn check(&self) {
+        let s = self.state.lock().unwrap();
+        let v = s.violations();
+        assert!(v.is_empty(), "schema violations: {v:?}");
+    }
+}
+
+impl<S: ApiState> Destination for Loopback<S> {
+    async fn stop(&mut self) {
+        self.server = None;
+    }
+    async fn start(&mut self) {
+        self.up().await;
+    }
+    async fn received(&mut self) -> HashSet<String> {
+        self.state.lock().unwrap().uuids()
+    }
 }

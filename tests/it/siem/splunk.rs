@@ -14,8 +14,8 @@ use kaudit::metrics::Metrics;
 use kaudit::router;
 use serde_json::{Value, json};
 
-use super::{Destination, outage_then_restart};
-use crate::support::{Recorder, Req, alert, config, json_lines, wait_until};
+use super::outage_then_restart;
+use crate::support::{Req, alert, config, json_lines, wait_until};
 
 #[derive(Default)]
 struct Hec {
@@ -175,53 +175,23 @@ fn hec(state: &Shared, req: &Req) -> Response {
     }
 }
 
-struct Loopback {
-    state: Shared,
-    port: u16,
-    server: Option<Recorder>,
-}
+type Loopback = super::Loopback<Hec>;
 
-impl Loopback {
-    async fn start(h: Hec) -> Loopback {
-        let mut l = Loopback {
-            state: Arc::new(Mutex::new(h)),
-            port: 0,
-            server: None,
-        };
-        l.up().await;
-        l
+impl super::ApiState for Hec {
+    fn violations(&self) -> &[String] {
+        &self.violations
     }
-    async fn up(&mut self) {
-        let st = self.state.clone();
-        let r = Recorder::start_on(self.port, Arc::new(move |_, req| hec(&st, req))).await;
-        self.port = r.addr.port();
-        self.server = Some(r);
-    }
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-    fn check(&self) {
-        let v = &self.state.lock().unwrap().violations;
-        assert!(v.is_empty(), "schema violations: {v:?}");
-    }
-}
-
-impl Destination for Loopback {
-    async fn stop(&mut self) {
-        self.server = None;
-    }
-    async fn start(&mut self) {
-        self.up().await;
-    }
-    async fn received(&mut self) -> HashSet<String> {
-        self.state
-            .lock()
-            .unwrap()
-            .events
+    fn uuids(&self) -> HashSet<String> {
+        self.events
             .iter()
             .filter_map(|e| e["event"]["uuid"].as_str().map(str::to_string))
             .collect()
     }
+}
+
+/// Starts the loopback API on an ephemeral port.
+async fn start(state: Hec) -> Loopback {
+    super::Loopback::serve(state, hec).await
 }
 
 fn hec_with(token: &str) -> Hec {
@@ -234,7 +204,7 @@ fn hec_with(token: &str) -> Hec {
 
 #[tokio::test]
 async fn events_with_fields_index_and_a_token_file() {
-    let h = Loopback::start(hec_with("11111111-2222-3333-4444-555555555555")).await;
+    let h = start(hec_with("11111111-2222-3333-4444-555555555555")).await;
     let token = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(token.path(), "11111111-2222-3333-4444-555555555555\n").unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -279,7 +249,7 @@ async fn events_with_fields_index_and_a_token_file() {
 
 #[tokio::test]
 async fn acknowledged_only_once_indexed() {
-    let h = Loopback::start(Hec {
+    let h = start(Hec {
         ack: true,
         ..hec_with("tok")
     })
@@ -315,7 +285,7 @@ async fn acknowledged_only_once_indexed() {
 
 #[tokio::test]
 async fn busy_is_retried_and_a_refused_index_dead_lettered() {
-    let h = Loopback::start(Hec {
+    let h = start(Hec {
         busy: 2,
         ..hec_with("tok")
     })
@@ -347,7 +317,7 @@ async fn busy_is_retried_and_a_refused_index_dead_lettered() {
 
 #[tokio::test]
 async fn an_outage_and_a_restart_lose_nothing() {
-    let mut h = Loopback::start(Hec {
+    let mut h = start(Hec {
         ack: true,
         ..hec_with("tok")
     })
