@@ -225,10 +225,14 @@ fn evaluate_batch(body: &[u8], seq: u64, max_event_bytes: usize, f: Option<InFor
     let start = std::time::Instant::now();
     let mut out = Vec::new();
     let mut events = 0u64;
-    let whole = PathSet::whole();
+    // The rules' paths, or every path for an opaque evaluator (built only then).
+    let whole;
     let paths = match &f {
         Some(InForce::Rules(rs)) => rs.paths(),
-        _ => &whole,
+        _ => {
+            whole = PathSet::whole();
+            &whole
+        }
     };
     if let Some(f) = &f {
         let decoded = lazy::for_each_event(body, max_event_bytes, paths, |i, item| {
@@ -399,16 +403,6 @@ fn mark_embedded(alerts: &mut [Alert]) {
             serde_json::Value::String("embedded".into()),
         );
     }
-}
-
-/// An evaluator over `rs` that marks its alerts `kaudit.origin: embedded` (for fully parsed
-/// events; the detect stage itself uses [`Detector::set_rules`]).
-pub fn evaluator(rs: Arc<Ruleset>) -> Arc<EvaluateFn> {
-    Arc::new(move |ev: &AuditEvent, out: &mut Vec<Alert>| {
-        let from = out.len();
-        rs.evaluate(ev, out);
-        mark_embedded(&mut out[from..]);
-    })
 }
 
 /// Puts `rs` in force (building only what its rules read of each event) and records it in
