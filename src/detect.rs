@@ -350,13 +350,14 @@ pub fn spawn(
 /// detection counts as stuck on `/readyz`.
 pub const STALL: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Namespace of the uuids kaudit derives for its alerts (UUID v5).
+/// Namespace of the name-based hashes kaudit derives its alerts' uuids from.
 pub const ALERT_UUID_NAMESPACE: uuid::Uuid =
     uuid::Uuid::from_u128(0x6b61_7564_6974_4a8e_9a1f_3c2d_5e7b_0a41);
 
 /// An alert's uuid, derived from what it is: the event (its `auditID` and `stage`, or, for an
 /// event without an `auditID`, its place in the inbox), the rule and the origin. A replayed or
-/// re-sent batch raises alerts with the same uuids, so consumers de-duplicate them.
+/// re-sent batch raises alerts with the same uuids, so consumers de-duplicate them. The id is
+/// time-ordered by the event's time ([`crate::alert::time_ordered`]).
 pub fn alert_uuid(ev: &AuditEvent, seq: u64, index: usize, rule: &str, origin: &str) -> uuid::Uuid {
     let id = ev.audit_id();
     let name = if id.is_empty() {
@@ -369,7 +370,10 @@ pub fn alert_uuid(ev: &AuditEvent, seq: u64, index: usize, rule: &str, origin: &
             .unwrap_or("");
         format!("{id}\0{stage}\0{rule}\0{origin}")
     };
-    uuid::Uuid::new_v5(&ALERT_UUID_NAMESPACE, name.as_bytes())
+    crate::alert::time_ordered(
+        uuid::Uuid::new_v5(&ALERT_UUID_NAMESPACE, name.as_bytes()),
+        &ev.time,
+    )
 }
 
 /// Load options for the embedded engine: the rules settings and the host name alerts carry.

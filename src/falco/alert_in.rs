@@ -29,8 +29,9 @@ pub enum AlertInError {
     },
 }
 
-/// Parses one Falco alert JSON document. `uuid` is used when the document has none: pass a
-/// deterministic one (e.g. from the file position) so that a re-read yields the same id.
+/// Parses one Falco alert JSON document. `uuid` is used, time-ordered by the alert's time
+/// ([`crate::alert::time_ordered`]), when the document has none: pass a deterministic one (e.g.
+/// from the file position) so that a re-read yields the same id.
 pub fn parse(bytes: &[u8], uuid: Uuid) -> Result<Alert, AlertInError> {
     let v: Value = serde_json::from_slice(bytes).map_err(|e| AlertInError::Json(e.to_string()))?;
     let Value::Object(mut m) = v else {
@@ -80,7 +81,7 @@ pub fn parse(bytes: &[u8], uuid: Uuid) -> Result<Alert, AlertInError> {
             key: "uuid",
             message: format!("{s:?}: {e}"),
         })?,
-        None => uuid,
+        None => crate::alert::time_ordered(uuid, &time),
     };
     Ok(Alert {
         uuid,
@@ -118,7 +119,7 @@ mod tests {
         let a = parse(LINE.as_bytes(), id).unwrap();
         assert_eq!(a.rule, "K8s Serviceaccount Created");
         assert_eq!(a.priority, Priority::Notice);
-        assert_eq!(a.uuid, id);
+        assert_eq!(a.uuid, crate::alert::time_ordered(id, &a.time));
         assert_eq!(a.output_fields[ORIGIN_FIELD], "falco");
         assert_eq!(a.tags, vec!["k8s"]);
     }
