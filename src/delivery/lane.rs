@@ -337,6 +337,11 @@ struct Queued {
     hold: Option<Hold>,
 }
 
+/// Why a full spool dropped a record (its dead letter's reason, and the console's).
+fn spool_full_reason(max_bytes: u64) -> String {
+    format!("spool full (spool.max_bytes {max_bytes}): dropped, oldest first")
+}
+
 /// The spool writer of a lane: queued records into the spool in batches (one fsync each).
 struct Spooler {
     spool: Arc<Spool>,
@@ -378,18 +383,19 @@ impl Spooler {
                 let (s, d, b) = (spool.clone(), dead.clone(), batch.clone());
                 let max = cfg.max_bytes;
                 let r = tokio::task::spawn_blocking(move || {
+                    // What the cap pushed out, for the observer once the append committed.
+                    let mut dropped: Vec<Bytes> = Vec::new();
                     s.append(&b, &mut |evicted| {
-                        d.write(
-                            evicted,
-                            &format!("spool full (spool.max_bytes {max}): dropped, oldest first"),
-                        )
-                        .map(drop)
-                        .map_err(|e| e.to_string())
+                        d.write(evicted, &spool_full_reason(max))
+                            .map_err(|e| e.to_string())?;
+                        dropped.extend(evicted.iter().map(|r| r.payload.clone()));
+                        Ok(())
                     })
+                    .map(|outcome| (outcome, dropped))
                 })
                 .await;
                 match r {
-                    Ok(Ok(outcome)) => {
+                    Ok(Ok((outcome, dropped))) => {
                         metrics
                             .spooled
                             .get_or_create(&labels)
@@ -399,6 +405,15 @@ impl Spooler {
                             batch.iter().map(|b| &b[..]),
                             super::Outcome::Spooled,
                         );
+                        if !dropped.is_empty() {
+                            metrics.observe(
+                                &labels,
+                                dropped.iter().map(|b| &b[..]),
+                                super::Outcome::DeadLettered {
+                                    reason: &spool_full_reason(cfg.max_bytes),
+                                },
+                            );
+                        }
                         if outcome.evicted > 0 {
                             let n = outcome.evicted as u64;
                             metrics.dropped_at_cap.get_or_create(&labels).inc_by(n);

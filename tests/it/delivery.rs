@@ -119,7 +119,10 @@ async fn the_spool_cap_dead_letters_and_counts() {
         &format!("  - name: capped\n    type: http\n    url: {dead}\n"),
     );
     cfg.spool.max_bytes = 2048;
-    let metrics = Metrics::new();
+    let mut metrics = Metrics::new();
+    // What the console's store is told: every dropped alert, dead-lettered, with the reason.
+    let told = std::sync::Arc::new(DeadLettersTold::default());
+    metrics.delivery.observer = Some(told.clone());
     let r = router::start(cfg.router_setup(), &metrics.delivery)
         .await
         .unwrap();
@@ -166,4 +169,39 @@ async fn the_spool_cap_dead_letters_and_counts() {
         metric(&text, "kaudit_sink_dead_lettered_total", "capped") as usize,
         dropped
     );
+    let told = told.0.lock().unwrap().clone();
+    let expected: Vec<String> = alerts[..dropped]
+        .iter()
+        .map(|a| a.uuid.to_string())
+        .collect();
+    assert_eq!(
+        told.iter().map(|(u, _)| u.clone()).collect::<Vec<_>>(),
+        expected,
+        "the observer (the console's store) hears of each dropped alert, oldest first"
+    );
+    assert!(
+        told.iter().all(|(_, r)| r.contains("spool full")),
+        "{told:?}"
+    );
+}
+
+/// An observer that keeps the uuid and reason of each dead-lettered payload.
+#[derive(Default)]
+struct DeadLettersTold(std::sync::Mutex<Vec<(String, String)>>);
+
+impl kaudit::delivery::DeliveryObserver for DeadLettersTold {
+    fn observe(
+        &self,
+        _: &kaudit::delivery::SinkLabels,
+        payloads: &[&[u8]],
+        outcome: kaudit::delivery::Outcome<'_>,
+    ) {
+        if let kaudit::delivery::Outcome::DeadLettered { reason } = outcome {
+            let mut told = self.0.lock().unwrap();
+            for p in payloads {
+                let v: serde_json::Value = serde_json::from_slice(p).unwrap();
+                told.push((v["uuid"].as_str().unwrap().to_string(), reason.to_string()));
+            }
+        }
+    }
 }
