@@ -163,7 +163,7 @@ pub fn build(f: &Filter, scope: &Scope, before: Option<i64>, d: Dialect) -> Wher
             ),
             Dialect::Postgres => w.and(
                 d,
-                "to_tsvector('simple', output) @@ plainto_tsquery('simple', {})",
+                "output_tsv @@ plainto_tsquery('simple', {})",
                 Param::Text(text.to_string()),
             ),
         }
