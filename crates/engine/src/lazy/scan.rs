@@ -369,7 +369,8 @@ impl<'a> Scanner<'a> {
             return Err(Unsure);
         }
         self.eat(b'{')?;
-        let mut out = Map::new();
+        // At most one member per key on a path (a repeated key replaces its value).
+        let mut out = Map::with_capacity(node.children.len());
         self.ws();
         if self.peek() == Some(b'}') {
             self.pos += 1;
