@@ -412,6 +412,53 @@ fn unread_parts_past_the_parsers_limits_do_not_hide_an_event() {
     assert_eq!(fields::extract(&f, &ev).to_strings(), vec!["get"]);
 }
 
+#[test]
+fn event_lists_read_in_one_pass_give_every_item_as_the_walk_does() {
+    // What `kaudit serve` detects on: EventLists of the corpus (and items that are no event),
+    // read once each by the one-pass reader, against the walk that places every item then
+    // extracts it alone.
+    let texts = corpus(1200);
+    let fields = all_fields();
+    let mut every = PathSet::new();
+    for (_, f) in &fields {
+        let p = paths_of(&[f]);
+        if !p.is_whole() {
+            every.merge(&p);
+        }
+    }
+    let mut items = 0usize;
+    for (n, chunk) in texts.chunks(40).enumerate() {
+        let mut parts: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        parts.insert(n % parts.len(), r#"{"kind":"Event","verb":"no time"}"#);
+        parts.insert(n % 7, "[1,2]");
+        let body = format!(
+            r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{{}},"items":[{}]}}"#,
+            parts.join(",")
+        );
+        for max in [usize::MAX, 1500] {
+            let mut once = Vec::new();
+            let read = lazy::for_each_event(body.as_bytes(), max, &every, |i, r| {
+                once.push((i, r.map(|(raw, ev)| (raw.index, raw.text, ev))))
+            });
+            let mut walked = Vec::new();
+            let walk = lazy::for_each_raw(body.as_bytes(), max, |r| match r {
+                Ok(raw) => walked.push((
+                    raw.index,
+                    raw.extract(&every).map(|ev| (raw.index, raw.text, ev)),
+                )),
+                Err((i, r)) => walked.push((i, Err(r))),
+            });
+            assert_eq!(read, walk, "list {n}");
+            assert_eq!(once.len(), walked.len(), "list {n}");
+            for (a, b) in once.iter().zip(&walked) {
+                assert_eq!(a, b, "list {n}");
+            }
+            items += once.len();
+        }
+    }
+    assert!(items > 2000, "too few items: {items}");
+}
+
 fn falco_rulesets() -> Vec<Ruleset> {
     let r = falco_dir().join("rules");
     let mut out = Vec::new();

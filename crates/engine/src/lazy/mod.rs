@@ -24,6 +24,8 @@ use serde_json::{Map, Number, Value};
 
 use crate::audit::{self, AuditEvent, DecodeError, Rejection};
 
+mod scan;
+
 /// The keys every event's extraction includes: its time and identity (`auditID`, `stage`),
 /// which alerts carry and their uuids are derived from.
 pub const IDENTITY_KEYS: [&str; 3] = ["stageTimestamp", "auditID", "stage"];
@@ -173,8 +175,17 @@ pub fn extract(text: &str, paths: &PathSet) -> Result<AuditEvent, Rejection> {
         let v: Value = serde_json::from_str(text).map_err(|_| Rejection::Malformed)?;
         return AuditEvent::from_json(v);
     }
+    match scan::event(text, &paths.root) {
+        Ok(ev) => ev,
+        // Anything unusual: serde_json decides.
+        Err(scan::Unsure) => extract_walked(text, &paths.root),
+    }
+}
+
+/// [`extract`] by serde_json alone (an object's text, a partial path set).
+fn extract_walked(text: &str, node: &Node) -> Result<AuditEvent, Rejection> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let v = Partial(&paths.root)
+    let v = Partial(node)
         .deserialize(&mut de)
         .and_then(|v| de.end().map(|()| v))
         .map_err(|_| Rejection::Malformed)?;
@@ -199,13 +210,34 @@ pub fn for_each_raw<'a>(
 
 /// As [`audit::for_each_event`], building only the members on `paths` of each event; `visit`
 /// also gets each event's raw item.
+///
+/// An `Event` or an `EventList` is read in one pass ([`scan`]: each item's bytes read once,
+/// only the members on `paths` built); a payload of any other shape, or anything unusual in
+/// one, is walked as [`audit::decode`] walks it, with the same items, errors and rejections.
 pub fn for_each_event<'a>(
     body: &'a [u8],
     max_event_bytes: usize,
     paths: &PathSet,
     mut visit: impl FnMut(usize, Result<(RawEvent<'a>, AuditEvent), Rejection>),
 ) -> Result<(), DecodeError> {
-    if let Some((raw, ev)) = single_event(body, max_event_bytes, paths) {
+    if !paths.is_whole()
+        && let Ok(text) = std::str::from_utf8(body)
+    {
+        match scan::payload(text, &paths.root, max_event_bytes) {
+            Ok(scan::Payload::Event(raw, ev)) => {
+                visit(0, ev.map(|ev| (raw, ev)));
+                return Ok(());
+            }
+            Ok(scan::Payload::List(items)) => {
+                for (i, item) in items {
+                    visit(i, item);
+                }
+                return Ok(());
+            }
+            Err(scan::Unsure) => {}
+        }
+    }
+    if let Some((raw, ev)) = single_event_walked(body, max_event_bytes, paths) {
         visit(0, ev.map(|ev| (raw, ev)));
         return Ok(());
     }
@@ -221,6 +253,48 @@ pub fn for_each_event<'a>(
 /// a syntax error, over the size limit): the general walk then decides exactly as
 /// [`audit::decode`] does.
 pub fn single_event<'a>(
+    body: &'a [u8],
+    max_event_bytes: usize,
+    paths: &PathSet,
+) -> Option<(RawEvent<'a>, Result<AuditEvent, Rejection>)> {
+    if paths.is_whole() {
+        return None;
+    }
+    let text = std::str::from_utf8(body).ok()?;
+    match scan::payload(text, &paths.root, max_event_bytes) {
+        Ok(scan::Payload::Event(raw, ev)) => Some((raw, ev)),
+        Ok(scan::Payload::List(_)) => None,
+        Err(scan::Unsure) => single_event_walked(body, max_event_bytes, paths),
+    }
+}
+
+/// [`audit::validate`] in one pass: each item read once, only its `stageTimestamp` built.
+/// `None` when the scanner leaves the payload to serde_json (see [`scan`]).
+pub(crate) fn validated(body: &[u8], max_event_bytes: usize) -> Option<audit::Validated> {
+    static TIME: std::sync::LazyLock<PathSet> = std::sync::LazyLock::new(|| {
+        let mut s = PathSet::default();
+        s.add(&["stageTimestamp"]);
+        s
+    });
+    let text = std::str::from_utf8(body).ok()?;
+    let mut out = audit::Validated::default();
+    let mut take = |i, r: Result<(), Rejection>| match r {
+        Ok(()) => out.accepted += 1,
+        Err(r) => out.rejected.push((i, r)),
+    };
+    match scan::payload(text, &TIME.root, max_event_bytes).ok()? {
+        scan::Payload::Event(_, ev) => take(0, ev.map(drop)),
+        scan::Payload::List(items) => {
+            for (i, item) in items {
+                take(i, item.map(drop));
+            }
+        }
+    }
+    Some(out)
+}
+
+/// [`single_event`] read by serde_json, for what the scanner leaves to it.
+fn single_event_walked<'a>(
     body: &'a [u8],
     max_event_bytes: usize,
     paths: &PathSet,
