@@ -105,6 +105,9 @@ pub struct IngestMetrics {
     pub events_rejected: Family<ReasonLabel, Counter>,
     /// Events per accepted batch.
     pub batch_events: Histogram,
+    /// Requests answered 429 before their body was read, by reason (`queue_full`,
+    /// `inflight_bytes`): their events were never counted, the client sends them again.
+    pub requests_refused: Family<ReasonLabel, Counter>,
 }
 
 impl IngestMetrics {
@@ -115,6 +118,7 @@ impl IngestMetrics {
             events_accepted: Counter::default(),
             events_rejected: Family::default(),
             batch_events: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
+            requests_refused: Family::default(),
         };
         r.register(
             "events_received",
@@ -136,6 +140,14 @@ impl IngestMetrics {
             "Events per accepted batch",
             m.batch_events.clone(),
         );
+        r.register(
+            "ingest_requests_refused",
+            "Requests answered 429 before their body was read, by reason",
+            m.requests_refused.clone(),
+        );
+        for reason in ["queue_full", "inflight_bytes"] {
+            let _ = m.requests_refused.get_or_create(&ReasonLabel { reason });
+        }
         for reason in Rejection::ALL
             .map(Rejection::as_str)
             .into_iter()
@@ -187,10 +199,21 @@ async fn post_audit(State(st): State<IngestState>, req: Request) -> Response {
             "Content-Type must be application/json",
         );
     }
+    // Detection far behind: refuse before reading and checking the body, so that overload costs
+    // a header, not a parse that would take CPU from detection. (A batch already being read
+    // when the queue fills is refused after its check, below.)
+    if st.inbox.pending() >= st.cfg.queue_capacity as u64 {
+        refused_early(&st.metrics, "queue_full");
+        return too_many(format!(
+            "{} batches wait for detection (ingest.queue_capacity); retry later",
+            st.cfg.queue_capacity
+        ));
+    }
     let limit = st.cfg.max_body_bytes;
     // Memory for the body is reserved before a byte is read; when requests in flight already
     // hold the budget, the client retries instead of kaudit growing.
     let Some(_budget) = st.budget.reserve(&parts.headers, limit) else {
+        refused_early(&st.metrics, "inflight_bytes");
         return too_many(
             "request bodies in flight are at ingest.max_inflight_bytes; retry later".into(),
         );
@@ -282,6 +305,12 @@ async fn post_audit(State(st): State<IngestState>, req: Request) -> Response {
         axum::Json(json!({ "accepted": accepted, "rejected": rejected })),
     )
         .into_response()
+}
+
+fn refused_early(m: &IngestMetrics, reason: &'static str) {
+    m.requests_refused
+        .get_or_create(&ReasonLabel { reason })
+        .inc();
 }
 
 /// The inbox's name for batches from this webhook.
