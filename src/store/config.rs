@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::StoreError;
 use crate::invalid::{Invalid, positive};
 use crate::secret::Secret;
+use crate::transport::ClientTls;
 
 /// Where the console's alerts are kept.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -18,6 +19,9 @@ pub struct StoreConfig {
     pub url: Option<Secret>,
     /// A file holding the PostgreSQL URL (a mounted Secret); wins over `url`.
     pub url_file: Option<PathBuf>,
+    /// TLS to PostgreSQL, used when the URL says `sslmode=require`: the server is verified
+    /// against the system's roots plus `ca_file`; `cert_file`/`key_file` are a client identity.
+    pub tls: ClientTls,
     /// How long and how much is kept.
     pub retention: RetentionConfig,
     /// Most alerts written in one transaction.
@@ -32,6 +36,7 @@ impl Default for StoreConfig {
             path: None,
             url: None,
             url_file: None,
+            tls: ClientTls::default(),
             retention: RetentionConfig::default(),
             write_batch: 2000,
             queue_capacity: 8192,

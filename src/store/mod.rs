@@ -26,6 +26,7 @@ use crate::secret::Secret;
 mod config;
 mod metrics;
 pub mod observer;
+pub mod pg_tls;
 pub mod postgres;
 pub mod query;
 pub mod sqlite;

@@ -10,8 +10,10 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use futures_util::future::BoxFuture;
 use tokio::sync::{Mutex, broadcast, mpsc, oneshot};
+use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls};
+
+use super::pg_tls::{PgTls, PgTlsStream};
 
 use super::query::{self, Dialect, Param};
 use super::{
@@ -75,17 +77,47 @@ CREATE INDEX IF NOT EXISTS deliveries_at ON deliveries(at_ms);
 const CHANNEL: &str = "kaudit_alerts";
 
 fn pg(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
-    move |e| StoreError::Postgres {
-        what,
-        message: e.to_string(),
+    move |e| {
+        // The client's error alone says "error performing TLS handshake"; its sources say why
+        // (an unknown issuer, a refused client certificate).
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            let text = s.to_string();
+            if !message.contains(&text) {
+                message = format!("{message}: {text}");
+            }
+            source = s.source();
+        }
+        StoreError::Postgres { what, message }
+    }
+}
+
+/// Where the store is: its URL and the TLS used when the URL asks for it.
+#[derive(Clone)]
+struct Server {
+    url: Secret,
+    tls: PgTls,
+}
+
+type Connection =
+    tokio_postgres::Connection<tokio_postgres::Socket, PgTlsStream<tokio_postgres::Socket>>;
+
+impl Server {
+    /// Opens a connection: TLS (verified) with `sslmode=require`, plain otherwise (`prefer`,
+    /// libpq's and the URL's default, means plain here: TLS is asked for, not guessed).
+    async fn open(&self) -> Result<(Client, Connection), tokio_postgres::Error> {
+        let mut c: tokio_postgres::Config = self.url.expose().parse()?;
+        if matches!(c.get_ssl_mode(), tokio_postgres::config::SslMode::Prefer) {
+            c.ssl_mode(tokio_postgres::config::SslMode::Disable);
+        }
+        c.connect(self.tls.clone()).await
     }
 }
 
 /// Connects and drives the connection on a task of its own.
-async fn connect(url: &Secret) -> Result<Client, StoreError> {
-    let (client, conn) = tokio_postgres::connect(url.expose(), NoTls)
-        .await
-        .map_err(pg("connecting"))?;
+async fn connect(url: &Server) -> Result<Client, StoreError> {
+    let (client, conn) = url.open().await.map_err(pg("connecting"))?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::warn!(error = %e, "alert store: PostgreSQL connection ended");
@@ -96,7 +128,7 @@ async fn connect(url: &Secret) -> Result<Client, StoreError> {
 
 /// A client reconnected when its connection has ended.
 struct Lazy {
-    url: Secret,
+    url: Server,
     client: Mutex<Option<Arc<Client>>>,
 }
 
@@ -176,6 +208,13 @@ impl PgStore {
         cfg: &StoreConfig,
         metrics: StoreMetrics,
     ) -> Result<PgStore, StoreError> {
+        let url = &Server {
+            url: url.clone(),
+            tls: PgTls::new(&cfg.tls).map_err(|message| StoreError::Postgres {
+                what: "reading store.tls",
+                message,
+            })?,
+        };
         let mut setup = connect(url).await?;
         let t = setup
             .transaction()
@@ -309,7 +348,7 @@ struct DeliveryColumns {
 
 /// The writer's own connection, made again when it has ended.
 struct Owned {
-    url: Secret,
+    url: Server,
     client: Option<Client>,
 }
 
@@ -506,10 +545,10 @@ async fn retention(
 }
 
 /// Listens for new rows and publishes them on `feed`; reconnects after a lost connection.
-async fn listen_loop(url: Secret, reader: Arc<Lazy>, feed: broadcast::Sender<Arc<StoredAlert>>) {
+async fn listen_loop(url: Server, reader: Arc<Lazy>, feed: broadcast::Sender<Arc<StoredAlert>>) {
     use futures_util::StreamExt;
     loop {
-        let conn = tokio_postgres::connect(url.expose(), NoTls).await;
+        let conn = url.open().await;
         let (client, mut conn) = match conn {
             Ok(c) => c,
             Err(e) => {

@@ -37,6 +37,16 @@ fn pg_bin() -> Option<PathBuf> {
 impl Postgres {
     /// Starts one, or `None` (skipped outside CI) when PostgreSQL is not installed.
     pub fn start() -> Option<Postgres> {
+        Postgres::start_with(None)
+    }
+
+    /// Starts one that takes only TLS connections from clients with a certificate of `pki`'s CA
+    /// (`hostssl ... cert`: the certificate's CN is the user), serving `pki`'s server certificate.
+    fn start_tls(pki: &[PathBuf; 5]) -> Option<Postgres> {
+        Postgres::start_with(Some(pki))
+    }
+
+    fn start_with(pki: Option<&[PathBuf; 5]>) -> Option<Postgres> {
         let Some(bin) = pg_bin() else {
             let hint = "PostgreSQL is missing: apt-get install postgresql (or `source scripts/lib/deps.sh && ensure_postgres`)";
             if std::env::var("CI").as_deref() == Ok("true") {
@@ -80,11 +90,43 @@ impl Postgres {
                 "UTF8",
             ],
         );
-        let opts = format!(
+        let mut opts = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=60",
             pg.port,
             pg.dir.path().display()
         );
+        if let Some([ca, cert, key, ..]) = pki {
+            // The server's copies, owned by the server's user; its key readable by it alone.
+            for (from, to) in [
+                (ca, "ca.pem"),
+                (cert, "server.pem"),
+                (key, "server-key.pem"),
+            ] {
+                std::fs::copy(from, data.join(to)).expect("copy the server's PKI");
+            }
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 cert\n",
+            )
+            .expect("pg_hba.conf");
+            if as_postgres {
+                let ok = Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(&data)
+                    .status()
+                    .is_ok_and(|s| s.success());
+                assert!(ok, "chown the server's PKI to postgres");
+            }
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(
+                data.join("server-key.pem"),
+                std::fs::Permissions::from_mode(0o600),
+            )
+            .expect("chmod the server key");
+            opts.push_str(
+                " -c ssl=on -c ssl_cert_file=server.pem -c ssl_key_file=server-key.pem -c ssl_ca_file=ca.pem",
+            );
+        }
         pg.run(
             "pg_ctl",
             &[
@@ -237,4 +279,90 @@ async fn two_replicas_share_one_history_and_one_live_feed() {
         assert!(start.elapsed() < PATIENCE, "old alert never deleted");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// `sslmode=require` is TLS that verifies the server (system roots plus `store.tls.ca_file`) and
+/// presents `store.tls.cert_file`; against a server that takes only TLS with client
+/// certificates, each missing piece is a refusal that says what is wrong, never a silent
+/// fallback to plain text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_over_verified_tls_with_a_client_certificate() {
+    use kaudit::store::{StoreConfig, StoreMetrics};
+    use kaudit::transport::ClientTls;
+    crate::support::install_crypto_provider();
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = crate::support::write_pki(pki_dir.path());
+    let Some(pg) = Postgres::start_tls(&pki) else {
+        return;
+    };
+    let [ca, _, _, cert, key] = pki.clone();
+    let url = |query: &str| {
+        kaudit::secret::Secret::new(format!(
+            "postgres://kaudit@127.0.0.1:{}/postgres{query}",
+            pg.port
+        ))
+    };
+    let full = ClientTls {
+        ca_file: Some(ca.clone()),
+        cert_file: Some(cert.clone()),
+        key_file: Some(key.clone()),
+    };
+    let open = |u: kaudit::secret::Secret, tls: ClientTls| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = StoreConfig {
+            url: Some(u),
+            tls,
+            ..StoreConfig::default()
+        };
+        kaudit::store::open(&cfg, dir.path(), StoreMetrics::default())
+            .await
+            .map(|s| (s, dir))
+            .map_err(|e| e.to_string())
+    };
+
+    let (store, _dir) = open(url("?sslmode=require"), full.clone())
+        .await
+        .expect("TLS with the CA and a client certificate");
+    let a = crate::support::alert("over TLS", Priority::Warning);
+    store
+        .insert(vec![a.clone()])
+        .await
+        .expect("insert over TLS");
+    assert_eq!(store.count().await.unwrap(), 1);
+
+    let e = open(
+        url("?sslmode=require"),
+        ClientTls {
+            ca_file: None,
+            ..full.clone()
+        },
+    )
+    .await
+    .err()
+    .expect("a server certificate of an unknown CA is refused");
+    assert!(e.contains("certificate"), "{e}");
+
+    let e = open(url(""), full.clone())
+        .await
+        .err()
+        .expect("without sslmode=require the connection is plain, and this server refuses it");
+    assert!(e.contains("no encryption") || e.contains("pg_hba"), "{e}");
+
+    let e = open(url("?sslmode=require"), ClientTls::ca(ca.clone()))
+        .await
+        .err()
+        .expect("no client certificate, no entry");
+    assert!(e.contains("certificate"), "{e}");
+
+    let e = open(
+        url("?sslmode=require"),
+        ClientTls {
+            ca_file: Some(pki_dir.path().join("missing.pem")),
+            ..full
+        },
+    )
+    .await
+    .err()
+    .expect("a missing CA file is an error naming it");
+    assert!(e.contains("missing.pem"), "{e}");
 }
