@@ -1,5 +1,5 @@
 //! The CPU work `kaudit serve` does per accepted request, without the network: ingest's check
-//! of the body (`audit::validate`, before it answers) then detection over the same body
+//! of the body (`lazy::validate`, before it answers) then detection over the same body
 //! (`lazy::for_each_event` with the embedded rules, as the detect stage reads an inbox batch),
 //! repeated. Run under `valgrind --tool=callgrind` by `scripts/bench-ingest`, beside a bare
 //! parse of the same body into a `serde_json::Value` (what `scripts/bench/bare_ingest.rs` does
@@ -48,7 +48,7 @@ fn main() -> ExitCode {
     };
     let mut out = Vec::new();
     for _ in 0..reps {
-        match kaudit_engine::audit::validate(&body, 1 << 20) {
+        match kaudit_engine::lazy::validate(&body, 1 << 20) {
             Ok(v) => events += v.accepted,
             Err(e) => {
                 eprintln!("ingest-cpu: {e}");

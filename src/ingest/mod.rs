@@ -27,7 +27,7 @@ use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::audit::{self, Rejection};
+use crate::audit::Rejection;
 use crate::delivery::inbox::{Inbox, InboxError};
 use crate::invalid::{Invalid, positive};
 use crate::server::{self, auth::TokenAuth};
@@ -225,7 +225,7 @@ async fn post_audit(State(st): State<IngestState>, req: Request) -> Response {
     let max_event = st.cfg.max_event_bytes;
     let checked = if body.len() > 256 * 1024 {
         let b = body.clone();
-        match tokio::task::spawn_blocking(move || audit::validate(&b, max_event)).await {
+        match tokio::task::spawn_blocking(move || crate::lazy::validate(&b, max_event)).await {
             Ok(d) => d,
             Err(e) => {
                 return server::error(
@@ -235,7 +235,7 @@ async fn post_audit(State(st): State<IngestState>, req: Request) -> Response {
             }
         }
     } else {
-        audit::validate(&body, max_event)
+        crate::lazy::validate(&body, max_event)
     };
     let checked = match checked {
         Ok(d) => d,

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::{Skip, SourceStats};
-use crate::audit::{self, DecodeError};
+use crate::audit::DecodeError;
 
 /// The content type of every batch a source appends.
 pub const CONTENT_TYPE: &str = "application/json";
@@ -45,7 +45,7 @@ impl EventBatch {
     /// Adds one record: an audit Event (or an EventList, or an array of them) as JSON text.
     /// Returns the events it held; a record that holds none is counted as skipped.
     pub fn push_json(&mut self, raw: &[u8]) -> usize {
-        let checked = match audit::validate(raw, self.max_event_bytes) {
+        let checked = match crate::lazy::validate(raw, self.max_event_bytes) {
             Ok(c) => c,
             Err(DecodeError::Malformed { .. }) => {
                 self.skip(Skip::Malformed);
@@ -129,7 +129,7 @@ mod tests {
         assert_eq!(b.push_json(br#"{"kind":"Event","auditID":"b"}"#), 0);
         assert_eq!(b.push_json(EV.as_bytes()), 1);
         let body = b.body();
-        let d = audit::decode(&body, 1 << 20).unwrap();
+        let d = crate::audit::decode(&body, 1 << 20).unwrap();
         assert_eq!(d.events.len(), 2);
         assert_eq!(b.events(), 2);
         assert_eq!(b.skipped[&Skip::Malformed], 1);

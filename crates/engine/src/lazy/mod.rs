@@ -268,6 +268,16 @@ pub fn single_event<'a>(
     }
 }
 
+/// [`audit::validate`]'s answer with each item of an `Event` or `EventList` read once (only its
+/// `stageTimestamp` built); anything else or unusual is walked by [`audit::validate`] itself.
+/// What ingest and the sources check a payload with before they take it.
+pub fn validate(body: &[u8], max_event_bytes: usize) -> Result<audit::Validated, DecodeError> {
+    match validated(body, max_event_bytes) {
+        Some(v) => Ok(v),
+        None => audit::validate(body, max_event_bytes),
+    }
+}
+
 /// [`audit::validate`] in one pass: each item read once, only its `stageTimestamp` built.
 /// `None` when the scanner leaves the payload to serde_json (see [`scan`]).
 pub(crate) fn validated(body: &[u8], max_event_bytes: usize) -> Option<audit::Validated> {
@@ -506,6 +516,36 @@ mod tests {
     }
 
     const TS: &str = r#""stageTimestamp":"2026-01-01T00:00:00Z""#;
+
+    const EV: &str = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"a1","stageTimestamp":"2026-01-01T00:00:00.123456Z","verb":"get"}"#;
+
+    #[test]
+    fn validate_reads_an_event_list_in_one_pass_as_decode_takes_it() {
+        let big = EV.replace("\"get\"", &format!("\"{}\"", "x".repeat(500)));
+        let items = format!(
+            r#"{EV},3,1e400,{{"kind":"Event"}},{big},{{"stageTimestamp":"yesterday"}},{{"stageTimestamp":5}},{{"stageTimestamp":null}},{{"stageTimestamp":"2026-01-01T00:00:00Z"}},{{"stageTimestamp":1,"stageTimestamp":"2026-01-01T00:00:00Z"}},{{"stageTim\u0065stamp":"2026-01-01T00:00:00Z"}},[]"#
+        );
+        for (body, one_pass) in [
+            (
+                format!(
+                    r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{items}]}}"#
+                ),
+                true,
+            ),
+            (r#"{"kind":"EventList","items":[]}"#.to_string(), true),
+            (EV.to_string(), true),
+            (EV.replace("2026", "20x6"), true),
+            // Too large: left to the walk.
+            (big.clone(), false),
+        ] {
+            let once = validated(body.as_bytes(), 300).is_some();
+            assert_eq!(once, one_pass, "{body}");
+            let d = audit::decode(body.as_bytes(), 300).unwrap();
+            let v = validate(body.as_bytes(), 300).unwrap();
+            assert_eq!(v.accepted, d.events.len(), "{body}");
+            assert_eq!(v.rejected, d.rejected, "{body}");
+        }
+    }
 
     #[test]
     fn only_the_paths_are_built() {
