@@ -391,18 +391,30 @@ impl<'de> Visitor<'de> for Root<'_, '_> {
                 }
                 continue;
             }
-            match self.node.child(&key) {
-                Some(child) => {
-                    let v = map.next_value_seed(Partial(child))?;
-                    out.insert(key.into_owned(), v);
-                }
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
+            member(&mut map, self.node, key, &mut out)?;
         }
         Ok(Value::Object(out))
     }
+}
+
+/// Reads the value of member `key` into `out` when `key` is on the trie below `node` (built as
+/// far as the trie goes), skips it unbuilt otherwise.
+fn member<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    node: &Node,
+    key: Cow<'de, str>,
+    out: &mut Map<String, Value>,
+) -> Result<(), A::Error> {
+    match node.child(&key) {
+        Some(child) => {
+            let v = map.next_value_seed(Partial(child))?;
+            out.insert(key.into_owned(), v);
+        }
+        None => {
+            map.next_value::<IgnoredAny>()?;
+        }
+    }
+    Ok(())
 }
 
 /// Builds a value keeping only the members of objects that are on the trie below `.0`.
@@ -461,15 +473,7 @@ impl<'de> Visitor<'de> for Partial<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
         while let Some(key) = map.next_key_seed(Key)? {
-            match self.0.child(&key) {
-                Some(child) => {
-                    let v = map.next_value_seed(Partial(child))?;
-                    out.insert(key.into_owned(), v);
-                }
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
+            member(&mut map, self.0, key, &mut out)?;
         }
         Ok(Value::Object(out))
     }
