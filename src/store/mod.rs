@@ -26,7 +26,6 @@ use crate::secret::Secret;
 mod config;
 mod metrics;
 pub mod observer;
-pub mod pg_tls;
 pub mod postgres;
 pub mod query;
 pub mod sqlite;

@@ -10,10 +10,13 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use futures_util::future::BoxFuture;
 use tokio::sync::{Mutex, broadcast, mpsc, oneshot};
-use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
 
-use super::pg_tls::{PgTls, PgTlsStream};
+mod conn;
+mod tls;
+
+use conn::{Lazy, Owned, Server, connect, pg};
+pub use tls::PgTls;
 
 use super::query::{self, Dialect, Param};
 use super::{
@@ -75,76 +78,6 @@ CREATE INDEX IF NOT EXISTS deliveries_at ON deliveries(at_ms);
 
 /// The channel of the live feed.
 const CHANNEL: &str = "kaudit_alerts";
-
-fn pg(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
-    move |e| {
-        // The client's error alone says "error performing TLS handshake"; its sources say why
-        // (an unknown issuer, a refused client certificate).
-        let mut message = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            let text = s.to_string();
-            if !message.contains(&text) {
-                message = format!("{message}: {text}");
-            }
-            source = s.source();
-        }
-        StoreError::Postgres { what, message }
-    }
-}
-
-/// Where the store is: its URL and the TLS used when the URL asks for it.
-#[derive(Clone)]
-struct Server {
-    url: Secret,
-    tls: PgTls,
-}
-
-type Connection =
-    tokio_postgres::Connection<tokio_postgres::Socket, PgTlsStream<tokio_postgres::Socket>>;
-
-impl Server {
-    /// Opens a connection: TLS (verified) with `sslmode=require`, plain otherwise (`prefer`,
-    /// libpq's and the URL's default, means plain here: TLS is asked for, not guessed).
-    async fn open(&self) -> Result<(Client, Connection), tokio_postgres::Error> {
-        let mut c: tokio_postgres::Config = self.url.expose().parse()?;
-        if matches!(c.get_ssl_mode(), tokio_postgres::config::SslMode::Prefer) {
-            c.ssl_mode(tokio_postgres::config::SslMode::Disable);
-        }
-        c.connect(self.tls.clone()).await
-    }
-}
-
-/// Connects and drives the connection on a task of its own.
-async fn connect(url: &Server) -> Result<Client, StoreError> {
-    let (client, conn) = url.open().await.map_err(pg("connecting"))?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::warn!(error = %e, "alert store: PostgreSQL connection ended");
-        }
-    });
-    Ok(client)
-}
-
-/// A client reconnected when its connection has ended.
-struct Lazy {
-    url: Server,
-    client: Mutex<Option<Arc<Client>>>,
-}
-
-impl Lazy {
-    async fn get(&self) -> Result<Arc<Client>, StoreError> {
-        let mut c = self.client.lock().await;
-        if let Some(cl) = c.as_ref()
-            && !cl.is_closed()
-        {
-            return Ok(cl.clone());
-        }
-        let cl = Arc::new(connect(&self.url).await?);
-        *c = Some(cl.clone());
-        Ok(cl)
-    }
-}
 
 enum Cmd {
     Insert(Vec<Alert>, oneshot::Sender<Result<(), StoreError>>),
@@ -344,21 +277,6 @@ struct DeliveryColumns {
     rank: Vec<i64>,
     reason: Vec<Option<String>>,
     at: Vec<i64>,
-}
-
-/// The writer's own connection, made again when it has ended.
-struct Owned {
-    url: Server,
-    client: Option<Client>,
-}
-
-impl Owned {
-    async fn get(&mut self) -> Result<&mut Client, StoreError> {
-        if self.client.as_ref().is_none_or(Client::is_closed) {
-            self.client = Some(connect(&self.url).await?);
-        }
-        self.client.as_mut().ok_or(StoreError::Closed)
-    }
 }
 
 async fn write(
