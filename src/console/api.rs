@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::ConsoleState;
-use super::params::{self, Params};
+use super::params;
 use crate::server::error;
 use crate::store::{StoreError, StoredAlert, query};
 
@@ -30,23 +30,14 @@ fn store_error(e: StoreError) -> Response {
     }
 }
 
-/// Parses the query string or answers 400.
-fn parsed(q: &BTreeMap<String, String>, extra: &[&str]) -> Result<Params, Box<Response>> {
-    params::parse(q, extra).map_err(|m| Box::new(error(StatusCode::BAD_REQUEST, m)))
-}
-
 /// `GET /api/v1/alerts`.
 pub async fn alerts(
     State(st): State<ConsoleState>,
     headers: HeaderMap,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
-    let scope = match st.scope(&headers) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
-    let p = match parsed(&q, &["cursor", "limit"]) {
-        Ok(p) => p,
+    let (scope, p) = match st.request(&headers, &q, &["cursor", "limit"]) {
+        Ok(v) => v,
         Err(r) => return *r,
     };
     match st.store.page(p.filter, scope, p.cursor, p.limit).await {
@@ -104,12 +95,8 @@ pub async fn stats(
     headers: HeaderMap,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
-    let scope = match st.scope(&headers) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
-    let p = match parsed(&q, &["bucket"]) {
-        Ok(p) => p,
+    let (scope, p) = match st.request(&headers, &q, &["bucket"]) {
+        Ok(v) => v,
         Err(r) => return *r,
     };
     let bucket = p
@@ -129,12 +116,8 @@ pub async fn stream(
     headers: HeaderMap,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
-    let scope = match st.scope(&headers) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
-    let p = match parsed(&q, &[]) {
-        Ok(p) => p,
+    let (scope, p) = match st.request(&headers, &q, &[]) {
+        Ok(v) => v,
         Err(r) => return *r,
     };
     let rx = st.store.subscribe();

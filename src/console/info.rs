@@ -124,13 +124,9 @@ pub async fn rules(
     headers: HeaderMap,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
-    let scope = match st.scope(&headers) {
-        Ok(s) => s,
+    let (scope, p) = match st.request(&headers, &q, &[]) {
+        Ok(v) => v,
         Err(r) => return *r,
-    };
-    let p = match super::params::parse(&q, &[]) {
-        Ok(p) => p,
-        Err(m) => return error(StatusCode::BAD_REQUEST, m),
     };
     let hits: HashMap<String, u64> = match st.store.rule_hits(p.filter, scope).await {
         Ok(h) => h.into_iter().map(|c| (c.value, c.count)).collect(),

@@ -123,6 +123,20 @@ impl ConsoleState {
             Box::new(r)
         })
     }
+
+    /// The request's token scope and its query's filter (`extra`: the route's own keys besides
+    /// the filters), or the 401 or 400 to answer.
+    pub fn request(
+        &self,
+        headers: &HeaderMap,
+        query: &std::collections::BTreeMap<String, String>,
+        extra: &[&str],
+    ) -> Result<(Scope, params::Params), Box<Response>> {
+        let scope = self.scope(headers)?;
+        let p = params::parse(query, extra)
+            .map_err(|m| Box::new(crate::server::error(axum::http::StatusCode::BAD_REQUEST, m)))?;
+        Ok((scope, p))
+    }
 }
 
 /// The console's routes: the API under `/api/v1/` and the UI under `/ui/`.
