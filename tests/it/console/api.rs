@@ -159,19 +159,8 @@ pub async fn filters_pages_and_counts_on(store: &str) {
     assert_eq!(sinks, ["archive"], "the console's own sink is not listed");
 
     // The store's metrics.
-    let m = k
-        .http
-        .get(format!("{}/metrics", k.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        crate::support::metric_line(&m, "kaudit_console_store_written_total") >= 7.0,
-        "{m}"
-    );
+    let written = k.metric("kaudit_console_store_written_total").await;
+    assert!(written >= 7.0, "written {written}");
 
     // Refusals.
     assert_eq!(k.get(ADMIN, "alerts?colour=red").await.0, 400);

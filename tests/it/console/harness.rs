@@ -141,6 +141,21 @@ impl Kaudit {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// The value of metric `name` (a whole line's name with its labels, as `metric_line` reads
+    /// it) on kaudit's `/metrics`.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("/metrics body");
+        crate::support::metric_line(&text, name)
+    }
+
     /// Waits until the admin sees `n` alerts matching `query`.
     pub async fn wait_count(&self, query: &str, n: u64) {
         let start = Instant::now();

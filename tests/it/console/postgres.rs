@@ -262,16 +262,7 @@ async fn two_replicas_share_one_history_and_one_live_feed() {
         let (_, st) = two.get(ADMIN, "stats").await;
         let mut deleted = 0.0;
         for k in [&one, &two] {
-            let m = k
-                .http
-                .get(format!("{}/metrics", k.base))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            deleted += crate::support::metric_line(&m, "kaudit_console_store_deleted_total");
+            deleted += k.metric("kaudit_console_store_deleted_total").await;
         }
         if s == 404 && st["total"] == 2 && deleted >= 1.0 {
             break;

@@ -42,16 +42,7 @@ async fn alerts_past_max_age_are_deleted() {
     }
     assert_eq!(k.get(ADMIN, &format!("alerts/{}", old.uuid)).await.0, 404);
     // The metric counts it.
-    let m = k
-        .http
-        .get(format!("{}/metrics", k.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(crate::support::metric_line(&m, "kaudit_console_store_deleted_total") >= 1.0);
+    assert!(k.metric("kaudit_console_store_deleted_total").await >= 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
