@@ -129,6 +129,9 @@ struct SinkBudget {
     held: HashMap<Arc<str>, u64>,
     /// What was queued, oldest first (consecutive records of one namespace merged).
     order: VecDeque<(Arc<str>, u64)>,
+    /// The sum of `order`'s bytes, kept as it changes (summing it per alert made admission
+    /// linear in the alerts queued).
+    in_order: u64,
     /// Bytes at the spool's front that were there before we started counting.
     untracked: u64,
     dropped: BTreeMap<Arc<str>, u64>,
@@ -141,6 +144,7 @@ impl SinkBudget {
             buckets: HashMap::new(),
             held: HashMap::new(),
             order: VecDeque::new(),
+            in_order: 0,
             untracked: spool.bytes(),
             dropped: BTreeMap::new(),
             logged: Instant::now(),
@@ -149,7 +153,7 @@ impl SinkBudget {
 
     /// Forgets what left the spool's front.
     fn reconcile(&mut self, in_spool: u64) {
-        let tracked: u64 = self.untracked + self.order.iter().map(|(_, b)| b).sum::<u64>();
+        let tracked = self.untracked + self.in_order;
         let mut gone = tracked.saturating_sub(in_spool);
         let from_untracked = gone.min(self.untracked);
         self.untracked -= from_untracked;
@@ -160,6 +164,7 @@ impl SinkBudget {
             };
             let take = gone.min(*bytes);
             *bytes -= take;
+            self.in_order -= take;
             gone -= take;
             if let Some(h) = self.held.get_mut(ns) {
                 *h = h.saturating_sub(take);
@@ -216,6 +221,7 @@ impl SinkBudget {
 
     fn record(&mut self, key: Arc<str>, bytes: u64) {
         *self.held.entry(key.clone()).or_default() += bytes;
+        self.in_order += bytes;
         match self.order.back_mut() {
             Some((k, b)) if *k == key => *b += bytes,
             _ => self.order.push_back((key, bytes)),
