@@ -16,9 +16,12 @@ use tokio::task::JoinHandle;
 
 use crate::alert::Alert;
 use crate::audit::AuditEvent;
+use crate::audit::{DecodeError, Validated};
 use crate::delivery::Hold;
 use crate::delivery::alerts::AlertSender;
-use crate::delivery::inbox::{InboxBatch, InboxReader, InboxRecord};
+use crate::delivery::inbox::{
+    Evaluated, InboxBatch, InboxReader, InboxRecord, Screen, Screened, ValidateOnly,
+};
 use crate::health::Probe;
 use crate::lazy::{self, PathSet};
 use crate::rules::{LoadError, LoadOptions, LoadReport, RuleLimits, RulesConfig, Ruleset};
@@ -90,6 +93,17 @@ pub struct DetectMetrics {
     pub alerts: Family<AlertLabels, Counter>,
     /// Time to evaluate one batch, in seconds.
     pub batch_duration: Histogram,
+    /// Batches routed, by where their events were evaluated: `check` (as the webhook accepted
+    /// them, [`Screener`]) or `inbox` (read back: replayed, offered again, or past
+    /// `inbox.memory_bytes`).
+    pub batches: Family<EvaluatedAtLabel, Counter>,
+}
+
+/// Label of the batches counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EvaluatedAtLabel {
+    /// `check` or `inbox`.
+    pub at: &'static str,
 }
 
 impl DetectMetrics {
@@ -101,7 +115,16 @@ impl DetectMetrics {
             events_evaluated: Counter::default(),
             alerts: Family::default(),
             batch_duration: Histogram::new(exponential_buckets(0.00001, 3.0, 14)),
+            batches: Family::default(),
         };
+        r.register(
+            "detect_batches",
+            "Batches routed, by where their events were evaluated (check: as accepted; inbox: read back)",
+            m.batches.clone(),
+        );
+        for at in ["check", "inbox"] {
+            let _ = m.batches.get_or_create(&EvaluatedAtLabel { at });
+        }
         r.register(
             "events_evaluated",
             "Audit events evaluated by the embedded rules engine",
@@ -213,53 +236,106 @@ impl Detector {
     }
 }
 
-/// One batch's evaluation, done on a blocking thread.
-struct Evaluated {
-    alerts: Vec<Alert>,
-    events: u64,
-    seconds: f64,
-}
-
-/// Evaluates every event of a batch body (lazy extraction over the evaluator's paths).
-fn evaluate_batch(body: &[u8], seq: u64, max_event_bytes: usize, f: Option<InForce>) -> Evaluated {
+/// Evaluates every event of a payload with `f` (lazy extraction over its rules' paths), counting
+/// what ingest's check counts on the way: the events accepted and rejected, and the alerts.
+/// `seq` names the batch in the uuids of events without an `auditID`; before the batch has one
+/// (a source's check, [`Screener`]) it is `None`, and no alerts come back if such an event
+/// raised one: detection evaluates that batch again once it is in the inbox.
+fn evaluate_payload(
+    body: &[u8],
+    seq: Option<u64>,
+    max_event_bytes: usize,
+    f: &InForce,
+) -> Result<(Validated, Option<Evaluated>), DecodeError> {
     let start = std::time::Instant::now();
+    let mut checked = Validated::default();
     let mut out = Vec::new();
-    let mut events = 0u64;
+    let mut keyless = false;
     // The rules' paths, or every path for an opaque evaluator (built only then).
     let whole;
-    let paths = match &f {
-        Some(InForce::Rules(rs)) => rs.paths(),
-        _ => {
+    let paths = match f {
+        InForce::Rules(rs) => rs.paths(),
+        InForce::Opaque(_) => {
             whole = PathSet::whole();
             &whole
         }
     };
-    if let Some(f) = &f {
-        let decoded = lazy::for_each_event(body, max_event_bytes, paths, |i, item| {
-            let Ok((raw, ev)) = item else { return };
-            events += 1;
-            let from = out.len();
-            match f {
-                InForce::Opaque(eval) => eval(&ev, &mut out),
-                InForce::Rules(rs) => {
-                    rs.evaluate_extracted(&ev, &raw, &mut out);
-                    mark_embedded(&mut out[from..]);
-                }
+    lazy::for_each_event(body, max_event_bytes, paths, |i, item| {
+        let (raw, ev) = match item {
+            Ok(it) => it,
+            Err(r) => return checked.rejected.push((i, r)),
+        };
+        checked.accepted += 1;
+        let from = out.len();
+        match f {
+            InForce::Opaque(eval) => eval(&ev, &mut out),
+            InForce::Rules(rs) => {
+                rs.evaluate_extracted(&ev, &raw, &mut out);
+                mark_embedded(&mut out[from..]);
             }
-            for a in &mut out[from..] {
-                a.uuid = alert_uuid(&ev, seq, i, &a.rule, "embedded");
-            }
-        });
-        if let Err(e) = decoded {
+        }
+        if out.len() > from && seq.is_none() && ev.audit_id().is_empty() {
+            keyless = true;
+        }
+        for a in &mut out[from..] {
+            a.uuid = alert_uuid(&ev, seq.unwrap_or(0), i, &a.rule, "embedded");
+        }
+    })?;
+    let evaluated = (!keyless).then(|| Evaluated {
+        alerts: out,
+        events: checked.accepted as u64,
+        seconds: start.elapsed().as_secs_f64(),
+    });
+    Ok((checked, evaluated))
+}
+
+/// Evaluates an inbox batch, on a blocking thread.
+fn evaluate_batch(body: &[u8], seq: u64, max_event_bytes: usize, f: Option<InForce>) -> Evaluated {
+    let Some(f) = f else {
+        return Evaluated::default();
+    };
+    match evaluate_payload(body, Some(seq), max_event_bytes, &f) {
+        Ok((_, evaluated)) => evaluated.unwrap_or_default(),
+        Err(e) => {
             // Only a payload that was valid JSON when accepted is in the inbox.
             tracing::error!(seq, error = %e, "inbox batch no longer decodes");
+            Evaluated::default()
         }
     }
-    Evaluated {
-        alerts: out,
-        events,
-        seconds: start.elapsed().as_secs_f64(),
+}
+
+/// Ingest's check and detection in one pass: a source checking a batch with it gets the batch's
+/// alerts (the rules in force as it is accepted) with its counts, and hands them to the inbox
+/// with the batch, so an accepted event is read once, not once to check it and again to
+/// evaluate it. Without a ruleset in force (Falco mode) it only validates.
+#[derive(Clone)]
+pub struct Screener {
+    detector: Detector,
+}
+
+impl Screener {
+    /// Checks with whatever `detector` has in force at the time.
+    pub fn new(detector: Detector) -> Self {
+        Screener { detector }
     }
+}
+
+impl Screen for Screener {
+    fn screen(&self, body: &[u8], max_event_bytes: usize) -> Result<Screened, DecodeError> {
+        // A ruleset is pure computation; an opaque evaluator (a test's hook) may block, and is
+        // left to the detect stage, as is everything without rules in force (Falco mode).
+        let Some(f @ InForce::Rules(_)) = self.detector.get() else {
+            return ValidateOnly.screen(body, max_event_bytes);
+        };
+        let (checked, evaluated) = evaluate_payload(body, None, max_event_bytes, &f)?;
+        Ok(Screened { checked, evaluated })
+    }
+}
+
+/// A batch on its way to routing: its alerts already raised, or being evaluated.
+enum Job {
+    Ready(Evaluated),
+    Running(JoinHandle<Evaluated>),
 }
 
 /// The evaluators working at once: one per core.
@@ -287,19 +363,19 @@ pub fn spawn(
     let workers = pool_size();
     tokio::spawn(crate::health::supervise(supervised, async move {
         // Batches being evaluated, in inbox order; the bound keeps at most `workers` running.
-        let (tx, mut rx) =
-            tokio::sync::mpsc::channel::<(u64, Hold, tokio::task::JoinHandle<Evaluated>)>(
-                workers.max(1),
-            );
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(u64, Hold, Job)>(workers.max(1));
         let route_metrics = metrics.clone();
         let routing = tokio::spawn(async move {
             while let Some((seq, hold, job)) = rx.recv().await {
-                let done = match job.await {
-                    Ok(done) => done,
-                    Err(e) => {
-                        tracing::error!(seq, error = %e, "evaluating the batch failed; it stays in the inbox");
-                        continue;
-                    }
+                let done = match job {
+                    Job::Ready(done) => done,
+                    Job::Running(job) => match job.await {
+                        Ok(done) => done,
+                        Err(e) => {
+                            tracing::error!(seq, error = %e, "evaluating the batch failed; it stays in the inbox");
+                            continue;
+                        }
+                    },
                 };
                 route_metrics.events_evaluated.inc_by(done.events);
                 if done.events > 0 {
@@ -321,7 +397,12 @@ pub fn spawn(
                 hold.release();
             }
         });
-        while let Some(InboxBatch { record, hold }) = reader.next().await {
+        while let Some(InboxBatch {
+            record,
+            hold,
+            evaluated,
+        }) = reader.next().await
+        {
             probe.busy(STALL);
             let seq = record.seq;
             for tap in &taps {
@@ -329,10 +410,26 @@ pub fn spawn(
                     tracing::error!(seq, error = %e, "cannot hand the batch on");
                 }
             }
-            let f = detector.get();
-            let body = record.body.clone();
-            let job =
-                tokio::task::spawn_blocking(move || evaluate_batch(&body, seq, max_event_bytes, f));
+            // Evaluated as it was accepted ([`Screener`]), or now.
+            let at = if evaluated.is_some() {
+                "check"
+            } else {
+                "inbox"
+            };
+            metrics
+                .batches
+                .get_or_create(&EvaluatedAtLabel { at })
+                .inc();
+            let job = match evaluated {
+                Some(done) => Job::Ready(done),
+                None => {
+                    let f = detector.get();
+                    let body = record.body.clone();
+                    Job::Running(tokio::task::spawn_blocking(move || {
+                        evaluate_batch(&body, seq, max_event_bytes, f)
+                    }))
+                }
+            };
             if tx.send((seq, hold, job)).await.is_err() {
                 tracing::error!(seq, "alert routing stopped; the batch stays in the inbox");
                 break;
@@ -469,5 +566,104 @@ pub fn reload_rules(
                 .inc();
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every example event, then items ingest drops (no `stageTimestamp`, not an object).
+    fn body(without_audit_id: bool) -> Vec<u8> {
+        let mut items = Vec::new();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/audit");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        files.sort();
+        for f in files {
+            let v: serde_json::Value = serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap();
+            items.extend(v["items"].as_array().unwrap().iter().cloned());
+        }
+        if without_audit_id {
+            for it in &mut items {
+                it.as_object_mut().unwrap().remove("auditID");
+            }
+        }
+        items.push(serde_json::json!({"kind": "Event", "verb": "get"}));
+        items.push(serde_json::json!(7));
+        serde_json::to_vec(&serde_json::json!({"kind": "EventList", "items": items})).unwrap()
+    }
+
+    fn with_rules() -> Detector {
+        let (rs, _) = Ruleset::load_default(&LoadOptions::default()).unwrap();
+        let d = Detector::none();
+        d.set_rules(Arc::new(rs));
+        d
+    }
+
+    fn summary(alerts: &[Alert]) -> Vec<(uuid::Uuid, String, String)> {
+        alerts
+            .iter()
+            .map(|a| (a.uuid, a.rule.clone(), a.output.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn the_screen_counts_as_ingest_does_and_raises_what_detection_raises() {
+        let body = body(false);
+        let s = Screener::new(with_rules()).screen(&body, 1 << 20).unwrap();
+        assert_eq!(s.checked, lazy::validate(&body, 1 << 20).unwrap());
+        assert_eq!(s.checked.rejected.len(), 2, "{:?}", s.checked.rejected);
+        let screened = s.evaluated.expect("every event has an auditID");
+        let later = evaluate_batch(&body, 42, 1 << 20, with_rules().get());
+        assert!(!later.alerts.is_empty());
+        assert_eq!(summary(&screened.alerts), summary(&later.alerts));
+        assert_eq!(screened.events, later.events);
+        assert_eq!(screened.events, s.checked.accepted as u64);
+    }
+
+    #[test]
+    fn alerts_of_events_without_an_audit_id_wait_for_the_inbox_seq() {
+        // Falco's `ka.*` fields need an `auditID`; a rule on `jevt.*` fields alerts without one.
+        let rules = "- rule: Any list\n  desc: d\n  condition: jevt.value[/verb] = list\n  output: listed\n  priority: NOTICE\n  source: k8s_audit\n";
+        let (rs, _) =
+            Ruleset::load_sources(&[("t.yaml".into(), rules.into())], &LoadOptions::default())
+                .unwrap();
+        let d = Detector::none();
+        d.set_rules(Arc::new(rs));
+        let s = Screener::new(d.clone())
+            .screen(&body(false), 1 << 20)
+            .unwrap();
+        assert!(s.evaluated.is_some_and(|e| !e.alerts.is_empty()));
+        let body = body(true);
+        let s = Screener::new(d).screen(&body, 1 << 20).unwrap();
+        assert_eq!(s.checked, lazy::validate(&body, 1 << 20).unwrap());
+        assert!(s.evaluated.is_none(), "their uuids name the inbox seq");
+    }
+
+    #[test]
+    fn without_a_ruleset_in_force_the_screen_only_validates() {
+        let body = body(false);
+        let s = Screener::new(Detector::none())
+            .screen(&body, 1 << 20)
+            .unwrap();
+        assert_eq!(s.checked, lazy::validate(&body, 1 << 20).unwrap());
+        assert!(s.evaluated.is_none());
+        let hook = Detector::none();
+        hook.set(Arc::new(|_, _| {
+            panic!("an opaque evaluator runs in the detect stage")
+        }));
+        let s = Screener::new(hook).screen(&body, 1 << 20).unwrap();
+        assert!(s.evaluated.is_none());
+        let bad = Screener::new(with_rules()).screen(b"{\"items\": [", 1 << 20);
+        assert_eq!(
+            bad.map(|_| ()).map_err(|e| e.to_string()),
+            lazy::validate(b"{\"items\": [", 1 << 20)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        );
     }
 }

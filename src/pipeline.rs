@@ -265,7 +265,12 @@ pub async fn start_with(
     let sources_view = crate::sources::SourcesView::default();
     let webhook = crate::sources::has_webhook(&cfg.sources);
     let mut app = if webhook {
-        let state = IngestState::new(inbox.clone(), metrics.ingest.clone(), cfg.ingest.clone());
+        let state = IngestState::new(
+            inbox.clone(),
+            Arc::new(detect::Screener::new(detector.clone())),
+            metrics.ingest.clone(),
+            cfg.ingest.clone(),
+        );
         let m = metrics.ingest.clone();
         sources_view.add_fn(ingest::SOURCE, move || webhook_status(&m));
         ingest::routes(state, auth.clone())

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::audit::Rejection;
-use crate::delivery::inbox::{Inbox, InboxError};
+use crate::delivery::inbox::{Inbox, InboxError, Screen, Screened};
 use crate::invalid::{Invalid, positive};
 use crate::server::{self, auth::TokenAuth};
 use budget::Budget;
@@ -159,10 +159,15 @@ impl IngestMetrics {
     }
 }
 
+/// Bodies up to this size are checked on the async worker that read them; larger ones on a
+/// blocking thread.
+const INLINE_BODY_BYTES: usize = 256 * 1024;
+
 /// Shared state of the webhook handler.
 #[derive(Clone)]
 pub struct IngestState {
     inbox: Inbox,
+    screen: Arc<dyn Screen>,
     metrics: IngestMetrics,
     budget: Budget,
     cfg: IngestConfig,
@@ -170,10 +175,17 @@ pub struct IngestState {
 }
 
 impl IngestState {
-    /// State for a webhook appending to `inbox`.
-    pub fn new(inbox: Inbox, metrics: IngestMetrics, cfg: IngestConfig) -> Self {
+    /// State for a webhook checking each batch with `screen` (detection's [`Screen`], or
+    /// [`crate::delivery::inbox::ValidateOnly`]) and appending it to `inbox`.
+    pub fn new(
+        inbox: Inbox,
+        screen: Arc<dyn Screen>,
+        metrics: IngestMetrics,
+        cfg: IngestConfig,
+    ) -> Self {
         IngestState {
             inbox,
+            screen,
             metrics,
             budget: Budget::new(cfg.max_inflight_bytes),
             cfg,
@@ -223,9 +235,11 @@ async fn post_audit(State(st): State<IngestState>, req: Request) -> Response {
         Err(e) => return e.into_response(limit),
     };
     let max_event = st.cfg.max_event_bytes;
-    let checked = if body.len() > 256 * 1024 {
-        let b = body.clone();
-        match tokio::task::spawn_blocking(move || crate::lazy::validate(&b, max_event)).await {
+    // The check (and, with rules in force, detection in the same pass): a large body on a
+    // blocking thread, so that it does not hold up the requests sharing this worker.
+    let screened = if body.len() > INLINE_BODY_BYTES {
+        let (b, screen) = (body.clone(), st.screen.clone());
+        match tokio::task::spawn_blocking(move || screen.screen(&b, max_event)).await {
             Ok(d) => d,
             Err(e) => {
                 return server::error(
@@ -235,9 +249,9 @@ async fn post_audit(State(st): State<IngestState>, req: Request) -> Response {
             }
         }
     } else {
-        crate::lazy::validate(&body, max_event)
+        st.screen.screen(&body, max_event)
     };
-    let checked = match checked {
+    let Screened { checked, evaluated } = match screened {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(request_id = id, error = %e, "rejected audit payload");
@@ -268,7 +282,11 @@ async fn post_audit(State(st): State<IngestState>, req: Request) -> Response {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("application/json");
-        match st.inbox.append(SOURCE, content_type, body).await {
+        match st
+            .inbox
+            .append_evaluated(SOURCE, content_type, body, evaluated)
+            .await
+        {
             Ok(seq) => {
                 m.events_accepted.inc_by(accepted as u64);
                 m.batch_events.observe(accepted as f64);

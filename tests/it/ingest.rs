@@ -759,3 +759,57 @@ fn sigterm_drains_and_exits_zero_with_alerts_on_stdout() {
     }
     assert_eq!(uuids.len(), 5, "each alert has its own uuid");
 }
+
+/// Alerts (uuid, rule) in a file sink's output, once `n` have arrived.
+async fn alerts_in(path: &Path, n: usize) -> Vec<(String, String)> {
+    for _ in 0..500 {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let got: Vec<(String, String)> = text
+            .lines()
+            .map(|l| {
+                let a: kaudit::alert::Alert = serde_json::from_str(l).unwrap();
+                (a.uuid.to_string(), a.rule)
+            })
+            .collect();
+        if got.len() >= n {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("fewer than {n} alerts in {}", path.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_raised_by_the_check_match_those_read_back_from_the_inbox() {
+    // The webhook evaluates a batch with the rules as it checks it, and the alerts travel with
+    // the batch; past `inbox.memory_bytes` detection reads the batch back and evaluates it. The
+    // same events must raise the same alerts (uuids included) either way.
+    let body = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/audit/exec-into-pod.json"),
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    for (memory, at) in [(64 << 20, "check"), (0, "inbox")] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("alerts.jsonl");
+        let yaml = format!(
+            "listen: 127.0.0.1:0\ndata_dir: {}\ninbox: {{memory_bytes: {memory}}}\nconsole: {{enabled: false}}\nsinks:\n  - {{name: out, type: file, path: {}}}\n",
+            dir.path().join("data").display(),
+            out.display()
+        );
+        let cfg = Config::from_yaml("test", &yaml).unwrap();
+        let running = pipeline::start(cfg).await.unwrap();
+        let base = format!("http://{}", running.local_addr());
+        let c = client();
+        assert_eq!(post(&c, &base, body.clone()).await.status(), StatusCode::OK);
+        let alerts = alerts_in(&out, 1).await;
+        let line = format!("kaudit_detect_batches_total{{at=\"{at}\"}}");
+        assert_eq!(metric(&c, &base, &line).await, 1.0, "{at}");
+        let other = if at == "check" { "inbox" } else { "check" };
+        let line = format!("kaudit_detect_batches_total{{at=\"{other}\"}}");
+        assert_eq!(metric(&c, &base, &line).await, 0.0, "{at}");
+        running.shutdown().await;
+        seen.push(alerts);
+    }
+    assert_eq!(seen[0], seen[1]);
+}

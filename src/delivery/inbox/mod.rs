@@ -18,6 +18,7 @@
 //! 200), closes the segment, and the next append starts a new one, so a full or failing disk
 //! heals as soon as it has room again.
 
+mod carry;
 mod reader;
 pub mod record;
 pub mod watermark;
@@ -40,6 +41,8 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use super::{Backoff, Hold};
 use crate::health::Probe;
 use crate::invalid::{Invalid, positive};
+use carry::{Carried, CarryBudget};
+pub use carry::{Evaluated, Screen, Screened, ValidateOnly};
 pub use record::InboxRecord;
 use watermark::Watermark;
 use writer::Append;
@@ -58,6 +61,10 @@ pub struct InboxConfig {
     pub retry_initial_ms: u64,
     /// Longest such delay, in milliseconds.
     pub retry_max_ms: u64,
+    /// Bytes of fresh batches (and the alerts their check raised) kept in memory for detection,
+    /// so that it does not read back and evaluate again what was just accepted; past it a batch
+    /// is read back from disk.
+    pub memory_bytes: usize,
 }
 
 impl Default for InboxConfig {
@@ -67,6 +74,7 @@ impl Default for InboxConfig {
             segment_bytes: 64 * 1024 * 1024,
             retry_initial_ms: 500,
             retry_max_ms: 60_000,
+            memory_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -364,11 +372,12 @@ fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
 pub struct Inbox {
     tx: mpsc::UnboundedSender<Append>,
     shared: Arc<Shared>,
+    carry: CarryBudget,
 }
 
 /// The reading side, for detection: batches in order, then those offered again.
 pub struct InboxReader {
-    rx: mpsc::UnboundedReceiver<Entry>,
+    rx: mpsc::UnboundedReceiver<(Entry, Option<Carried>)>,
     retry_rx: mpsc::UnboundedReceiver<Entry>,
     shared: Arc<Shared>,
 }
@@ -378,6 +387,9 @@ pub struct InboxReader {
 pub struct InboxBatch {
     /// The batch as it was accepted.
     pub record: InboxRecord,
+    /// Its alerts, when its source's check evaluated them as it was accepted (a fresh batch,
+    /// within `inbox.memory_bytes`); `None`: evaluate the record.
+    pub evaluated: Option<Evaluated>,
     /// Share it with everything the batch produces; when every share is released the batch is
     /// done, and if one is dropped unreleased the batch is offered again later.
     pub hold: Hold,
@@ -467,13 +479,14 @@ impl Inbox {
                 if r.seq > mark && present.insert(r.seq) {
                     pending += 1;
                     metrics.replayed.inc();
-                    let _ = entry_tx.send(Entry {
+                    let entry = Entry {
                         seq: r.seq,
                         path: shared_path.clone(),
                         offset,
                         len,
                         attempt: 0,
-                    });
+                    };
+                    let _ = entry_tx.send((entry, None));
                 }
             }
             disk += end;
@@ -547,6 +560,7 @@ impl Inbox {
             inbox: Inbox {
                 tx,
                 shared: shared.clone(),
+                carry: CarryBudget::new(cfg.memory_bytes),
             },
             reader: InboxReader {
                 rx: entry_rx,
@@ -569,13 +583,38 @@ impl Inbox {
         content_type: &str,
         body: Bytes,
     ) -> Result<u64, InboxError> {
+        self.append_evaluated(source, content_type, body, None)
+            .await
+    }
+
+    /// As [`Inbox::append`], with the alerts the batch's check raised: detection takes them
+    /// (and the body) from memory instead of reading the batch back, within `inbox.memory_bytes`.
+    pub async fn append_evaluated(
+        &self,
+        source: &str,
+        content_type: &str,
+        body: Bytes,
+        evaluated: Option<Evaluated>,
+    ) -> Result<u64, InboxError> {
+        let received_ms = super::spool::now_ms();
+        let carried = self.carry.carry(
+            InboxRecord {
+                seq: 0,
+                received_ms,
+                source: source.to_string(),
+                content_type: content_type.to_string(),
+                body: body.clone(),
+            },
+            evaluated,
+        );
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Append {
                 source: source.to_string(),
                 content_type: content_type.to_string(),
                 body,
-                received_ms: super::spool::now_ms(),
+                received_ms,
+                carried,
                 reply,
             })
             .map_err(|_| InboxError::Closed)?;

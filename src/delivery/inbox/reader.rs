@@ -13,20 +13,33 @@ impl InboxReader {
     /// once the inbox is closed and every appended batch was read.
     pub async fn next(&mut self) -> Option<InboxBatch> {
         loop {
-            let entry = tokio::select! {
+            let (entry, carried) = tokio::select! {
                 biased;
-                Some(e) = self.retry_rx.recv() => e,
+                Some(e) = self.retry_rx.recv() => (e, None),
                 e = self.rx.recv() => e?,
             };
             if self.shared.lock().watermark.is_done(entry.seq) {
                 continue;
+            }
+            if let Some(c) = carried {
+                let (record, evaluated) = c.take();
+                let hold = hold_for(&self.shared, entry);
+                return Some(InboxBatch {
+                    record,
+                    evaluated,
+                    hold,
+                });
             }
             let e = entry.clone();
             let read = tokio::task::spawn_blocking(move || read_entry(&e)).await;
             match read {
                 Ok(Ok(record)) => {
                     let hold = hold_for(&self.shared, entry);
-                    return Some(InboxBatch { record, hold });
+                    return Some(InboxBatch {
+                        record,
+                        evaluated: None,
+                        hold,
+                    });
                 }
                 Ok(Err(e)) => {
                     // Unreadable now: corrupted on disk after it was written. It cannot be

@@ -255,3 +255,103 @@ async fn a_storage_error_refuses_the_batch_and_heals() {
     assert!(!bodies.iter().any(|b| b == "refused"));
     settle(&o.inbox).await;
 }
+
+fn evaluated(rule: &str) -> Evaluated {
+    let alert = serde_json::from_str(&format!(
+        r#"{{"time":"2026-12-07T00:00:00Z","rule":"{rule}","priority":"Warning","output":"o"}}"#
+    ))
+    .unwrap();
+    Evaluated {
+        alerts: vec![alert],
+        events: 1,
+        seconds: 0.0,
+    }
+}
+
+#[tokio::test]
+async fn a_fresh_batch_brings_its_alerts_and_one_offered_again_is_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = open(dir.path(), &cfg());
+    let seq = o
+        .inbox
+        .append_evaluated("w", "ct", Bytes::from("x"), Some(evaluated("r1")))
+        .await
+        .unwrap();
+    let mut reader = o.reader;
+    let first = reader.next().await.unwrap();
+    assert_eq!(
+        first.record.seq, seq,
+        "the writer numbers the carried record"
+    );
+    assert_eq!(first.record.body, Bytes::from("x"));
+    assert_eq!(first.record.content_type, "ct");
+    let alerts = first.evaluated.as_ref().map(|e| e.alerts.len());
+    assert_eq!(alerts, Some(1), "the check's alerts come with the batch");
+    assert_eq!(o.inbox.carry.used(), 0, "taken: the memory is given back");
+    first.hold.share().fail();
+    first.hold.release();
+    let again = tokio::time::timeout(Duration::from_secs(5), reader.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.record.seq, seq);
+    assert_eq!(again.record.body, Bytes::from("x"), "read back from disk");
+    assert!(again.evaluated.is_none(), "offered again: evaluated anew");
+    again.hold.release();
+    settle(&o.inbox).await;
+}
+
+#[tokio::test]
+async fn past_the_memory_budget_a_batch_is_read_back_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = open(
+        dir.path(),
+        &InboxConfig {
+            memory_bytes: 600,
+            ..cfg()
+        },
+    );
+    let big = Bytes::from(vec![b'y'; 500]);
+    o.inbox
+        .append_evaluated("w", "", big.clone(), None)
+        .await
+        .unwrap();
+    assert!(o.inbox.carry.used() >= 500, "the first is carried");
+    o.inbox
+        .append_evaluated("w", "", big.clone(), Some(evaluated("r2")))
+        .await
+        .unwrap();
+    let mut reader = o.reader;
+    let a = reader.next().await.unwrap();
+    let b = reader.next().await.unwrap();
+    assert_eq!((a.record.body.len(), b.record.body.len()), (500, 500));
+    assert!(
+        b.evaluated.is_none(),
+        "no room: its alerts are left to detection"
+    );
+    a.hold.release();
+    b.hold.release();
+    settle(&o.inbox).await;
+    assert_eq!(o.inbox.carry.used(), 0);
+}
+
+#[tokio::test]
+async fn a_replayed_batch_comes_without_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let o = open(dir.path(), &cfg());
+        o.inbox
+            .append_evaluated("w", "", Bytes::from("z"), Some(evaluated("r3")))
+            .await
+            .unwrap();
+        drop(o.inbox);
+        drop(o.reader);
+        o.worker.join().await;
+    }
+    let o = open(dir.path(), &cfg());
+    let mut reader = o.reader;
+    let b = reader.next().await.unwrap();
+    assert_eq!(b.record.body, Bytes::from("z"));
+    assert!(b.evaluated.is_none(), "after a restart: evaluated anew");
+    b.hold.release();
+}

@@ -11,7 +11,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Entry, InboxError, ReasonLabel, Segment, Shared, record, segment_path};
+use super::{Carried, Entry, InboxError, ReasonLabel, Segment, Shared, record, segment_path};
 
 /// One batch to append, and where to say how it went.
 pub(super) struct Append {
@@ -19,6 +19,8 @@ pub(super) struct Append {
     pub(super) content_type: String,
     pub(super) body: Bytes,
     pub(super) received_ms: u64,
+    /// The record and alerts detection takes from memory, when the budget had room.
+    pub(super) carried: Option<Carried>,
     pub(super) reply: oneshot::Sender<Result<u64, InboxError>>,
 }
 
@@ -37,7 +39,7 @@ pub(super) fn writer_loop(
     mut rx: mpsc::UnboundedReceiver<Append>,
     shared: Arc<Shared>,
     mut next_seq: u64,
-    entries: mpsc::UnboundedSender<Entry>,
+    entries: mpsc::UnboundedSender<(Entry, Option<Carried>)>,
 ) {
     let mut active: Option<Active> = None;
     let mut buf = Vec::new();
@@ -139,13 +141,18 @@ pub(super) fn writer_loop(
                 shared.metrics.appended_bytes.inc_by(buf.len() as u64);
                 shared.set_faulted(false, "");
                 for (a, (seq, offset, len)) in take.into_iter().zip(placed) {
-                    let _ = entries.send(Entry {
+                    let entry = Entry {
                         seq,
                         path: seg.path.clone(),
                         offset,
                         len,
                         attempt: 0,
+                    };
+                    let carried = a.carried.map(|mut c| {
+                        c.record.seq = seq;
+                        c
                     });
+                    let _ = entries.send((entry, carried));
                     let _ = a.reply.send(Ok(seq));
                 }
                 if seg.offset >= shared.cfg.segment_bytes {

@@ -1,0 +1,166 @@
+//! What a fresh batch carries to detection in memory, beside its place on disk: the record itself
+//! (so detection does not read back what was just written) and what its source already worked
+//! out while checking it (the alerts its events raised), so that an accepted batch is read once.
+//!
+//! Memory is bounded by `inbox.memory_bytes`: past it a batch goes to detection by its place on
+//! disk alone and is read back and evaluated there, exactly as a batch replayed after a restart
+//! (or offered again after a failed spool) always is.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::alert::Alert;
+use crate::audit::{DecodeError, Validated};
+
+use super::InboxRecord;
+
+/// The alerts a batch's events raised, worked out while the batch was checked.
+#[derive(Debug, Default)]
+pub struct Evaluated {
+    /// Every alert, in event order, uuids set.
+    pub alerts: Vec<Alert>,
+    /// Events evaluated.
+    pub events: u64,
+    /// Seconds the evaluation took.
+    pub seconds: f64,
+}
+
+impl Evaluated {
+    /// About the memory the alerts hold, for the budget.
+    fn weight(&self) -> usize {
+        self.alerts
+            .iter()
+            .map(|a| {
+                std::mem::size_of::<Alert>()
+                    + a.output.len()
+                    + a.rule.len()
+                    + a.output_fields
+                        .iter()
+                        .map(|(k, v)| k.len() + 64 + v.as_str().map_or(0, str::len))
+                        .sum::<usize>()
+            })
+            .sum()
+    }
+}
+
+/// A checked batch: what it holds, and its alerts when the check evaluated them too.
+#[derive(Debug, Default)]
+pub struct Screened {
+    /// Events accepted and rejected, as [`crate::lazy::validate`] counts them.
+    pub checked: Validated,
+    /// The alerts, when the check evaluated the events (the rules in force then).
+    pub evaluated: Option<Evaluated>,
+}
+
+/// How a source checks a batch before appending it: at least ingest's validation; detection's
+/// check also evaluates the events in the same pass (see `detect::Screener`).
+pub trait Screen: Send + Sync {
+    /// Checks `body` (items over `max_event_bytes` are rejected), or says why the whole payload
+    /// is refused.
+    fn screen(&self, body: &[u8], max_event_bytes: usize) -> Result<Screened, DecodeError>;
+}
+
+/// Validation only: the batch is evaluated when detection reads it.
+pub struct ValidateOnly;
+
+impl Screen for ValidateOnly {
+    fn screen(&self, body: &[u8], max_event_bytes: usize) -> Result<Screened, DecodeError> {
+        Ok(Screened {
+            checked: crate::lazy::validate(body, max_event_bytes)?,
+            evaluated: None,
+        })
+    }
+}
+
+/// A fresh batch's record and alerts, holding their share of the memory budget until dropped.
+#[derive(Debug)]
+pub(super) struct Carried {
+    pub(super) record: InboxRecord,
+    pub(super) evaluated: Option<Evaluated>,
+    charge: Charge,
+}
+
+/// The bytes carried batches hold now, against `inbox.memory_bytes`. The record's seq is set by
+/// the writer once it has one.
+#[derive(Debug, Default, Clone)]
+pub(super) struct CarryBudget {
+    used: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+impl CarryBudget {
+    pub(super) fn new(limit: usize) -> Self {
+        CarryBudget {
+            used: Arc::default(),
+            limit,
+        }
+    }
+
+    /// The batch's record and alerts to carry, or `None` (read back from disk) when they
+    /// would take the budget over its limit.
+    pub(super) fn carry(
+        &self,
+        record: InboxRecord,
+        evaluated: Option<Evaluated>,
+    ) -> Option<Carried> {
+        let weight = record.body.len()
+            + record.source.len()
+            + record.content_type.len()
+            + evaluated.as_ref().map_or(0, Evaluated::weight);
+        let mut now = self.used.load(Ordering::Relaxed);
+        loop {
+            if now + weight > self.limit {
+                return None;
+            }
+            match self.used.compare_exchange_weak(
+                now,
+                now + weight,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(seen) => now = seen,
+            }
+        }
+        Some(Carried {
+            record,
+            evaluated,
+            charge: Charge {
+                used: self.used.clone(),
+                weight,
+            },
+        })
+    }
+
+    /// Bytes held now.
+    #[cfg(test)]
+    pub(super) fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+}
+
+/// A carried batch's share of the budget, given back when the batch is dropped.
+#[derive(Debug)]
+struct Charge {
+    used: Arc<AtomicUsize>,
+    weight: usize,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.used.fetch_sub(self.weight, Ordering::AcqRel);
+    }
+}
+
+impl Carried {
+    /// The record and alerts, the budget given back.
+    pub(super) fn take(self) -> (InboxRecord, Option<Evaluated>) {
+        let Carried {
+            record,
+            evaluated,
+            charge,
+        } = self;
+        drop(charge);
+        (record, evaluated)
+    }
+}
