@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::audit::Rejection;
-use crate::delivery::inbox::{Inbox, InboxError, Screen, Screened};
+use crate::delivery::inbox::{Inbox, InboxError, Screen, Screened, ValidateOnly};
 use crate::invalid::{Invalid, positive};
 use crate::server::{self, auth::TokenAuth};
 use budget::Budget;
@@ -163,11 +163,17 @@ impl IngestMetrics {
 /// blocking thread.
 const INLINE_BODY_BYTES: usize = 256 * 1024;
 
+/// Bodies up to this size are evaluated as they are checked (the apiserver's batches are a few
+/// hundred events); larger ones are only checked, and evaluated when detection reads them.
+const EVALUATE_MAX_BYTES: usize = 2 * 1024 * 1024;
+
 /// Shared state of the webhook handler.
 #[derive(Clone)]
 pub struct IngestState {
     inbox: Inbox,
     screen: Arc<dyn Screen>,
+    /// Turns to check a body over [`INLINE_BODY_BYTES`], one per core.
+    large: Arc<tokio::sync::Semaphore>,
     metrics: IngestMetrics,
     budget: Budget,
     cfg: IngestConfig,
@@ -183,9 +189,11 @@ impl IngestState {
         metrics: IngestMetrics,
         cfg: IngestConfig,
     ) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         IngestState {
             inbox,
             screen,
+            large: Arc::new(tokio::sync::Semaphore::new(cores)),
             metrics,
             budget: Budget::new(cfg.max_inflight_bytes),
             cfg,
@@ -238,7 +246,19 @@ async fn post_audit(State(st): State<IngestState>, req: Request) -> Response {
     // The check (and, with rules in force, detection in the same pass): a large body on a
     // blocking thread, so that it does not hold up the requests sharing this worker.
     let screened = if body.len() > INLINE_BODY_BYTES {
-        let (b, screen) = (body.clone(), st.screen.clone());
+        // One large body per core at a time: its events and alerts are built while it is
+        // checked, and eight 12 MiB bodies at once held most of a GiB.
+        let Ok(_turn) = st.large.clone().acquire_owned().await else {
+            return server::error(StatusCode::SERVICE_UNAVAILABLE, "ingest is closing");
+        };
+        let b = body.clone();
+        // Past EVALUATE_MAX_BYTES only checked: evaluating builds every event of the body at
+        // once, and detection evaluates such a batch itself, one per core.
+        let screen = if b.len() > EVALUATE_MAX_BYTES {
+            Arc::new(ValidateOnly)
+        } else {
+            st.screen.clone()
+        };
         match tokio::task::spawn_blocking(move || screen.screen(&b, max_event)).await {
             Ok(d) => d,
             Err(e) => {

@@ -1,6 +1,6 @@
-//! What a fresh batch carries to detection in memory, beside its place on disk: the record itself
-//! (so detection does not read back what was just written) and what its source already worked
-//! out while checking it (the alerts its events raised), so that an accepted batch is read once.
+//! What a fresh batch carries to detection in memory, beside its place on disk, when its source
+//! evaluated it while checking it: the alerts its events raised, and the record itself (so
+//! detection does not read back what was just written), so that an accepted batch is read once.
 //!
 //! Memory is bounded by `inbox.memory_bytes`: past it a batch goes to detection by its place on
 //! disk alone and is read back and evaluated there, exactly as a batch replayed after a restart
@@ -76,7 +76,7 @@ impl Screen for ValidateOnly {
 #[derive(Debug)]
 pub(super) struct Carried {
     pub(super) record: InboxRecord,
-    pub(super) evaluated: Option<Evaluated>,
+    pub(super) evaluated: Evaluated,
     charge: Charge,
 }
 
@@ -98,15 +98,11 @@ impl CarryBudget {
 
     /// The batch's record and alerts to carry, or `None` (read back from disk) when they
     /// would take the budget over its limit.
-    pub(super) fn carry(
-        &self,
-        record: InboxRecord,
-        evaluated: Option<Evaluated>,
-    ) -> Option<Carried> {
+    pub(super) fn carry(&self, record: InboxRecord, evaluated: Evaluated) -> Option<Carried> {
         let weight = record.body.len()
             + record.source.len()
             + record.content_type.len()
-            + evaluated.as_ref().map_or(0, Evaluated::weight);
+            + evaluated.weight();
         let mut now = self.used.load(Ordering::Relaxed);
         loop {
             if now + weight > self.limit {
@@ -154,7 +150,7 @@ impl Drop for Charge {
 
 impl Carried {
     /// The record and alerts, the budget given back.
-    pub(super) fn take(self) -> (InboxRecord, Option<Evaluated>) {
+    pub(super) fn take(self) -> (InboxRecord, Evaluated) {
         let Carried {
             record,
             evaluated,

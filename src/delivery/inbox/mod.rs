@@ -588,7 +588,8 @@ impl Inbox {
     }
 
     /// As [`Inbox::append`], with the alerts the batch's check raised: detection takes them
-    /// (and the body) from memory instead of reading the batch back, within `inbox.memory_bytes`.
+    /// (and the body) from memory instead of reading the batch back and evaluating it, within
+    /// `inbox.memory_bytes`.
     pub async fn append_evaluated(
         &self,
         source: &str,
@@ -597,16 +598,20 @@ impl Inbox {
         evaluated: Option<Evaluated>,
     ) -> Result<u64, InboxError> {
         let received_ms = super::spool::now_ms();
-        let carried = self.carry.carry(
-            InboxRecord {
-                seq: 0,
-                received_ms,
-                source: source.to_string(),
-                content_type: content_type.to_string(),
-                body: body.clone(),
-            },
-            evaluated,
-        );
+        // Only a batch with its alerts is carried: one without is read back and evaluated by
+        // detection, which the disk read hardly adds to.
+        let carried = evaluated.and_then(|evaluated| {
+            self.carry.carry(
+                InboxRecord {
+                    seq: 0,
+                    received_ms,
+                    source: source.to_string(),
+                    content_type: content_type.to_string(),
+                    body: body.clone(),
+                },
+                evaluated,
+            )
+        });
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Append {

@@ -26,7 +26,7 @@ impl InboxReader {
                 let hold = hold_for(&self.shared, entry);
                 return Some(InboxBatch {
                     record,
-                    evaluated,
+                    evaluated: Some(evaluated),
                     hold,
                 });
             }

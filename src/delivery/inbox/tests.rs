@@ -307,16 +307,21 @@ async fn past_the_memory_budget_a_batch_is_read_back_from_disk() {
     let o = open(
         dir.path(),
         &InboxConfig {
-            memory_bytes: 600,
+            memory_bytes: 1500,
             ..cfg()
         },
     );
-    let big = Bytes::from(vec![b'y'; 500]);
+    let big = Bytes::from(vec![b'y'; 1000]);
     o.inbox
         .append_evaluated("w", "", big.clone(), None)
         .await
         .unwrap();
-    assert!(o.inbox.carry.used() >= 500, "the first is carried");
+    assert_eq!(o.inbox.carry.used(), 0, "nothing evaluated: read back");
+    o.inbox
+        .append_evaluated("w", "", big.clone(), Some(evaluated("r1")))
+        .await
+        .unwrap();
+    assert!(o.inbox.carry.used() >= 1000, "evaluated: carried");
     o.inbox
         .append_evaluated("w", "", big.clone(), Some(evaluated("r2")))
         .await
@@ -324,13 +329,18 @@ async fn past_the_memory_budget_a_batch_is_read_back_from_disk() {
     let mut reader = o.reader;
     let a = reader.next().await.unwrap();
     let b = reader.next().await.unwrap();
-    assert_eq!((a.record.body.len(), b.record.body.len()), (500, 500));
-    assert!(
-        b.evaluated.is_none(),
-        "no room: its alerts are left to detection"
+    let c = reader.next().await.unwrap();
+    let bodies = [&a, &b, &c].map(|x| x.record.body.len());
+    assert_eq!(bodies, [1000, 1000, 1000]);
+    let alerts = [&a, &b, &c].map(|x| x.evaluated.is_some());
+    assert_eq!(
+        alerts,
+        [false, true, false],
+        "the third had no room: its alerts are left to detection"
     );
-    a.hold.release();
-    b.hold.release();
+    for x in [a, b, c] {
+        x.hold.release();
+    }
     settle(&o.inbox).await;
     assert_eq!(o.inbox.carry.used(), 0);
 }
