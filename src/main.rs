@@ -6,11 +6,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use kaudit::config::{Config, LogFormat, Overrides};
 
-/// mimalloc: an event's extraction allocates many small values; glibc's malloc and free were
-/// a quarter of the instructions per event, mimalloc's thread-local pages a fraction of that.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// kaudit: the Kubernetes audit webhook that turns audit events into alerts.
 #[derive(Parser)]
 #[command(name = "kaudit", version, about, long_about = None)]

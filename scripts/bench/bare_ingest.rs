@@ -6,10 +6,6 @@ use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::routing::post;
 
-/// kaudit's allocator, so that the ratio compares the work, not the allocators.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let addr = std::env::args()

@@ -3,8 +3,7 @@
 //! `detect::Screener` does before the webhook answers), repeated. Run under
 //! `valgrind --tool=callgrind` by `scripts/bench-ingest`, beside a bare parse of the same body
 //! into a `serde_json::Value` (what `scripts/bench/bare_ingest.rs` does per request), so the
-//! instruction counts per event can be compared on a loaded machine. Both run on kaudit's
-//! allocator (mimalloc), so the count compares the work, not the allocators.
+//! instruction counts per event can be compared on a loaded machine.
 //! Usage: ingest-cpu <body.json> <repeats> [parse-only]
 
 use std::process::ExitCode;
@@ -12,9 +11,6 @@ use std::process::ExitCode;
 use kaudit_engine::lazy;
 use kaudit_engine::rules::{LoadOptions, Ruleset};
 
-/// kaudit's allocator, so that the count is kaudit's.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);

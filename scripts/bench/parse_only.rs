@@ -5,10 +5,6 @@
 
 use std::process::ExitCode;
 
-/// kaudit's allocator, so that the ratio compares the work, not the allocators.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn count(v: &serde_json::Value) -> usize {
     match v {
         serde_json::Value::Array(a) => a.iter().map(count).sum(),
