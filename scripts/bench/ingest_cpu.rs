@@ -11,7 +11,6 @@ use std::process::ExitCode;
 use kaudit_engine::lazy;
 use kaudit_engine::rules::{LoadOptions, Ruleset};
 
-
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let (Some(path), Some(reps)) = (args.next(), args.next()) else {
