@@ -1,4 +1,5 @@
-//! Allocator tuning for large request bodies.
+//! Bounded memory: byte budgets ([`Budget`]: request bodies in flight, batches carried to
+//! detection) and the allocator's tuning for large request bodies.
 //!
 //! An audit batch can be 12 MiB, and a busy webhook holds and frees many of them. glibc's malloc
 //! raises its mmap threshold each time such a block is freed (up to 32 MiB), after which 12 MiB
@@ -34,5 +35,44 @@ pub fn tune_allocator() {
         let arenas = (cores * ARENAS_PER_CORE).max(2);
         // SAFETY: as above; a cap on arenas only stops new ones being created.
         let _ = unsafe { libc::mallopt(libc::M_ARENA_MAX, arenas as libc::c_int) };
+    }
+}
+
+/// Bytes that a kind of held data (request bodies, carried batches) may take at once: a holder
+/// reserves its bytes before it holds them and gives them back when the [`Reserved`] drops.
+#[derive(Clone, Debug)]
+pub struct Budget {
+    sem: std::sync::Arc<tokio::sync::Semaphore>,
+    bytes: usize,
+}
+
+/// Reserved bytes; given back on drop.
+#[derive(Debug)]
+pub struct Reserved(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
+
+impl Budget {
+    /// A budget of `bytes` (at most the semaphore's maximum, 2^61 bytes).
+    pub fn new(bytes: usize) -> Budget {
+        let bytes = bytes.min(tokio::sync::Semaphore::MAX_PERMITS);
+        Budget {
+            sem: std::sync::Arc::new(tokio::sync::Semaphore::new(bytes)),
+            bytes,
+        }
+    }
+
+    /// Reserves `bytes` (one reservation counts at most 4 GiB), or `None` when the budget has
+    /// not that much left.
+    pub fn try_reserve(&self, bytes: usize) -> Option<Reserved> {
+        let n = u32::try_from(bytes).unwrap_or(u32::MAX);
+        self.sem
+            .clone()
+            .try_acquire_many_owned(n)
+            .ok()
+            .map(Reserved)
+    }
+
+    /// Bytes reserved now.
+    pub fn used(&self) -> usize {
+        self.bytes - self.sem.available_permits()
     }
 }

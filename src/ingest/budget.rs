@@ -2,30 +2,21 @@
 //! `Content-Length`, or the body limit when it has none) before any of it is read, and given
 //! back when the request ends. Memory then stays bounded however many clients send at once.
 
-use std::sync::Arc;
-
 use axum::http::{HeaderMap, header};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::memory;
 
 /// Bytes that request bodies may hold at once.
 #[derive(Clone)]
-pub struct Budget {
-    sem: Arc<Semaphore>,
-    unit: usize,
-}
+pub struct Budget(memory::Budget);
 
 /// Reserved bytes; given back on drop.
-pub struct Reserved(#[allow(dead_code)] OwnedSemaphorePermit);
+pub type Reserved = memory::Reserved;
 
 impl Budget {
-    /// A budget of `bytes`.
+    /// A budget of `bytes` (at least 1 KiB).
     pub fn new(bytes: usize) -> Budget {
-        // Permits are counted in KiB so that any budget fits the semaphore's u32 arithmetic.
-        let unit = 1024;
-        Budget {
-            sem: Arc::new(Semaphore::new((bytes / unit).max(1))),
-            unit,
-        }
+        Budget(memory::Budget::new(bytes.max(1024)))
     }
 
     /// Reserves room for the body the headers announce (at most `limit`), or `None` when the
@@ -37,13 +28,7 @@ impl Budget {
             .and_then(|v| v.parse::<usize>().ok())
             .unwrap_or(limit)
             .min(limit);
-        let units = declared.div_ceil(self.unit).max(1);
-        let units = u32::try_from(units).unwrap_or(u32::MAX);
-        self.sem
-            .clone()
-            .try_acquire_many_owned(units)
-            .ok()
-            .map(Reserved)
+        self.0.try_reserve(declared.max(1))
     }
 }
 

@@ -6,13 +6,11 @@
 //! disk alone and is read back and evaluated there, exactly as a batch replayed after a restart
 //! (or offered again after a failed spool) always is.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use crate::alert::Alert;
 use crate::audit::{DecodeError, Validated};
 
 use super::InboxRecord;
+use crate::memory::{Budget, Reserved};
 
 /// The alerts a batch's events raised, worked out while the batch was checked.
 #[derive(Debug, Default)]
@@ -72,91 +70,36 @@ impl Screen for ValidateOnly {
     }
 }
 
-/// A fresh batch's record and alerts, holding their share of the memory budget until dropped.
+/// A fresh batch's record and alerts, holding their share of `inbox.memory_bytes` until dropped.
 #[derive(Debug)]
 pub(super) struct Carried {
     pub(super) record: InboxRecord,
     pub(super) evaluated: Evaluated,
-    charge: Charge,
+    _reserved: Reserved,
 }
 
-/// The bytes carried batches hold now, against `inbox.memory_bytes`. The record's seq is set by
-/// the writer once it has one.
-#[derive(Debug, Default, Clone)]
-pub(super) struct CarryBudget {
-    used: Arc<AtomicUsize>,
-    limit: usize,
-}
-
-impl CarryBudget {
-    pub(super) fn new(limit: usize) -> Self {
-        CarryBudget {
-            used: Arc::default(),
-            limit,
-        }
-    }
-
-    /// The batch's record and alerts to carry, or `None` (read back from disk) when they
-    /// would take the budget over its limit.
-    pub(super) fn carry(&self, record: InboxRecord, evaluated: Evaluated) -> Option<Carried> {
+impl Carried {
+    /// The batch's record and alerts to carry, or `None` (read back from disk) when they would
+    /// take `budget` over its limit. The record's seq is set by the writer once it has one.
+    pub(super) fn within(
+        budget: &Budget,
+        record: InboxRecord,
+        evaluated: Evaluated,
+    ) -> Option<Carried> {
         let weight = record.body.len()
             + record.source.len()
             + record.content_type.len()
             + evaluated.weight();
-        let mut now = self.used.load(Ordering::Relaxed);
-        loop {
-            if now + weight > self.limit {
-                return None;
-            }
-            match self.used.compare_exchange_weak(
-                now,
-                now + weight,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(seen) => now = seen,
-            }
-        }
+        let reserved = budget.try_reserve(weight)?;
         Some(Carried {
             record,
             evaluated,
-            charge: Charge {
-                used: self.used.clone(),
-                weight,
-            },
+            _reserved: reserved,
         })
     }
 
-    /// Bytes held now.
-    #[cfg(test)]
-    pub(super) fn used(&self) -> usize {
-        self.used.load(Ordering::Acquire)
-    }
-}
-
-/// A carried batch's share of the budget, given back when the batch is dropped.
-#[derive(Debug)]
-struct Charge {
-    used: Arc<AtomicUsize>,
-    weight: usize,
-}
-
-impl Drop for Charge {
-    fn drop(&mut self) {
-        self.used.fetch_sub(self.weight, Ordering::AcqRel);
-    }
-}
-
-impl Carried {
     /// The record and alerts, the budget given back.
     pub(super) fn take(self) -> (InboxRecord, Evaluated) {
-        let Carried {
-            record,
-            evaluated,
-            charge,
-        } = self;
-        drop(charge);
-        (record, evaluated)
+        (self.record, self.evaluated)
     }
 }

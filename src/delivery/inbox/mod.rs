@@ -41,7 +41,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use super::{Backoff, Hold};
 use crate::health::Probe;
 use crate::invalid::{Invalid, positive};
-use carry::{Carried, CarryBudget};
+use carry::Carried;
 pub use carry::{Evaluated, Screen, Screened, ValidateOnly};
 pub use record::InboxRecord;
 use watermark::Watermark;
@@ -372,7 +372,8 @@ fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
 pub struct Inbox {
     tx: mpsc::UnboundedSender<Append>,
     shared: Arc<Shared>,
-    carry: CarryBudget,
+    /// `inbox.memory_bytes`: what carried batches may hold.
+    carry: crate::memory::Budget,
 }
 
 /// The reading side, for detection: batches in order, then those offered again.
@@ -560,7 +561,7 @@ impl Inbox {
             inbox: Inbox {
                 tx,
                 shared: shared.clone(),
-                carry: CarryBudget::new(cfg.memory_bytes),
+                carry: crate::memory::Budget::new(cfg.memory_bytes),
             },
             reader: InboxReader {
                 rx: entry_rx,
@@ -601,7 +602,8 @@ impl Inbox {
         // Only a batch with its alerts is carried: one without is read back and evaluated by
         // detection, which the disk read hardly adds to.
         let carried = evaluated.and_then(|evaluated| {
-            self.carry.carry(
+            Carried::within(
+                &self.carry,
                 InboxRecord {
                     seq: 0,
                     received_ms,
