@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::alert::Alert;
 use crate::audit::AuditEvent;
-use crate::audit::{DecodeError, Rejection, Validated};
+use crate::audit::{DecodeError, Validated};
 use crate::delivery::Hold;
 use crate::delivery::alerts::AlertSender;
 use crate::delivery::inbox::{
@@ -236,10 +236,6 @@ impl Detector {
     }
 }
 
-/// Bodies up to this size are read in one pass ([`lazy::for_each_event`]); larger ones item by
-/// item, so that evaluating a 12 MiB batch holds one event at a time, not all of them.
-const ONE_PASS_MAX_BYTES: usize = 2 * 1024 * 1024;
-
 /// Evaluates every event of a payload with `f` (lazy extraction over its rules' paths), counting
 /// what ingest's check counts on the way: the events accepted and rejected, and the alerts.
 /// `seq` names the batch in the uuids of events without an `auditID`; before the batch has one
@@ -264,7 +260,7 @@ fn evaluate_payload(
             &whole
         }
     };
-    let mut visit = |i, item: Result<(lazy::RawEvent, AuditEvent), Rejection>| {
+    lazy::for_each_event(body, max_event_bytes, paths, |i, item| {
         let (raw, ev) = match item {
             Ok(it) => it,
             Err(r) => return checked.rejected.push((i, r)),
@@ -284,17 +280,7 @@ fn evaluate_payload(
         for a in &mut out[from..] {
             a.uuid = alert_uuid(&ev, seq.unwrap_or(0), i, &a.rule, "embedded");
         }
-    };
-    if body.len() > ONE_PASS_MAX_BYTES {
-        // Item by item: the one-pass scan holds every event of the body built at once (65 MB
-        // for a 12 MiB body), the walk one at a time; both give the same items and events.
-        lazy::for_each_raw(body, max_event_bytes, |item| match item {
-            Ok(raw) => visit(raw.index, raw.extract(paths).map(|ev| (raw, ev))),
-            Err((i, r)) => visit(i, Err(r)),
-        })?;
-    } else {
-        lazy::for_each_event(body, max_event_bytes, paths, visit)?;
-    }
+    })?;
     let evaluated = (!keyless).then(|| Evaluated {
         alerts: out,
         events: checked.accepted as u64,
@@ -337,10 +323,14 @@ impl Screener {
 impl Screen for Screener {
     fn screen(&self, body: &[u8], max_event_bytes: usize) -> Result<Screened, DecodeError> {
         // A ruleset is pure computation; an opaque evaluator (a test's hook) may block, and is
-        // left to the detect stage, as is everything without rules in force (Falco mode).
+        // left to the detect stage, as is everything without rules in force (Falco mode). So is
+        // a body past the one pass: its thousands of alerts would sit in the inbox's memory.
         let Some(f @ InForce::Rules(_)) = self.detector.get() else {
             return ValidateOnly.screen(body, max_event_bytes);
         };
+        if body.len() > lazy::ONE_PASS_MAX_BYTES {
+            return ValidateOnly.screen(body, max_event_bytes);
+        }
         let (checked, evaluated) = evaluate_payload(body, None, max_event_bytes, &f)?;
         Ok(Screened { checked, evaluated })
     }
@@ -644,11 +634,11 @@ mod tests {
         let one = body(false);
         let v: serde_json::Value = serde_json::from_slice(&one).unwrap();
         let items = v["items"].as_array().unwrap();
-        let copies = ONE_PASS_MAX_BYTES / one.len() + 1;
+        let copies = lazy::ONE_PASS_MAX_BYTES / one.len() + 1;
         let all: Vec<_> = (0..copies).flat_map(|_| items.iter().cloned()).collect();
         let big =
             serde_json::to_vec(&serde_json::json!({"kind": "EventList", "items": all})).unwrap();
-        assert!(big.len() > ONE_PASS_MAX_BYTES);
+        assert!(big.len() > lazy::ONE_PASS_MAX_BYTES);
         let f = with_rules().get().unwrap();
         let (c1, e1) = evaluate_payload(&one, Some(1), 1 << 20, &f).unwrap();
         let (cn, en) = evaluate_payload(&big, Some(1), 1 << 20, &f).unwrap();

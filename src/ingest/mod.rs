@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::audit::Rejection;
-use crate::delivery::inbox::{Inbox, InboxError, Screen, Screened, ValidateOnly};
+use crate::delivery::inbox::{Inbox, InboxError, Screen, Screened};
 use crate::invalid::{Invalid, positive};
 use crate::server::{self, auth::TokenAuth};
 use budget::Budget;
@@ -163,10 +163,6 @@ impl IngestMetrics {
 /// blocking thread.
 const INLINE_BODY_BYTES: usize = 256 * 1024;
 
-/// Bodies up to this size are evaluated as they are checked (the apiserver's batches are a few
-/// hundred events); larger ones are only checked, and evaluated when detection reads them.
-const EVALUATE_MAX_BYTES: usize = 2 * 1024 * 1024;
-
 /// Shared state of the webhook handler.
 #[derive(Clone)]
 pub struct IngestState {
@@ -251,14 +247,7 @@ async fn post_audit(State(st): State<IngestState>, req: Request) -> Response {
         let Ok(_turn) = st.large.clone().acquire_owned().await else {
             return server::error(StatusCode::SERVICE_UNAVAILABLE, "ingest is closing");
         };
-        let b = body.clone();
-        // Past EVALUATE_MAX_BYTES only checked: evaluating builds every event of the body at
-        // once, and detection evaluates such a batch itself, one per core.
-        let screen = if b.len() > EVALUATE_MAX_BYTES {
-            Arc::new(ValidateOnly)
-        } else {
-            st.screen.clone()
-        };
+        let (b, screen) = (body.clone(), st.screen.clone());
         match tokio::task::spawn_blocking(move || screen.screen(&b, max_event)).await {
             Ok(d) => d,
             Err(e) => {
