@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::alert::Alert;
-use crate::audit::AuditEvent;
+use crate::audit::{AuditEvent, EventRef};
 use crate::audit::{DecodeError, Validated};
 use crate::delivery::Hold;
 use crate::delivery::alerts::AlertSender;
@@ -268,17 +268,18 @@ fn evaluate_payload(
         checked.accepted += 1;
         let from = out.len();
         match f {
-            InForce::Opaque(eval) => eval(&ev, &mut out),
+            InForce::Opaque(eval) => eval(&ev.to_event(), &mut out),
             InForce::Rules(rs) => {
                 rs.evaluate_extracted(&ev, &raw, &mut out);
                 mark_embedded(&mut out[from..]);
             }
         }
+        let ev = ev.view();
         if out.len() > from && seq.is_none() && ev.audit_id().is_empty() {
             keyless = true;
         }
         for a in &mut out[from..] {
-            a.uuid = alert_uuid(&ev, seq.unwrap_or(0), i, &a.rule, "embedded");
+            a.uuid = alert_uuid(ev, seq.unwrap_or(0), i, &a.rule, "embedded");
         }
     })?;
     let evaluated = (!keyless).then(|| Evaluated {
@@ -459,16 +460,18 @@ pub const ALERT_UUID_NAMESPACE: uuid::Uuid =
 /// event without an `auditID`, its place in the inbox), the rule and the origin. A replayed or
 /// re-sent batch raises alerts with the same uuids, so consumers de-duplicate them. The id is
 /// time-ordered by the event's time ([`crate::alert::time_ordered`]).
-pub fn alert_uuid(ev: &AuditEvent, seq: u64, index: usize, rule: &str, origin: &str) -> uuid::Uuid {
+pub fn alert_uuid(
+    ev: EventRef<'_>,
+    seq: u64,
+    index: usize,
+    rule: &str,
+    origin: &str,
+) -> uuid::Uuid {
     let id = ev.audit_id();
     let name = if id.is_empty() {
         format!("inbox:{seq}:{index}\0{rule}\0{origin}")
     } else {
-        let stage = ev
-            .json
-            .get("stage")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or("");
+        let stage = ev.str_at("stage").unwrap_or("");
         format!("{id}\0{stage}\0{rule}\0{origin}")
     };
     crate::alert::time_ordered(

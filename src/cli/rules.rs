@@ -9,7 +9,7 @@ use clap::Subcommand;
 
 use crate::alert::{Alert, Priority};
 use crate::audit::{self, AuditEvent, NOT_AN_AUDIT_EVENT, Rejection};
-use crate::lazy::{self, PathSet, RawEvent};
+use crate::lazy::{self, Extracted, PathSet, RawEvent};
 use crate::rules::{LoadOptions, LoadReport, RuleMatching, Ruleset};
 
 /// The `rules` subcommands.
@@ -199,20 +199,20 @@ pub fn stream_events(
     name: &str,
     bytes: &[u8],
     paths: &PathSet,
-    mut visit: impl FnMut(&RawEvent<'_>, &AuditEvent),
+    mut visit: impl FnMut(&RawEvent<'_>, &Extracted<'_>),
 ) -> bool {
     let mut ok = true;
     let mut take =
-        |at: &str, item: Result<(RawEvent<'_>, AuditEvent), (usize, Rejection)>| match item {
+        |at: &str, item: Result<(RawEvent<'_>, Extracted<'_>), (usize, Rejection)>| match item {
             Ok((raw, ev)) => visit(&raw, &ev),
             Err((i, r)) => {
                 eprintln!("{name}{at}: item {}: event dropped: {}", i + 1, r.as_str());
                 ok = false;
             }
         };
-    type Item<'a> = Result<(RawEvent<'a>, AuditEvent), (usize, Rejection)>;
+    type Item<'a> = Result<(RawEvent<'a>, Extracted<'a>), (usize, Rejection)>;
     fn built<'a>(it: Result<RawEvent<'a>, (usize, Rejection)>, paths: &PathSet) -> Item<'a> {
-        it.and_then(|raw| match raw.extract(paths) {
+        it.and_then(|raw| match raw.scan(paths) {
             Ok(ev) => Ok((raw, ev)),
             Err(r) => Err((raw.index, r)),
         })

@@ -349,7 +349,7 @@ fn every_field_agrees_with_a_full_parse_over_a_generated_corpus() {
     assert!(!every.is_whole());
     let whole = single.iter().filter(|s| s.is_whole()).count();
     assert!(whole <= 8, "{whole} fields read the whole event");
-    let (mut checked, mut full_refused, mut values) = (0usize, 0usize, 0usize);
+    let (mut checked, mut full_refused, mut values, mut scanned) = (0usize, 0usize, 0usize, 0usize);
     for (n, text) in texts.iter().enumerate() {
         let full = match serde_json::from_str::<Value>(text)
             .ok()
@@ -370,26 +370,38 @@ fn every_field_agrees_with_a_full_parse_over_a_generated_corpus() {
                 continue;
             }
         };
-        let together = lazy::extract(text, &every)
+        // As evaluation reads it (strings borrowed from the text where the scanner took it),
+        // and as it converts to an `AuditEvent` (what alerts and the CLI's slow path read).
+        let together = lazy::scan_event(text, &every)
             .unwrap_or_else(|r| panic!("event {n} refused lazily ({r:?}): {text}"));
-        assert_eq!(together.time, full.time);
+        if matches!(together, lazy::Extracted::Scanned { .. }) {
+            scanned += 1;
+        }
+        let converted = together.to_event();
+        assert_eq!(together.view().time, full.time);
         for ((name, f), alone) in fields.iter().zip(&single) {
-            let want = fields::extract(f, &full);
+            let want = fields::extract(f, full.view());
             if !alone.is_whole() {
-                let got = fields::extract(f, &together);
+                let got = fields::extract(f, together.view());
                 assert_eq!(got, want, "{name}, all fields' paths, event {n}: {text}");
+                let got = fields::extract(f, converted.view());
+                assert_eq!(got, want, "{name}, converted, event {n}: {text}");
             }
-            let part = lazy::extract(text, alone)
+            let part = lazy::scan_event(text, alone)
                 .unwrap_or_else(|r| panic!("event {n} refused lazily ({r:?}): {text}"));
-            let got = fields::extract(f, &part);
+            let got = fields::extract(f, part.view());
             assert_eq!(got, want, "{name}, its own paths, event {n}: {text}");
             values += want.as_slice().len();
             checked += 1;
         }
     }
     println!(
-        "lazy vs full: {} events, {checked} field extractions agree ({values} values); {full_refused} events a full parse refuses were skipped",
+        "lazy vs full: {} events ({scanned} read by the one-pass scanner), {checked} field extractions agree ({values} values); {full_refused} events a full parse refuses were skipped",
         texts.len()
+    );
+    assert!(
+        scanned * 2 > texts.len(),
+        "the scanner read too few events: {scanned}"
     );
     assert!(
         values > 10_000,
@@ -408,8 +420,8 @@ fn unread_parts_past_the_parsers_limits_do_not_hide_an_event() {
     );
     assert!(serde_json::from_str::<Value>(&text).is_err());
     let f = fields::lookup("ka.verb", None).expect("ka.verb");
-    let ev = lazy::extract(&text, &paths_of(&[&f])).expect("the event is read");
-    assert_eq!(fields::extract(&f, &ev).to_strings(), vec!["get"]);
+    let ev = lazy::scan_event(&text, &paths_of(&[&f])).expect("the event is read");
+    assert_eq!(fields::extract(&f, ev.view()).to_strings(), vec!["get"]);
 }
 
 #[test]
@@ -438,7 +450,7 @@ fn event_lists_read_in_one_pass_give_every_item_as_the_walk_does() {
         for max in [usize::MAX, 1500] {
             let mut once = Vec::new();
             let read = lazy::for_each_event(body.as_bytes(), max, &every, |i, r| {
-                once.push((i, r.map(|(raw, ev)| (raw.index, raw.text, ev))))
+                once.push((i, r.map(|(raw, ev)| (raw.index, raw.text, ev.into_event()))))
             });
             let mut walked = Vec::new();
             let walk = lazy::for_each_raw(body.as_bytes(), max, |r| match r {

@@ -12,6 +12,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::json::JsonRef;
+
 /// The message Falco's plugin logs for a document that is not an audit event (its tests grep it).
 pub const NOT_AN_AUDIT_EVENT: &str = "data not recognized as a k8s audit event";
 
@@ -30,24 +32,56 @@ impl AuditEvent {
         if !json.is_object() {
             return Err(Rejection::NotAnObject);
         }
-        let ts = match json.get("stageTimestamp") {
-            Some(Value::String(s)) => s,
-            Some(_) => return Err(Rejection::BadStageTimestamp),
-            None => return Err(Rejection::MissingStageTimestamp),
-        };
-        let time = DateTime::parse_from_rfc3339(ts)
-            .map_err(|_| Rejection::BadStageTimestamp)?
-            .with_timezone(&Utc);
+        let time = event_time(JsonRef::Value(&json))?;
         Ok(AuditEvent { json, time })
     }
 
     /// The `auditID`, for logs.
     pub fn audit_id(&self) -> &str {
-        self.json
-            .get("auditID")
-            .and_then(Value::as_str)
-            .unwrap_or("")
+        self.view().audit_id()
     }
+
+    /// The event as the field extractors read it.
+    pub fn view(&self) -> EventRef<'_> {
+        EventRef {
+            json: JsonRef::Value(&self.json),
+            time: self.time,
+        }
+    }
+}
+
+/// A read-only view of an event: a parsed [`AuditEvent`] or one lazy extraction built
+/// (`crate::lazy::Extracted`), read by the same extractors either way.
+#[derive(Clone, Copy, Debug)]
+pub struct EventRef<'e> {
+    /// The event's JSON (as much of it as was built).
+    pub json: JsonRef<'e>,
+    /// `stageTimestamp`, the event time Falco uses.
+    pub time: DateTime<Utc>,
+}
+
+impl<'e> EventRef<'e> {
+    /// The `auditID` (empty when there is none).
+    pub fn audit_id(&self) -> &'e str {
+        self.str_at("auditID").unwrap_or("")
+    }
+
+    /// The string at top-level key `key`, if it is one.
+    pub fn str_at(&self, key: &str) -> Option<&'e str> {
+        self.json.get(key)?.as_str()
+    }
+}
+
+/// The time of an event's JSON, checked as [`AuditEvent::from_json`] checks it: its
+/// `stageTimestamp`, an RFC 3339 string.
+pub fn event_time(json: JsonRef<'_>) -> Result<DateTime<Utc>, Rejection> {
+    let ts = match json.get("stageTimestamp") {
+        Some(v) => v.as_str().ok_or(Rejection::BadStageTimestamp)?,
+        None => return Err(Rejection::MissingStageTimestamp),
+    };
+    Ok(DateTime::parse_from_rfc3339(ts)
+        .map_err(|_| Rejection::BadStageTimestamp)?
+        .with_timezone(&Utc))
 }
 
 /// Why one event of an otherwise valid payload was dropped. A bounded set: it labels metrics.

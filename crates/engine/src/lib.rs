@@ -2,6 +2,7 @@
 //!
 //! The bottom layer of kaudit, pure computation with no I/O beyond reading rules files:
 //! - [`audit`]: the audit event model and payload decoding (`EventList`, `Event`, arrays);
+//! - [`json`]: borrowed JSON, what lazy extraction builds and the view extractors read;
 //! - [`lazy`]: lazy extraction, an event scanned once and only the parts rules read built;
 //! - [`alert`]: the alert, Falco's alert JSON plus falcosidekick's `uuid`;
 //! - [`rules`]: the Falco-compatible `k8s_audit` rules engine (loader, condition language,
@@ -21,5 +22,6 @@
 
 pub mod alert;
 pub mod audit;
+pub mod json;
 pub mod lazy;
 pub mod rules;

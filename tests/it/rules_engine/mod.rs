@@ -83,9 +83,21 @@ fn load_err(yaml: &str) -> String {
     }
 }
 
+/// The field's values in `ev`, read the same from the parsed event and from the one-pass
+/// scanner's borrowed build of its text.
 fn vals(field: &str, arg: Option<&str>, ev: &AuditEvent) -> Vec<String> {
     let f = lookup(field, arg).unwrap_or_else(|e| panic!("{e}"));
-    extract(&f, ev).to_strings()
+    let got = extract(&f, ev.view()).to_strings();
+    let mut paths = kaudit::lazy::PathSet::new();
+    f.add_reads(&mut paths);
+    let text = ev.json.to_string();
+    let lazily = kaudit::lazy::scan_event(&text, &paths).expect("the event scans");
+    assert_eq!(
+        extract(&f, lazily.view()).to_strings(),
+        got,
+        "{field} lazily: {text}"
+    );
+    got
 }
 
 fn s(v: &[&str]) -> Vec<String> {

@@ -22,7 +22,10 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-use crate::audit::{self, AuditEvent, DecodeError, Rejection};
+use chrono::{DateTime, Utc};
+
+use crate::audit::{self, AuditEvent, DecodeError, EventRef, Rejection};
+use crate::json::Doc;
 
 mod scan;
 
@@ -146,6 +149,64 @@ impl PathSet {
     }
 }
 
+/// An event as lazy extraction hands it out: scanned in one pass (plain strings borrowed from
+/// its text, see [`crate::json`]), or, where the scanner left it to serde_json, built by it.
+/// Either way it holds the members on the paths asked for, and reads the same through
+/// [`Extracted::view`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Extracted<'a> {
+    /// Built by the one-pass scanner.
+    Scanned {
+        /// The event's members on the paths (an object).
+        json: Doc<'a>,
+        /// `stageTimestamp`.
+        time: DateTime<Utc>,
+    },
+    /// Built by serde_json.
+    Built(AuditEvent),
+}
+
+impl<'a> Extracted<'a> {
+    /// A scanned event's object, its time checked as [`AuditEvent::from_json`] checks it.
+    pub(crate) fn scanned(json: Doc<'a>) -> Result<Extracted<'a>, Rejection> {
+        if !matches!(json, Doc::Object(_)) {
+            return Err(Rejection::NotAnObject);
+        }
+        let time = audit::event_time(json.view())?;
+        Ok(Extracted::Scanned { json, time })
+    }
+
+    /// The event as the field extractors read it.
+    pub fn view(&self) -> EventRef<'_> {
+        match self {
+            Extracted::Scanned { json, time } => EventRef {
+                json: json.view(),
+                time: *time,
+            },
+            Extracted::Built(ev) => ev.view(),
+        }
+    }
+
+    /// The same event as an [`AuditEvent`], borrowed when it is one already.
+    pub fn to_event(&self) -> Cow<'_, AuditEvent> {
+        match self {
+            Extracted::Built(ev) => Cow::Borrowed(ev),
+            other => Cow::Owned(other.clone().into_event()),
+        }
+    }
+
+    /// The same event as an [`AuditEvent`] (what serde_json builds over the same paths).
+    pub fn into_event(self) -> AuditEvent {
+        match self {
+            Extracted::Scanned { json, time } => AuditEvent {
+                json: json.into_value(),
+                time,
+            },
+            Extracted::Built(ev) => ev,
+        }
+    }
+}
+
 /// One item of a payload before it is parsed: its position among the payload's items and its
 /// text, byte for byte as it arrived.
 #[derive(Clone, Copy, Debug)]
@@ -162,23 +223,32 @@ impl<'a> RawEvent<'a> {
     pub fn extract(&self, paths: &PathSet) -> Result<AuditEvent, Rejection> {
         extract(self.text, paths)
     }
+
+    /// As [`RawEvent::extract`], as the one-pass scanner builds it for evaluation (borrowing
+    /// from the text).
+    pub fn scan(&self, paths: &PathSet) -> Result<Extracted<'a>, Rejection> {
+        scan_event(self.text, paths)
+    }
 }
 
 /// Parses `text` keeping only the members on `paths`; see [`RawEvent::extract`].
 pub fn extract(text: &str, paths: &PathSet) -> Result<AuditEvent, Rejection> {
-    if paths.is_whole() {
+    scan_event(text, paths).map(Extracted::into_event)
+}
+
+/// As [`extract`], the event as the one-pass scanner builds it for evaluation: what the rules
+/// read through [`Extracted::view`].
+pub fn scan_event<'a>(text: &'a str, paths: &PathSet) -> Result<Extracted<'a>, Rejection> {
+    if paths.is_whole() || !text.trim_start().starts_with('{') {
+        // The whole event, or not an object: decided (not-an-object or malformed) exactly as
+        // a full parse does.
         let v: Value = serde_json::from_str(text).map_err(|_| Rejection::Malformed)?;
-        return AuditEvent::from_json(v);
-    }
-    if !text.trim_start().starts_with('{') {
-        // Not an object: decide (not-an-object or malformed) exactly as a full parse does.
-        let v: Value = serde_json::from_str(text).map_err(|_| Rejection::Malformed)?;
-        return AuditEvent::from_json(v);
+        return AuditEvent::from_json(v).map(Extracted::Built);
     }
     match scan::event(text, &paths.root) {
         Ok(ev) => ev,
         // Anything unusual: serde_json decides.
-        Err(scan::Unsure) => extract_walked(text, &paths.root),
+        Err(scan::Unsure) => extract_walked(text, &paths.root).map(Extracted::Built),
     }
 }
 
@@ -224,7 +294,7 @@ pub fn for_each_event<'a>(
     body: &'a [u8],
     max_event_bytes: usize,
     paths: &PathSet,
-    mut visit: impl FnMut(usize, Result<(RawEvent<'a>, AuditEvent), Rejection>),
+    mut visit: impl FnMut(usize, Result<(RawEvent<'a>, Extracted<'a>), Rejection>),
 ) -> Result<(), DecodeError> {
     if !paths.is_whole()
         && body.len() <= ONE_PASS_MAX_BYTES
@@ -249,7 +319,7 @@ pub fn for_each_event<'a>(
         return Ok(());
     }
     for_each_raw(body, max_event_bytes, |item| match item {
-        Ok(raw) => visit(raw.index, raw.extract(paths).map(|ev| (raw, ev))),
+        Ok(raw) => visit(raw.index, raw.scan(paths).map(|ev| (raw, ev))),
         Err((i, r)) => visit(i, Err(r)),
     })
 }
@@ -263,7 +333,7 @@ pub fn single_event<'a>(
     body: &'a [u8],
     max_event_bytes: usize,
     paths: &PathSet,
-) -> Option<(RawEvent<'a>, Result<AuditEvent, Rejection>)> {
+) -> Option<(RawEvent<'a>, Result<Extracted<'a>, Rejection>)> {
     if paths.is_whole() {
         return None;
     }
@@ -315,7 +385,7 @@ fn single_event_walked<'a>(
     body: &'a [u8],
     max_event_bytes: usize,
     paths: &PathSet,
-) -> Option<(RawEvent<'a>, Result<AuditEvent, Rejection>)> {
+) -> Option<(RawEvent<'a>, Result<Extracted<'a>, Rejection>)> {
     if paths.is_whole() {
         return None;
     }
@@ -342,7 +412,10 @@ fn single_event_walked<'a>(
     if probe.unusual || !is_event || !audit_version {
         return None;
     }
-    Some((RawEvent { index: 0, text }, AuditEvent::from_json(v)))
+    Some((
+        RawEvent { index: 0, text },
+        AuditEvent::from_json(v).map(Extracted::Built),
+    ))
 }
 
 /// What the root of a payload says about itself, read while it is scanned.
@@ -609,7 +682,7 @@ mod tests {
         let padded = format!(" \n{ev}\r\n");
         let (raw, got) = single_event(padded.as_bytes(), 1 << 20, &set).expect("one pass");
         assert_eq!(raw.text, ev);
-        assert_eq!(got.unwrap().json["verb"], "get");
+        assert_eq!(got.unwrap().view().str_at("verb"), Some("get"));
         for other in [
             format!(r#"{{"kind":"EventList","items":[{ev}]}}"#),
             format!(r#"{{"kind":"Event","items":3,{TS}}}"#),
@@ -628,7 +701,7 @@ mod tests {
         // Every way in agrees with the general walk.
         let mut seen = Vec::new();
         for_each_event(padded.as_bytes(), 1 << 20, &set, |i, r| {
-            seen.push((i, r.map(|(_, e)| e.json)))
+            seen.push((i, r.map(|(_, e)| e.into_event().json)))
         })
         .unwrap();
         let mut walked = Vec::new();

@@ -11,10 +11,13 @@
 //! members it builds whole are handed to serde_json (strings without escapes and literals
 //! excepted, built here the way serde_json builds them).
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
 
-use super::{Node, RawEvent};
-use crate::audit::{AuditEvent, Rejection};
+use serde_json::Value;
+
+use super::{Extracted, Node, RawEvent};
+use crate::audit::Rejection;
+use crate::json::Doc;
 
 /// The scanner gave up: serde_json decides instead.
 #[derive(Debug)]
@@ -28,7 +31,7 @@ const MAX_BUILT_DEPTH: usize = 100;
 /// What the root of a payload is, as far as the one-pass reader can tell.
 pub(crate) enum Payload<'a> {
     /// One `Event`: its text, and it with only the members on the paths built.
-    Event(RawEvent<'a>, Result<AuditEvent, Rejection>),
+    Event(RawEvent<'a>, Result<Extracted<'a>, Rejection>),
     /// An `EventList`: its items.
     List(Items<'a>),
 }
@@ -52,7 +55,7 @@ pub(crate) fn payload<'a>(text: &'a str, node: &Node, max_event_bytes: usize) ->
     match (root.kind, root.items) {
         (Some("Event"), None) if text.len() <= max_event_bytes => Ok(Payload::Event(
             RawEvent { index: 0, text },
-            AuditEvent::from_json(v),
+            Extracted::scanned(v),
         )),
         (Some("EventList"), Some(items)) => Ok(Payload::List(items)),
         _ => Err(Unsure),
@@ -61,7 +64,7 @@ pub(crate) fn payload<'a>(text: &'a str, node: &Node, max_event_bytes: usize) ->
 
 /// One event's text, the members on the paths built: what `serde_json` with
 /// [`super::extract`]'s visitor builds, or [`Unsure`].
-pub(crate) fn event(text: &str, node: &Node) -> Scan<Result<AuditEvent, Rejection>> {
+pub(crate) fn event<'a>(text: &'a str, node: &Node) -> Scan<Result<Extracted<'a>, Rejection>> {
     let mut s = Scanner::new(text);
     s.ws();
     let v = s.object(node, 0, None, 0)?;
@@ -69,7 +72,7 @@ pub(crate) fn event(text: &str, node: &Node) -> Scan<Result<AuditEvent, Rejectio
     if s.pos != s.b.len() {
         return Err(Unsure);
     }
-    Ok(AuditEvent::from_json(v))
+    Ok(Extracted::scanned(v))
 }
 
 /// The payload's own members, read at the root.
@@ -82,7 +85,7 @@ struct Root<'a> {
 
 /// An `EventList`'s items: each one's position, and its raw text and event or why it was
 /// dropped.
-pub(crate) type Items<'a> = Vec<(usize, Result<(RawEvent<'a>, AuditEvent), Rejection>)>;
+pub(crate) type Items<'a> = Vec<(usize, Result<(RawEvent<'a>, Extracted<'a>), Rejection>)>;
 
 struct Scanner<'a> {
     text: &'a str,
@@ -322,29 +325,39 @@ impl<'a> Scanner<'a> {
     }
 
     /// Builds one whole value (leading whitespace read) at nesting `depth`.
-    fn whole(&mut self, depth: usize) -> Scan<Value> {
+    fn whole(&mut self, depth: usize) -> Scan<Doc<'a>> {
         let from = self.pos;
         match self.peek() {
             Some(b'"') => {
                 self.pos += 1;
                 if !self.string()? {
-                    return Ok(Value::String(self.text[from + 1..self.pos - 1].to_string()));
+                    return Ok(Doc::Str(&self.text[from + 1..self.pos - 1]));
                 }
             }
-            Some(b't') => return self.literal(b"true").map(|()| Value::Bool(true)),
-            Some(b'f') => return self.literal(b"false").map(|()| Value::Bool(false)),
-            Some(b'n') => return self.literal(b"null").map(|()| Value::Null),
+            Some(b't') => {
+                return self
+                    .literal(b"true")
+                    .map(|()| Doc::Value(Value::Bool(true)));
+            }
+            Some(b'f') => {
+                return self
+                    .literal(b"false")
+                    .map(|()| Doc::Value(Value::Bool(false)));
+            }
+            Some(b'n') => return self.literal(b"null").map(|()| Doc::Value(Value::Null)),
             _ => {
                 if depth + self.skip()? > MAX_BUILT_DEPTH {
                     return Err(Unsure);
                 }
             }
         }
-        serde_json::from_str(&self.text[from..self.pos]).map_err(|_| Unsure)
+        serde_json::from_str(&self.text[from..self.pos])
+            .map(Doc::Value)
+            .map_err(|_| Unsure)
     }
 
     /// Reads an object key (its opening quote next), unescaped.
-    fn key(&mut self) -> Scan<std::borrow::Cow<'a, str>> {
+    fn key(&mut self) -> Scan<Cow<'a, str>> {
         let from = self.pos;
         self.eat(b'"')?;
         if self.string()? {
@@ -364,17 +377,17 @@ impl<'a> Scanner<'a> {
         depth: usize,
         mut root: Option<&mut Root<'a>>,
         max_event_bytes: usize,
-    ) -> Scan<Value> {
+    ) -> Scan<Doc<'a>> {
         if depth > MAX_BUILT_DEPTH {
             return Err(Unsure);
         }
         self.eat(b'{')?;
         // At most one member per key on a path (a repeated key replaces its value).
-        let mut out = Map::with_capacity(node.children.len());
+        let mut out = Vec::new();
         self.ws();
         if self.peek() == Some(b'}') {
             self.pos += 1;
-            return Ok(Value::Object(out));
+            return Ok(Doc::Object(out));
         }
         loop {
             let key = self.key()?;
@@ -389,7 +402,7 @@ impl<'a> Scanner<'a> {
                 match node.child(&key) {
                     Some(child) if child.whole => {
                         let v = self.whole(depth + 1)?;
-                        out.insert(key.into_owned(), v);
+                        Doc::insert(&mut out, key, v);
                     }
                     Some(child) => {
                         let v = if self.peek() == Some(b'{') {
@@ -397,7 +410,7 @@ impl<'a> Scanner<'a> {
                         } else {
                             self.whole(depth + 1)?
                         };
-                        out.insert(key.into_owned(), v);
+                        Doc::insert(&mut out, key, v);
                     }
                     None => {
                         self.skip()?;
@@ -412,7 +425,7 @@ impl<'a> Scanner<'a> {
                 }
                 Some(b'}') => {
                     self.pos += 1;
-                    return Ok(Value::Object(out));
+                    return Ok(Doc::Object(out));
                 }
                 _ => return Err(Unsure),
             }
@@ -484,11 +497,12 @@ impl<'a> Scanner<'a> {
                 Err(Rejection::TooLarge)
             } else {
                 let ev = match built {
-                    Some(v) => AuditEvent::from_json(v),
-                    None if object => super::extract_walked(text, node),
+                    Some(v) => Extracted::scanned(v),
+                    None if object => super::extract_walked(text, node).map(Extracted::Built),
                     None => serde_json::from_str(text)
                         .map_err(|_| Rejection::Malformed)
-                        .and_then(AuditEvent::from_json),
+                        .and_then(crate::audit::AuditEvent::from_json)
+                        .map(Extracted::Built),
                 };
                 ev.map(|ev| (RawEvent { index, text }, ev))
             };
@@ -574,7 +588,7 @@ mod tests {
             for text in events() {
                 let walked = extract_walked(&text, &set.root);
                 if let Ok(got) = event(&text, &set.root) {
-                    assert_eq!(got, walked, "{text}");
+                    assert_eq!(got.map(Extracted::into_event), walked, "{text}");
                 }
                 assert_eq!(super::super::extract(&text, &set), walked, "{text}");
             }
@@ -591,7 +605,12 @@ mod tests {
                 let got = event(&text, &set.root)
                     .expect("plain JSON")
                     .expect("an event");
-                assert_eq!(Ok(got), extract_walked(&text, &set.root), "{text}");
+                assert!(matches!(got, Extracted::Scanned { .. }), "{text}");
+                assert_eq!(
+                    Ok(got.into_event()),
+                    extract_walked(&text, &set.root),
+                    "{text}"
+                );
             }
         }
     }
@@ -600,7 +619,10 @@ mod tests {
     fn agrees(body: &str, set: &PathSet, max: usize) {
         let mut one = Vec::new();
         let r = super::super::for_each_event(body.as_bytes(), max, set, |i, it| {
-            one.push((i, it.map(|(raw, ev)| (raw.index, raw.text, ev))))
+            one.push((
+                i,
+                it.map(|(raw, ev)| (raw.index, raw.text, ev.into_event())),
+            ))
         });
         let mut walked = Vec::new();
         let w = for_each_raw(body.as_bytes(), max, |it| match it {

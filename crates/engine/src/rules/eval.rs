@@ -8,13 +8,13 @@ use serde_json::Value;
 use super::compiler::{AlertField, Node, Slot, Test};
 use super::fields::{self, Values};
 use crate::alert::Alert;
-use crate::audit::AuditEvent;
+use crate::audit::EventRef;
 
 /// What values are extracted from.
 #[derive(Clone, Copy)]
 pub enum Source<'e> {
     /// An audit event.
-    Event(&'e AuditEvent),
+    Event(EventRef<'e>),
     /// An alert (router filters).
     Alert(&'e Alert),
 }

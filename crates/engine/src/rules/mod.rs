@@ -24,8 +24,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::alert::{Alert, Priority};
-use crate::audit::{AuditEvent, Rejection};
-use crate::lazy::{PathSet, RawEvent};
+use crate::audit::{AuditEvent, EventRef, Rejection};
+use crate::lazy::{Extracted, PathSet, RawEvent};
 pub use config::{RuleLimits, RuleMatching, RulesConfig, TENANT_FILE_PREFIX};
 pub use filter::{AlertFilter, FilterError};
 pub use load::{Diagnostic, ENGINE_VERSION, LoadError, LoadReport, Loc};
@@ -243,24 +243,24 @@ impl Ruleset {
         out: &mut Vec<Alert>,
     ) -> Result<AuditEvent, Rejection> {
         let ev = raw.extract(&self.paths)?;
-        self.run(&ev, Some(raw), out);
+        self.run(ev.view(), Some(raw), out);
         Ok(ev)
     }
 
     /// Evaluates `ev`, built from `raw` over at least [`Ruleset::paths`] (as
     /// [`crate::lazy::for_each_event`] hands them out): the alerts of [`Ruleset::evaluate_raw`].
-    pub fn evaluate_extracted(&self, ev: &AuditEvent, raw: &RawEvent<'_>, out: &mut Vec<Alert>) {
-        self.run(ev, Some(raw), out);
+    pub fn evaluate_extracted(&self, ev: &Extracted<'_>, raw: &RawEvent<'_>, out: &mut Vec<Alert>) {
+        self.run(ev.view(), Some(raw), out);
     }
 
     /// Evaluates one event, appending its alerts to `out`.
     pub fn evaluate(&self, ev: &AuditEvent, out: &mut Vec<Alert>) {
-        self.run(ev, None, out);
+        self.run(ev.view(), None, out);
     }
 
     /// Evaluates `ev`; when it was built lazily from `raw`, an output reading the whole event
     /// is rendered from a full read of `raw`, made once, at the first such match.
-    fn run(&self, ev: &AuditEvent, raw: Option<&RawEvent<'_>>, out: &mut Vec<Alert>) {
+    fn run(&self, ev: EventRef<'_>, raw: Option<&RawEvent<'_>>, out: &mut Vec<Alert>) {
         let mut ctx = eval::Ctx::new(eval::Source::Event(ev), &self.slots.list);
         let mut full: Option<AuditEvent> = None;
         let mut reach = Vec::new();
@@ -282,7 +282,7 @@ impl Ruleset {
             }
             let (text, mut fields) = match (whole, &full) {
                 (Some(_), Some(f)) => r.output.render(&mut eval::Ctx::new(
-                    eval::Source::Event(f),
+                    eval::Source::Event(f.view()),
                     &self.slots.list,
                 )),
                 _ => r.output.render(&mut ctx),

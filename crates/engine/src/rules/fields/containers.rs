@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::values::{indexed, stringify};
 use super::{ArgKind, Container, Extract, PropFn, Row, Values};
+use crate::json::JsonRef;
 
 type Out<'e> = Vec<Cow<'e, str>>;
 
@@ -125,12 +126,12 @@ pub(super) fn rows() -> Vec<(Row, String)> {
 
 /// The values of one property over the containers of a group (or only container `index`).
 pub(super) fn values<'e>(
-    j: &'e Value,
+    j: JsonRef<'e>,
     g: Group,
     read: PropFn,
     index: Option<usize>,
 ) -> Option<Vec<Cow<'e, str>>> {
-    let spec = j.pointer("/requestObject/spec")?;
+    let spec = j.get("requestObject")?.get("spec")?;
     let ctrs = spec.get(g.key())?.as_array()?;
     let mut out = Vec::new();
     for c in indexed(ctrs, index) {
@@ -145,7 +146,7 @@ pub(super) fn values<'e>(
 }
 
 /// A property of the first of `spec.containers` (the deprecated scalar `ka.req.container.*`).
-pub(super) fn first<'e>(j: &'e Value, read: PropFn) -> Option<Values<'e>> {
+pub(super) fn first<'e>(j: JsonRef<'e>, read: PropFn) -> Option<Values<'e>> {
     let mut v = values(j, Group::Containers, read, Some(0))?;
     v.truncate(1);
     Some(Values::Many(v))
@@ -229,9 +230,10 @@ security_prop! {
 /// The container's `securityContext` key, else the pod's, else `0`.
 fn effective<'e>(c: &Container<'e>, k: &str, out: &mut Out<'e>) -> Option<()> {
     let v = security(c.json, k)
-        .or_else(|| c.pod_spec.pointer(&format!("/securityContext/{k}")))
+        .map(JsonRef::Value)
+        .or_else(|| c.pod_spec.get("securityContext")?.get(k))
         .filter(|v| !v.is_null());
-    out.push(v.map(stringify).unwrap_or(Cow::Borrowed("0")));
+    out.push(v.map(JsonRef::stringify).unwrap_or(Cow::Borrowed("0")));
     Some(())
 }
 

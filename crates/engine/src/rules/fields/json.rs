@@ -5,9 +5,9 @@ use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
 
-use super::values::{json_pointer, stringify};
+use super::values::json_pointer;
 use super::{ArgKind as A, Field, Reads, Row, Values};
-use crate::audit::AuditEvent;
+use crate::audit::EventRef;
 
 /// The rows, in documentation order.
 pub(super) const FIELDS: &[Row] = &[
@@ -68,31 +68,31 @@ fn owned<'e>(s: String) -> Option<Values<'e>> {
     Some(Values::One(Cow::Owned(s)))
 }
 
-fn value<'e>(f: &Field, ev: &'e AuditEvent) -> Option<Values<'e>> {
+fn value<'e>(f: &Field, ev: EventRef<'e>) -> Option<Values<'e>> {
     let key = f.key.as_deref()?;
-    Some(Values::One(stringify(json_pointer(&ev.json, key)?)))
+    Some(Values::One(json_pointer(ev.json, key)?.stringify()))
 }
 
-fn obj<'e>(_: &Field, ev: &'e AuditEvent) -> Option<Values<'e>> {
-    owned(serde_json::to_string_pretty(&ev.json).ok()?)
+fn obj<'e>(_: &Field, ev: EventRef<'e>) -> Option<Values<'e>> {
+    owned(serde_json::to_string_pretty(ev.json.to_value().as_ref()).ok()?)
 }
 
-fn rawtime<'e>(_: &Field, ev: &'e AuditEvent) -> Option<Values<'e>> {
+fn rawtime<'e>(_: &Field, ev: EventRef<'e>) -> Option<Values<'e>> {
     owned(raw_time(&ev.time).to_string())
 }
 
-fn time<'e>(_: &Field, ev: &'e AuditEvent) -> Option<Values<'e>> {
+fn time<'e>(_: &Field, ev: EventRef<'e>) -> Option<Values<'e>> {
     owned(evt_time(&ev.time))
 }
 
-fn time_iso<'e>(_: &Field, ev: &'e AuditEvent) -> Option<Values<'e>> {
+fn time_iso<'e>(_: &Field, ev: EventRef<'e>) -> Option<Values<'e>> {
     owned(ev.time.format("%Y-%m-%dT%H:%M:%S%.9f+0000").to_string())
 }
 
-fn datetime<'e>(_: &Field, ev: &'e AuditEvent) -> Option<Values<'e>> {
+fn datetime<'e>(_: &Field, ev: EventRef<'e>) -> Option<Values<'e>> {
     owned(ev.time.format("%Y-%m-%d %H:%M:%S").to_string())
 }
 
-fn source<'e>(_: &Field, _: &'e AuditEvent) -> Option<Values<'e>> {
+fn source<'e>(_: &Field, _: EventRef<'e>) -> Option<Values<'e>> {
     Some(Values::One(Cow::Borrowed("k8s_audit")))
 }

@@ -10,7 +10,8 @@ use serde_json::Value;
 
 use super::values::{array, indexed, json_pointer, stringify, uri_param};
 use super::{ArgKind as A, Field, Reads, Row, Values, containers};
-use crate::audit::AuditEvent;
+use crate::audit::EventRef;
+use crate::json::JsonRef;
 
 /// The `ka.*` rows (every one needs the event's `auditID`).
 pub const FIELDS: &[Row] = &[
@@ -347,38 +348,38 @@ fn flag<'e>(b: bool) -> Option<Values<'e>> {
     one(Cow::Borrowed(if b { "true" } else { "false" }))
 }
 
-fn user_groups<'e>(_: &Field, ev: &'e AuditEvent) -> Option<Values<'e>> {
+fn user_groups<'e>(_: &Field, ev: EventRef<'e>) -> Option<Values<'e>> {
     many(
-        array(&ev.json, "/user/groups")?
+        array(ev.json, "/user/groups")?
             .iter()
             .map(stringify)
             .collect(),
     )
 }
 
-fn uri_param_of<'e>(f: &Field, ev: &'e AuditEvent) -> Option<Values<'e>> {
-    let uri = json_pointer(&ev.json, "/requestURI")?.as_str()?;
+fn uri_param_of<'e>(f: &Field, ev: EventRef<'e>) -> Option<Values<'e>> {
+    let uri = json_pointer(ev.json, "/requestURI")?.as_str()?;
     one(Cow::Owned(uri_param(uri, f.key.as_deref()?)?))
 }
 
-fn target_pod_name<'e>(_: &Field, ev: &'e AuditEvent) -> Option<Values<'e>> {
-    let j = &ev.json;
+fn target_pod_name<'e>(_: &Field, ev: EventRef<'e>) -> Option<Values<'e>> {
+    let j = ev.json;
     let res = json_pointer(j, "/objectRef/resource")?.as_str()?;
-    let sub = json_pointer(j, "/objectRef/subresource").and_then(Value::as_str);
+    let sub = json_pointer(j, "/objectRef/subresource").and_then(JsonRef::as_str);
     if res != "pods" || sub.is_some_and(|s| !s.is_empty()) {
         return None;
     }
-    one(stringify(json_pointer(j, "/responseObject/metadata/name")?))
+    one(json_pointer(j, "/responseObject/metadata/name")?.stringify())
 }
 
-fn subjects<'e>(_: &Field, ev: &'e AuditEvent) -> Option<Values<'e>> {
-    let a = array(&ev.json, "/requestObject/subjects")?;
+fn subjects<'e>(_: &Field, ev: EventRef<'e>) -> Option<Values<'e>> {
+    let a = array(ev.json, "/requestObject/subjects")?;
     many(a.iter().map(|s| Cow::Owned(s.to_string())).collect())
 }
 
 /// Names of the binding's subjects of one kind.
-fn subject_names<'e>(ev: &'e AuditEvent, kind: &str) -> Option<Values<'e>> {
-    let a = array(&ev.json, "/requestObject/subjects")?;
+fn subject_names<'e>(ev: EventRef<'e>, kind: &str) -> Option<Values<'e>> {
+    let a = array(ev.json, "/requestObject/subjects")?;
     many(
         a.iter()
             .filter(|s| s.get("kind").and_then(Value::as_str) == Some(kind))
@@ -387,20 +388,20 @@ fn subject_names<'e>(ev: &'e AuditEvent, kind: &str) -> Option<Values<'e>> {
     )
 }
 
-fn subject_users<'e>(_: &Field, ev: &'e AuditEvent) -> Option<Values<'e>> {
+fn subject_users<'e>(_: &Field, ev: EventRef<'e>) -> Option<Values<'e>> {
     subject_names(ev, "User")
 }
 
-fn subject_service_accounts<'e>(_: &Field, ev: &'e AuditEvent) -> Option<Values<'e>> {
+fn subject_service_accounts<'e>(_: &Field, ev: EventRef<'e>) -> Option<Values<'e>> {
     subject_names(ev, "ServiceAccount")
 }
 
-fn subject_groups<'e>(_: &Field, ev: &'e AuditEvent) -> Option<Values<'e>> {
+fn subject_groups<'e>(_: &Field, ev: EventRef<'e>) -> Option<Values<'e>> {
     subject_names(ev, "Group")
 }
 
-fn subject_service_account_ns_names<'e>(_: &Field, ev: &'e AuditEvent) -> Option<Values<'e>> {
-    let a = array(&ev.json, "/requestObject/subjects")?;
+fn subject_service_account_ns_names<'e>(_: &Field, ev: EventRef<'e>) -> Option<Values<'e>> {
+    let a = array(ev.json, "/requestObject/subjects")?;
     many(
         a.iter()
             .filter(|s| s.get("kind").and_then(Value::as_str) == Some("ServiceAccount"))
@@ -413,34 +414,34 @@ fn subject_service_account_ns_names<'e>(_: &Field, ev: &'e AuditEvent) -> Option
     )
 }
 
-fn always_true<'e>(_: &Field, _: &'e AuditEvent) -> Option<Values<'e>> {
+fn always_true<'e>(_: &Field, _: EventRef<'e>) -> Option<Values<'e>> {
     one(Cow::Borrowed("true"))
 }
 
-fn first_image<'e>(_: &Field, ev: &'e AuditEvent) -> Option<Values<'e>> {
-    containers::first(&ev.json, containers::image)
+fn first_image<'e>(_: &Field, ev: EventRef<'e>) -> Option<Values<'e>> {
+    containers::first(ev.json, containers::image)
 }
 
-fn first_repository<'e>(_: &Field, ev: &'e AuditEvent) -> Option<Values<'e>> {
-    containers::first(&ev.json, containers::repository)
+fn first_repository<'e>(_: &Field, ev: EventRef<'e>) -> Option<Values<'e>> {
+    containers::first(ev.json, containers::repository)
 }
 
-fn any_privileged<'e>(_: &Field, ev: &'e AuditEvent) -> Option<Values<'e>> {
-    let a = array(&ev.json, "/requestObject/spec/containers")?;
+fn any_privileged<'e>(_: &Field, ev: EventRef<'e>) -> Option<Values<'e>> {
+    let a = array(ev.json, "/requestObject/spec/containers")?;
     flag(
         a.iter()
             .any(|c| c.pointer("/securityContext/privileged") == Some(&Value::Bool(true))),
     )
 }
 
-fn role_rules<'e>(_: &Field, ev: &'e AuditEvent) -> Option<Values<'e>> {
-    let a = array(&ev.json, "/requestObject/rules")?;
+fn role_rules<'e>(_: &Field, ev: EventRef<'e>) -> Option<Values<'e>> {
+    let a = array(ev.json, "/requestObject/rules")?;
     many(a.iter().map(|r| Cow::Owned(r.to_string())).collect())
 }
 
 /// One array property of every role rule (or only rule `[N]`), flattened.
-fn role_rule_prop<'e>(f: &Field, ev: &'e AuditEvent, key: &str) -> Option<Values<'e>> {
-    let a = array(&ev.json, "/requestObject/rules")?;
+fn role_rule_prop<'e>(f: &Field, ev: EventRef<'e>, key: &str) -> Option<Values<'e>> {
+    let a = array(ev.json, "/requestObject/rules")?;
     let mut out = Vec::new();
     for r in indexed(a, f.index) {
         match r.get(key) {
@@ -452,38 +453,38 @@ fn role_rule_prop<'e>(f: &Field, ev: &'e AuditEvent, key: &str) -> Option<Values
     many(out)
 }
 
-fn role_api_groups<'e>(f: &Field, ev: &'e AuditEvent) -> Option<Values<'e>> {
+fn role_api_groups<'e>(f: &Field, ev: EventRef<'e>) -> Option<Values<'e>> {
     role_rule_prop(f, ev, "apiGroups")
 }
 
-fn role_non_resource_urls<'e>(f: &Field, ev: &'e AuditEvent) -> Option<Values<'e>> {
+fn role_non_resource_urls<'e>(f: &Field, ev: EventRef<'e>) -> Option<Values<'e>> {
     role_rule_prop(f, ev, "nonResourceURLs")
 }
 
-fn role_verbs<'e>(f: &Field, ev: &'e AuditEvent) -> Option<Values<'e>> {
+fn role_verbs<'e>(f: &Field, ev: EventRef<'e>) -> Option<Values<'e>> {
     role_rule_prop(f, ev, "verbs")
 }
 
-fn role_resources<'e>(f: &Field, ev: &'e AuditEvent) -> Option<Values<'e>> {
+fn role_resources<'e>(f: &Field, ev: EventRef<'e>) -> Option<Values<'e>> {
     role_rule_prop(f, ev, "resources")
 }
 
-fn supplemental_groups<'e>(_: &Field, ev: &'e AuditEvent) -> Option<Values<'e>> {
+fn supplemental_groups<'e>(_: &Field, ev: EventRef<'e>) -> Option<Values<'e>> {
     let a = array(
-        &ev.json,
+        ev.json,
         "/requestObject/spec/securityContext/supplementalGroups",
     )?;
     many(a.iter().map(stringify).collect())
 }
 
-fn service_ports<'e>(_: &Field, ev: &'e AuditEvent) -> Option<Values<'e>> {
-    let ports = json_pointer(&ev.json, "/requestObject/spec/ports")?;
-    many(vec![Cow::Owned(ports.to_string())])
+fn service_ports<'e>(_: &Field, ev: EventRef<'e>) -> Option<Values<'e>> {
+    let ports = json_pointer(ev.json, "/requestObject/spec/ports")?;
+    many(vec![Cow::Owned(ports.to_value().to_string())])
 }
 
 /// A value of every volume (or only volume `[N]`) at a pointer inside it.
-fn volume_values<'e>(f: &Field, ev: &'e AuditEvent, p: &str) -> Option<Values<'e>> {
-    let a = array(&ev.json, "/requestObject/spec/volumes")?;
+fn volume_values<'e>(f: &Field, ev: EventRef<'e>, p: &str) -> Option<Values<'e>> {
+    let a = array(ev.json, "/requestObject/spec/volumes")?;
     many(
         indexed(a, f.index)
             .iter()
@@ -492,16 +493,16 @@ fn volume_values<'e>(f: &Field, ev: &'e AuditEvent, p: &str) -> Option<Values<'e
     )
 }
 
-fn volume_host_paths<'e>(f: &Field, ev: &'e AuditEvent) -> Option<Values<'e>> {
+fn volume_host_paths<'e>(f: &Field, ev: EventRef<'e>) -> Option<Values<'e>> {
     volume_values(f, ev, "/hostPath/path")
 }
 
-fn flex_volume_drivers<'e>(f: &Field, ev: &'e AuditEvent) -> Option<Values<'e>> {
+fn flex_volume_drivers<'e>(f: &Field, ev: EventRef<'e>) -> Option<Values<'e>> {
     volume_values(f, ev, "/flexVolume/driver")
 }
 
-fn volume_types<'e>(f: &Field, ev: &'e AuditEvent) -> Option<Values<'e>> {
-    let a = array(&ev.json, "/requestObject/spec/volumes")?;
+fn volume_types<'e>(f: &Field, ev: EventRef<'e>) -> Option<Values<'e>> {
+    let a = array(ev.json, "/requestObject/spec/volumes")?;
     let mut out = Vec::new();
     for v in indexed(a, f.index) {
         if let Some(o) = v.as_object() {
@@ -515,8 +516,8 @@ fn volume_types<'e>(f: &Field, ev: &'e AuditEvent) -> Option<Values<'e>> {
     many(out)
 }
 
-fn volume_host_path_match<'e>(f: &Field, ev: &'e AuditEvent) -> Option<Values<'e>> {
-    let a = array(&ev.json, "/requestObject/spec/volumes")?;
+fn volume_host_path_match<'e>(f: &Field, ev: EventRef<'e>) -> Option<Values<'e>> {
+    let a = array(ev.json, "/requestObject/spec/volumes")?;
     if a.is_empty() {
         return None;
     }
@@ -532,7 +533,7 @@ fn volume_host_path_match<'e>(f: &Field, ev: &'e AuditEvent) -> Option<Values<'e
     }))
 }
 
-fn source_ips<'e>(f: &Field, ev: &'e AuditEvent) -> Option<Values<'e>> {
-    let a = array(&ev.json, "/sourceIPs")?;
+fn source_ips<'e>(f: &Field, ev: EventRef<'e>) -> Option<Values<'e>> {
+    let a = array(ev.json, "/sourceIPs")?;
     many(indexed(a, f.index).iter().map(stringify).collect())
 }

@@ -22,7 +22,7 @@ use std::borrow::Cow;
 use std::hash::{Hash, Hasher};
 use std::sync::OnceLock;
 
-use crate::audit::AuditEvent;
+use crate::audit::EventRef;
 use crate::lazy::PathSet;
 
 pub use containers::Group;
@@ -41,7 +41,7 @@ pub enum ArgKind {
 }
 
 /// Reads a field's values from an event; `None` (or no values) means "not available".
-pub type ExtractFn = for<'e> fn(&Field, &'e AuditEvent) -> Option<Values<'e>>;
+pub type ExtractFn = for<'e> fn(&Field, EventRef<'e>) -> Option<Values<'e>>;
 
 /// One container being read by a per-container field.
 #[derive(Clone, Copy, Debug)]
@@ -49,7 +49,7 @@ pub struct Container<'e> {
     /// The container's JSON.
     pub json: &'e serde_json::Value,
     /// The pod spec it belongs to (for pod-level defaults).
-    pub pod_spec: &'e serde_json::Value,
+    pub pod_spec: crate::json::JsonRef<'e>,
     /// The field's `[N]`, if any.
     pub index: Option<usize>,
 }
@@ -409,14 +409,14 @@ impl<'e> Values<'e> {
 }
 
 /// Extracts `f` from `ev`.
-pub fn extract<'e>(f: &Field, ev: &'e AuditEvent) -> Values<'e> {
-    let j = &ev.json;
+pub fn extract<'e>(f: &Field, ev: EventRef<'e>) -> Values<'e> {
+    let j = ev.json;
     if f.def.needs_audit_id && j.get("auditID").is_none() {
         return Values::None;
     }
     match f.def.extract {
         Extract::Path(path) => values::walk(j, path)
-            .map(|v| Values::One(stringify(v)))
+            .map(|v| Values::One(v.stringify()))
             .unwrap_or_default(),
         Extract::Fn(read) => read(f, ev).unwrap_or_default(),
         Extract::Container(group, prop) => containers::values(j, group, prop, f.index)

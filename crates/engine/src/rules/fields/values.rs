@@ -5,6 +5,8 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
+use crate::json::JsonRef;
+
 /// A JSON value as the plugin stringifies it: strings raw, anything else compact JSON.
 pub fn stringify(v: &Value) -> Cow<'_, str> {
     match v {
@@ -13,21 +15,25 @@ pub fn stringify(v: &Value) -> Cow<'_, str> {
     }
 }
 
+/// One step down: member `seg` of an object, or element `seg` of an array.
+fn step<'e>(cur: JsonRef<'e>, seg: &str) -> Option<JsonRef<'e>> {
+    match cur {
+        JsonRef::Value(Value::Array(a)) => a.get(seg.parse::<usize>().ok()?).map(JsonRef::Value),
+        other => other.get(seg),
+    }
+}
+
 /// The value at a path of object keys (or array indexes).
-pub(super) fn walk<'e>(j: &'e Value, path: &[&str]) -> Option<&'e Value> {
+pub(super) fn walk<'e>(j: JsonRef<'e>, path: &[&str]) -> Option<JsonRef<'e>> {
     let mut cur = j;
     for seg in path {
-        cur = match cur {
-            Value::Object(o) => o.get(*seg)?,
-            Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
-            _ => return None,
-        };
+        cur = step(cur, seg)?;
     }
     Some(cur)
 }
 
 /// The array at an RFC 6901 pointer.
-pub(super) fn array<'e>(j: &'e Value, p: &str) -> Option<&'e Vec<Value>> {
+pub(super) fn array<'e>(j: JsonRef<'e>, p: &str) -> Option<&'e Vec<Value>> {
     json_pointer(j, p)?.as_array()
 }
 
@@ -40,7 +46,7 @@ pub(super) fn indexed(a: &[Value], index: Option<usize>) -> &[Value] {
 }
 
 /// Walks an RFC 6901 pointer; the leading `/` is optional and an empty pointer is the document.
-pub fn json_pointer<'e>(j: &'e Value, key: &str) -> Option<&'e Value> {
+pub fn json_pointer<'e>(j: JsonRef<'e>, key: &str) -> Option<JsonRef<'e>> {
     let key = key.strip_prefix('/').unwrap_or(key);
     if key.is_empty() {
         return Some(j);
@@ -52,11 +58,7 @@ pub fn json_pointer<'e>(j: &'e Value, key: &str) -> Option<&'e Value> {
         } else {
             Cow::Borrowed(seg)
         };
-        cur = match cur {
-            Value::Object(o) => o.get(seg.as_ref())?,
-            Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
-            _ => return None,
-        };
+        cur = step(cur, &seg)?;
     }
     Some(cur)
 }
@@ -114,12 +116,10 @@ mod tests {
         assert_eq!(uri_param("/x", "a"), None);
         assert_eq!(uri_param("/x?a=%zz", "a"), None);
         let j = serde_json::json!({"a/b": {"~c": [10, 20]}});
-        assert_eq!(
-            json_pointer(&j, "/a~1b/~0c/1"),
-            Some(&serde_json::json!(20))
-        );
-        assert_eq!(json_pointer(&j, "a~1b/~0c/0"), Some(&serde_json::json!(10)));
-        assert_eq!(json_pointer(&j, ""), Some(&j));
-        assert_eq!(json_pointer(&j, "/a~1b/~0c/x"), None);
+        let at = |p| json_pointer(JsonRef::Value(&j), p).map(|v| v.to_value().into_owned());
+        assert_eq!(at("/a~1b/~0c/1"), Some(serde_json::json!(20)));
+        assert_eq!(at("a~1b/~0c/0"), Some(serde_json::json!(10)));
+        assert_eq!(at(""), Some(j.clone()));
+        assert_eq!(at("/a~1b/~0c/x"), None);
     }
 }
