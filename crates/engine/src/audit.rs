@@ -43,10 +43,7 @@ impl AuditEvent {
 
     /// The event as the field extractors read it.
     pub fn view(&self) -> EventRef<'_> {
-        EventRef {
-            json: JsonRef::Value(&self.json),
-            time: self.time,
-        }
+        EventRef::new(JsonRef::Value(&self.json), self.time)
     }
 }
 
@@ -58,9 +55,21 @@ pub struct EventRef<'e> {
     pub json: JsonRef<'e>,
     /// `stageTimestamp`, the event time Falco uses.
     pub time: DateTime<Utc>,
+    /// The event has an `auditID` member (every `ka.*` field needs one): looked up once, not
+    /// by every field read.
+    pub has_audit_id: bool,
 }
 
 impl<'e> EventRef<'e> {
+    /// The view of an event's JSON at `time`.
+    pub fn new(json: JsonRef<'e>, time: DateTime<Utc>) -> EventRef<'e> {
+        EventRef {
+            json,
+            time,
+            has_audit_id: json.get("auditID").is_some(),
+        }
+    }
+
     /// The `auditID` (empty when there is none).
     pub fn audit_id(&self) -> &'e str {
         self.str_at("auditID").unwrap_or("")

@@ -27,10 +27,22 @@ pub enum Doc<'a> {
 impl<'a> Doc<'a> {
     /// Sets member `key` of an object's members: replaces the value of an existing key in
     /// place (a full parse keeps the first position and the last value), else appends.
-    pub fn insert(members: &mut Vec<(Cow<'a, str>, Doc<'a>)>, key: Cow<'a, str>, v: Doc<'a>) {
+    /// `room` is how many members the object can hold at most (its keys on the paths): the
+    /// list is sized once, at its first member.
+    pub fn insert(
+        members: &mut Vec<(Cow<'a, str>, Doc<'a>)>,
+        room: usize,
+        key: Cow<'a, str>,
+        v: Doc<'a>,
+    ) {
         match members.iter_mut().find(|(k, _)| *k == key) {
             Some(slot) => slot.1 = v,
-            None => members.push((key, v)),
+            None => {
+                if members.capacity() == 0 {
+                    members.reserve_exact(room.max(1));
+                }
+                members.push((key, v))
+            }
         }
     }
 
@@ -144,13 +156,14 @@ mod tests {
     #[test]
     fn a_doc_reads_and_converts_as_the_value_it_stands_for() {
         let mut m = Vec::new();
-        Doc::insert(&mut m, "verb".into(), Doc::Str("a"));
+        Doc::insert(&mut m, 2, "verb".into(), Doc::Str("a"));
         Doc::insert(
             &mut m,
+            2,
             "n".into(),
             Doc::Value(serde_json::json!([1, {"x": "y"}])),
         );
-        Doc::insert(&mut m, "verb".into(), Doc::Str("b"));
+        Doc::insert(&mut m, 2, "verb".into(), Doc::Str("b"));
         let doc = Doc::Object(m);
         let value = serde_json::json!({"verb": "b", "n": [1, {"x": "y"}]});
         assert_eq!(doc.view().to_value().into_owned(), value);

@@ -350,6 +350,9 @@ impl Shared {
 
 const WATERMARK_FILE: &str = "done";
 
+/// The least time between two sweeps of the janitor.
+const SWEEP_PAUSE: Duration = Duration::from_millis(100);
+
 fn read_watermark(dir: &Path) -> u64 {
     std::fs::read_to_string(dir.join(WATERMARK_FILE))
         .ok()
@@ -554,6 +557,11 @@ impl Inbox {
                 }
                 let s = js.clone();
                 let _ = tokio::task::spawn_blocking(move || s.sweep()).await;
+                // Completions under load arrive thousands a second, each moving the mark: one
+                // sweep (a watermark file written and renamed) per completion took 4 % of the
+                // CPU at 22,000 requests/s. What a pause leaves unpersisted is only replayed
+                // after a crash (at-least-once, alerts keep their uuids); a clean stop sweeps.
+                tokio::time::sleep(SWEEP_PAUSE).await;
             }
         });
         shared.sweep();

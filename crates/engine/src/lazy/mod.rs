@@ -179,10 +179,7 @@ impl<'a> Extracted<'a> {
     /// The event as the field extractors read it.
     pub fn view(&self) -> EventRef<'_> {
         match self {
-            Extracted::Scanned { json, time } => EventRef {
-                json: json.view(),
-                time: *time,
-            },
+            Extracted::Scanned { json, time } => EventRef::new(json.view(), *time),
             Extracted::Built(ev) => ev.view(),
         }
     }

@@ -402,7 +402,7 @@ impl<'a> Scanner<'a> {
                 match node.child(&key) {
                     Some(child) if child.whole => {
                         let v = self.whole(depth + 1)?;
-                        Doc::insert(&mut out, key, v);
+                        Doc::insert(&mut out, node.children.len(), key, v);
                     }
                     Some(child) => {
                         let v = if self.peek() == Some(b'{') {
@@ -410,7 +410,7 @@ impl<'a> Scanner<'a> {
                         } else {
                             self.whole(depth + 1)?
                         };
-                        Doc::insert(&mut out, key, v);
+                        Doc::insert(&mut out, node.children.len(), key, v);
                     }
                     None => {
                         self.skip()?;

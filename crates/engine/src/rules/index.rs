@@ -11,6 +11,7 @@
 //! definition order: a rule left out could only have failed.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use super::compiler::{Node, Slot, Slots, Test};
 use super::eval::Ctx;
@@ -19,12 +20,40 @@ use super::fields;
 /// The fields the index files rules under, most selective first.
 const INDEXED: [&str; 3] = ["ka.target.namespace", "ka.target.resource", "ka.verb"];
 
+/// The lists an event's candidates are merged from, at most: one per indexed field and the
+/// unfiled rules.
+const MAX_LISTS: usize = INDEXED.len() + 1;
+
+/// FNV-1a, for the index's tables: their keys are literals of the rules, each looked up once
+/// per event with one of its values. SipHash's resistance to chosen collisions protects
+/// tables that grow from input; these never do, and it cost more than the lookup itself.
+#[derive(Clone, Copy)]
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
 /// Rules filed under the values of one field.
 #[derive(Debug, Default)]
 struct ByField {
     slot: usize,
     /// Value -> positions (into the active list), increasing.
-    rules: HashMap<String, Vec<usize>>,
+    rules: HashMap<String, Vec<usize>, BuildHasherDefault<Fnv>>,
 }
 
 /// The index over a ruleset's active rules (positions into its active list).
@@ -79,23 +108,28 @@ impl RuleIndex {
             out.extend_from_slice(&self.always);
             return;
         }
-        let mut lists: Vec<&[usize]> = Vec::with_capacity(self.fields.len() + 1);
-        lists.push(&self.always);
-        for f in &self.fields {
+        let mut lists: [&[usize]; MAX_LISTS] = [&[]; MAX_LISTS];
+        lists[0] = &self.always;
+        let mut n = 1;
+        // `build` keeps at most one `ByField` per indexed field.
+        for f in self.fields.iter().take(MAX_LISTS - 1) {
             // Fields read by the index are single-valued; no value reaches no filed rule.
             if let [v] = ctx.values(f.slot)
                 && let Some(l) = f.rules.get(v.as_ref())
             {
-                lists.push(l);
+                lists[n] = l;
+                n += 1;
             }
         }
-        merge(&lists, out);
+        merge(&lists[..n], out);
     }
 }
 
-/// Merges increasing lists into `out`, increasing (a rule is filed in one list only).
+/// Merges increasing lists (at most [`MAX_LISTS`]) into `out`, increasing (a rule is filed in
+/// one list only).
 fn merge(lists: &[&[usize]], out: &mut Vec<usize>) {
-    let mut at = vec![0usize; lists.len()];
+    let lists = &lists[..lists.len().min(MAX_LISTS)];
+    let mut at = [0usize; MAX_LISTS];
     loop {
         let mut best: Option<(usize, usize)> = None;
         for (k, l) in lists.iter().enumerate() {

@@ -411,7 +411,7 @@ impl<'e> Values<'e> {
 /// Extracts `f` from `ev`.
 pub fn extract<'e>(f: &Field, ev: EventRef<'e>) -> Values<'e> {
     let j = ev.json;
-    if f.def.needs_audit_id && j.get("auditID").is_none() {
+    if f.def.needs_audit_id && !ev.has_audit_id {
         return Values::None;
     }
     match f.def.extract {
