@@ -9,33 +9,58 @@
 //! is still built by serde_json, so it reads exactly as before.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 
 use serde_json::{Map, Value};
 
 /// A member of an event as lazy extraction builds it, borrowing from the event's text.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub enum Doc<'a> {
     /// A string without escapes: its text between the quotes.
     Str(&'a str),
     /// An object on a path: only its members on the path, in the order they first appeared;
     /// a repeated key holds its last value (as a full parse keeps them).
     Object(Vec<(Cow<'a, str>, Doc<'a>)>),
-    /// Anything else, built by serde_json.
-    Value(Value),
+    /// `true` or `false`.
+    Bool(bool),
+    /// `null`.
+    Null,
+    /// Anything else taken whole (an array, a number, an object below a path's end, a string
+    /// with escapes): its text, built by serde_json the first time it is read, so a member no
+    /// evaluated condition reads is never built. Whoever makes one vouches that serde_json
+    /// builds the text (the scanner builds the doubtful ones at once: [`Doc::built`]).
+    Raw(&'a str, OnceCell<Box<Value>>),
 }
 
+/// The values the literals read as.
+static TRUE: Value = Value::Bool(true);
+static FALSE: Value = Value::Bool(false);
+static NULL: Value = Value::Null;
+
 impl<'a> Doc<'a> {
+    /// A member taken whole whose text serde_json built already.
+    pub fn built(text: &'a str, v: Value) -> Doc<'a> {
+        Doc::Raw(text, OnceCell::from(Box::new(v)))
+    }
+
     /// Sets member `key` of an object's members: replaces the value of an existing key in
     /// place (a full parse keeps the first position and the last value), else appends.
     /// `room` is how many members the object can hold at most (its keys on the paths): the
-    /// list is sized once, at its first member.
+    /// list is sized once, at its first member. `again`: the key may be among the members
+    /// already (false only when the caller knows it is not, to skip looking).
     pub fn insert(
         members: &mut Vec<(Cow<'a, str>, Doc<'a>)>,
         room: usize,
         key: Cow<'a, str>,
         v: Doc<'a>,
+        again: bool,
     ) {
-        match members.iter_mut().find(|(k, _)| *k == key) {
+        let existing = if again {
+            members.iter_mut().find(|(k, _)| *k == key)
+        } else {
+            None
+        };
+        match existing {
             Some(slot) => slot.1 = v,
             None => {
                 if members.capacity() == 0 {
@@ -51,7 +76,10 @@ impl<'a> Doc<'a> {
         match self {
             Doc::Str(s) => JsonRef::Str(s),
             Doc::Object(m) => JsonRef::Object(m),
-            Doc::Value(v) => JsonRef::Value(v),
+            Doc::Bool(true) => JsonRef::Value(&TRUE),
+            Doc::Bool(false) => JsonRef::Value(&FALSE),
+            Doc::Null => JsonRef::Value(&NULL),
+            Doc::Raw(text, v) => JsonRef::Value(v.get_or_init(|| Box::new(build(text)))),
         }
     }
 
@@ -66,9 +94,17 @@ impl<'a> Doc<'a> {
                 }
                 Value::Object(out)
             }
-            Doc::Value(v) => v,
+            Doc::Bool(b) => Value::Bool(b),
+            Doc::Null => Value::Null,
+            Doc::Raw(text, v) => v.into_inner().map_or_else(|| build(text), |v| *v),
         }
     }
+}
+
+/// Builds a [`Doc::Raw`]'s text. Its maker vouched that serde_json builds it; `null` would
+/// only stand in for a text that broke that promise.
+fn build(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::Null)
 }
 
 /// A read-only view of a JSON value: a `serde_json::Value`, or a member of a [`Doc`].
@@ -156,19 +192,26 @@ mod tests {
     #[test]
     fn a_doc_reads_and_converts_as_the_value_it_stands_for() {
         let mut m = Vec::new();
-        Doc::insert(&mut m, 2, "verb".into(), Doc::Str("a"));
+        Doc::insert(&mut m, 2, "verb".into(), Doc::Str("a"), false);
         Doc::insert(
             &mut m,
             2,
             "n".into(),
-            Doc::Value(serde_json::json!([1, {"x": "y"}])),
+            Doc::Raw(r#"[1, {"x": "y"}]"#, OnceCell::new()),
+            true,
         );
-        Doc::insert(&mut m, 2, "verb".into(), Doc::Str("b"));
+        Doc::insert(&mut m, 2, "verb".into(), Doc::Str("b"), true);
         let doc = Doc::Object(m);
         let value = serde_json::json!({"verb": "b", "n": [1, {"x": "y"}]});
         assert_eq!(doc.view().to_value().into_owned(), value);
         assert_eq!(doc.view().stringify(), value.to_string());
         assert_eq!(doc.clone().into_value(), value);
+        let built = Doc::built("[1]", serde_json::json!([1]));
+        assert_eq!(built.view().to_value().into_owned(), serde_json::json!([1]));
+        for (d, v) in [(Doc::Bool(true), true.into()), (Doc::Null, Value::Null)] {
+            assert_eq!(d.view().to_value().into_owned(), v);
+            assert_eq!(d.into_value(), v);
+        }
         for v in [doc.view(), JsonRef::Value(&value)] {
             assert_eq!(v.get("verb").and_then(JsonRef::as_str), Some("b"));
             assert_eq!(

@@ -50,7 +50,21 @@ struct Node {
 
 impl Node {
     fn child(&self, key: &str) -> Option<&Node> {
-        self.children.iter().find(|(k, _)| k == key).map(|(_, n)| n)
+        self.child_at(key).map(|(_, n)| n)
+    }
+
+    /// The child under `key` and its position among the children.
+    fn child_at(&self, key: &str) -> Option<(usize, &Node)> {
+        // Most keys of an event are on no path: lengths and first bytes turn them away
+        // before any comparison of the whole key.
+        let first = key.as_bytes().first();
+        self.children
+            .iter()
+            .enumerate()
+            .find(|(_, (k, _))| {
+                k.len() == key.len() && k.as_bytes().first() == first && k.as_str() == key
+            })
+            .map(|(i, (_, n))| (i, n))
     }
 }
 
@@ -153,7 +167,7 @@ impl PathSet {
 /// its text, see [`crate::json`]), or, where the scanner left it to serde_json, built by it.
 /// Either way it holds the members on the paths asked for, and reads the same through
 /// [`Extracted::view`].
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub enum Extracted<'a> {
     /// Built by the one-pass scanner.
     Scanned {

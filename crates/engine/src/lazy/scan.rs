@@ -12,8 +12,7 @@
 //! excepted, built here the way serde_json builds them).
 
 use std::borrow::Cow;
-
-use serde_json::Value;
+use std::cell::OnceCell;
 
 use super::{Extracted, Node, RawEvent};
 use crate::audit::Rejection;
@@ -91,7 +90,15 @@ struct Scanner<'a> {
     text: &'a str,
     b: &'a [u8],
     pos: usize,
+    /// Set by a `\u` escape (a lone surrogate is refused by serde_json), and by a number with
+    /// an exponent or over 300 digits (it may not fit an `f64`): a value skipped with any of
+    /// them is built at once (and given up on if serde_json refuses it), never lazily.
+    doubtful: bool,
 }
+
+/// Digits a number may have and still fit an `f64` whatever they are (`f64::MAX` is about
+/// 1.8e308).
+const SAFE_DIGITS: usize = 300;
 
 /// True for the bytes that end a run of plain string bytes: `"`, `\` and control characters.
 const fn stops() -> [bool; 256] {
@@ -113,6 +120,7 @@ impl<'a> Scanner<'a> {
             text,
             b: text.as_bytes(),
             pos: 0,
+            doubtful: false,
         }
     }
 
@@ -177,6 +185,7 @@ impl<'a> Scanner<'a> {
                             self.pos += 1
                         }
                         Some(b'u') => {
+                            self.doubtful = true;
                             let hex = self.b.get(self.pos + 1..self.pos + 5).ok_or(Unsure)?;
                             if !hex.iter().all(u8::is_ascii_hexdigit) {
                                 return Err(Unsure);
@@ -213,17 +222,22 @@ impl<'a> Scanner<'a> {
                 }
             }
             Some(b'1'..=b'9') => {
-                self.digits();
+                if self.digits() > SAFE_DIGITS {
+                    self.doubtful = true;
+                }
             }
             _ => return Err(Unsure),
         }
         if self.peek() == Some(b'.') {
             self.pos += 1;
-            if self.digits() == 0 {
-                return Err(Unsure);
+            match self.digits() {
+                0 => return Err(Unsure),
+                n if n > SAFE_DIGITS => self.doubtful = true,
+                _ => {}
             }
         }
         if let Some(b'e' | b'E') = self.peek() {
+            self.doubtful = true;
             self.pos += 1;
             if let Some(b'+' | b'-') = self.peek() {
                 self.pos += 1;
@@ -325,8 +339,12 @@ impl<'a> Scanner<'a> {
     }
 
     /// Builds one whole value (leading whitespace read) at nesting `depth`.
+    /// Strings without escapes and literals are built here; anything else is left for
+    /// serde_json to build when it is first read ([`Doc::Raw`]), or built at once when its
+    /// text holds anything serde_json might refuse (`doubtful`).
     fn whole(&mut self, depth: usize) -> Scan<Doc<'a>> {
         let from = self.pos;
+        self.doubtful = false;
         match self.peek() {
             Some(b'"') => {
                 self.pos += 1;
@@ -334,25 +352,21 @@ impl<'a> Scanner<'a> {
                     return Ok(Doc::Str(&self.text[from + 1..self.pos - 1]));
                 }
             }
-            Some(b't') => {
-                return self
-                    .literal(b"true")
-                    .map(|()| Doc::Value(Value::Bool(true)));
-            }
-            Some(b'f') => {
-                return self
-                    .literal(b"false")
-                    .map(|()| Doc::Value(Value::Bool(false)));
-            }
-            Some(b'n') => return self.literal(b"null").map(|()| Doc::Value(Value::Null)),
+            Some(b't') => return self.literal(b"true").map(|()| Doc::Bool(true)),
+            Some(b'f') => return self.literal(b"false").map(|()| Doc::Bool(false)),
+            Some(b'n') => return self.literal(b"null").map(|()| Doc::Null),
             _ => {
                 if depth + self.skip()? > MAX_BUILT_DEPTH {
                     return Err(Unsure);
                 }
             }
         }
-        serde_json::from_str(&self.text[from..self.pos])
-            .map(Doc::Value)
+        let text = &self.text[from..self.pos];
+        if !self.doubtful {
+            return Ok(Doc::Raw(text, OnceCell::new()));
+        }
+        serde_json::from_str(text)
+            .map(|v| Doc::built(text, v))
             .map_err(|_| Unsure)
     }
 
@@ -384,6 +398,9 @@ impl<'a> Scanner<'a> {
         self.eat(b'{')?;
         // At most one member per key on a path (a repeated key replaces its value).
         let mut out = Vec::new();
+        // The children met so far (the first 64): only a key met before is looked for
+        // among the members.
+        let mut met = 0u64;
         self.ws();
         if self.peek() == Some(b'}') {
             self.pos += 1;
@@ -399,18 +416,17 @@ impl<'a> Scanner<'a> {
                 read = self.root_member(root, &key, node, max_event_bytes)?;
             }
             if !read {
-                match node.child(&key) {
-                    Some(child) if child.whole => {
-                        let v = self.whole(depth + 1)?;
-                        Doc::insert(&mut out, node.children.len(), key, v);
-                    }
-                    Some(child) => {
-                        let v = if self.peek() == Some(b'{') {
+                match node.child_at(&key) {
+                    Some((at, child)) => {
+                        let v = if !child.whole && self.peek() == Some(b'{') {
                             self.object(child, depth + 1, None, 0)?
                         } else {
                             self.whole(depth + 1)?
                         };
-                        Doc::insert(&mut out, node.children.len(), key, v);
+                        let bit = 1u64 << at.min(63);
+                        let again = at >= 63 || met & bit != 0;
+                        met |= bit;
+                        Doc::insert(&mut out, node.children.len(), key, v, again);
                     }
                     None => {
                         self.skip()?;
