@@ -75,6 +75,9 @@ fn rotated(path: &std::path::Path) -> PathBuf {
 struct Open {
     file: std::fs::File,
     ino: u64,
+    /// A regular file: only those are synced (a device or a FIFO, `/dev/null` or
+    /// `/dev/stdout`, refuses `fsync` with EINVAL and holds nothing to make durable).
+    regular: bool,
 }
 
 /// Appends alerts to a file.
@@ -108,8 +111,10 @@ fn inode(m: &std::fs::Metadata) -> u64 {
 
 fn write_batch(cfg: &FileConfig, state: &Mutex<Option<Open>>, buf: &[u8]) -> std::io::Result<()> {
     let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+    // Only a regular file rotates (renaming a device away would take it from everyone).
     if let Some(max) = cfg.max_bytes
         && let Ok(m) = std::fs::metadata(&cfg.path)
+        && m.is_file()
         && m.len() > 0
         && m.len() + buf.len() as u64 > max
     {
@@ -131,14 +136,18 @@ fn write_batch(cfg: &FileConfig, state: &Mutex<Option<Open>>, buf: &[u8]) -> std
             .create(true)
             .append(true)
             .open(&cfg.path)?;
-        let ino = inode(&file.metadata()?);
-        *st = Some(Open { file, ino });
+        let m = file.metadata()?;
+        *st = Some(Open {
+            file,
+            ino: inode(&m),
+            regular: m.is_file(),
+        });
     }
     let Some(open) = st.as_mut() else {
         return Err(std::io::Error::other("file not open"));
     };
     let r = open.file.write_all(buf).and_then(|_| {
-        if cfg.fsync {
+        if cfg.fsync && open.regular {
             open.file.sync_data()
         } else {
             Ok(())
@@ -254,6 +263,26 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         sink.send(&[alert("e")]).await.unwrap();
         assert_eq!(rules(&path), ["e"]);
+    }
+
+    /// A device is written, neither synced (it refuses) nor rotated, whatever the settings.
+    #[tokio::test]
+    async fn a_device_takes_alerts_without_sync_or_rotation() {
+        let sink = FileSink::new(FileConfig {
+            path: PathBuf::from("/dev/null"),
+            fsync: true,
+            max_bytes: Some(1),
+        });
+        for _ in 0..3 {
+            sink.send(&[alert("a"), alert("b")]).await.unwrap();
+        }
+        use std::os::unix::fs::FileTypeExt;
+        assert!(
+            std::fs::metadata("/dev/null")
+                .unwrap()
+                .file_type()
+                .is_char_device()
+        );
     }
 
     /// A capped file never grows past its cap plus one rotated file, whatever arrives.
