@@ -372,11 +372,13 @@ impl Config {
         yaml_serde::to_string(&v).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 
-    /// What every source gets: where positions live, the event size limit.
+    /// What every source gets: where positions live, the event size limit; records validated
+    /// only (the pipeline gives them detection's screen).
     pub fn source_env(&self) -> crate::sources::SourceEnv {
         crate::sources::SourceEnv {
             state_dir: self.data_dir.join("sources"),
             max_event_bytes: self.ingest.max_event_bytes,
+            screen: std::sync::Arc::new(crate::delivery::inbox::ValidateOnly),
         }
     }
 

@@ -365,9 +365,11 @@ pub async fn start_with(
             source,
         })?;
     // Sources start once everything else is up (an earlier failure leaves none running).
+    let mut source_env = cfg.source_env();
+    source_env.screen = Arc::new(detect::Screener::new(detector.clone()));
     let sources = crate::sources::start(
         &cfg.sources,
-        &cfg.source_env(),
+        &source_env,
         &inbox,
         &metrics.sources,
         sources_view.clone(),

@@ -7,21 +7,41 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use std::sync::Arc;
+
 use super::{Skip, SourceStats};
 use crate::audit::DecodeError;
+use crate::delivery::inbox::{Evaluated, Screen};
 
 /// The content type of every batch a source appends.
 pub const CONTENT_TYPE: &str = "application/json";
 
 /// The events of one read, as a JSON array of the records' own text (never re-serialised), and
 /// what was skipped on the way.
-#[derive(Debug)]
 pub struct EventBatch {
     body: Vec<u8>,
     events: usize,
     newest: Option<DateTime<Utc>>,
     max_event_bytes: usize,
     skipped: BTreeMap<Skip, u64>,
+    screen: Arc<dyn Screen>,
+    /// The alerts of the records so far, while every record's check evaluated it.
+    evaluated: Option<Evaluated>,
+}
+
+impl std::fmt::Debug for EventBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventBatch")
+            .field("bytes", &self.body.len())
+            .field("events", &self.events)
+            .field("newest", &self.newest)
+            .field("skipped", &self.skipped)
+            .field(
+                "evaluated",
+                &self.evaluated.as_ref().map(|e| e.alerts.len()),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Deserialize)]
@@ -31,21 +51,24 @@ struct Stamp<'a> {
 }
 
 impl EventBatch {
-    /// An empty batch; events over `max_event_bytes` are skipped.
-    pub fn new(max_event_bytes: usize) -> EventBatch {
+    /// An empty batch whose records are checked with `screen`; events over
+    /// `max_event_bytes` are skipped.
+    pub fn new(max_event_bytes: usize, screen: Arc<dyn Screen>) -> EventBatch {
         EventBatch {
             body: b"[".to_vec(),
             events: 0,
             newest: None,
             max_event_bytes,
             skipped: BTreeMap::new(),
+            screen,
+            evaluated: Some(Evaluated::default()),
         }
     }
 
     /// Adds one record: an audit Event (or an EventList, or an array of them) as JSON text.
     /// Returns the events it held; a record that holds none is counted as skipped.
     pub fn push_json(&mut self, raw: &[u8]) -> usize {
-        let checked = match crate::lazy::validate(raw, self.max_event_bytes) {
+        let screened = match self.screen.screen(raw, self.max_event_bytes) {
             Ok(c) => c,
             Err(DecodeError::Malformed { .. }) => {
                 self.skip(Skip::Malformed);
@@ -56,6 +79,7 @@ impl EventBatch {
                 return 0;
             }
         };
+        let checked = screened.checked;
         for (_, r) in &checked.rejected {
             self.skip(Skip::from(*r));
         }
@@ -67,6 +91,16 @@ impl EventBatch {
         }
         self.body.extend_from_slice(raw);
         self.events += checked.accepted;
+        // One record the check left to detection (no rules in force, or an event without an
+        // `auditID` that alerted) leaves the whole batch to it.
+        match (&mut self.evaluated, screened.evaluated) {
+            (Some(all), Some(e)) => {
+                all.alerts.extend(e.alerts);
+                all.events += e.events;
+                all.seconds += e.seconds;
+            }
+            (all, _) => *all = None,
+        }
         if let Ok(Stamp { ts: Some(ts) }) = serde_json::from_slice::<Stamp>(raw)
             && let Ok(t) = DateTime::parse_from_rfc3339(ts)
         {
@@ -76,6 +110,12 @@ impl EventBatch {
             }
         }
         checked.accepted
+    }
+
+    /// The alerts the records' checks raised, when every record's check evaluated it (taken:
+    /// the inbox carries them to detection with the batch).
+    pub fn take_evaluated(&mut self) -> Option<Evaluated> {
+        self.evaluated.take()
     }
 
     /// Counts one record skipped for `why`.
@@ -122,7 +162,7 @@ mod tests {
 
     #[test]
     fn takes_events_and_skips_the_rest() {
-        let mut b = EventBatch::new(1 << 20);
+        let mut b = EventBatch::new(1 << 20, Arc::new(crate::delivery::inbox::ValidateOnly));
         assert_eq!(b.push_json(EV.as_bytes()), 1);
         assert_eq!(b.push_json(b"I0101 klog line"), 0);
         assert_eq!(b.push_json(br#"{"kind":0}"#), 0);
@@ -139,6 +179,8 @@ mod tests {
             b.newest().unwrap().to_rfc3339(),
             "2026-01-01T00:00:00.500+00:00"
         );
-        assert_eq!(&*EventBatch::new(1).body(), b"[]");
+        assert!(b.take_evaluated().is_none(), "validation evaluates nothing");
+        let empty = EventBatch::new(1, Arc::new(crate::delivery::inbox::ValidateOnly));
+        assert_eq!(&*empty.body(), b"[]");
     }
 }

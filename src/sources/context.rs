@@ -52,7 +52,7 @@ impl SourceContext {
 
     /// An empty batch with the configured event size limit.
     pub fn batch(&self) -> EventBatch {
-        EventBatch::new(self.env.max_event_bytes)
+        EventBatch::new(self.env.max_event_bytes, self.env.screen.clone())
     }
 
     /// The file where this source keeps its position (`<data_dir>/sources/<name>.<ext>`).
@@ -99,11 +99,13 @@ impl SourceContext {
             return Ok(());
         }
         let body = batch.body();
+        // The alerts the check raised go with the batch (once: a retry appends it without).
+        let mut evaluated = batch.take_evaluated();
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
         loop {
             match self
                 .inbox
-                .append(&self.name, CONTENT_TYPE, body.clone())
+                .append_evaluated(&self.name, CONTENT_TYPE, body.clone(), evaluated.take())
                 .await
             {
                 Ok(_) => break,

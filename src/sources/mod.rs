@@ -16,6 +16,7 @@
 //! struct implementing [`SourceType`]), declare the module below and add its line to the table.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -23,7 +24,7 @@ use serde_json::{Map, Value};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::delivery::inbox::Inbox;
+use crate::delivery::inbox::{Inbox, Screen};
 use crate::invalid::Invalid;
 
 pub mod aks;
@@ -77,12 +78,25 @@ pub enum SourceError {
 }
 
 /// What every source gets from the wiring.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SourceEnv {
     /// Where sources keep their positions (`<data_dir>/sources`).
     pub state_dir: PathBuf,
     /// Largest single event kept (`ingest.max_event_bytes`).
     pub max_event_bytes: usize,
+    /// How each record is checked: validation only, or (from the pipeline) detection's
+    /// `Screener`, which evaluates the events in the same pass so that the alerts go with the
+    /// batch through the inbox and an accepted event is read once, as the webhook's are.
+    pub screen: Arc<dyn Screen>,
+}
+
+impl std::fmt::Debug for SourceEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceEnv")
+            .field("state_dir", &self.state_dir)
+            .field("max_event_bytes", &self.max_event_bytes)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One entry of the `sources:` list.

@@ -158,3 +158,45 @@ async fn sigkill_between_read_and_inbox_loses_nothing() {
     assert_exactly_once(dir.path(), &ids);
     assert_eq!(ids.len(), 800);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sources_records_are_evaluated_by_its_check_as_detection_would() {
+    // The file source's records are evaluated as they are checked, as the webhook's are: the
+    // alerts travel with the batch through the inbox. Past `inbox.memory_bytes` detection reads
+    // the batch back and evaluates it; the same events raise the same alerts (uuids included).
+    let mut ids = BTreeSet::new();
+    // The same lines both times (their times are in the uuids).
+    let text = lines("ev", 0..5, &mut ids);
+    let mut seen = Vec::new();
+    for (memory, at) in [(64 << 20, "check"), (0, "inbox")] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("audit.log");
+        append(&log, &text);
+        let yaml = super::yaml(dir.path(), &source(&log))
+            + &format!("inbox: {{memory_bytes: {memory}}}\n");
+        let running = kaudit::pipeline::start(crate::support::config_from_yaml(&yaml))
+            .await
+            .expect("pipeline starts");
+        wait_alerted(dir.path(), &ids).await;
+        let base = format!("http://{}", running.local_addr());
+        let text = reqwest::get(format!("{base}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let other = if at == "check" { "inbox" } else { "check" };
+        let batches = |at: &str| {
+            crate::support::metric_line(
+                &text,
+                &format!("kaudit_detect_batches_total{{at=\"{at}\"}}"),
+            )
+        };
+        assert!(batches(at) >= 1.0, "{at}: {text}");
+        assert_eq!(batches(other), 0.0, "{at}");
+        running.shutdown().await;
+        assert_exactly_once(dir.path(), &ids);
+        seen.push(alerted(dir.path()));
+    }
+    assert_eq!(seen[0], seen[1]);
+}
