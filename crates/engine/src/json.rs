@@ -46,21 +46,14 @@ impl<'a> Doc<'a> {
     /// Sets member `key` of an object's members: replaces the value of an existing key in
     /// place (a full parse keeps the first position and the last value), else appends.
     /// `room` is how many members the object can hold at most (its keys on the paths): the
-    /// list is sized once, at its first member. `again`: the key may be among the members
-    /// already (false only when the caller knows it is not, to skip looking).
+    /// list is sized once, at its first member.
     pub fn insert(
         members: &mut Vec<(Cow<'a, str>, Doc<'a>)>,
         room: usize,
         key: Cow<'a, str>,
         v: Doc<'a>,
-        again: bool,
     ) {
-        let existing = if again {
-            members.iter_mut().find(|(k, _)| *k == key)
-        } else {
-            None
-        };
-        match existing {
+        match members.iter_mut().find(|(k, _)| *k == key) {
             Some(slot) => slot.1 = v,
             None => {
                 if members.capacity() == 0 {
@@ -192,15 +185,14 @@ mod tests {
     #[test]
     fn a_doc_reads_and_converts_as_the_value_it_stands_for() {
         let mut m = Vec::new();
-        Doc::insert(&mut m, 2, "verb".into(), Doc::Str("a"), false);
+        Doc::insert(&mut m, 2, "verb".into(), Doc::Str("a"));
         Doc::insert(
             &mut m,
             2,
             "n".into(),
             Doc::Raw(r#"[1, {"x": "y"}]"#, OnceCell::new()),
-            true,
         );
-        Doc::insert(&mut m, 2, "verb".into(), Doc::Str("b"), true);
+        Doc::insert(&mut m, 2, "verb".into(), Doc::Str("b"));
         let doc = Doc::Object(m);
         let value = serde_json::json!({"verb": "b", "n": [1, {"x": "y"}]});
         assert_eq!(doc.view().to_value().into_owned(), value);

@@ -50,21 +50,7 @@ struct Node {
 
 impl Node {
     fn child(&self, key: &str) -> Option<&Node> {
-        self.child_at(key).map(|(_, n)| n)
-    }
-
-    /// The child under `key` and its position among the children.
-    fn child_at(&self, key: &str) -> Option<(usize, &Node)> {
-        // Most keys of an event are on no path: lengths and first bytes turn them away
-        // before any comparison of the whole key.
-        let first = key.as_bytes().first();
-        self.children
-            .iter()
-            .enumerate()
-            .find(|(_, (k, _))| {
-                k.len() == key.len() && k.as_bytes().first() == first && k.as_str() == key
-            })
-            .map(|(i, (_, n))| (i, n))
+        self.children.iter().find(|(k, _)| k == key).map(|(_, n)| n)
     }
 }
 
@@ -202,7 +188,10 @@ impl<'a> Extracted<'a> {
     pub fn to_event(&self) -> Cow<'_, AuditEvent> {
         match self {
             Extracted::Built(ev) => Cow::Borrowed(ev),
-            other => Cow::Owned(other.clone().into_event()),
+            Extracted::Scanned { json, time } => Cow::Owned(AuditEvent {
+                json: json.view().to_value().into_owned(),
+                time: *time,
+            }),
         }
     }
 

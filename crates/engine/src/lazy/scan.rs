@@ -441,9 +441,6 @@ impl<'a> Scanner<'a> {
         self.eat(b'{')?;
         // At most one member per key on a path (a repeated key replaces its value).
         let mut out = Vec::new();
-        // The children met so far (the first 64): only a key met before is looked for
-        // among the members.
-        let mut met = 0u64;
         self.ws();
         if self.peek() == Some(b'}') {
             self.pos += 1;
@@ -459,17 +456,14 @@ impl<'a> Scanner<'a> {
                 read = self.root_member(root, &key, node, max_event_bytes)?;
             }
             if !read {
-                match node.child_at(&key) {
-                    Some((at, child)) => {
+                match node.child(&key) {
+                    Some(child) => {
                         let v = if !child.whole && self.peek() == Some(b'{') {
                             self.object(child, depth + 1, None, 0)?
                         } else {
                             self.whole(depth + 1)?
                         };
-                        let bit = 1u64 << at.min(63);
-                        let again = at >= 63 || met & bit != 0;
-                        met |= bit;
-                        Doc::insert(&mut out, node.children.len(), key, v, again);
+                        Doc::insert(&mut out, node.children.len(), key, v);
                     }
                     None => {
                         self.skip()?;

@@ -7,18 +7,15 @@ use serde_json::Value;
 
 use crate::json::JsonRef;
 
-/// A JSON value as the plugin stringifies it: strings raw, anything else compact JSON.
+/// A JSON value as the plugin stringifies it ([`JsonRef::stringify`]).
 pub fn stringify(v: &Value) -> Cow<'_, str> {
-    match v {
-        Value::String(s) => Cow::Borrowed(s.as_str()),
-        other => Cow::Owned(other.to_string()),
-    }
+    JsonRef::Value(v).stringify()
 }
 
 /// One step down: member `seg` of an object, or element `seg` of an array.
 fn step<'e>(cur: JsonRef<'e>, seg: &str) -> Option<JsonRef<'e>> {
     match cur {
-        JsonRef::Value(Value::Array(a)) => a.get(seg.parse::<usize>().ok()?).map(JsonRef::Value),
+        JsonRef::Value(Value::Array(_)) => cur.at(seg.parse::<usize>().ok()?),
         other => other.get(seg),
     }
 }
