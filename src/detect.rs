@@ -15,8 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::alert::Alert;
-use crate::audit::{AuditEvent, EventRef};
-use crate::audit::{DecodeError, Validated};
+use crate::audit::{AuditEvent, DecodeError, EventRef, Validated};
 use crate::delivery::Hold;
 use crate::delivery::alerts::AlertSender;
 use crate::delivery::inbox::{

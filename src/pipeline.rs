@@ -264,10 +264,13 @@ pub async fn start_with(
     let read_timeout = cfg.ingest.read_timeout();
     let sources_view = crate::sources::SourcesView::default();
     let webhook = crate::sources::has_webhook(&cfg.sources);
+    // The webhook and the other sources check what they accept with detection's screen.
+    let screen: Arc<dyn crate::delivery::inbox::Screen> =
+        Arc::new(detect::Screener::new(detector.clone()));
     let mut app = if webhook {
         let state = IngestState::new(
             inbox.clone(),
-            Arc::new(detect::Screener::new(detector.clone())),
+            screen.clone(),
             metrics.ingest.clone(),
             cfg.ingest.clone(),
         );
@@ -366,7 +369,7 @@ pub async fn start_with(
         })?;
     // Sources start once everything else is up (an earlier failure leaves none running).
     let mut source_env = cfg.source_env();
-    source_env.screen = Arc::new(detect::Screener::new(detector.clone()));
+    source_env.screen = screen;
     let sources = crate::sources::start(
         &cfg.sources,
         &source_env,

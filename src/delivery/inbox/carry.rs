@@ -70,34 +70,48 @@ impl Screen for ValidateOnly {
     }
 }
 
-/// A fresh batch's record and alerts, holding their share of `inbox.memory_bytes` until dropped.
+/// A fresh batch's alerts admitted within `inbox.memory_bytes`, on their way to the writer,
+/// which joins them with the batch's record once it has its seq ([`Admitted::with_record`]).
+#[derive(Debug)]
+pub(super) struct Admitted {
+    evaluated: Evaluated,
+    reserved: Reserved,
+}
+
+impl Admitted {
+    /// The alerts of a batch whose record takes `record_bytes`, or `None` (read back from disk)
+    /// when the two would take `budget` over its limit.
+    pub(super) fn within(
+        budget: &Budget,
+        record_bytes: usize,
+        evaluated: Evaluated,
+    ) -> Option<Admitted> {
+        let reserved = budget.try_reserve(record_bytes + evaluated.weight())?;
+        Some(Admitted {
+            evaluated,
+            reserved,
+        })
+    }
+
+    /// The alerts with their batch's record, carried to detection.
+    pub(super) fn with_record(self, record: InboxRecord) -> Carried {
+        Carried {
+            record,
+            evaluated: self.evaluated,
+            _reserved: self.reserved,
+        }
+    }
+}
+
+/// A fresh batch's record and alerts, holding their share of `inbox.memory_bytes` until taken.
 #[derive(Debug)]
 pub(super) struct Carried {
-    pub(super) record: InboxRecord,
-    pub(super) evaluated: Evaluated,
+    record: InboxRecord,
+    evaluated: Evaluated,
     _reserved: Reserved,
 }
 
 impl Carried {
-    /// The batch's record and alerts to carry, or `None` (read back from disk) when they would
-    /// take `budget` over its limit. The record's seq is set by the writer once it has one.
-    pub(super) fn within(
-        budget: &Budget,
-        record: InboxRecord,
-        evaluated: Evaluated,
-    ) -> Option<Carried> {
-        let weight = record.body.len()
-            + record.source.len()
-            + record.content_type.len()
-            + evaluated.weight();
-        let reserved = budget.try_reserve(weight)?;
-        Some(Carried {
-            record,
-            evaluated,
-            _reserved: reserved,
-        })
-    }
-
     /// The record and alerts, the budget given back.
     pub(super) fn take(self) -> (InboxRecord, Evaluated) {
         (self.record, self.evaluated)

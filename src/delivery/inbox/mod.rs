@@ -41,7 +41,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use super::{Backoff, Hold};
 use crate::health::Probe;
 use crate::invalid::{Invalid, positive};
-use carry::Carried;
+use carry::{Admitted, Carried};
 pub use carry::{Evaluated, Screen, Screened, ValidateOnly};
 pub use record::InboxRecord;
 use watermark::Watermark;
@@ -618,21 +618,11 @@ impl Inbox {
         body: Bytes,
         evaluated: Option<Evaluated>,
     ) -> Result<u64, InboxError> {
-        let received_ms = super::spool::now_ms();
         // Only a batch with its alerts is carried: one without is read back and evaluated by
         // detection, which the disk read hardly adds to.
         let carried = evaluated.and_then(|evaluated| {
-            Carried::within(
-                &self.carry,
-                InboxRecord {
-                    seq: 0,
-                    received_ms,
-                    source: source.to_string(),
-                    content_type: content_type.to_string(),
-                    body: body.clone(),
-                },
-                evaluated,
-            )
+            let record_bytes = body.len() + source.len() + content_type.len();
+            Admitted::within(&self.carry, record_bytes, evaluated)
         });
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -640,7 +630,7 @@ impl Inbox {
                 source: source.to_string(),
                 content_type: content_type.to_string(),
                 body,
-                received_ms,
+                received_ms: super::spool::now_ms(),
                 carried,
                 reply,
             })

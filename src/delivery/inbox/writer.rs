@@ -11,7 +11,10 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Carried, Entry, InboxError, ReasonLabel, Segment, Shared, record, segment_path};
+use super::{
+    Admitted, Carried, Entry, InboxError, InboxRecord, ReasonLabel, Segment, Shared, record,
+    segment_path,
+};
 
 /// One batch to append, and where to say how it went.
 pub(super) struct Append {
@@ -19,8 +22,8 @@ pub(super) struct Append {
     pub(super) content_type: String,
     pub(super) body: Bytes,
     pub(super) received_ms: u64,
-    /// The record and alerts detection takes from memory, when the budget had room.
-    pub(super) carried: Option<Carried>,
+    /// The alerts detection takes from memory with the record, when the budget had room.
+    pub(super) carried: Option<Admitted>,
     pub(super) reply: oneshot::Sender<Result<u64, InboxError>>,
 }
 
@@ -148,9 +151,14 @@ pub(super) fn writer_loop(
                         len,
                         attempt: 0,
                     };
-                    let carried = a.carried.map(|mut c| {
-                        c.record.seq = seq;
-                        c
+                    let carried = a.carried.map(|c| {
+                        c.with_record(InboxRecord {
+                            seq,
+                            received_ms: a.received_ms,
+                            source: a.source,
+                            content_type: a.content_type,
+                            body: a.body,
+                        })
                     });
                     let _ = entries.send((entry, carried));
                     let _ = a.reply.send(Ok(seq));
