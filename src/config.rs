@@ -358,6 +358,7 @@ impl Config {
             sink_rules: self.tenancy.sink_rules(),
             budget: self.tenancy.budget.clone(),
             budget_metrics: None,
+            store: None,
         }
     }
 

@@ -86,8 +86,6 @@ pub struct Running {
     serving: Probe,
     /// Tells the console's live feeds to end (before the server drains).
     console_closing: watch::Sender<bool>,
-    /// The console's store, released as the process's store at shutdown.
-    console_store: Option<Arc<dyn crate::store::AlertStore>>,
     /// Liveness and readiness of every stage.
     pub health: Health,
     /// The metric families, for tests and embedding.
@@ -200,16 +198,15 @@ pub async fn start_with(
             store: store.clone(),
             activity: activity.clone(),
         }));
-        crate::store::install(Some(store.clone()));
         Some((store, tokens))
     } else {
-        crate::store::install(None);
         None
     };
     let router = router::start(
         RouterSetup {
             probe: Some(health.probe("router")),
             budget_metrics: Some(metrics.budget.clone()),
+            store: console.as_ref().map(|(s, _)| s.clone()),
             ..cfg.router_setup()
         },
         &delivery_metrics,
@@ -283,7 +280,6 @@ pub async fn start_with(
 
     let (sinks_tx, sinks_rx) = watch::channel((cfg.sinks.clone(), cfg.tenancy.sink_rules()));
     let (console_closing, closing_rx) = watch::channel(false);
-    let console_store = console.as_ref().map(|(s, _)| s.clone());
     if let Some((store, tokens)) = console {
         app = app.merge(crate::console::routes(crate::console::ConsoleState {
             store,
@@ -403,7 +399,6 @@ pub async fn start_with(
         test_sinks: sinks_tx,
         serving,
         console_closing,
-        console_store,
         health,
         metrics,
         detector,
@@ -494,7 +489,6 @@ impl Running {
             router,
             serving,
             console_closing,
-            console_store,
             ..
         } = self;
         serving.not_ready("shutting down");
@@ -529,9 +523,6 @@ impl Running {
             }
         }
         router.shutdown().await;
-        if let Some(s) = console_store {
-            crate::store::uninstall(&s);
-        }
         inbox_worker.join().await;
         tracing::info!("pipeline drained");
     }

@@ -25,6 +25,7 @@ use crate::delivery::{
 use crate::health::Probe;
 use crate::rules::AlertFilter;
 use crate::sinks::{self, Sink, SinkConfig, SinkRules};
+use crate::store::AlertStore;
 
 pub mod budget;
 
@@ -74,6 +75,9 @@ pub struct RouterSetup<'a> {
     pub budget: budget::BudgetConfig,
     /// Where budget drops are counted, when given.
     pub budget_metrics: Option<budget::BudgetMetrics>,
+    /// The console's store, which `console` sinks write to: read at start and kept for the
+    /// router's life (a reload's is ignored; console settings take a restart).
+    pub store: Option<Arc<dyn AlertStore>>,
 }
 
 impl RouterSetup<'_> {
@@ -254,6 +258,7 @@ pub struct RouterHandle {
     current: Mutex<Vec<SinkConfig>>,
     current_rules: Mutex<SinkRules>,
     spools: SpoolMap,
+    store: Option<Arc<dyn AlertStore>>,
 }
 
 impl RouterHandle {
@@ -295,7 +300,7 @@ impl RouterHandle {
             let sink = if unchanged {
                 None
             } else {
-                Some(build_sink(s, &config.sink_rules).await?)
+                Some(build_sink(s, &config.sink_rules, &self.store).await?)
             };
             built.push(Built {
                 cfg: s.clone(),
@@ -333,8 +338,13 @@ impl RouterHandle {
     }
 }
 
-async fn build_sink(s: &SinkConfig, rules: &SinkRules) -> Result<Box<dyn Sink>, RouterError> {
-    sinks::build(s, rules).await.map_err(|e| RouterError::Sink {
+async fn build_sink(
+    s: &SinkConfig,
+    rules: &SinkRules,
+    store: &Option<Arc<dyn AlertStore>>,
+) -> Result<Box<dyn Sink>, RouterError> {
+    let built = crate::store::scope(store.clone(), sinks::build(s, rules)).await;
+    built.map_err(|e| RouterError::Sink {
         name: s.name.clone(),
         message: e.to_string(),
     })
@@ -577,7 +587,7 @@ pub async fn start(
         ),
     };
     for s in config.sinks {
-        let sink = build_sink(s, &config.sink_rules).await?;
+        let sink = build_sink(s, &config.sink_rules, &config.store).await?;
         let route = state.open_route(s.clone(), sink).await?;
         state.routes.push(route);
     }
@@ -645,6 +655,7 @@ pub async fn start(
         current: Mutex::new(config.sinks.to_vec()),
         current_rules: Mutex::new(config.sink_rules.clone()),
         spools,
+        store: config.store.clone(),
     })
 }
 

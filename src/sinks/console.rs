@@ -18,7 +18,7 @@ pub struct ConsoleSinkConfig {}
 /// The name of the console's sink in the embedded defaults.
 pub const DEFAULT_NAME: &str = "console-store";
 
-/// Writes alerts to the process's store.
+/// Writes alerts to its pipeline's store.
 pub struct ConsoleSink {
     store: std::sync::Arc<dyn AlertStore>,
 }

@@ -12,7 +12,7 @@
 //! [`DeliveryObserver`](crate::delivery::DeliveryObserver)) and below `sinks` (the `console`
 //! sink writes to it) and the console's routes (which read it).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
@@ -329,25 +329,20 @@ pub async fn open(
     }
 }
 
-static CURRENT: Mutex<Option<Arc<dyn AlertStore>>> = Mutex::new(None);
-
-/// Makes `store` the process's store: the one `console` sinks write to. The pipeline installs
-/// it before it builds the sinks (a process serves one pipeline).
-pub fn install(store: Option<Arc<dyn AlertStore>>) {
-    *CURRENT.lock().unwrap_or_else(|p| p.into_inner()) = store;
+tokio::task_local! {
+    static OPEN: Option<Arc<dyn AlertStore>>;
 }
 
-/// Stops `store` being the process's store (at shutdown), unless another took its place.
-pub fn uninstall(store: &Arc<dyn AlertStore>) {
-    let mut cur = CURRENT.lock().unwrap_or_else(|p| p.into_inner());
-    if cur.as_ref().is_some_and(|c| Arc::ptr_eq(c, store)) {
-        *cur = None;
-    }
+/// Runs `f` (a sink build) with `store` as the store `console` sinks write to. Scoped to the
+/// build, not global: each pipeline (and each test in one process) has its own store, and a
+/// pipeline shutting down cannot take away another's.
+pub async fn scope<F: std::future::Future>(store: Option<Arc<dyn AlertStore>>, f: F) -> F::Output {
+    OPEN.scope(store, f).await
 }
 
-/// The process's store, if one is open.
+/// The store of the build in progress ([`scope`]), if one is open.
 pub fn current() -> Option<Arc<dyn AlertStore>> {
-    CURRENT.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    OPEN.try_with(Clone::clone).ok().flatten()
 }
 
 /// Checks a PostgreSQL URL setting without printing it.

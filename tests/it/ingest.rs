@@ -311,6 +311,27 @@ async fn bearer_tokens_from_file_are_enforced() {
     running.shutdown().await;
 }
 
+/// Each pipeline's `console` sinks are built over its own store. The store was once a process
+/// global: a pipeline shutting down took it away from another still running (tests in this
+/// binary then failed at random to start or reload with "no alert store is open").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_keeps_its_console_store_when_another_stops() {
+    let (mut first, _) = start(local_config()).await;
+    let (second, _) = start(local_config()).await;
+    assert!(first.config().console.enabled && second.config().console.enabled);
+    second.shutdown().await;
+    let mut cfg = first.config().clone();
+    cfg.sinks.push(kaudit::sinks::SinkConfig {
+        name: "console-again".into(),
+        ..kaudit::sinks::SinkConfig::console()
+    });
+    first
+        .reload(cfg)
+        .await
+        .expect("a new console sink is built over the first pipeline's own store");
+    first.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_path_404_wrong_method_405_health_and_ready() {
     let (running, base) = start(local_config()).await;
