@@ -6,6 +6,13 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use kaudit::config::{Config, LogFormat, Overrides};
 
+/// mimalloc instead of glibc's malloc. Request bodies and their alerts are allocated on one
+/// thread and freed on another (connection, inbox writer, detection pool), and glibc's arenas
+/// then contend on their locks: about a fifth of kaudit's CPU under load went to malloc, free
+/// and the futex waits between them (`scripts/bench-ingest`, README "Performance").
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// kaudit: the Kubernetes audit webhook that turns audit events into alerts.
 #[derive(Parser)]
 #[command(name = "kaudit", version, about, long_about = None)]
