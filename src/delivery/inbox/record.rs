@@ -106,12 +106,20 @@ pub fn decode(buf: &[u8]) -> Option<(InboxRecord, usize)> {
     ))
 }
 
-/// Reads every intact record of a segment's bytes in order: `(record, offset, encoded length)`,
-/// and the offset where intact data ends (the file's length unless its tail is torn).
-pub fn scan(buf: &[u8]) -> (Vec<(InboxRecord, u64, usize)>, u64) {
+/// Reads the intact records of the segment whose first seq is `first` in order:
+/// `(record, offset, encoded length)`, and the offset where they end. Records must carry
+/// consecutive seqs from `first`: a reused segment file ([`super`]'s spare) still holds an
+/// earlier run's records past the newest ones, intact but with older seqs, and reading stops
+/// at them as it stops at a torn tail.
+pub fn scan(buf: &[u8], first: u64) -> (Vec<(InboxRecord, u64, usize)>, u64) {
     let mut out = Vec::new();
     let mut at = 0usize;
+    let mut expected = first;
     while let Some((r, n)) = decode(&buf[at..]) {
+        if r.seq != expected {
+            break;
+        }
+        expected += 1;
         out.push((r, at as u64, n));
         at += n;
     }
@@ -130,7 +138,7 @@ mod tests {
         let whole = buf.len();
         encode(9, 101, "x", "y", b"torn", &mut buf);
         buf.truncate(buf.len() - 2);
-        let (recs, end) = scan(&buf);
+        let (recs, end) = scan(&buf, 7);
         assert_eq!(recs.len(), 2);
         assert_eq!(end as usize, whole);
         assert_eq!(recs[0].0.seq, 7);
@@ -139,7 +147,26 @@ mod tests {
         // A flipped bit is caught by the checksum.
         let mut bad = buf.clone();
         bad[HEADER + 20] ^= 1;
-        assert_eq!(scan(&bad).0.len(), 0);
+        assert_eq!(scan(&bad, 7).0.len(), 0);
+    }
+
+    #[test]
+    fn an_earlier_runs_records_past_the_newest_are_not_read() {
+        // A reused file: seqs 3-5 of before, overwritten from the start by 10 and 11.
+        let mut old = Vec::new();
+        for seq in 3..6 {
+            encode(seq, 0, "w", "", b"old", &mut old);
+        }
+        let mut buf = Vec::new();
+        encode(10, 0, "w", "", b"new", &mut buf);
+        encode(11, 0, "w", "", b"new", &mut buf);
+        let end = buf.len();
+        buf.extend_from_slice(&old[end..]);
+        let (recs, at) = scan(&buf, 10);
+        assert_eq!(recs.iter().map(|r| r.0.seq).collect::<Vec<_>>(), [10, 11]);
+        assert_eq!(at as usize, end);
+        // Not a byte of it is this segment's when its first record is an old one.
+        assert!(scan(&old, 10).0.is_empty());
     }
 
     #[test]

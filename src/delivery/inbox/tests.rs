@@ -365,3 +365,60 @@ async fn a_replayed_batch_comes_without_alerts() {
     assert!(b.evaluated.is_none(), "after a restart: evaluated anew");
     b.hold.release();
 }
+
+#[tokio::test]
+async fn a_done_segment_is_written_over_and_a_restart_reads_only_the_new_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let spare = dir.path().join(SPARE_FILE);
+    let seg_files = || -> Vec<PathBuf> {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+            .collect()
+    };
+    {
+        let o = open(dir.path(), &cfg());
+        let mut reader = o.reader;
+        for i in 0..12 {
+            let body = Bytes::from(format!("old-{i:04}"));
+            o.inbox.append("w", "", body).await.unwrap();
+            reader.next().await.unwrap().hold.release();
+        }
+        settle(&o.inbox).await;
+        drop(o.inbox);
+        o.worker.join().await;
+    }
+    assert!(spare.is_file(), "a done segment is kept to be reused");
+    assert!(seg_files().is_empty());
+    let kept = std::fs::metadata(&spare).unwrap().len();
+    {
+        // The next run's first segment is the spare, written over: two short records, then
+        // the earlier run's, intact.
+        let o = open(dir.path(), &cfg());
+        for i in 0..2 {
+            o.inbox
+                .append("w", "", Bytes::from(format!("new-{i:04}")))
+                .await
+                .unwrap();
+        }
+        assert!(!spare.exists(), "the new segment took the spare");
+        let files = seg_files();
+        assert_eq!(files.len(), 1);
+        let len = std::fs::metadata(&files[0]).unwrap().len();
+        assert_eq!(len, kept, "written over within its length, not grown anew");
+        drop(o.inbox);
+        o.worker.join().await;
+    }
+    // Even with the watermark lost (a crash before it reached the disk), the earlier run's
+    // records are not taken for this segment's.
+    std::fs::remove_file(dir.path().join(WATERMARK_FILE)).unwrap();
+    let o = open(dir.path(), &cfg());
+    assert_eq!(o.inbox.pending(), 2, "only the new records are replayed");
+    let mut reader = o.reader;
+    for i in 0..2 {
+        let b = reader.next().await.unwrap();
+        assert_eq!(b.record.body, Bytes::from(format!("new-{i:04}")));
+        b.hold.release();
+    }
+}

@@ -204,10 +204,13 @@ fn fail_group(shared: &Shared, group: Vec<Append>, e: &InboxError) {
 
 fn open_segment(shared: &Shared, first_seq: u64) -> Result<Active, InboxError> {
     let path = segment_path(&shared.dir, first_seq);
+    // The spare is written over from its start: what lies past the new records is an earlier
+    // run's, and reading stops at the first record out of sequence.
+    let reused = shared.take_spare(&path);
     let file = std::fs::OpenOptions::new()
         .create(true)
         .write(true)
-        .truncate(true)
+        .truncate(!reused)
         .open(&path)
         .map_err(|e| shared.storage_error(format!("cannot create {}: {e}", path.display())))?;
     // The new file's directory entry must survive a crash too.
