@@ -2,7 +2,7 @@
 //! fdatasync, and answers every append of the group once it is on disk.
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{IoSlice, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -100,12 +100,15 @@ pub(super) fn writer_loop(
         }
         let Some(seg) = active.as_mut() else { continue };
         buf.clear();
+        // Each record's head goes to `buf`; its body is written from where it is.
+        let mut heads = Vec::with_capacity(take.len());
         let mut placed = Vec::with_capacity(take.len());
+        let mut at = seg.offset;
         for a in &take {
             let seq = next_seq;
             next_seq += 1;
-            let at = buf.len();
-            record::encode(
+            let from = buf.len();
+            record::encode_head(
                 seq,
                 a.received_ms,
                 &a.source,
@@ -113,10 +116,21 @@ pub(super) fn writer_loop(
                 &a.body,
                 &mut buf,
             );
-            placed.push((seq, seg.offset + at as u64, buf.len() - at));
+            heads.push(from..buf.len());
+            let len = buf.len() - from + a.body.len();
+            placed.push((seq, at, len));
+            at += len as u64;
         }
+        let group_len = (at - seg.offset) as usize;
+        let mut slices: Vec<IoSlice<'_>> = heads
+            .iter()
+            .zip(&take)
+            .flat_map(|(h, a)| [IoSlice::new(&buf[h.clone()]), IoSlice::new(&a.body)])
+            .collect();
         let started = Instant::now();
-        let written = seg.file.write_all(&buf).and_then(|()| seg.file.sync_data());
+        let written =
+            write_all_vectored(&mut seg.file, &mut slices).and_then(|()| seg.file.sync_data());
+        drop(slices);
         match written {
             Ok(()) => {
                 shared
@@ -124,7 +138,7 @@ pub(super) fn writer_loop(
                     .commit_seconds
                     .observe(started.elapsed().as_secs_f64());
                 shared.metrics.group_batches.observe(take.len() as f64);
-                seg.offset += buf.len() as u64;
+                seg.offset += group_len as u64;
                 let last = next_seq - 1;
                 {
                     let mut st = shared.lock();
@@ -137,11 +151,11 @@ pub(super) fn writer_loop(
                 }
                 let disk = shared
                     .disk_bytes
-                    .fetch_add(buf.len() as u64, Ordering::AcqRel)
-                    + buf.len() as u64;
+                    .fetch_add(group_len as u64, Ordering::AcqRel)
+                    + group_len as u64;
                 shared.metrics.disk_bytes.set(disk as i64);
                 shared.metrics.appended.inc_by(take.len() as u64);
-                shared.metrics.appended_bytes.inc_by(buf.len() as u64);
+                shared.metrics.appended_bytes.inc_by(group_len as u64);
                 shared.set_faulted(false, "");
                 for (a, (seq, offset, len)) in take.into_iter().zip(placed) {
                     let entry = Entry {
@@ -187,6 +201,19 @@ pub(super) fn writer_loop(
         }
     }
     seal(&shared, active.take());
+}
+
+/// Writes every slice whole: `write_vectored` may take part of them (and at most `IOV_MAX`).
+fn write_all_vectored(file: &mut File, mut slices: &mut [IoSlice<'_>]) -> std::io::Result<()> {
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn fail_group(shared: &Shared, group: Vec<Append>, e: &InboxError) {
