@@ -87,6 +87,16 @@ impl AlertDeliver {
 impl Deliver for AlertDeliver {
     fn deliver<'a>(&'a self, records: &'a [Record]) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
+            let encoded: Vec<&[u8]> = records.iter().map(|r| &r.payload[..]).collect();
+            if let Some(sent) = self.sink.send_encoded(&encoded) {
+                let (first, last) = (records.first(), records.last());
+                let span = tracing::debug_span!("send", sink = %self.name, first = first.map(|r| r.seq), last = last.map(|r| r.seq), alerts = records.len());
+                let r = sent.instrument(span).await;
+                if let Err(e) = &r {
+                    tracing::debug!(sink = %self.name, records = records.len(), error = %e, "alerts not delivered");
+                }
+                return r;
+            }
             let mut alerts = Vec::with_capacity(records.len());
             for r in records {
                 let a = decode(&r.payload).map_err(|e| {

@@ -31,7 +31,7 @@ pub use hold::Hold;
 pub use lane::{Lane, LaneError, LanePaths, quarantine_orphans};
 pub use metrics::{DeliveryMetrics, SinkLabels};
 pub use observe::{DeliveryObserver, Outcome};
-pub use sink::{Sink, SinkError};
+pub use sink::{Sink, SinkError, json_lines};
 pub use spool::{Record, Spool, SpoolError};
 
 /// Settings of the per-sink durable spool and its delivery worker.

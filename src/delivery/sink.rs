@@ -86,8 +86,30 @@ pub trait Sink: Send + Sync {
     /// Delivers every alert of `alerts`; on error none of them is taken as delivered.
     fn send<'a>(&'a self, alerts: &'a [Alert]) -> BoxFuture<'a, Result<(), SinkError>>;
 
+    /// Delivers alerts as they were spooled, each its JSON ([`Alert::to_json`]), when that is
+    /// the sink's wire form (one per line: `file`, `stdout`): decoding them only to encode
+    /// them again cost more than the write. `None` (the default): decode them for
+    /// [`Sink::send`]. On error none of them is taken as delivered.
+    fn send_encoded<'a>(
+        &'a self,
+        alerts: &'a [&'a [u8]],
+    ) -> Option<BoxFuture<'a, Result<(), SinkError>>> {
+        let _ = alerts;
+        None
+    }
+
     /// How many alerts one `send` may carry, and how long to wait for a batch to fill.
     fn batch_policy(&self) -> BatchPolicy {
         BatchPolicy::default()
     }
+}
+
+/// Alerts as JSON lines, each ending with a newline: what `send_encoded` writes.
+pub fn json_lines<'a>(alerts: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut buf = Vec::new();
+    for a in alerts {
+        buf.extend_from_slice(a);
+        buf.push(b'\n');
+    }
+    buf
 }

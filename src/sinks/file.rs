@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use crate::alert::Alert;
-use crate::delivery::{BatchPolicy, Sink, SinkError};
+use crate::delivery::{BatchPolicy, Sink, SinkError, json_lines};
 use crate::invalid::Invalid;
 use crate::sinks::registry::SinkType;
 use futures_util::future::BoxFuture;
@@ -159,23 +159,32 @@ fn write_batch(cfg: &FileConfig, state: &Mutex<Option<Open>>, buf: &[u8]) -> std
     r
 }
 
-impl Sink for FileSink {
-    fn send<'a>(&'a self, alerts: &'a [Alert]) -> BoxFuture<'a, Result<(), SinkError>> {
+impl FileSink {
+    fn write(&self, buf: Vec<u8>) -> BoxFuture<'_, Result<(), SinkError>> {
         Box::pin(async move {
-            let mut buf = String::new();
-            for a in alerts {
-                buf.push_str(&a.to_json());
-                buf.push('\n');
-            }
             let cfg = self.config.clone();
             let state = self.state.clone();
-            tokio::task::spawn_blocking(move || write_batch(&cfg, &state, buf.as_bytes()))
+            tokio::task::spawn_blocking(move || write_batch(&cfg, &state, &buf))
                 .await
                 .map_err(|e| SinkError::retryable(format!("file: {e}")))?
                 .map_err(|e| {
                     SinkError::retryable(format!("file {}: {e}", self.config.path.display()))
                 })
         })
+    }
+}
+
+impl Sink for FileSink {
+    fn send<'a>(&'a self, alerts: &'a [Alert]) -> BoxFuture<'a, Result<(), SinkError>> {
+        let json: Vec<String> = alerts.iter().map(Alert::to_json).collect();
+        self.write(json_lines(json.iter().map(|j| j.as_bytes())))
+    }
+
+    fn send_encoded<'a>(
+        &'a self,
+        alerts: &'a [&'a [u8]],
+    ) -> Option<BoxFuture<'a, Result<(), SinkError>>> {
+        Some(self.write(json_lines(alerts.iter().copied())))
     }
 
     fn batch_policy(&self) -> BatchPolicy {
@@ -218,6 +227,57 @@ mod tests {
             r#"{{"time":"2026-01-01T00:00:00Z","rule":"{rule}","priority":"Warning","output":"o"}}"#
         ))
         .unwrap()
+    }
+
+    /// A file sink as the router builds it (with its wrappers), and `shape` set when given.
+    async fn built(path: &std::path::Path, shape: crate::sinks::shape::Shape) -> Box<dyn Sink> {
+        let mut cfg = crate::sinks::SinkConfig::stdout("f");
+        cfg.settings = crate::sinks::SinkSettings::File(FileConfig {
+            path: path.to_path_buf(),
+            fsync: true,
+            max_bytes: None,
+        });
+        cfg.shape = shape;
+        crate::sinks::build(&cfg, &crate::sinks::SinkRules::default())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn spooled_alerts_are_written_as_they_are_and_as_send_writes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (decoded, encoded) = (dir.path().join("a"), dir.path().join("b"));
+        let alerts = [alert("x"), alert(r#"y \"quoted\" é"#)];
+        built(&decoded, Default::default())
+            .await
+            .send(&alerts)
+            .await
+            .unwrap();
+        let spooled: Vec<bytes::Bytes> =
+            alerts.iter().map(crate::delivery::alerts::encode).collect();
+        let records: Vec<&[u8]> = spooled.iter().map(|b| &b[..]).collect();
+        built(&encoded, Default::default())
+            .await
+            .send_encoded(&records)
+            .expect("a plain file sink takes spooled alerts as they are")
+            .await
+            .unwrap();
+        let (a, b) = (
+            std::fs::read(&decoded).unwrap(),
+            std::fs::read(&encoded).unwrap(),
+        );
+        assert_eq!(String::from_utf8(a).unwrap(), String::from_utf8(b).unwrap());
+        // A shaped sink changes each alert, so it needs them decoded.
+        let shape = crate::sinks::shape::Shape {
+            custom_fields: [("team".to_string(), "x".to_string())].into(),
+            ..Default::default()
+        };
+        assert!(
+            built(&encoded, shape)
+                .await
+                .send_encoded(&records)
+                .is_none()
+        );
     }
 
     fn rules(path: &std::path::Path) -> Vec<String> {

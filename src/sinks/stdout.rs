@@ -5,7 +5,7 @@ use std::io::Write;
 use serde::{Deserialize, Serialize};
 
 use crate::alert::Alert;
-use crate::delivery::{BatchPolicy, Sink, SinkError};
+use crate::delivery::{BatchPolicy, Sink, SinkError, json_lines};
 use crate::sinks::registry::SinkType;
 use futures_util::future::BoxFuture;
 
@@ -26,19 +26,28 @@ impl StdoutSink {
     }
 }
 
+impl StdoutSink {
+    fn write(buf: &[u8]) -> Result<(), SinkError> {
+        let mut out = std::io::stdout().lock();
+        out.write_all(buf)
+            .and_then(|_| out.flush())
+            .map_err(|e| SinkError::retryable(format!("stdout: {e}")))
+    }
+}
+
 impl Sink for StdoutSink {
     fn send<'a>(&'a self, alerts: &'a [Alert]) -> BoxFuture<'a, Result<(), SinkError>> {
-        Box::pin(async move {
-            let mut buf = String::new();
-            for a in alerts {
-                buf.push_str(&a.to_json());
-                buf.push('\n');
-            }
-            let mut out = std::io::stdout().lock();
-            out.write_all(buf.as_bytes())
-                .and_then(|_| out.flush())
-                .map_err(|e| SinkError::retryable(format!("stdout: {e}")))
-        })
+        let json: Vec<String> = alerts.iter().map(Alert::to_json).collect();
+        let buf = json_lines(json.iter().map(|j| j.as_bytes()));
+        Box::pin(async move { Self::write(&buf) })
+    }
+
+    fn send_encoded<'a>(
+        &'a self,
+        alerts: &'a [&'a [u8]],
+    ) -> Option<BoxFuture<'a, Result<(), SinkError>>> {
+        let buf = json_lines(alerts.iter().copied());
+        Some(Box::pin(async move { Self::write(&buf) }))
     }
 
     fn batch_policy(&self) -> BatchPolicy {

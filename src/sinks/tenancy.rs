@@ -133,21 +133,32 @@ impl Sink for DryRun {
 /// reasons and log lines); every built sink is wrapped in one.
 pub struct Redacting(pub Box<dyn Sink>);
 
+/// The error with every secret-looking part of its message redacted.
+fn redacted(e: SinkError) -> SinkError {
+    match e {
+        SinkError::Permanent(m) => SinkError::Permanent(crate::secret::redact_text(&m)),
+        SinkError::Denied(m) => SinkError::Denied(crate::secret::redact_text(&m)),
+        SinkError::Retryable {
+            message,
+            retry_after,
+        } => SinkError::Retryable {
+            message: crate::secret::redact_text(&message),
+            retry_after,
+        },
+    }
+}
+
 impl Sink for Redacting {
     fn send<'a>(&'a self, alerts: &'a [Alert]) -> BoxFuture<'a, Result<(), SinkError>> {
-        Box::pin(async move {
-            self.0.send(alerts).await.map_err(|e| match e {
-                SinkError::Permanent(m) => SinkError::Permanent(crate::secret::redact_text(&m)),
-                SinkError::Denied(m) => SinkError::Denied(crate::secret::redact_text(&m)),
-                SinkError::Retryable {
-                    message,
-                    retry_after,
-                } => SinkError::Retryable {
-                    message: crate::secret::redact_text(&message),
-                    retry_after,
-                },
-            })
-        })
+        Box::pin(async move { self.0.send(alerts).await.map_err(redacted) })
+    }
+
+    fn send_encoded<'a>(
+        &'a self,
+        alerts: &'a [&'a [u8]],
+    ) -> Option<BoxFuture<'a, Result<(), SinkError>>> {
+        let sent = self.0.send_encoded(alerts)?;
+        Some(Box::pin(async move { sent.await.map_err(redacted) }))
     }
 
     fn batch_policy(&self) -> BatchPolicy {
