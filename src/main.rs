@@ -6,12 +6,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use kaudit::config::{Config, LogFormat, Overrides};
 
-/// mimalloc instead of glibc's malloc. Request bodies and their alerts are allocated on one
-/// thread and freed on another (connection, inbox writer, detection pool), and glibc's arenas
-/// then contend on their locks: about a fifth of kaudit's CPU under load went to malloc, free
-/// and the futex waits between them (`scripts/bench-ingest`, README "Performance").
+/// mimalloc for small blocks, glibc for large ones: see [`kaudit::memory::Allocator`].
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: kaudit::memory::Allocator = kaudit::memory::Allocator;
 
 /// kaudit: the Kubernetes audit webhook that turns audit events into alerts.
 #[derive(Parser)]
