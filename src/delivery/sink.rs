@@ -105,10 +105,10 @@ pub trait Sink: Send + Sync {
 }
 
 /// Alerts as JSON lines, each ending with a newline: what `send_encoded` writes.
-pub fn json_lines<'a>(alerts: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+pub fn json_lines<T: AsRef<[u8]>>(alerts: impl IntoIterator<Item = T>) -> Vec<u8> {
     let mut buf = Vec::new();
     for a in alerts {
-        buf.extend_from_slice(a);
+        buf.extend_from_slice(a.as_ref());
         buf.push(b'\n');
     }
     buf

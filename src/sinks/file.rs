@@ -176,8 +176,7 @@ impl FileSink {
 
 impl Sink for FileSink {
     fn send<'a>(&'a self, alerts: &'a [Alert]) -> BoxFuture<'a, Result<(), SinkError>> {
-        let json: Vec<String> = alerts.iter().map(Alert::to_json).collect();
-        self.write(json_lines(json.iter().map(|j| j.as_bytes())))
+        self.write(json_lines(alerts.iter().map(Alert::to_json)))
     }
 
     fn send_encoded<'a>(

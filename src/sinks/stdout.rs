@@ -37,8 +37,7 @@ impl StdoutSink {
 
 impl Sink for StdoutSink {
     fn send<'a>(&'a self, alerts: &'a [Alert]) -> BoxFuture<'a, Result<(), SinkError>> {
-        let json: Vec<String> = alerts.iter().map(Alert::to_json).collect();
-        let buf = json_lines(json.iter().map(|j| j.as_bytes()));
+        let buf = json_lines(alerts.iter().map(Alert::to_json));
         Box::pin(async move { Self::write(&buf) })
     }
 
