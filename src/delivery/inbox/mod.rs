@@ -538,7 +538,7 @@ impl Inbox {
             let (records, end) = record::scan(&buf, first);
             if (end as usize) < buf.len() {
                 // Past a reused file's newest record lie an earlier run's, intact: not a tear.
-                if record::decode(&buf[end as usize..]).is_some() {
+                if record::starts_intact(&buf[end as usize..]) {
                     tracing::debug!(file = %path.display(), end, "inbox segment was a reused file; cutting its earlier records");
                 } else {
                     tracing::warn!(file = %path.display(), intact = end, size = buf.len(), "inbox segment has a torn tail; cutting it");

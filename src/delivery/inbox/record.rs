@@ -73,18 +73,8 @@ fn clip(s: &str) -> &[u8] {
 /// Decodes the record at the start of `buf`; `None` when `buf` does not start with a whole,
 /// intact record. Returns the record and its encoded length.
 pub fn decode(buf: &[u8]) -> Option<(InboxRecord, usize)> {
-    if buf.len() < HEADER || &buf[..4] != MAGIC {
-        return None;
-    }
-    let len = u32::from_le_bytes(buf[4..8].try_into().ok()?) as usize;
-    if len > MAX_LEN || buf.len() < HEADER + len || len < 18 {
-        return None;
-    }
-    let crc = u32::from_le_bytes(buf[8..12].try_into().ok()?);
-    let rest = &buf[HEADER..HEADER + len];
-    if crc32fast::hash(rest) != crc {
-        return None;
-    }
+    let rest = checked(buf)?;
+    let len = rest.len();
     let seq = u64::from_le_bytes(rest[0..8].try_into().ok()?);
     let received_ms = u64::from_le_bytes(rest[8..16].try_into().ok()?);
     let mut at = 16;
@@ -107,6 +97,26 @@ pub fn decode(buf: &[u8]) -> Option<(InboxRecord, usize)> {
         },
         HEADER + len,
     ))
+}
+
+/// True when `buf` starts with a whole, intact record (of any seq), without building it.
+pub fn starts_intact(buf: &[u8]) -> bool {
+    checked(buf).is_some()
+}
+
+/// The checked part of the record at the start of `buf`, when it is whole and its checksum
+/// matches.
+fn checked(buf: &[u8]) -> Option<&[u8]> {
+    if buf.len() < HEADER || &buf[..4] != MAGIC {
+        return None;
+    }
+    let len = u32::from_le_bytes(buf[4..8].try_into().ok()?) as usize;
+    if len > MAX_LEN || buf.len() < HEADER + len || len < 18 {
+        return None;
+    }
+    let crc = u32::from_le_bytes(buf[8..12].try_into().ok()?);
+    let rest = &buf[HEADER..HEADER + len];
+    (crc32fast::hash(rest) == crc).then_some(rest)
 }
 
 /// Reads the intact records of the segment whose first seq is `first` in order:
