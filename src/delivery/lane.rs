@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -11,6 +11,8 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use super::direct::Handoff;
+use super::spool::AppendOutcome;
 use super::worker::Worker;
 use super::{
     Backoff, DeadLetters, Deliver, DeliveryMetrics, Hold, SinkLabels, Spool, SpoolConfig,
@@ -125,6 +127,10 @@ pub struct Lane {
     notify: Arc<Notify>,
     /// Set by the spool writer while its writes fail, cleared by the next one that succeeds.
     faulted: Arc<AtomicBool>,
+    /// Where the spool writer hands batches to an idle worker (see [`super::direct`]).
+    handoff: Arc<Handoff>,
+    /// Bytes queued and not yet spooled or delivered (as the spool counts them).
+    pending: Arc<AtomicU64>,
     tx: Option<mpsc::Sender<Queued>>,
     spooler: Option<JoinHandle<()>>,
     worker: Option<WorkerCtl>,
@@ -166,6 +172,8 @@ impl Lane {
             metrics: metrics.clone(),
             notify: Arc::new(Notify::new()),
             faulted: Arc::new(AtomicBool::new(false)),
+            handoff: Handoff::new(),
+            pending: Arc::new(AtomicU64::new(0)),
             tx: None,
             spooler: None,
             worker: None,
@@ -178,6 +186,19 @@ impl Lane {
     /// The lane's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// True while a worker runs that takes held batches straight from memory when the spool is
+    /// empty (see [`super::direct`]).
+    pub fn takes_direct(&self) -> bool {
+        self.handoff.room() > 0
+    }
+
+    /// Bytes this lane holds for its destination, counted as the spool counts them: what is
+    /// spooled, plus what is queued or on its way to the destination directly. Records leave
+    /// it from the front only (delivered, refused, evicted), in the order they were queued.
+    pub fn held_bytes(&self) -> u64 {
+        self.spool.bytes() + self.pending.load(Ordering::Acquire)
     }
 
     /// The lane's spool (for inspection: `len`, `bytes`).
@@ -207,6 +228,8 @@ impl Lane {
                 labels: self.labels.clone(),
                 cfg: self.cfg.clone(),
                 faulted: self.faulted.clone(),
+                handoff: self.handoff.clone(),
+                pending: self.pending.clone(),
             }
             .run(rx)
             .instrument(tracing::info_span!("spooler", sink = %self.name)),
@@ -215,9 +238,10 @@ impl Lane {
         self.spooler = Some(task);
     }
 
-    /// Queues one record; `hold` is released once the record is in the spool. Waits only while
-    /// the spool writer is behind (disk-bound, never sink-bound: a slow or dead destination
-    /// does not slow this down until the spool cap). While the spool's disk is failing, a record
+    /// Queues one record; `hold` is released once the record is in the spool, or delivered
+    /// straight from memory (see [`super::direct`]). Waits only while the spool writer is
+    /// behind (disk-bound; a slow destination holds it for at most `spool.direct_delivery_ms`
+    /// once, a dead one not at all, until the spool cap). While the spool's disk is failing, a record
     /// with a hold is refused at once ([`LaneError::Faulted`], the hold fails and its producer
     /// offers the work again later); one without a hold waits, as nothing else would keep it.
     pub async fn enqueue(&self, payload: Bytes, hold: Option<Hold>) -> Result<(), LaneError> {
@@ -228,9 +252,12 @@ impl Lane {
         if hold.is_some() && self.faulted.load(Ordering::Acquire) {
             return Err(LaneError::Faulted(self.name.clone()));
         }
-        tx.send(Queued { payload, hold })
-            .await
-            .map_err(|_| LaneError::Closed(self.name.clone()))?;
+        let bytes = stored_len(&payload);
+        self.pending.fetch_add(bytes, Ordering::AcqRel);
+        if tx.send(Queued { payload, hold }).await.is_err() {
+            self.pending.fetch_sub(bytes, Ordering::AcqRel);
+            return Err(LaneError::Closed(self.name.clone()));
+        }
         self.metrics
             .queue_depth
             .get_or_create(&self.labels)
@@ -257,6 +284,8 @@ impl Lane {
             stop: stop_rx,
             denied_grace: Duration::from_secs(self.cfg.denied_retry_secs),
             denied_since: None,
+            handoff: self.handoff.clone(),
+            direct_wait: Duration::from_millis(self.cfg.direct_delivery_ms),
         };
         let task = tokio::spawn(
             w.run()
@@ -337,9 +366,75 @@ struct Queued {
     hold: Option<Hold>,
 }
 
+/// What a record counts against the spool's cap.
+fn stored_len(payload: &Bytes) -> u64 {
+    (payload.len() + super::spool::META_LEN) as u64
+}
+
 /// Why a full spool dropped a record (its dead letter's reason, and the console's).
 fn spool_full_reason(max_bytes: u64) -> String {
     format!("spool full (spool.max_bytes {max_bytes}): dropped, oldest first")
+}
+
+/// Appends `batch` to the spool in one transaction, dead-lettering what the cap pushes out, and
+/// counts and reports what happened: the spool writer's step, which the worker also takes for a
+/// direct batch its destination is slow to confirm.
+pub(super) async fn spool_batch(
+    spool: &Arc<Spool>,
+    dead: &Arc<DeadLetters>,
+    metrics: &DeliveryMetrics,
+    labels: &SinkLabels,
+    batch: &Arc<Vec<Bytes>>,
+) -> Result<AppendOutcome, String> {
+    let (s, d, b) = (spool.clone(), dead.clone(), batch.clone());
+    let written = tokio::task::spawn_blocking(move || {
+        let max = s.max_bytes();
+        // What the cap pushed out, for the observer once the append committed.
+        let mut dropped: Vec<Bytes> = Vec::new();
+        s.append(&b, &mut |evicted| {
+            d.write(evicted, &spool_full_reason(max))
+                .map_err(|e| e.to_string())?;
+            dropped.extend(evicted.iter().map(|r| r.payload.clone()));
+            Ok(())
+        })
+        .map(|outcome| (outcome, dropped, max))
+    })
+    .await;
+    let (outcome, dropped, max) = match written {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(e) => return Err(format!("the spool writer failed: {e}")),
+    };
+    metrics
+        .spooled
+        .get_or_create(labels)
+        .inc_by(outcome.appended as u64);
+    metrics.observe(
+        labels,
+        batch.iter().map(|b| &b[..]),
+        super::Outcome::Spooled,
+    );
+    if !dropped.is_empty() {
+        metrics.observe(
+            labels,
+            dropped.iter().map(|b| &b[..]),
+            super::Outcome::DeadLettered {
+                reason: &spool_full_reason(max),
+            },
+        );
+    }
+    if outcome.evicted > 0 {
+        let n = outcome.evicted as u64;
+        metrics.dropped_at_cap.get_or_create(labels).inc_by(n);
+        metrics.dead_lettered.get_or_create(labels).inc_by(n);
+        tracing::warn!(
+            dropped = n,
+            max_bytes = max,
+            dead_letter = %dead.path().display(),
+            "spool full: oldest records dropped to the dead-letter file"
+        );
+    }
+    Ok(outcome)
 }
 
 /// The spool writer of a lane: queued records into the spool in batches (one fsync each).
@@ -351,6 +446,8 @@ struct Spooler {
     labels: SinkLabels,
     cfg: SpoolConfig,
     faulted: Arc<AtomicBool>,
+    handoff: Arc<Handoff>,
+    pending: Arc<AtomicU64>,
 }
 
 impl Spooler {
@@ -363,14 +460,25 @@ impl Spooler {
             labels,
             cfg,
             faulted,
+            handoff,
+            pending,
         } = self;
         let mut backoff = Backoff::new(
             Duration::from_millis(cfg.retry_initial_ms),
             Duration::from_millis(cfg.retry_max_ms),
         );
         while let Some(first) = rx.recv().await {
+            // Straight to the destination when nothing waits in the spool (see `direct`): then
+            // as many as the worker takes in one batch.
+            let room = handoff.room();
+            let direct = room > 0 && first.hold.is_some() && spool.is_empty();
+            let limit = if direct {
+                room.min(cfg.write_batch)
+            } else {
+                cfg.write_batch
+            };
             let mut queued = vec![first];
-            while queued.len() < cfg.write_batch {
+            while queued.len() < limit {
                 match rx.try_recv() {
                     Ok(p) => queued.push(p),
                     Err(_) => break,
@@ -379,70 +487,34 @@ impl Spooler {
             let (batch, holds): (Vec<Bytes>, Vec<Option<Hold>>) =
                 queued.into_iter().map(|q| (q.payload, q.hold)).unzip();
             let batch = Arc::new(batch);
-            loop {
-                let (s, d, b) = (spool.clone(), dead.clone(), batch.clone());
-                let max = cfg.max_bytes;
-                let r = tokio::task::spawn_blocking(move || {
-                    // What the cap pushed out, for the observer once the append committed.
-                    let mut dropped: Vec<Bytes> = Vec::new();
-                    s.append(&b, &mut |evicted| {
-                        d.write(evicted, &spool_full_reason(max))
-                            .map_err(|e| e.to_string())?;
-                        dropped.extend(evicted.iter().map(|r| r.payload.clone()));
-                        Ok(())
-                    })
-                    .map(|outcome| (outcome, dropped))
-                })
-                .await;
-                match r {
-                    Ok(Ok((outcome, dropped))) => {
-                        metrics
-                            .spooled
-                            .get_or_create(&labels)
-                            .inc_by(outcome.appended as u64);
-                        metrics.observe(
-                            &labels,
-                            batch.iter().map(|b| &b[..]),
-                            super::Outcome::Spooled,
-                        );
-                        if !dropped.is_empty() {
-                            metrics.observe(
-                                &labels,
-                                dropped.iter().map(|b| &b[..]),
-                                super::Outcome::DeadLettered {
-                                    reason: &spool_full_reason(cfg.max_bytes),
-                                },
-                            );
+            let bytes: u64 = batch.iter().map(stored_len).sum();
+            let spool_it = if direct {
+                handoff.offer(batch, holds).await
+            } else {
+                Some((batch, holds))
+            };
+            if let Some((batch, holds)) = spool_it {
+                loop {
+                    match spool_batch(&spool, &dead, &metrics, &labels, &batch).await {
+                        Ok(_) => {
+                            backoff.reset();
+                            if faulted.swap(false, Ordering::AcqRel) {
+                                tracing::info!("spool writes again");
+                            }
+                            holds.into_iter().flatten().for_each(Hold::release);
+                            break;
                         }
-                        if outcome.evicted > 0 {
-                            let n = outcome.evicted as u64;
-                            metrics.dropped_at_cap.get_or_create(&labels).inc_by(n);
-                            metrics.dead_lettered.get_or_create(&labels).inc_by(n);
-                            tracing::warn!(
-                                dropped = n,
-                                max_bytes = cfg.max_bytes,
-                                dead_letter = %dead.path().display(),
-                                "spool full: oldest records dropped to the dead-letter file"
-                            );
+                        Err(e) => {
+                            faulted.store(true, Ordering::Release);
+                            tracing::error!(error = %e, records = batch.len(), "cannot write the spool; retrying (held alerts are routed again later)");
                         }
-                        backoff.reset();
-                        if faulted.swap(false, Ordering::AcqRel) {
-                            tracing::info!("spool writes again");
-                        }
-                        holds.into_iter().flatten().for_each(Hold::release);
-                        break;
                     }
-                    Ok(Err(e)) => {
-                        faulted.store(true, Ordering::Release);
-                        tracing::error!(error = %e, records = batch.len(), "cannot write the spool; retrying (held alerts are routed again later)");
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "spool writer panicked; retrying");
-                    }
+                    tokio::time::sleep(backoff.next_delay()).await;
                 }
-                tokio::time::sleep(backoff.next_delay()).await;
+                notify.notify_one();
             }
-            notify.notify_one();
+            // Spooled (counted in the spool's bytes now) or delivered.
+            pending.fetch_sub(bytes, Ordering::AcqRel);
             metrics
                 .queue_depth
                 .get_or_create(&labels)

@@ -16,6 +16,7 @@ use std::time::Duration;
 pub mod alerts;
 mod backoff;
 pub mod deadletter;
+mod direct;
 pub mod hold;
 pub mod inbox;
 mod lane;
@@ -44,6 +45,11 @@ pub struct SpoolConfig {
     pub queue_capacity: usize,
     /// Most records written to the spool in one transaction (one fsync).
     pub write_batch: usize,
+    /// How long a held batch reaching an idle sink with an empty spool may wait on the sink
+    /// before it is spooled, in milliseconds: a sink that confirms sooner gets it without the
+    /// spool's two fsyncs (its producer, the inbox, keeps it on disk meanwhile). 0 spools every
+    /// batch first.
+    pub direct_delivery_ms: u64,
     /// First retry delay after a retryable failure, in milliseconds (doubles each time).
     pub retry_initial_ms: u64,
     /// Longest retry delay, in milliseconds.
@@ -65,6 +71,7 @@ impl Default for SpoolConfig {
             max_bytes: 256 * 1024 * 1024,
             queue_capacity: 4096,
             write_batch: 1024,
+            direct_delivery_ms: 100,
             retry_initial_ms: 200,
             retry_max_ms: 60_000,
             shutdown_flush_ms: 3_000,

@@ -72,6 +72,8 @@ pub struct AppendOutcome {
     pub appended: usize,
     /// Records removed to stay under the cap (oldest first), already handed to the hook.
     pub evicted: usize,
+    /// The sequence numbers the written records got, in the order given.
+    pub seqs: Vec<u64>,
 }
 
 /// A durable FIFO of byte records, bounded by a byte cap. Thread-safe; methods block on disk
@@ -168,6 +170,11 @@ impl Spool {
     /// Changes the byte cap; it applies from the next append.
     pub fn set_max_bytes(&self, max_bytes: u64) {
         self.max_bytes.store(max_bytes, Ordering::Relaxed);
+    }
+
+    /// The byte cap in force.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes.load(Ordering::Relaxed)
     }
 
     /// Records waiting.
@@ -278,6 +285,7 @@ impl Spool {
         Ok(AppendOutcome {
             appended: to_write.len(),
             evicted: evicted.len(),
+            seqs: to_write.iter().map(|r| r.seq).collect(),
         })
     }
 

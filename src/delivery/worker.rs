@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
 
+use super::direct::{Direct, Handoff, Presence};
 use super::{
     Backoff, DeadLetters, Deliver, DeliveryMetrics, Record, SinkError, SinkLabels, Spool, spool,
 };
@@ -23,6 +24,11 @@ pub(super) struct Worker {
     pub(super) denied_grace: Duration,
     /// When the batch at the head of the spool was first denied.
     pub(super) denied_since: Option<(u64, Instant)>,
+    /// Where the spool writer hands batches to deliver directly while this worker is idle.
+    pub(super) handoff: Arc<Handoff>,
+    /// How long a direct batch may wait on the destination before it is spooled (zero: no
+    /// direct delivery).
+    pub(super) direct_wait: Duration,
 }
 
 /// What ended a wait of the worker.
@@ -62,13 +68,189 @@ impl Worker {
             .map_err(|e| e.to_string())
     }
 
-    async fn remove(&self, batch: &[Record]) -> Result<(), String> {
+    async fn remove(&self, seqs: Vec<u64>) -> Result<(), String> {
         let s = self.spool.clone();
-        let seqs: Vec<u64> = batch.iter().map(|r| r.seq).collect();
         tokio::task::spawn_blocking(move || s.remove(&seqs))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())
+    }
+
+    /// Removes confirmed records from the spool (if that fails they are sent again).
+    async fn remove_delivered(&self, seqs: Vec<u64>) {
+        if let Err(e) = self.remove(seqs).await {
+            tracing::error!(error = %e, "delivered, but cannot remove from the spool (will be sent again)");
+        }
+    }
+
+    /// Awaits a delivery attempt, unless the worker is told to stop first (`None`).
+    async fn until_stopped<F: std::future::Future>(
+        &mut self,
+        mut attempt: std::pin::Pin<&mut F>,
+    ) -> Option<F::Output> {
+        loop {
+            let dl = self.deadline();
+            tokio::select! {
+                r = &mut attempt => return Some(r),
+                _ = async {
+                    match dl {
+                        Some(dl) => tokio::time::sleep_until(dl.into()).await,
+                        None => std::future::pending::<()>().await,
+                    }
+                } => return None,
+                r = self.stop.changed() => if r.is_err() { return None },
+            }
+        }
+    }
+
+    /// Counts and reports a confirmed batch.
+    fn delivered(&mut self, batch: &[Record], retrying: &mut bool) {
+        let now = spool::now_ms();
+        let hist = self.metrics.latency.get_or_create(&self.labels);
+        for r in batch {
+            hist.observe(now.saturating_sub(r.enqueued_ms) as f64 / 1000.0);
+        }
+        drop(hist);
+        self.metrics
+            .sent
+            .get_or_create(&self.labels)
+            .inc_by(batch.len() as u64);
+        self.metrics.observe(
+            &self.labels,
+            batch.iter().map(|r| &r.payload[..]),
+            super::Outcome::Delivered,
+        );
+        self.denied_since = None;
+        self.backoff.reset();
+        *retrying = false;
+        self.gauges();
+    }
+
+    /// Counts and reports a failed attempt at a batch that is (or is about to be) spooled, and
+    /// waits as its failure asks: a passing failure backs off; one the spool's next attempt
+    /// must judge (refused, denied) is tried again at once.
+    async fn direct_failed(
+        &mut self,
+        batch: &[Record],
+        error: SinkError,
+        retrying: &mut bool,
+    ) -> Wake {
+        let message = error.to_string();
+        self.metrics
+            .failed
+            .get_or_create(&self.labels)
+            .inc_by(batch.len() as u64);
+        self.metrics.observe(
+            &self.labels,
+            batch.iter().map(|r| &r.payload[..]),
+            super::Outcome::Failed { error: &message },
+        );
+        match error {
+            SinkError::Retryable { retry_after, .. } => {
+                let d = self.backoff.next_delay();
+                let d = retry_after.unwrap_or(d);
+                tracing::warn!(records = batch.len(), error = %message, retry_in_ms = d.as_millis() as u64, "delivery failed; spooled, will retry");
+                *retrying = true;
+                self.sleep(d).await
+            }
+            _ => Wake::Go,
+        }
+    }
+
+    /// Delivers a batch the spool writer handed over (see [`super::direct`]). Confirmed within
+    /// `direct_wait`: its holds are released, the spool never sees it. Failed: it goes back to
+    /// the spool writer. Slower: this worker spools it at once (so the spool writer goes on)
+    /// and keeps waiting; confirmed then, it is removed from the spool again.
+    async fn direct(&mut self, d: Direct, retrying: &mut bool) -> Wake {
+        let Direct {
+            batch: (payloads, holds),
+            answer,
+        } = d;
+        let now = spool::now_ms();
+        let records: Vec<Record> = payloads
+            .iter()
+            .zip(0..)
+            .map(|(p, seq)| Record {
+                seq,
+                enqueued_ms: now,
+                payload: p.clone(),
+            })
+            .collect();
+        let deliver = self.deliver.clone();
+        let attempt = deliver.deliver(&records);
+        tokio::pin!(attempt);
+        let quick = tokio::select! {
+            r = &mut attempt => Some(r),
+            _ = tokio::time::sleep(self.direct_wait) => None,
+        };
+        let spoolable = payloads.clone();
+        let mut answer = Some((answer, payloads, holds));
+        // Takes care of the batch (`None`) or hands it back to be spooled.
+        let mut settle = |back: bool| {
+            if let Some((answer, payloads, holds)) = answer.take() {
+                if back {
+                    let _ = answer.send(Some((payloads, holds)));
+                } else {
+                    holds.into_iter().for_each(super::Hold::release);
+                    let _ = answer.send(None);
+                }
+            }
+        };
+        match quick {
+            Some(Ok(())) => {
+                settle(false);
+                self.delivered(&records, retrying);
+                return Wake::Go;
+            }
+            Some(Err(e)) => {
+                settle(true);
+                return self.direct_failed(&records, e, retrying).await;
+            }
+            None => {}
+        }
+        // Slow: spool it now, so that what is queued behind it need not wait on the destination.
+        let spooled = super::lane::spool_batch(
+            &self.spool,
+            &self.dead,
+            &self.metrics,
+            &self.labels,
+            &spoolable,
+        )
+        .await;
+        let seqs = match spooled {
+            Ok(outcome) => {
+                settle(false);
+                Some(outcome.seqs)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot spool a batch its destination is slow with; still waiting on the destination");
+                None
+            }
+        };
+        let result = self.until_stopped(attempt).await;
+        match (seqs, result) {
+            (Some(seqs), Some(Ok(()))) => {
+                self.remove_delivered(seqs).await;
+                self.delivered(&records, retrying);
+                Wake::Go
+            }
+            // Spooled: the next attempt reads it from the spool.
+            (Some(_), Some(Err(e))) => self.direct_failed(&records, e, retrying).await,
+            (Some(_), None) => Wake::Stop,
+            (None, Some(Ok(()))) => {
+                settle(false);
+                self.delivered(&records, retrying);
+                Wake::Go
+            }
+            (None, Some(Err(e))) => {
+                settle(true);
+                self.direct_failed(&records, e, retrying).await
+            }
+            (None, None) => {
+                settle(true);
+                Wake::Stop
+            }
+        }
     }
 
     fn gauges(&self) {
@@ -86,13 +268,26 @@ impl Worker {
         let policy = self.deliver.batch_policy();
         let max = policy.max.max(1);
         let mut retrying = false;
+        // Direct batches only for a destination that does not wait for its batches to fill.
+        let room = if self.direct_wait.is_zero() || !policy.max_wait.is_zero() {
+            0
+        } else {
+            max
+        };
+        let _present = Presence::new(self.handoff.clone(), room);
         loop {
             if let Some(dl) = self.deadline()
                 && (self.spool.is_empty() || Instant::now() >= dl)
             {
                 return;
             }
-            let batch = match self.peek(max).await {
+            // An empty spool is known without reading it (an append notifies).
+            let read = if self.spool.is_empty() {
+                Ok(Vec::new())
+            } else {
+                self.peek(max).await
+            };
+            let batch = match read {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the spool");
@@ -104,9 +299,19 @@ impl Worker {
                 }
             };
             if batch.is_empty() {
-                tokio::select! {
-                    _ = self.notify.notified() => {}
-                    r = self.stop.changed() => if r.is_err() { return },
+                // Idle: a batch may come from the spool, or straight from the spool writer.
+                let handoff = self.handoff.clone();
+                let mut handed = handoff.receiver().await;
+                let direct = tokio::select! {
+                    _ = self.notify.notified() => None,
+                    d = handed.recv() => d,
+                    r = self.stop.changed() => if r.is_err() { return } else { None },
+                };
+                drop(handed);
+                if let Some(d) = direct
+                    && let Wake::Stop = self.direct(d, &mut retrying).await
+                {
+                    return;
                 }
                 continue;
             }
@@ -171,19 +376,7 @@ impl Worker {
         let result = {
             let attempt = deliver.deliver(&batch);
             tokio::pin!(attempt);
-            loop {
-                let dl = self.deadline();
-                tokio::select! {
-                    r = &mut attempt => break Some(r),
-                    _ = async {
-                        match dl {
-                            Some(dl) => tokio::time::sleep_until(dl.into()).await,
-                            None => std::future::pending::<()>().await,
-                        }
-                    } => break None,
-                    r = self.stop.changed() => if r.is_err() { break None },
-                }
-            }
+            self.until_stopped(attempt).await
         };
         let Some(result) = result else {
             // Stopped mid-send: the batch stays spooled and goes again next run.
@@ -192,25 +385,9 @@ impl Worker {
         let result = self.judge_denied(batch[0].seq, result);
         match result {
             Ok(()) => {
-                if let Err(e) = self.remove(&batch).await {
-                    tracing::error!(error = %e, "delivered, but cannot remove from the spool (will be sent again)");
-                }
-                let now = spool::now_ms();
-                let hist = self.metrics.latency.get_or_create(&self.labels);
-                for r in &batch {
-                    hist.observe(now.saturating_sub(r.enqueued_ms) as f64 / 1000.0);
-                }
-                drop(hist);
-                self.metrics.sent.get_or_create(&self.labels).inc_by(n);
-                self.metrics.observe(
-                    &self.labels,
-                    batch.iter().map(|r| &r.payload[..]),
-                    super::Outcome::Delivered,
-                );
-                self.denied_since = None;
-                self.backoff.reset();
-                *retrying = false;
-                self.gauges();
+                self.remove_delivered(batch.iter().map(|r| r.seq).collect())
+                    .await;
+                self.delivered(&batch, retrying);
                 Wake::Go
             }
             Err(SinkError::Permanent(reason) | SinkError::Denied(reason)) => {
@@ -235,7 +412,7 @@ impl Worker {
                             batch.iter().map(|r| &r.payload[..]),
                             super::Outcome::DeadLettered { reason: &reason },
                         );
-                        if let Err(e) = self.remove(&batch).await {
+                        if let Err(e) = self.remove(batch.iter().map(|r| r.seq).collect()).await {
                             tracing::error!(error = %e, "cannot remove dead-lettered records from the spool");
                         }
                         *retrying = false;

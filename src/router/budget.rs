@@ -14,12 +14,11 @@
 //! `kaudit_budget_dropped_total{sink, reason}` and logged as one summary line per sink every
 //! [`LOG_EVERY`], naming the namespaces.
 //!
-//! What a namespace holds in a spool is tracked without help from delivery: the router records
-//! every alert it queues (namespace, bytes) in order, and since a spool only ever loses records
-//! from its front (delivered, refused, evicted), whatever the spool no longer holds left from the
-//! front of that record. Records still in the lane's in-memory queue are not in the spool's
-//! count yet, so the oldest records may be taken as gone a little early: the error is at most
-//! the lane's queue.
+//! What a namespace holds in a sink's lane is tracked without help from delivery: the router
+//! records every alert it queues (namespace, bytes) in order, and since a lane only ever loses
+//! records from its front (delivered, straight from memory or from the spool, refused,
+//! evicted), whatever the lane no longer holds ([`crate::delivery::Lane::held_bytes`]: its spool
+//! plus what is queued or on its way) left from the front of that record.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -32,7 +31,6 @@ use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
 use crate::alert::Alert;
-use crate::delivery::Spool;
 use crate::invalid::Invalid;
 
 /// The budgets (the `tenancy.budget` key of kaudit's config).
@@ -139,13 +137,13 @@ struct SinkBudget {
 }
 
 impl SinkBudget {
-    fn new(spool: &Spool) -> SinkBudget {
+    fn new(held: u64) -> SinkBudget {
         SinkBudget {
             buckets: HashMap::new(),
             held: HashMap::new(),
             order: VecDeque::new(),
             in_order: 0,
-            untracked: spool.bytes(),
+            untracked: held,
             dropped: BTreeMap::new(),
             logged: Instant::now(),
         }
@@ -288,8 +286,9 @@ impl Budgets {
     }
 
     /// Whether `alert` (queued as `bytes` payload bytes) may go to the shared sink `sink` whose
-    /// spool is `spool`; counts it when it may, and the drop when not.
-    pub fn admit(&mut self, sink: &str, spool: &Spool, alert: &Alert, bytes: usize) -> bool {
+    /// lane holds `held` bytes now ([`crate::delivery::Lane::held_bytes`]: its spool, and what
+    /// is queued or being delivered); counts it when it may, and the drop when not.
+    pub fn admit(&mut self, sink: &str, held: u64, alert: &Alert, bytes: usize) -> bool {
         let ns = alert
             .output_fields
             .get("ka.target.namespace")
@@ -298,12 +297,12 @@ impl Budgets {
         let stored = bytes as u64 + crate::delivery::spool::META_LEN as u64;
         // Looked up before inserting: no String allocated per alert once the sink is known.
         if !self.sinks.contains_key(sink) {
-            self.sinks.insert(sink.to_string(), SinkBudget::new(spool));
+            self.sinks.insert(sink.to_string(), SinkBudget::new(held));
         }
         let Some(b) = self.sinks.get_mut(sink) else {
             return true;
         };
-        b.reconcile(spool.bytes());
+        b.reconcile(held);
         let key = b.key(ns);
         if !b.take_token(&key, &self.cfg, Instant::now()) {
             b.drop_one(sink, key, "rate", &self.metrics);
@@ -325,6 +324,7 @@ impl Budgets {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::delivery::Spool;
 
     fn alert(ns: &str) -> Alert {
         let mut a: Alert = serde_json::from_str(
@@ -348,7 +348,7 @@ mod tests {
         // Nothing is delivered (the spool only grows): 92 + 8 bytes each, 25 fit in 2500.
         let mut admitted = 0;
         for _ in 0..100 {
-            if b.admit("soc", &spool, &alert("flood"), 92) {
+            if b.admit("soc", spool.bytes(), &alert("flood"), 92) {
                 spool
                     .append(&[bytes::Bytes::from(vec![b'x'; 92])], &mut |_| Ok(()))
                     .unwrap();
@@ -357,7 +357,7 @@ mod tests {
         }
         assert_eq!(admitted, 25);
         // Another team still gets in.
-        assert!(b.admit("soc", &spool, &alert("team-b"), 92));
+        assert!(b.admit("soc", spool.bytes(), &alert("team-b"), 92));
         let dropped = b
             .metrics
             .dropped
@@ -371,7 +371,7 @@ mod tests {
         let recs = spool.peek(1000).unwrap();
         let seqs: Vec<u64> = recs.iter().map(|r| r.seq).collect();
         spool.remove(&seqs).unwrap();
-        assert!(b.admit("soc", &spool, &alert("flood"), 92));
+        assert!(b.admit("soc", spool.bytes(), &alert("flood"), 92));
     }
 
     #[test]
@@ -386,13 +386,13 @@ mod tests {
         assert!(cfg.validate().is_ok());
         let mut b = Budgets::new(cfg, 1 << 20, BudgetMetrics::default());
         let got = (0..10)
-            .filter(|_| b.admit("soc", &spool, &alert("a"), 10))
+            .filter(|_| b.admit("soc", spool.bytes(), &alert("a"), 10))
             .count();
         assert!((3..10).contains(&got), "{got}");
         std::thread::sleep(Duration::from_millis(20));
-        assert!(b.admit("soc", &spool, &alert("a"), 10));
+        assert!(b.admit("soc", spool.bytes(), &alert("a"), 10));
         // Another namespace has its own bucket.
-        assert!(b.admit("soc", &spool, &alert("b"), 10));
+        assert!(b.admit("soc", spool.bytes(), &alert("b"), 10));
         let bad = BudgetConfig {
             spool_share: 0.0,
             ..BudgetConfig::default()

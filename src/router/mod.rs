@@ -429,7 +429,7 @@ impl State {
             if r.cfg.tenant.is_none()
                 && !self
                     .budgets
-                    .admit(&r.cfg.name, &r.lane.spool(), &alert, payload.len())
+                    .admit(&r.cfg.name, r.lane.held_bytes(), &alert, payload.len())
             {
                 continue;
             }

@@ -119,6 +119,9 @@ async fn the_spool_cap_dead_letters_and_counts() {
         &format!("  - name: capped\n    type: http\n    url: {dead}\n"),
     );
     cfg.spool.max_bytes = 2048;
+    // The cap itself is under test: no namespace budget in front of it (its default share,
+    // a quarter of the spool, would hold this one namespace to about one alert).
+    cfg.tenancy.budget.spool_share = 1.0;
     let mut metrics = Metrics::new();
     // What the console's store is told: every dropped alert, dead-lettered, with the reason.
     let told = std::sync::Arc::new(DeadLettersTold::default());

@@ -7,6 +7,7 @@ mod chat;
 mod console;
 mod deadletter;
 mod delivery;
+mod direct;
 mod e2e;
 mod falco_forward;
 mod falco_tail;
