@@ -72,7 +72,10 @@ impl<'a> Doc<'a> {
             Doc::Bool(true) => JsonRef::Value(&TRUE),
             Doc::Bool(false) => JsonRef::Value(&FALSE),
             Doc::Null => JsonRef::Value(&NULL),
-            Doc::Raw(text, v) => JsonRef::Value(v.get_or_init(|| Box::new(build(text)))),
+            Doc::Raw(text, v) => match v.get() {
+                Some(built) => JsonRef::Value(built),
+                None => JsonRef::Raw(text, v),
+            },
         }
     }
 
@@ -100,6 +103,49 @@ fn build(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or(Value::Null)
 }
 
+/// The strings of an array of strings without escapes (`[ "a" , "b" ]`, any JSON whitespace),
+/// borrowed from `text`; `None` when it is anything else.
+fn plain_strings(text: &str) -> Option<Vec<Cow<'_, str>>> {
+    fn ws(b: &[u8], mut i: usize) -> usize {
+        while let Some(b' ' | b'\n' | b'\t' | b'\r') = b.get(i) {
+            i += 1;
+        }
+        i
+    }
+    let b = text.as_bytes();
+    let mut i = ws(b, 0);
+    if b.get(i) != Some(&b'[') {
+        return None;
+    }
+    i = ws(b, i + 1);
+    let mut out = Vec::new();
+    if b.get(i) == Some(&b']') {
+        return (ws(b, i + 1) == b.len()).then_some(out);
+    }
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let from = i + 1;
+        let len = b
+            .get(from..)?
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        let end = from + len;
+        if b[end] != b'"' {
+            return None;
+        }
+        // Both ends are ASCII quotes, so they are character boundaries.
+        out.push(Cow::Borrowed(text.get(from..end)?));
+        i = ws(b, end + 1);
+        match b.get(i) {
+            Some(b',') => i = ws(b, i + 1),
+            Some(b']') => return (ws(b, i + 1) == b.len()).then_some(out),
+            _ => return None,
+        }
+    }
+}
+
 /// A read-only view of a JSON value: a `serde_json::Value`, or a member of a [`Doc`].
 #[derive(Clone, Copy, Debug)]
 pub enum JsonRef<'e> {
@@ -109,21 +155,51 @@ pub enum JsonRef<'e> {
     Str(&'e str),
     /// An object's members on the paths read.
     Object(&'e [(Cow<'e, str>, Doc<'e>)]),
+    /// A member taken whole and not built yet ([`Doc::Raw`]): built the first time it is read
+    /// as a value, while [`JsonRef::strings`] reads an array of plain strings from its text.
+    Raw(&'e str, &'e OnceCell<Box<Value>>),
 }
 
 impl<'e> JsonRef<'e> {
+    /// The same member, built if it was [`JsonRef::Raw`].
+    pub fn forced(self) -> JsonRef<'e> {
+        match self {
+            JsonRef::Raw(text, v) => JsonRef::Value(v.get_or_init(|| Box::new(build(text)))),
+            other => other,
+        }
+    }
+
+    /// The elements of an array as the k8saudit plugin stringifies them (see
+    /// [`JsonRef::stringify`]); `None` for anything else. An array of strings without escapes
+    /// not built yet (`user.groups`, `sourceIPs`) is read from its text, borrowing each string,
+    /// without building it.
+    pub fn strings(self) -> Option<Vec<Cow<'e, str>>> {
+        if let JsonRef::Raw(text, _) = self
+            && let Some(items) = plain_strings(text)
+        {
+            return Some(items);
+        }
+        let items = self.forced().as_array()?;
+        Some(
+            items
+                .iter()
+                .map(|v| JsonRef::Value(v).stringify())
+                .collect(),
+        )
+    }
+
     /// Member `key` of an object (`None` for anything else).
     pub fn get(self, key: &str) -> Option<JsonRef<'e>> {
-        match self {
+        match self.forced() {
             JsonRef::Value(v) => v.as_object()?.get(key).map(JsonRef::Value),
             JsonRef::Object(m) => m.iter().find(|(k, _)| k == key).map(|(_, v)| v.view()),
-            JsonRef::Str(_) => None,
+            JsonRef::Str(_) | JsonRef::Raw(..) => None,
         }
     }
 
     /// Element `i` of an array (`None` for anything else).
     pub fn at(self, i: usize) -> Option<JsonRef<'e>> {
-        match self {
+        match self.forced() {
             JsonRef::Value(Value::Array(a)) => a.get(i).map(JsonRef::Value),
             _ => None,
         }
@@ -131,16 +207,16 @@ impl<'e> JsonRef<'e> {
 
     /// The string, if this is one.
     pub fn as_str(self) -> Option<&'e str> {
-        match self {
+        match self.forced() {
             JsonRef::Value(v) => v.as_str(),
             JsonRef::Str(s) => Some(s),
-            JsonRef::Object(_) => None,
+            JsonRef::Object(_) | JsonRef::Raw(..) => None,
         }
     }
 
     /// The array, if this is one (arrays are always built by serde_json).
     pub fn as_array(self) -> Option<&'e Vec<Value>> {
-        match self {
+        match self.forced() {
             JsonRef::Value(v) => v.as_array(),
             _ => None,
         }
@@ -148,24 +224,27 @@ impl<'e> JsonRef<'e> {
 
     /// True for `null`.
     pub fn is_null(self) -> bool {
-        matches!(self, JsonRef::Value(Value::Null))
+        matches!(self.forced(), JsonRef::Value(Value::Null))
     }
 
     /// The value as the k8saudit plugin stringifies it: strings raw, anything else compact
     /// JSON.
     pub fn stringify(self) -> Cow<'e, str> {
-        match self {
+        match self.forced() {
             JsonRef::Str(s) => Cow::Borrowed(s),
             JsonRef::Value(Value::String(s)) => Cow::Borrowed(s.as_str()),
             JsonRef::Value(v) => Cow::Owned(v.to_string()),
-            JsonRef::Object(_) => Cow::Owned(self.to_value().into_owned().to_string()),
+            JsonRef::Object(_) | JsonRef::Raw(..) => {
+                Cow::Owned(self.to_value().into_owned().to_string())
+            }
         }
     }
 
     /// The value as serde_json builds it (borrowed when it is one already).
     pub fn to_value(self) -> Cow<'e, Value> {
-        match self {
+        match self.forced() {
             JsonRef::Value(v) => Cow::Borrowed(v),
+            JsonRef::Raw(text, _) => Cow::Owned(build(text)),
             JsonRef::Str(s) => Cow::Owned(Value::String(s.to_string())),
             JsonRef::Object(m) => {
                 let mut out = Map::with_capacity(m.len());
@@ -181,6 +260,41 @@ impl<'e> JsonRef<'e> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strings_read_from_the_text_match_the_built_array() {
+        for text in [
+            r#"["system:masters","system:authenticated"]"#,
+            " [ \"a\" ,\n\t\"b c\" ] ",
+            "[]",
+            "[ ]",
+            r#"["é", ""]"#,
+            // Not plain: read from the built value instead.
+            r#"["a\"b", "c"]"#,
+            r#"["a", 1, null, {"x": [true]}]"#,
+            r#"["a"] x"#,
+            r#"{"a": "b"}"#,
+            "1.5e3",
+            r#""plain""#,
+        ] {
+            let built: Option<Value> = serde_json::from_str(text.trim()).ok();
+            let cell = OnceCell::new();
+            let lazy = JsonRef::Raw(text, &cell).strings();
+            let want = built.as_ref().and_then(|v| JsonRef::Value(v).strings());
+            if built.is_some() {
+                assert_eq!(lazy, want, "{text}");
+            }
+        }
+        // A plain array is read without building it, and borrowed.
+        let cell = OnceCell::new();
+        let got = JsonRef::Raw(r#"["x", "y"]"#, &cell).strings().unwrap();
+        assert!(cell.get().is_none(), "built although plain");
+        assert!(got.iter().all(|s| matches!(s, Cow::Borrowed(_))));
+        assert_eq!(got, ["x", "y"]);
+        assert_eq!(plain_strings(r#"["a" "b"]"#), None);
+        assert_eq!(plain_strings(r#"["a",]"#), None);
+        assert_eq!(plain_strings(r#"["a"#), None);
+    }
 
     #[test]
     fn a_doc_reads_and_converts_as_the_value_it_stands_for() {

@@ -94,6 +94,8 @@ struct Scanner<'a> {
     /// an exponent or over 300 digits (it may not fit an `f64`): a value skipped with any of
     /// them is built at once (and given up on if serde_json refuses it), never lazily.
     doubtful: bool,
+    /// [`Scanner::skip`]'s stack of open containers, kept between skips.
+    open: Vec<bool>,
 }
 
 /// Digits a number may have and still fit an `f64` whatever they are (`f64::MAX` is about
@@ -188,6 +190,7 @@ impl<'a> Scanner<'a> {
             b: text.as_bytes(),
             pos: 0,
             doubtful: false,
+            open: Vec::new(),
         }
     }
 
@@ -304,8 +307,16 @@ impl<'a> Scanner<'a> {
     /// Skips one value (leading whitespace read), checking its syntax; returns how deeply it
     /// nests (0 for a scalar).
     fn skip(&mut self) -> Scan<usize> {
-        // Open containers: true for an object. Iterative, so any depth is skipped.
-        let mut open: Vec<bool> = Vec::new();
+        // The stack of open containers (true for an object) is the scanner's own, so that it is
+        // allocated once per payload, not once per skipped container. Iterative: any depth.
+        let mut open = std::mem::take(&mut self.open);
+        open.clear();
+        let skipped = self.skip_with(&mut open);
+        self.open = open;
+        skipped
+    }
+
+    fn skip_with(&mut self, open: &mut Vec<bool>) -> Scan<usize> {
         let mut deepest = 0;
         loop {
             // A value.

@@ -349,12 +349,7 @@ fn flag<'e>(b: bool) -> Option<Values<'e>> {
 }
 
 fn user_groups<'e>(_: &Field, ev: EventRef<'e>) -> Option<Values<'e>> {
-    many(
-        array(ev.json, "/user/groups")?
-            .iter()
-            .map(stringify)
-            .collect(),
-    )
+    many(json_pointer(ev.json, "/user/groups")?.strings()?)
 }
 
 fn uri_param_of<'e>(f: &Field, ev: EventRef<'e>) -> Option<Values<'e>> {

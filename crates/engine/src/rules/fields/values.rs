@@ -14,8 +14,8 @@ pub fn stringify(v: &Value) -> Cow<'_, str> {
 
 /// One step down: member `seg` of an object, or element `seg` of an array.
 fn step<'e>(cur: JsonRef<'e>, seg: &str) -> Option<JsonRef<'e>> {
-    match cur {
-        JsonRef::Value(Value::Array(_)) => cur.at(seg.parse::<usize>().ok()?),
+    match cur.forced() {
+        cur @ JsonRef::Value(Value::Array(_)) => cur.at(seg.parse::<usize>().ok()?),
         other => other.get(seg),
     }
 }
