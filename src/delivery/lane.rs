@@ -484,6 +484,9 @@ impl Spooler {
                     Err(_) => break,
                 }
             }
+            // More than another batch waiting behind this one: the destination does not keep
+            // up, so the spool takes the backlog (at disk speed) rather than memory.
+            let direct = direct && rx.len() < room;
             let (batch, holds): (Vec<Bytes>, Vec<Option<Hold>>) =
                 queued.into_iter().map(|q| (q.payload, q.hold)).unzip();
             let batch = Arc::new(batch);

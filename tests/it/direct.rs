@@ -263,3 +263,39 @@ async fn records_without_a_hold_always_go_through_the_spool() {
     assert_eq!(s.spooled(), 1, "its only durable copy is the spool");
     s.lane.close(Duration::ZERO).await;
 }
+
+#[tokio::test]
+async fn a_backlog_behind_a_direct_batch_goes_to_the_spool() {
+    // Direct batches wait on the sink for as long as it takes: only the backlog can spool.
+    let s = Setup::new(Mode::Gated, 60_000).await;
+    s.idle().await;
+    const NAMES: [&str; 34] = [
+        "00", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11", "12", "13", "14",
+        "15", "16", "17", "18", "19", "20", "21", "22", "23", "24", "25", "26", "27", "28", "29",
+        "30", "31", "32", "33",
+    ];
+    let mut held = vec![s.send_held(NAMES[0]).await];
+    wait_until("the first batch at the sink", || {
+        s.sink.attempts.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    for n in NAMES[1..].iter().copied() {
+        held.push(s.send_held(n).await);
+    }
+    // The first went straight to the sink and waits there; 33 queued behind it, more than two
+    // of the sink's batches (16).
+    assert_eq!(s.spooled(), 0);
+    s.sink.gate.add_permits(1000);
+    for h in held {
+        assert!(settled(h).await);
+    }
+    wait_until("all delivered", || s.sink.confirmed().len() >= NAMES.len()).await;
+    wait_until("the spool to empty", || s.lane.spool().is_empty()).await;
+    assert!(
+        s.spooled() >= 16,
+        "the backlog was spooled, not held in memory: {} spooled",
+        s.spooled()
+    );
+    assert_eq!(s.sink.confirmed(), bytes(&NAMES), "once each, in order");
+    s.lane.close(Duration::ZERO).await;
+}
