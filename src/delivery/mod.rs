@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 pub mod alerts;
+mod append;
 mod backoff;
 pub mod deadletter;
 mod direct;

@@ -209,7 +209,7 @@ impl Worker {
             None => {}
         }
         // Slow: spool it now, so that what is queued behind it need not wait on the destination.
-        let spooled = super::lane::spool_batch(
+        let spooled = super::append::spool_batch(
             &self.spool,
             &self.dead,
             &self.metrics,
