@@ -13,6 +13,7 @@ use tracing::Instrument;
 
 use super::append::spool_batch;
 use super::direct::Handoff;
+use super::spool::stored_len;
 use super::worker::Worker;
 use super::{
     Backoff, DeadLetters, Deliver, DeliveryMetrics, Hold, SinkLabels, Spool, SpoolConfig,
@@ -241,9 +242,10 @@ impl Lane {
     /// Queues one record; `hold` is released once the record is in the spool, or delivered
     /// straight from memory (see [`super::direct`]). Waits only while the spool writer is
     /// behind (disk-bound; a slow destination holds it for at most `spool.direct_delivery_ms`
-    /// once, a dead one not at all, until the spool cap). While the spool's disk is failing, a record
-    /// with a hold is refused at once ([`LaneError::Faulted`], the hold fails and its producer
-    /// offers the work again later); one without a hold waits, as nothing else would keep it.
+    /// once, a dead one not at all, until the spool cap). While the spool's disk is failing, a
+    /// record with a hold is refused at once ([`LaneError::Faulted`], the hold fails and its
+    /// producer offers the work again later); one without a hold waits, as nothing else would
+    /// keep it.
     pub async fn enqueue(&self, payload: Bytes, hold: Option<Hold>) -> Result<(), LaneError> {
         let tx = self
             .tx
@@ -252,7 +254,7 @@ impl Lane {
         if hold.is_some() && self.faulted.load(Ordering::Acquire) {
             return Err(LaneError::Faulted(self.name.clone()));
         }
-        let bytes = stored_len(&payload);
+        let bytes = stored_len(payload.len());
         self.pending.fetch_add(bytes, Ordering::AcqRel);
         if tx.send(Queued { payload, hold }).await.is_err() {
             self.pending.fetch_sub(bytes, Ordering::AcqRel);
@@ -366,11 +368,6 @@ struct Queued {
     hold: Option<Hold>,
 }
 
-/// What a record counts against the spool's cap.
-fn stored_len(payload: &Bytes) -> u64 {
-    (payload.len() + super::spool::META_LEN) as u64
-}
-
 /// The spool writer of a lane: queued records into the spool in batches (one fsync each).
 struct Spooler {
     spool: Arc<Spool>,
@@ -424,7 +421,7 @@ impl Spooler {
             let (batch, holds): (Vec<Bytes>, Vec<Option<Hold>>) =
                 queued.into_iter().map(|q| (q.payload, q.hold)).unzip();
             let batch = Arc::new(batch);
-            let bytes: u64 = batch.iter().map(stored_len).sum();
+            let bytes: u64 = batch.iter().map(|b| stored_len(b.len())).sum();
             let spool_it = if direct {
                 handoff.offer(batch, holds).await
             } else {

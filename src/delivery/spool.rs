@@ -61,8 +61,13 @@ pub struct Record {
 impl Record {
     /// Bytes this record counts against `max_bytes` (payload plus metadata).
     pub fn stored_len(&self) -> u64 {
-        (self.payload.len() + META_LEN) as u64
+        stored_len(self.payload.len())
     }
+}
+
+/// Bytes a payload of `len` bytes counts against `max_bytes` once spooled.
+pub fn stored_len(len: usize) -> u64 {
+    (len + META_LEN) as u64
 }
 
 /// What an append did.

@@ -294,7 +294,7 @@ impl Budgets {
             .get("ka.target.namespace")
             .and_then(|v| v.as_str())
             .unwrap_or("");
-        let stored = bytes as u64 + crate::delivery::spool::META_LEN as u64;
+        let stored = crate::delivery::spool::stored_len(bytes);
         // Looked up before inserting: no String allocated per alert once the sink is known.
         if !self.sinks.contains_key(sink) {
             self.sinks.insert(sink.to_string(), SinkBudget::new(held));
