@@ -126,16 +126,8 @@ impl Worker {
         self.gauges();
     }
 
-    /// Counts and reports a failed attempt at a batch that is (or is about to be) spooled, and
-    /// waits as its failure asks: a passing failure backs off; one the spool's next attempt
-    /// must judge (refused, denied) is tried again at once.
-    async fn direct_failed(
-        &mut self,
-        batch: &[Record],
-        error: SinkError,
-        retrying: &mut bool,
-    ) -> Wake {
-        let message = error.to_string();
+    /// Counts and reports a failed delivery attempt.
+    fn note_failed(&self, batch: &[Record], message: &str) {
         self.metrics
             .failed
             .get_or_create(&self.labels)
@@ -143,15 +135,41 @@ impl Worker {
         self.metrics.observe(
             &self.labels,
             batch.iter().map(|r| &r.payload[..]),
-            super::Outcome::Failed { error: &message },
+            super::Outcome::Failed { error: message },
         );
+    }
+
+    /// Waits after a passing failure: the next backoff delay, or what the destination asked
+    /// for (`retry_after`), which still advances the backoff.
+    async fn back_off(
+        &mut self,
+        records: usize,
+        message: &str,
+        retry_after: Option<Duration>,
+        retrying: &mut bool,
+    ) -> Wake {
+        let d = self.backoff.next_delay();
+        let d = retry_after.unwrap_or(d);
+        tracing::warn!(records, error = %message, retry_in_ms = d.as_millis() as u64, "delivery failed; will retry");
+        *retrying = true;
+        self.sleep(d).await
+    }
+
+    /// A failed attempt at a direct batch that is (or is about to be) spooled: a passing failure
+    /// backs off; one the spool's next attempt must judge (refused, denied) is tried again at
+    /// once.
+    async fn direct_failed(
+        &mut self,
+        batch: &[Record],
+        error: SinkError,
+        retrying: &mut bool,
+    ) -> Wake {
+        let message = error.to_string();
+        self.note_failed(batch, &message);
         match error {
             SinkError::Retryable { retry_after, .. } => {
-                let d = self.backoff.next_delay();
-                let d = retry_after.unwrap_or(d);
-                tracing::warn!(records = batch.len(), error = %message, retry_in_ms = d.as_millis() as u64, "delivery failed; spooled, will retry");
-                *retrying = true;
-                self.sleep(d).await
+                self.back_off(batch.len(), &message, retry_after, retrying)
+                    .await
             }
             _ => Wake::Go,
         }
@@ -430,22 +448,9 @@ impl Worker {
                 message,
                 retry_after,
             }) => {
-                self.metrics.failed.get_or_create(&self.labels).inc_by(n);
-                self.metrics.observe(
-                    &self.labels,
-                    batch.iter().map(|r| &r.payload[..]),
-                    super::Outcome::Failed { error: &message },
-                );
-                let d = match retry_after {
-                    Some(ra) => {
-                        self.backoff.next_delay();
-                        ra
-                    }
-                    None => self.backoff.next_delay(),
-                };
-                tracing::warn!(records = n, error = %message, retry_in_ms = d.as_millis() as u64, "delivery failed; will retry");
-                *retrying = true;
-                self.sleep(d).await
+                self.note_failed(&batch, &message);
+                self.back_off(batch.len(), &message, retry_after, retrying)
+                    .await
             }
         }
     }
