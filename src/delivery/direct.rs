@@ -1,6 +1,7 @@
-//! Direct delivery: a held batch that reaches a lane whose spool is empty and whose worker is
-//! idle goes straight to the destination, and is spooled only if the destination fails it or is
-//! slower than `spool.direct_delivery_ms`.
+//! Direct delivery: a held batch that reaches a lane whose spool is empty, with no backlog
+//! queued behind it, goes straight to the destination through the lane's worker (which takes it
+//! once it has nothing older), and is spooled only if the destination fails it or is slower than
+//! `spool.direct_delivery_ms`.
 //!
 //! Why: a healthy destination would otherwise cost every batch two fsynced spool transactions
 //! (the append, then the removal once confirmed), about an eighth of kaudit's CPU at full ingest
